@@ -1,0 +1,132 @@
+//! Boot options: the one channel from the host to the kernel.
+//!
+//! bootloader 0.11 passes the kernel no command line, so `boot` writes one into the ramdisk as
+//! the text file [`CMDLINE_PATH`]. Its syntax is Linux's: `key=value` words separated by white
+//! space. The kernel reads it right after the console is up; unknown words are reported (one
+//! log line each) and otherwise ignored, as Linux does.
+//!
+//! | word                       | meaning                                                     |
+//! |----------------------------|-------------------------------------------------------------|
+//! | `log=quiet\|info\|debug`   | console verbosity (`quiet`: errors only; default `info`)    |
+//! | `mode=run\|test`           | `run`: boot report then power off; `test`: in-kernel tests  |
+//! | `ktest.start_after=NAME`   | test mode: skip every test up to and including `NAME` (the host uses it to resume after a test that panicked) |
+
+/// Where the options live inside the ramdisk archive.
+pub const CMDLINE_PATH: &str = "pikku/cmdline";
+
+/// Console verbosity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    /// Only errors reach the console.
+    Quiet,
+    /// Errors, warnings and the boot narrative.
+    Info,
+    /// Everything, including per-step detail.
+    Debug,
+}
+
+/// What the kernel does once it has booted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Print the boot report and power off.
+    Run,
+    /// Run the in-kernel test harness.
+    Test,
+}
+
+/// The parsed options. Borrowed strings point into the command line text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BootOptions<'a> {
+    pub log: LogLevel,
+    pub mode: Mode,
+    pub start_after: Option<&'a str>,
+}
+
+impl Default for BootOptions<'_> {
+    fn default() -> Self {
+        BootOptions { log: LogLevel::Info, mode: Mode::Run, start_after: None }
+    }
+}
+
+/// A word of the command line that was not understood.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unknown<'a>(pub &'a str);
+
+impl LogLevel {
+    /// Parses `quiet`, `info` or `debug`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "quiet" => Some(LogLevel::Quiet),
+            "info" => Some(LogLevel::Info),
+            "debug" => Some(LogLevel::Debug),
+            _ => None,
+        }
+    }
+    /// The word [`LogLevel::parse`] accepts.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Quiet => "quiet",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+        }
+    }
+}
+
+impl<'a> BootOptions<'a> {
+    /// Parses a command line; calls `unknown` for each word it does not understand.
+    pub fn parse(cmdline: &'a str, mut unknown: impl FnMut(Unknown<'a>)) -> Self {
+        let mut opts = BootOptions::default();
+        for word in cmdline.split_ascii_whitespace() {
+            let (key, value) = word.split_once('=').unwrap_or((word, ""));
+            match key {
+                "log" => match LogLevel::parse(value) {
+                    Some(level) => opts.log = level,
+                    None => unknown(Unknown(word)),
+                },
+                "mode" => match value {
+                    "run" => opts.mode = Mode::Run,
+                    "test" => opts.mode = Mode::Test,
+                    _ => unknown(Unknown(word)),
+                },
+                "ktest.start_after" if !value.is_empty() => opts.start_after = Some(value),
+                _ => unknown(Unknown(word)),
+            }
+        }
+        opts
+    }
+
+    /// Writes the options back as a command line that [`BootOptions::parse`] reads.
+    #[cfg(feature = "std")]
+    pub fn to_cmdline(&self) -> String {
+        let mut s = format!("log={} mode={}", self.log.as_str(), match self.mode {
+            Mode::Run => "run",
+            Mode::Test => "test",
+        });
+        if let Some(name) = self.start_after {
+            s.push_str(" ktest.start_after=");
+            s.push_str(name);
+        }
+        s
+    }
+}
+
+#[cfg(all(test, feature = "std"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_known_words_and_reports_the_rest() {
+        let mut unknown = Vec::new();
+        let o = BootOptions::parse("log=debug  mode=test ktest.start_after=a::b bogus log=loud", |u| unknown.push(u.0));
+        assert_eq!(o, BootOptions { log: LogLevel::Debug, mode: Mode::Test, start_after: Some("a::b") });
+        assert_eq!(unknown, ["bogus", "log=loud"]);
+    }
+
+    #[test]
+    fn round_trips() {
+        let o = BootOptions { log: LogLevel::Quiet, mode: Mode::Test, start_after: Some("x::y") };
+        let line = o.to_cmdline();
+        assert_eq!(BootOptions::parse(&line, |u| panic!("unknown {u:?}")), o);
+        assert_eq!(BootOptions::parse("", |_| {}), BootOptions::default());
+    }
+}

@@ -1,0 +1,101 @@
+//! Linux's error numbers (x86-64, `include/uapi/asm-generic/errno-base.h` and `errno.h`).
+//!
+//! Syscall handlers return `Result<u64, Errno>`; the syscall table turns `Err(e)` into the
+//! register value `-(e as i64)`, exactly what Linux returns and what libc turns into `errno`.
+
+/// A Linux error number. The discriminant is the number Linux uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(i32)]
+pub enum Errno {
+    EPERM = 1,
+    ENOENT = 2,
+    ESRCH = 3,
+    EINTR = 4,
+    EIO = 5,
+    E2BIG = 7,
+    ENOEXEC = 8,
+    EBADF = 9,
+    ECHILD = 10,
+    EAGAIN = 11,
+    ENOMEM = 12,
+    EACCES = 13,
+    EFAULT = 14,
+    EBUSY = 16,
+    EEXIST = 17,
+    ENOTDIR = 20,
+    EISDIR = 21,
+    EINVAL = 22,
+    EMFILE = 24,
+    ENOTTY = 25,
+    ENOSPC = 28,
+    ESPIPE = 29,
+    ERANGE = 34,
+    ENAMETOOLONG = 36,
+    ENOSYS = 38,
+    ETIMEDOUT = 110,
+}
+
+impl Errno {
+    /// The positive error number (what `errno` holds in user space).
+    pub const fn number(self) -> i32 {
+        self as i32
+    }
+
+    /// The value a syscall returns in `rax` for this error: `-errno` as a 64-bit word.
+    pub const fn to_syscall_return(self) -> u64 {
+        (-(self as i64)) as u64
+    }
+
+    /// The symbolic name, as `strerrorname_np` gives it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Errno::EPERM => "EPERM",
+            Errno::ENOENT => "ENOENT",
+            Errno::ESRCH => "ESRCH",
+            Errno::EINTR => "EINTR",
+            Errno::EIO => "EIO",
+            Errno::E2BIG => "E2BIG",
+            Errno::ENOEXEC => "ENOEXEC",
+            Errno::EBADF => "EBADF",
+            Errno::ECHILD => "ECHILD",
+            Errno::EAGAIN => "EAGAIN",
+            Errno::ENOMEM => "ENOMEM",
+            Errno::EACCES => "EACCES",
+            Errno::EFAULT => "EFAULT",
+            Errno::EBUSY => "EBUSY",
+            Errno::EEXIST => "EEXIST",
+            Errno::ENOTDIR => "ENOTDIR",
+            Errno::EISDIR => "EISDIR",
+            Errno::EINVAL => "EINVAL",
+            Errno::EMFILE => "EMFILE",
+            Errno::ENOTTY => "ENOTTY",
+            Errno::ENOSPC => "ENOSPC",
+            Errno::ESPIPE => "ESPIPE",
+            Errno::ERANGE => "ERANGE",
+            Errno::ENAMETOOLONG => "ENAMETOOLONG",
+            Errno::ENOSYS => "ENOSYS",
+            Errno::ETIMEDOUT => "ETIMEDOUT",
+        }
+    }
+}
+
+impl core::fmt::Display for Errno {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{} ({})", self.name(), self.number())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_linuxs() {
+        // Spot checks against include/uapi/asm-generic/errno{-base}.h.
+        assert_eq!(Errno::EINVAL.number(), 22);
+        assert_eq!(Errno::ENOSPC.number(), 28);
+        assert_eq!(Errno::ENOSYS.number(), 38);
+        assert_eq!(Errno::EFAULT.to_syscall_return(), (-14i64) as u64);
+        assert_eq!(Errno::ENOMEM.to_string(), "ENOMEM (12)");
+    }
+}
