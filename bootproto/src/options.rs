@@ -10,6 +10,8 @@
 //! | `log=quiet\|info\|debug`   | console verbosity (`quiet`: errors only; default `info`)    |
 //! | `mode=run\|test`           | `run`: boot report then power off; `test`: in-kernel tests  |
 //! | `ktest.start_after=NAME`   | test mode: skip every test up to and including `NAME` (the host uses it to resume after a test that panicked) |
+//! | `ktest.selftest=1`         | test mode: also run the harness's own deliberately failing tests (panic, hang, triple fault), which the host uses to check the harness |
+//! | `ktest.carry=P,F,S`        | test mode: passed/failed/skipped counts of earlier boots of the same run, so the closing count covers them all |
 
 /// Where the options live inside the ramdisk archive.
 pub const CMDLINE_PATH: &str = "pikku/cmdline";
@@ -40,11 +42,23 @@ pub struct BootOptions<'a> {
     pub log: LogLevel,
     pub mode: Mode,
     pub start_after: Option<&'a str>,
+    /// Counts carried over from earlier boots of one test run.
+    pub carry: Counts,
+    /// Run the harness's deliberately failing self-tests too.
+    pub harness_selftest: bool,
+}
+
+/// Test counts: passed, failed, skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counts {
+    pub passed: u32,
+    pub failed: u32,
+    pub skipped: u32,
 }
 
 impl Default for BootOptions<'_> {
     fn default() -> Self {
-        BootOptions { log: LogLevel::Info, mode: Mode::Run, start_after: None }
+        BootOptions { log: LogLevel::Info, mode: Mode::Run, start_after: None, carry: Counts::default(), harness_selftest: false }
     }
 }
 
@@ -89,6 +103,11 @@ impl<'a> BootOptions<'a> {
                     _ => unknown(Unknown(word)),
                 },
                 "ktest.start_after" if !value.is_empty() => opts.start_after = Some(value),
+                "ktest.selftest" if value == "1" => opts.harness_selftest = true,
+                "ktest.carry" => match parse_counts(value) {
+                    Some(c) => opts.carry = c,
+                    None => unknown(Unknown(word)),
+                },
                 _ => unknown(Unknown(word)),
             }
         }
@@ -106,8 +125,21 @@ impl<'a> BootOptions<'a> {
             s.push_str(" ktest.start_after=");
             s.push_str(name);
         }
+        if self.harness_selftest {
+            s.push_str(" ktest.selftest=1");
+        }
+        if self.carry != Counts::default() {
+            let c = self.carry;
+            s.push_str(&format!(" ktest.carry={},{},{}", c.passed, c.failed, c.skipped));
+        }
         s
     }
+}
+
+fn parse_counts(s: &str) -> Option<Counts> {
+    let mut it = s.split(',').map(|n| n.parse::<u32>().ok());
+    let counts = Counts { passed: it.next()??, failed: it.next()??, skipped: it.next()?? };
+    it.next().is_none().then_some(counts)
 }
 
 #[cfg(all(test, feature = "std"))]
@@ -118,15 +150,24 @@ mod tests {
     fn parses_known_words_and_reports_the_rest() {
         let mut unknown = Vec::new();
         let o = BootOptions::parse("log=debug  mode=test ktest.start_after=a::b bogus log=loud", |u| unknown.push(u.0));
-        assert_eq!(o, BootOptions { log: LogLevel::Debug, mode: Mode::Test, start_after: Some("a::b") });
+        assert_eq!(o, BootOptions { log: LogLevel::Debug, mode: Mode::Test, start_after: Some("a::b"), carry: Counts::default(), harness_selftest: false });
         assert_eq!(unknown, ["bogus", "log=loud"]);
     }
 
     #[test]
     fn round_trips() {
-        let o = BootOptions { log: LogLevel::Quiet, mode: Mode::Test, start_after: Some("x::y") };
+        let o = BootOptions {
+            log: LogLevel::Quiet,
+            mode: Mode::Test,
+            start_after: Some("x::y"),
+            carry: Counts { passed: 3, failed: 1, skipped: 2 },
+            harness_selftest: true,
+        };
         let line = o.to_cmdline();
         assert_eq!(BootOptions::parse(&line, |u| panic!("unknown {u:?}")), o);
         assert_eq!(BootOptions::parse("", |_| {}), BootOptions::default());
+        let mut bad = Vec::new();
+        BootOptions::parse("ktest.carry=1,2 ktest.carry=1,2,3,4 ktest.carry=a,b,c", |u| bad.push(u.0));
+        assert_eq!(bad.len(), 3);
     }
 }

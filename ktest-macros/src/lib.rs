@@ -1,1 +1,80 @@
+//! `#[ktest]` — registers an in-kernel test right where it is written.
+//!
+//! ```ignore
+//! #[ktest]                      // runs on every CPU model
+//! fn allocation_map_starts_with_key_0() { … }
+//!
+//! #[ktest(needs = pku)]         // skipped (and counted as skipped) without PKU
+//! fn fifteen_keys_then_enospc() { … }
+//!
+//! #[ktest(needs = no_pku)]      // the "no protection keys" paths, e.g. under -cpu qemu64
+//! fn pkey_alloc_is_enospc() { … }
+//! ```
+//!
+//! The attribute leaves the function as it is and adds, next to it, a
+//! `#[test_case] static` of type `crate::ktest::KTest` naming the function, its module path and
+//! its requirement. The compiler's `custom_test_frameworks` collects every `#[test_case]` of the
+//! test build into one slice and hands it to the harness — so there is no central list of tests
+//! to edit by hand. Written without `syn`: it only needs the function's name.
 
+use proc_macro::{TokenStream, TokenTree};
+
+#[proc_macro_attribute]
+pub fn ktest(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let needs = match needs_of(attr) {
+        Ok(n) => n,
+        Err(msg) => return compile_error(&msg),
+    };
+    let Some(name) = fn_name(&item) else {
+        return compile_error("#[ktest] goes on a `fn`");
+    };
+    let registration = format!(
+        "#[test_case]\n\
+         #[allow(non_upper_case_globals)]\n\
+         static __ktest_{name}: crate::ktest::KTest = crate::ktest::KTest {{\n\
+             name: concat!(module_path!(), \"::\", \"{name}\"),\n\
+             needs: crate::ktest::Needs::{needs},\n\
+             run: {name},\n\
+         }};"
+    );
+    let mut out = item;
+    out.extend(registration.parse::<TokenStream>().expect("generated registration parses"));
+    out
+}
+
+/// `needs = pku` → `Pku`, `needs = no_pku` → `NoPku`, nothing → `Nothing`.
+fn needs_of(attr: TokenStream) -> Result<&'static str, String> {
+    let tokens: Vec<TokenTree> = attr.into_iter().collect();
+    match tokens.as_slice() {
+        [] => Ok("Nothing"),
+        [TokenTree::Ident(key), TokenTree::Punct(eq), TokenTree::Ident(value)]
+            if key.to_string() == "needs" && eq.as_char() == '=' =>
+        {
+            match value.to_string().as_str() {
+                "pku" => Ok("Pku"),
+                "no_pku" => Ok("NoPku"),
+                other => Err(format!("#[ktest(needs = …)]: unknown requirement `{other}` (pku, no_pku)")),
+            }
+        }
+        _ => Err("#[ktest] takes nothing or `needs = pku|no_pku`".into()),
+    }
+}
+
+fn fn_name(item: &TokenStream) -> Option<String> {
+    let mut tokens = item.clone().into_iter();
+    while let Some(t) = tokens.next() {
+        if let TokenTree::Ident(id) = &t {
+            if id.to_string() == "fn" {
+                return match tokens.next() {
+                    Some(TokenTree::Ident(name)) => Some(name.to_string()),
+                    _ => None,
+                };
+            }
+        }
+    }
+    None
+}
+
+fn compile_error(msg: &str) -> TokenStream {
+    format!("compile_error!({msg:?});").parse().unwrap()
+}

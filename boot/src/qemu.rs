@@ -1,0 +1,85 @@
+//! QEMU's command line, written in one place.
+//!
+//! Every boot of pikku — `make run`, the test matrix, later the benchmarks — goes through
+//! [`Qemu::command`], so all of them agree on the machine: `-cpu max` (which under TCG emulates
+//! PKU and PKS) unless told otherwise, 512 MiB, no display, COM1 on standard output, no reboot
+//! (a triple fault ends QEMU with status 0 instead of looping), and the `isa-debug-exit` device
+//! the kernel ends QEMU with (`bootproto::exit`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::image::Firmware;
+use crate::Error;
+
+/// Debian's OVMF (package `ovmf`), the UEFI firmware.
+pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+/// OVMF's variable store template; each boot gets its own writable copy.
+pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+
+/// How to run QEMU.
+#[derive(Debug, Clone)]
+pub struct Qemu {
+    pub firmware: Firmware,
+    /// The `-cpu` model: `max` (PKU, PKS) or e.g. `qemu64` (no PKU).
+    pub cpu: String,
+    /// Use KVM (only where /dev/kvm works; KVM here exposes no PKU, so never for pkey tests).
+    pub kvm: bool,
+    /// Extra arguments, passed through as they are.
+    pub extra_args: Vec<String>,
+}
+
+impl Default for Qemu {
+    fn default() -> Self {
+        Qemu { firmware: Firmware::Bios, cpu: "max".into(), kvm: false, extra_args: Vec::new() }
+    }
+}
+
+/// Checks that QEMU (and OVMF for UEFI) are installed; one line saying what to do if not.
+pub fn check_installed(firmware: Firmware) -> Result<(), Error> {
+    let qemu_ok = Command::new("qemu-system-x86_64").arg("--version").output().map(|o| o.status.success()).unwrap_or(false);
+    if !qemu_ok {
+        return Err("qemu-system-x86_64 not found: run `scripts/setup.sh` (or `apt-get install qemu-system-x86`)".into());
+    }
+    if firmware == Firmware::Uefi && !Path::new(OVMF_CODE).exists() {
+        return Err(format!("{OVMF_CODE} not found: run `scripts/setup.sh` (or `apt-get install ovmf`)"));
+    }
+    Ok(())
+}
+
+impl Qemu {
+    /// The command that boots `image`. For UEFI, `vars` must be a writable copy of
+    /// [`OVMF_VARS`] (see [`Qemu::prepare_vars`]).
+    pub fn command(&self, image: &Path, vars: Option<&Path>) -> Command {
+        let mut cmd = Command::new("qemu-system-x86_64");
+        cmd.args(["-cpu", &self.cpu, "-m", "512M", "-no-reboot", "-display", "none", "-monitor", "none"]);
+        cmd.args(["-serial", "stdio"]);
+        cmd.args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
+        if self.kvm {
+            cmd.arg("-enable-kvm");
+        }
+        if self.firmware == Firmware::Uefi {
+            cmd.arg("-drive").arg(format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}"));
+            let vars = vars.expect("UEFI boots need a writable OVMF_VARS copy");
+            cmd.arg("-drive").arg(format!("if=pflash,format=raw,file={}", vars.display()));
+        }
+        cmd.arg("-drive").arg(format!("format=raw,file={}", image.display()));
+        cmd.args(&self.extra_args);
+        cmd
+    }
+
+    /// For UEFI: a fresh writable copy of the OVMF variable store (OVMF writes to it).
+    pub fn prepare_vars(&self) -> Result<Option<PathBuf>, Error> {
+        if self.firmware != Firmware::Uefi {
+            return Ok(None);
+        }
+        let path = crate::image::unique_path("ovmf-vars", "fd");
+        std::fs::copy(OVMF_VARS, &path).map_err(|e| format!("cannot copy {OVMF_VARS}: {e}"))?;
+        Ok(Some(path))
+    }
+}
+
+/// Is KVM usable here?
+pub fn kvm_available() -> bool {
+    std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok()
+}

@@ -1,0 +1,169 @@
+//! What this CPU can do (CPUID), and turning on what pikku uses (CR4).
+//!
+//! CPUID (Intel SDM Vol. 2A, "CPUID—CPU Identification") answers feature questions; CR4
+//! (Vol. 3A §2.5 "Control Registers", Table 2-x "CR4 bits") switches features on. The protection
+//! key bits pikku cares about:
+//!
+//! | bit                       | where                  | meaning                                    |
+//! |---------------------------|------------------------|--------------------------------------------|
+//! | PKU                       | CPUID.(7,0):ECX[3]     | the CPU implements user protection keys    |
+//! | OSPKE                     | CPUID.(7,0):ECX[4]     | reads 1 once the OS has set CR4.PKE        |
+//! | PKS                       | CPUID.(7,0):ECX[31]    | supervisor protection keys (reported only) |
+//! | CR4.PKE                   | CR4 bit 22             | enables PKRU checks and PTE key bits       |
+//! | CR4.PKS                   | CR4 bit 24             | supervisor keys (pikku leaves it off)      |
+//!
+//! [`pkey_support`] is the kernel's one answer to "does this system have protection keys?"
+//! (Linux: `cpu_feature_enabled(X86_FEATURE_OSPKE)`, and `arch_max_pkey()` follows from it).
+
+use core::sync::atomic::{AtomicBool, Ordering};
+use pkeys::Support;
+use spin::Once;
+use x86_64::registers::control::{Cr4, Cr4Flags};
+
+/// The features pikku reports or uses, read once at boot.
+#[derive(Debug, Clone, Copy)]
+pub struct Features {
+    pub vendor: [u8; 12],
+    pub brand: [u8; 48],
+    pub family: u32,
+    pub model: u32,
+    pub stepping: u32,
+    /// CPUID.(7,0):ECX[3] — user protection keys.
+    pub pku: bool,
+    /// CPUID.(7,0):ECX[31] — supervisor protection keys.
+    pub pks: bool,
+    /// CPUID.(7,0):EBX[7] — supervisor-mode execution prevention.
+    pub smep: bool,
+    /// CPUID.(7,0):EBX[20] — supervisor-mode access prevention.
+    pub smap: bool,
+    /// CPUID.1:ECX[26] — XSAVE and friends.
+    pub xsave: bool,
+}
+
+static FEATURES: Once<Features> = Once::new();
+static PKEY_SUPPORT: Once<Support> = Once::new();
+/// Fast copy of "OSPKE is on", read on the RDPKRU/WRPKRU paths.
+static OSPKE: AtomicBool = AtomicBool::new(false);
+
+/// CPUID with a sub-leaf.
+pub fn cpuid(leaf: u32, subleaf: u32) -> core::arch::x86_64::CpuidResult {
+    #[allow(unused_unsafe)]
+    // SAFETY: CPUID exists on every x86-64 CPU and only reads identification registers.
+    unsafe {
+        core::arch::x86_64::__cpuid_count(leaf, subleaf)
+    }
+}
+
+fn bit(reg: u32, n: u32) -> bool {
+    reg & (1 << n) != 0
+}
+
+fn read_features() -> Features {
+    let leaf0 = cpuid(0, 0);
+    let mut vendor = [0u8; 12];
+    vendor[0..4].copy_from_slice(&leaf0.ebx.to_le_bytes());
+    vendor[4..8].copy_from_slice(&leaf0.edx.to_le_bytes());
+    vendor[8..12].copy_from_slice(&leaf0.ecx.to_le_bytes());
+
+    let leaf1 = cpuid(1, 0);
+    let base_family = (leaf1.eax >> 8) & 0xf;
+    let base_model = (leaf1.eax >> 4) & 0xf;
+    // SDM Vol. 2A, CPUID leaf 1 EAX: the extended fields count only for families 6 and 15.
+    let family = if base_family == 0xf { base_family + ((leaf1.eax >> 20) & 0xff) } else { base_family };
+    let model = if base_family == 0x6 || base_family == 0xf {
+        base_model | (((leaf1.eax >> 16) & 0xf) << 4)
+    } else {
+        base_model
+    };
+
+    let leaf7 = if leaf0.eax >= 7 { cpuid(7, 0) } else { cpuid(0, 0) };
+    let has7 = leaf0.eax >= 7;
+
+    let mut brand = [0u8; 48];
+    if cpuid(0x8000_0000, 0).eax >= 0x8000_0004 {
+        for (i, leaf) in (0x8000_0002u32..=0x8000_0004).enumerate() {
+            let r = cpuid(leaf, 0);
+            for (j, reg) in [r.eax, r.ebx, r.ecx, r.edx].iter().enumerate() {
+                brand[i * 16 + j * 4..i * 16 + j * 4 + 4].copy_from_slice(&reg.to_le_bytes());
+            }
+        }
+    }
+
+    Features {
+        vendor,
+        brand,
+        family,
+        model,
+        stepping: leaf1.eax & 0xf,
+        pku: has7 && bit(leaf7.ecx, 3),
+        pks: has7 && bit(leaf7.ecx, 31),
+        smep: has7 && bit(leaf7.ebx, 7),
+        smap: has7 && bit(leaf7.ebx, 20),
+        xsave: bit(leaf1.ecx, 26),
+    }
+}
+
+/// The CPU's features (read on first call).
+pub fn features() -> &'static Features {
+    FEATURES.call_once(read_features)
+}
+
+/// Reads CPUID.(7,0):ECX[4], OSPKE: 1 exactly when CR4.PKE is set on a CPU with PKU.
+pub fn cpuid_ospke() -> bool {
+    cpuid(0, 0).eax >= 7 && bit(cpuid(7, 0).ecx, 4)
+}
+
+/// Turns on user protection keys if the CPU has them, and records the answer.
+///
+/// Linux: `setup_pku()` (`arch/x86/kernel/cpu/common.c`) — set CR4.PKE, then trust OSPKE.
+/// The hardware leaves PKRU at 0 after reset (all keys open); the kernel's own accesses to its
+/// own (supervisor) pages are never checked against PKRU, so nothing else is needed here. Each
+/// user thread gets its PKRU when it is created (see `task`).
+pub fn enable_protection_keys() -> Support {
+    *PKEY_SUPPORT.call_once(|| {
+        if !features().pku {
+            return Support::Absent;
+        }
+        // SAFETY: the CPU reports PKU, so CR4.PKE (bit 22) is defined. Setting it makes the
+        // CPU read PTE bits 59-62 as keys; pikku never stores anything else in those bits.
+        unsafe { Cr4::update(|f| f.insert(Cr4Flags::PROTECTION_KEY_USER)) };
+        if cpuid_ospke() {
+            OSPKE.store(true, Ordering::Release);
+            Support::Enabled
+        } else {
+            Support::Absent
+        }
+    })
+}
+
+/// The kernel's one answer to "does this system have protection keys?". `Absent` until
+/// [`enable_protection_keys`] has run.
+pub fn pkey_support() -> Support {
+    PKEY_SUPPORT.get().copied().unwrap_or(Support::Absent)
+}
+
+/// Is OSPKE on (so RDPKRU/WRPKRU may execute)?
+#[inline]
+pub fn ospke() -> bool {
+    OSPKE.load(Ordering::Relaxed)
+}
+
+/// Is CR4.PKE set right now?
+pub fn cr4_pke() -> bool {
+    Cr4::read().contains(Cr4Flags::PROTECTION_KEY_USER)
+}
+
+/// Sets CR0.WP, so that supervisor writes honour read-only pages and PKRU's WD bits
+/// (SDM Vol. 3A §4.6.1). The bootloader leaves it set; pikku makes sure.
+pub fn enable_write_protect() {
+    use x86_64::registers::control::{Cr0, Cr0Flags};
+    // SAFETY: CR0.WP only makes supervisor writes stricter; the kernel writes its own read-only
+    // data nowhere.
+    unsafe { Cr0::update(|f| f.insert(Cr0Flags::WRITE_PROTECT)) };
+}
+
+/// Text of a zero-padded CPUID string.
+pub fn text(bytes: &[u8]) -> &str {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    core::str::from_utf8(&bytes[..end]).unwrap_or("?").trim()
+}

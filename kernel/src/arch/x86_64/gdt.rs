@@ -1,0 +1,74 @@
+//! The GDT, the TSS, and the stack a double fault runs on.
+//!
+//! In 64-bit mode segmentation is mostly gone, but the CPU still needs (Intel SDM Vol. 3A §3.4.5,
+//! §7.2.3): a code segment for each privilege level, a data segment, and a TSS — which no longer
+//! holds task state, only stack pointers: RSP0 (the stack ring 3 → ring 0 transitions switch
+//! to) and the Interrupt Stack Table (IST, §6.14.5), seven known-good stacks an IDT gate can
+//! demand. The double-fault gate uses IST slot 0, so a kernel stack overflow (which faults
+//! again while pushing the exception frame) still reaches a handler that prints a report.
+//!
+//! The segment order is fixed by SYSCALL/SYSRET (§5.8.8): kernel code, kernel data; then user
+//! data, user code, because SYSRET loads SS = STAR[63:48]+8 and CS = STAR[63:48]+16.
+
+use spin::Lazy;
+use x86_64::instructions::segmentation::{Segment, CS, DS, ES, SS};
+use x86_64::instructions::tables::load_tss;
+use x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable, SegmentSelector};
+use x86_64::structures::tss::TaskStateSegment;
+use x86_64::VirtAddr;
+
+/// The IST slot (0-based, as the `x86_64` crate counts) of the double-fault stack.
+pub const DOUBLE_FAULT_IST_INDEX: u16 = 0;
+const DOUBLE_FAULT_STACK_SIZE: usize = 5 * 4096;
+
+/// The double-fault stack. Aligned so the frame the CPU pushes is 16-byte aligned.
+#[repr(align(16))]
+struct Stack([u8; DOUBLE_FAULT_STACK_SIZE]);
+static mut DOUBLE_FAULT_STACK: Stack = Stack([0; DOUBLE_FAULT_STACK_SIZE]);
+
+static TSS: Lazy<TaskStateSegment> = Lazy::new(|| {
+    let mut tss = TaskStateSegment::new();
+    let start = VirtAddr::from_ptr(&raw const DOUBLE_FAULT_STACK);
+    tss.interrupt_stack_table[DOUBLE_FAULT_IST_INDEX as usize] = start + DOUBLE_FAULT_STACK_SIZE as u64;
+    tss
+});
+
+/// The selectors the rest of the kernel needs.
+#[derive(Debug, Clone, Copy)]
+pub struct Selectors {
+    pub kernel_code: SegmentSelector,
+    pub kernel_data: SegmentSelector,
+    pub user_data: SegmentSelector,
+    pub user_code: SegmentSelector,
+    pub tss: SegmentSelector,
+}
+
+static GDT: Lazy<(GlobalDescriptorTable, Selectors)> = Lazy::new(|| {
+    let mut gdt = GlobalDescriptorTable::new();
+    let kernel_code = gdt.append(Descriptor::kernel_code_segment());
+    let kernel_data = gdt.append(Descriptor::kernel_data_segment());
+    let user_data = gdt.append(Descriptor::user_data_segment());
+    let user_code = gdt.append(Descriptor::user_code_segment());
+    let tss = gdt.append(Descriptor::tss_segment(&TSS));
+    (gdt, Selectors { kernel_code, kernel_data, user_data, user_code, tss })
+});
+
+/// Loads the GDT and the TSS and reloads the segment registers.
+pub fn init() {
+    GDT.0.load();
+    let sel = GDT.1;
+    // SAFETY: the selectors come from the GDT just loaded and describe valid 64-bit kernel
+    // code/data segments and an available TSS that lives forever (static).
+    unsafe {
+        CS::set_reg(sel.kernel_code);
+        SS::set_reg(sel.kernel_data);
+        DS::set_reg(sel.kernel_data);
+        ES::set_reg(sel.kernel_data);
+        load_tss(sel.tss);
+    }
+}
+
+/// The selectors (valid after [`init`]).
+pub fn selectors() -> Selectors {
+    GDT.1
+}

@@ -1,0 +1,47 @@
+//! x86-64: registers, instructions, descriptor tables, exception entry, page-table writes.
+//!
+//! | module       | what it owns                                        | Intel SDM              |
+//! |--------------|-----------------------------------------------------|------------------------|
+//! | [`serial`]   | the 16550 UART on COM1, the console's wire          | —                      |
+//! | [`qemu`]     | ending QEMU through `isa-debug-exit`                 | —                      |
+//! | [`time`]     | the TSC, calibrated against the PIT                  | Vol. 3B §18.17         |
+//! | [`cpu`]      | CPUID features, CR4 (PKE, SMEP, SMAP), OSPKE         | Vol. 3A §2.5, Vol. 2A CPUID |
+//! | [`gdt`]      | GDT, TSS and the double-fault IST stack              | Vol. 3A §3.4, §7.7     |
+//! | [`trap`]     | IDT, exception entry stubs, the trap frame, reports  | Vol. 3A §6.14, §6.15   |
+//! | [`extable`]  | recoverable instructions (Linux's exception table)   | —                      |
+//! | [`pkru`]     | RDPKRU / WRPKRU                                      | Vol. 3A §2.7, Vol. 2B  |
+//! | [`paging`]   | page-table writes, CR3, TLB invalidation             | Vol. 3A §4.5, §4.10    |
+//! | [`uaccess`]  | kernel accesses to user memory (STAC/CLAC + extable) | Vol. 3A §4.6           |
+//! | [`percpu`]   | per-CPU data reached through GS                      | Vol. 3A §3.4.4         |
+pub mod cpu;
+pub mod extable;
+pub mod gdt;
+pub mod paging;
+pub mod percpu;
+pub mod pkru;
+pub mod qemu;
+pub mod serial;
+pub mod time;
+pub mod trap;
+pub mod uaccess;
+
+/// The ramdisk the bootloader loaded (the cpio archive `boot` packed), or an empty slice.
+pub fn boot_ramdisk(boot_info: &bootloader_api::BootInfo) -> &'static [u8] {
+    match boot_info.ramdisk_addr.into_option() {
+        // SAFETY: the bootloader mapped the ramdisk at this address for `ramdisk_len` bytes and
+        // never unmaps it; pikku never writes it.
+        Some(addr) if boot_info.ramdisk_len > 0 => unsafe {
+            core::slice::from_raw_parts(addr as *const u8, boot_info.ramdisk_len as usize)
+        },
+        _ => &[],
+    }
+}
+
+/// Stops the CPU until the next interrupt, forever. Used after the kernel has nothing left to
+/// do and QEMU did not end (e.g. no exit device).
+pub fn halt_forever() -> ! {
+    loop {
+        x86_64::instructions::interrupts::disable();
+        x86_64::instructions::hlt();
+    }
+}

@@ -1,0 +1,296 @@
+//! Page tables: the only code that writes paging structures, loads CR3 or flushes the TLB.
+//!
+//! x86-64 4-level paging (Intel SDM Vol. 3A §4.5): CR3 → PML4 → PDPT → PD → PT → 4-KiB page.
+//! The bootloader maps all physical memory at a fixed offset in the upper half
+//! (`BootloaderConfig::mappings.physical_memory`), so any frame — including page-table frames —
+//! is reachable at `phys + offset`. The `x86_64` crate's `OffsetPageTable` walks and edits the
+//! tables through that window.
+//!
+//! Ownership: a [`PageTableRoot`] is a PML4 frame. It is neither `Clone` nor `Copy`, and every
+//! function that changes a tree takes `&mut PageTableRoot` — so changing a user address space's
+//! tables requires its `Mm` write lock, and the kernel's own tree sits behind a mutex.
+//!
+//! The upper half (PML4 entries 256..511) is the kernel's and is shared by every address space:
+//! a new root copies those 256 entries from the kernel's root. The lower half belongs to user
+//! space. Protection keys live in bits 59–62 of the leaf entries (see `pkeys::pte`).
+
+use spin::{Mutex, Once};
+use x86_64::registers::control::{Cr3, Cr3Flags};
+use x86_64::structures::paging::mapper::{MapToError, MappedFrame, Mapper, TranslateResult, Translate};
+use x86_64::structures::paging::{
+    FrameAllocator, OffsetPageTable, Page, PageTable, PageTableFlags, PhysFrame, Size4KiB,
+};
+use x86_64::{PhysAddr, VirtAddr};
+
+static PHYS_OFFSET: Once<u64> = Once::new();
+static KERNEL_ROOT: Once<Mutex<PageTableRoot>> = Once::new();
+
+/// First address above user space: the lower canonical half ends here.
+pub const USER_END: u64 = 0x0000_8000_0000_0000;
+
+/// Beyond this many pages, [`invalidate_range`] reloads CR3 instead of issuing INVLPG per page.
+/// 32 is roughly where a full flush (and the refills it causes) becomes cheaper than the
+/// INVLPGs; Linux uses 33 (`tlb_single_page_flush_ceiling`).
+pub const FLUSH_ALL_THRESHOLD: u64 = 32;
+
+/// A PML4 frame: the root of one page-table tree.
+#[derive(Debug)]
+pub struct PageTableRoot {
+    frame: PhysFrame,
+}
+
+/// Why a mapping could not be made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MapError {
+    /// No free frame for an intermediate table.
+    OutOfFrames,
+    /// The page is already mapped.
+    AlreadyMapped,
+    /// A huge page is in the way.
+    HugePage,
+}
+
+/// Hands `OffsetPageTable` frames for intermediate tables from any source.
+struct FrameSource<'a>(&'a mut dyn FnMut() -> Option<PhysFrame>);
+
+// SAFETY: the closure hands out frames the frame allocator marked as used; each frame is
+// handed out once and is not in use elsewhere.
+unsafe impl FrameAllocator<Size4KiB> for FrameSource<'_> {
+    fn allocate_frame(&mut self) -> Option<PhysFrame<Size4KiB>> {
+        let frame = (self.0)()?;
+        zero_frame(frame);
+        Some(frame)
+    }
+}
+
+/// Records where physical memory is mapped and adopts the bootloader's page tables as the
+/// kernel's. Called once at boot.
+pub fn init(physical_memory_offset: u64) {
+    PHYS_OFFSET.call_once(|| physical_memory_offset);
+    let (frame, _) = Cr3::read();
+    KERNEL_ROOT.call_once(|| Mutex::new(PageTableRoot { frame }));
+}
+
+/// The virtual address at which physical address `phys` can be accessed.
+pub fn phys_to_virt(phys: PhysAddr) -> VirtAddr {
+    VirtAddr::new(phys.as_u64() + PHYS_OFFSET.get().expect("paging::init not called"))
+}
+
+/// Fills a frame with zeros.
+pub fn zero_frame(frame: PhysFrame) {
+    let ptr = phys_to_virt(frame.start_address()).as_mut_ptr::<u8>();
+    // SAFETY: the physical-memory window maps every frame; the caller owns `frame` (it was just
+    // allocated), so nothing else reads or writes it concurrently.
+    unsafe { core::ptr::write_bytes(ptr, 0, 4096) };
+}
+
+/// Copies one frame's contents into another.
+pub fn copy_frame(from: PhysFrame, to: PhysFrame) {
+    let src = phys_to_virt(from.start_address()).as_ptr::<u8>();
+    let dst = phys_to_virt(to.start_address()).as_mut_ptr::<u8>();
+    // SAFETY: both frames are mapped through the physical window; `to` is owned by the caller
+    // and distinct from `from` (a fresh allocation).
+    unsafe { core::ptr::copy_nonoverlapping(src, dst, 4096) };
+}
+
+fn table(frame: &PhysFrame) -> *mut PageTable {
+    phys_to_virt(frame.start_address()).as_mut_ptr()
+}
+
+impl PageTableRoot {
+    /// The PML4's physical frame (what CR3 holds).
+    pub fn frame(&self) -> PhysFrame {
+        self.frame
+    }
+
+    /// A new tree: an empty user half and the kernel's upper half.
+    pub fn new_user(mut alloc: impl FnMut() -> Option<PhysFrame>) -> Option<PageTableRoot> {
+        let frame = alloc()?;
+        zero_frame(frame);
+        let kernel = kernel_root().lock();
+        // SAFETY: both frames are PML4s reachable through the physical window; `frame` is
+        // fresh and the kernel root is locked, so neither is being modified elsewhere.
+        unsafe {
+            let (src, dst) = (&*table(&kernel.frame), &mut *table(&frame));
+            for i in 256..512 {
+                dst[i] = src[i].clone();
+            }
+        }
+        Some(PageTableRoot { frame })
+    }
+
+    fn mapper(&mut self) -> OffsetPageTable<'_> {
+        // SAFETY: `&mut self` guarantees exclusive access to this tree (see the module docs);
+        // the physical window maps every table frame at PHYS_OFFSET.
+        unsafe { OffsetPageTable::new(&mut *table(&self.frame), VirtAddr::new(*PHYS_OFFSET.get().unwrap())) }
+    }
+
+    /// Maps `page` to `frame` with `flags` (which may carry key bits 59–62). Intermediate tables
+    /// get PRESENT | WRITABLE, plus USER_ACCESSIBLE in the lower half: a page is a user page
+    /// only if U/S is set at every level (SDM Vol. 3A §4.6.1).
+    pub fn map(
+        &mut self,
+        page: Page,
+        frame: PhysFrame,
+        flags: PageTableFlags,
+        mut alloc: impl FnMut() -> Option<PhysFrame>,
+    ) -> Result<(), MapError> {
+        let mut parent = PageTableFlags::PRESENT | PageTableFlags::WRITABLE;
+        if page.start_address().as_u64() < USER_END {
+            parent |= PageTableFlags::USER_ACCESSIBLE;
+        }
+        let mut source = FrameSource(&mut alloc);
+        // SAFETY: the caller owns `frame` and hands it to this mapping; mapping a fresh page
+        // cannot break existing references (`AlreadyMapped` is refused).
+        let result = unsafe { self.mapper().map_to_with_table_flags(page, frame, flags, parent, &mut source) };
+        match result {
+            Ok(flush) => {
+                flush.flush();
+                Ok(())
+            }
+            Err(MapToError::FrameAllocationFailed) => Err(MapError::OutOfFrames),
+            Err(MapToError::PageAlreadyMapped(_)) => Err(MapError::AlreadyMapped),
+            Err(MapToError::ParentEntryHugePage) => Err(MapError::HugePage),
+        }
+    }
+
+    /// Removes the mapping of `page`, returning the frame it mapped (the caller frees it).
+    pub fn unmap(&mut self, page: Page) -> Option<PhysFrame> {
+        let (frame, flush) = self.mapper().unmap(page).ok()?;
+        flush.flush();
+        Some(frame)
+    }
+
+    /// The frame and leaf flags of the 4-KiB page containing `addr`, if mapped.
+    pub fn translate(&mut self, addr: VirtAddr) -> Option<(PhysFrame, PageTableFlags)> {
+        match self.mapper().translate(addr) {
+            TranslateResult::Mapped { frame: MappedFrame::Size4KiB(frame), flags, .. } => Some((frame, flags)),
+            _ => None,
+        }
+    }
+
+    /// Rewrites the leaf flags of a mapped page with `f` (raw bits in, raw bits out) and
+    /// invalidates its TLB entry. Returns `false` if the page is not mapped.
+    pub fn update_flags(&mut self, page: Page, f: impl FnOnce(u64) -> u64) -> bool {
+        let Some((_, flags)) = self.translate(page.start_address()) else { return false };
+        let new = PageTableFlags::from_bits_retain(f(flags.bits()));
+        // SAFETY: changing the flags of a mapped user page cannot invalidate kernel references
+        // (the kernel touches user memory only through `uaccess`, which survives faults).
+        match unsafe { self.mapper().update_flags(page, new) } {
+            Ok(flush) => {
+                flush.flush();
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Loads this tree into CR3 (SDM Vol. 3A §4.5; a CR3 write flushes non-global TLB entries).
+    pub fn activate(&self) {
+        // SAFETY: the tree contains the kernel's upper half (copied at creation), so the code,
+        // stack and data in use stay mapped across the switch.
+        unsafe { Cr3::write(self.frame, Cr3Flags::empty()) };
+    }
+
+    /// Frees every user-half page and table of this tree through `free`, leaving an empty
+    /// user half. Huge pages do not occur in the user half (pikku maps 4-KiB pages only).
+    pub fn free_user_half(&mut self, mut free: impl FnMut(PhysFrame)) {
+        fn walk(frame: PhysFrame, level: u8, free: &mut dyn FnMut(PhysFrame)) {
+            // SAFETY: `frame` is a page table of this tree, reachable through the physical
+            // window; the caller holds `&mut PageTableRoot`, so nothing walks it concurrently.
+            let table = unsafe { &mut *table(&frame) };
+            for entry in table.iter_mut() {
+                if entry.is_unused() {
+                    continue;
+                }
+                let child = PhysFrame::containing_address(entry.addr());
+                if level > 1 && !entry.flags().contains(PageTableFlags::HUGE_PAGE) {
+                    walk(child, level - 1, free);
+                }
+                free(child);
+                entry.set_unused();
+            }
+        }
+        // SAFETY: as above, for the PML4 itself.
+        let pml4 = unsafe { &mut *table(&self.frame) };
+        for entry in pml4.iter_mut().take(256) {
+            if entry.is_unused() {
+                continue;
+            }
+            let child = PhysFrame::containing_address(entry.addr());
+            walk(child, 3, &mut free);
+            free(child);
+            entry.set_unused();
+        }
+        if active_root_frame() == self.frame {
+            flush_all();
+        }
+    }
+
+    /// Calls `f(page, frame, leaf flags)` for every mapped 4-KiB page of the user half.
+    pub fn for_each_user_page(&mut self, mut f: impl FnMut(Page, PhysFrame, PageTableFlags)) {
+        fn walk(frame: PhysFrame, level: u8, base: u64, f: &mut dyn FnMut(Page, PhysFrame, PageTableFlags)) {
+            // SAFETY: `frame` is a table of this tree, reachable through the physical window;
+            // `&mut PageTableRoot` excludes concurrent changes. Read only.
+            let table = unsafe { &*table(&frame) };
+            for (i, entry) in table.iter().enumerate() {
+                if entry.is_unused() || entry.flags().contains(PageTableFlags::HUGE_PAGE) {
+                    continue;
+                }
+                let addr = base + ((i as u64) << (12 + 9 * (level as u64 - 1)));
+                let child = PhysFrame::containing_address(entry.addr());
+                if level == 1 {
+                    f(Page::containing_address(VirtAddr::new(addr)), child, entry.flags());
+                } else {
+                    walk(child, level - 1, addr, f);
+                }
+            }
+        }
+        // SAFETY: as above, for the PML4.
+        let pml4 = unsafe { &*table(&self.frame) };
+        for (i, entry) in pml4.iter().enumerate().take(256) {
+            if !entry.is_unused() {
+                walk(PhysFrame::containing_address(entry.addr()), 3, (i as u64) << 39, &mut f);
+            }
+        }
+    }
+
+    /// Consumes the root, returning its PML4 frame (to be freed once its user half is empty
+    /// and no CPU has it loaded).
+    pub fn into_frame(self) -> PhysFrame {
+        self.frame
+    }
+}
+
+/// The kernel's own tree (the bootloader's, adopted at boot).
+pub fn kernel_root() -> &'static Mutex<PageTableRoot> {
+    KERNEL_ROOT.get().expect("paging::init not called")
+}
+
+/// The PML4 frame CR3 holds now.
+pub fn active_root_frame() -> PhysFrame {
+    Cr3::read().0
+}
+
+/// Loads the kernel's own tree into CR3.
+pub fn activate_kernel_root() {
+    kernel_root().lock().activate();
+}
+
+/// Invalidates the TLB entries of `pages` pages from `start` (INVLPG each, SDM Vol. 2A
+/// "INVLPG"), or the whole non-global TLB past [`FLUSH_ALL_THRESHOLD`]. The one place that
+/// will send shootdown IPIs when pikku runs on several CPUs.
+pub fn invalidate_range(start: VirtAddr, pages: u64) {
+    if pages > FLUSH_ALL_THRESHOLD {
+        flush_all();
+    } else {
+        for i in 0..pages {
+            x86_64::instructions::tlb::flush(start + i * 4096);
+        }
+    }
+}
+
+/// Flushes all non-global TLB entries (CR3 reload).
+pub fn flush_all() {
+    x86_64::instructions::tlb::flush_all();
+}

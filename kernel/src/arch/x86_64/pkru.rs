@@ -1,0 +1,108 @@
+//! RDPKRU and WRPKRU — the only instructions that touch PKRU.
+//!
+//! Intel SDM Vol. 2B "RDPKRU" / "WRPKRU", Vol. 3A §2.7: RDPKRU (`0f 01 ee`) needs ECX = 0 and
+//! returns PKRU in EAX (EDX cleared); WRPKRU (`0f 01 ef`) takes the value in EAX and needs
+//! ECX = EDX = 0. Both work in any ring, and both raise #UD unless CR4.PKE = 1. So every use
+//! here is guarded by OSPKE ([`super::cpu::ospke`]), as Linux's `read_pkru()` / `write_pkru()`
+//! are: without it, reads give 0 and writes do nothing — no PKRU instruction ever runs.
+//!
+//! [`CurrentPkru`] is the calling thread's PKRU as the pure `pkeys` logic sees it: while a thread
+//! runs, the hardware register *is* its PKRU.
+
+use super::extable::Fault;
+use core::sync::atomic::{AtomicU64, Ordering};
+use pkeys::{Pkru, PkruRegister};
+
+/// Counts for tests and the demo: WRPKRUs executed, WRPKRUs avoided because the value was
+/// already there, RDPKRUs executed.
+pub static WRPKRU_DONE: AtomicU64 = AtomicU64::new(0);
+pub static WRPKRU_SKIPPED: AtomicU64 = AtomicU64::new(0);
+pub static RDPKRU_DONE: AtomicU64 = AtomicU64::new(0);
+
+#[inline]
+fn rdpkru() -> u32 {
+    debug_assert!(super::cpu::ospke());
+    RDPKRU_DONE.fetch_add(1, Ordering::Relaxed);
+    let value: u32;
+    // SAFETY: only called with OSPKE on (CR4.PKE set), so RDPKRU is defined; ECX = 0 as
+    // required; it reads a register and touches no memory.
+    unsafe {
+        core::arch::asm!("rdpkru", in("ecx") 0, out("eax") value, out("edx") _, options(nomem, nostack, preserves_flags));
+    }
+    value
+}
+
+#[inline]
+fn wrpkru(value: u32) {
+    debug_assert!(super::cpu::ospke());
+    WRPKRU_DONE.fetch_add(1, Ordering::Relaxed);
+    // SAFETY: only called with OSPKE on; ECX = EDX = 0 as required. PKRU governs user-mode
+    // pages only (and supervisor accesses to them), so no kernel data becomes unreachable.
+    // Not `nomem`: later memory accesses depend on the new value, so the compiler must not move
+    // them across this instruction.
+    unsafe {
+        core::arch::asm!("wrpkru", in("eax") value, in("ecx") 0, in("edx") 0, options(nostack, preserves_flags));
+    }
+}
+
+/// Linux: `read_pkru()` — PKRU, or 0 without OSPKE.
+pub fn read() -> Pkru {
+    if super::cpu::ospke() {
+        Pkru::from_bits(rdpkru())
+    } else {
+        Pkru::ALL_OPEN
+    }
+}
+
+/// Linux: `write_pkru()` — writes PKRU unless OSPKE is off or the value is already there
+/// (WRPKRU serializes-ish and is slow; RDPKRU is cheap).
+pub fn write(value: Pkru) {
+    if !super::cpu::ospke() {
+        return;
+    }
+    if rdpkru() == value.bits() {
+        WRPKRU_SKIPPED.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    wrpkru(value.bits());
+}
+
+/// The calling thread's PKRU register.
+pub struct CurrentPkru;
+
+impl PkruRegister for CurrentPkru {
+    fn read(&self) -> Pkru {
+        read()
+    }
+    fn write(&mut self, value: Pkru) {
+        write(value)
+    }
+}
+
+/// Executes RDPKRU *without* the OSPKE guard, recovering from the #UD it raises on a CPU (or
+/// CR4) without protection keys. Exists only so a test can show that the guard above is needed.
+pub fn rdpkru_unguarded() -> Result<u32, Fault> {
+    let status: u64;
+    let cr2: u64;
+    let value: u32;
+    // SAFETY: RDPKRU either reads PKRU or raises #UD; the extable entry turns the #UD into a
+    // resume at label 3 with the fault in rax/rdx (see extable). ECX = 0 as required.
+    unsafe {
+        core::arch::asm!(
+            "2: rdpkru",
+            "mov {value:e}, eax",
+            "xor eax, eax",
+            "3:",
+            crate::extable_entry!("2b", "3b"),
+            value = out(reg) value,
+            in("ecx") 0,
+            inout("rax") 0u64 => status,
+            out("rdx") cr2,
+            options(nostack),
+        );
+    }
+    match Fault::from_rax(status, cr2) {
+        Some(fault) => Err(fault),
+        None => Ok(value),
+    }
+}

@@ -1,0 +1,402 @@
+//! Exceptions: the IDT, the entry stubs, the trap frame, and the reports.
+//!
+//! Every one of the 32 exception vectors enters through a small assembly stub that makes the
+//! stack look the same for all of them (Intel SDM Vol. 3A §6.14 "Exception and interrupt
+//! handling in 64-bit mode"):
+//!
+//! ```text
+//!   higher addresses
+//!   ss, rsp, rflags, cs, rip   pushed by the CPU (§6.14.2)
+//!   error code                 pushed by the CPU for vectors 8, 10-14, 17, 21, 29, 30; else a 0 by the stub
+//!   vector number              pushed by the stub
+//!   r15 … rax                  pushed by `trap_common`
+//!   lower addresses            ← rsp = &TrapFrame, passed to `trap_dispatch`
+//! ```
+//!
+//! `trap_dispatch` sees the whole interrupted register state as a [`TrapFrame`] and may change
+//! it: fault recovery ([`super::extable`]) rewrites `rip` and `rax`; later, signal delivery will
+//! rewrite the user context the same way. Every unrecoverable exception in the kernel prints a
+//! decoded report and panics; the page-fault report decodes every error-code bit, including
+//! PK (bit 5), the protection-key bit.
+
+use core::fmt;
+use core::sync::atomic::{AtomicU64, Ordering};
+use spin::Lazy;
+use x86_64::registers::control::Cr2;
+
+/// The register state at the moment of the exception. Field order = push order, reversed.
+#[repr(C)]
+#[derive(Debug, Clone)]
+pub struct TrapFrame {
+    pub rax: u64,
+    pub rbx: u64,
+    pub rcx: u64,
+    pub rdx: u64,
+    pub rsi: u64,
+    pub rdi: u64,
+    pub rbp: u64,
+    pub r8: u64,
+    pub r9: u64,
+    pub r10: u64,
+    pub r11: u64,
+    pub r12: u64,
+    pub r13: u64,
+    pub r14: u64,
+    pub r15: u64,
+    pub vector: u64,
+    pub error_code: u64,
+    pub rip: u64,
+    pub cs: u64,
+    pub rflags: u64,
+    pub rsp: u64,
+    pub ss: u64,
+}
+
+impl TrapFrame {
+    /// Did the exception interrupt user mode (CPL 3)?
+    pub fn from_user(&self) -> bool {
+        self.cs & 3 == 3
+    }
+}
+
+/// Exception vectors by name (SDM Vol. 3A Table 6-1).
+pub mod vector {
+    pub const DIVIDE_ERROR: u64 = 0;
+    pub const DEBUG: u64 = 1;
+    pub const NMI: u64 = 2;
+    pub const BREAKPOINT: u64 = 3;
+    pub const INVALID_OPCODE: u64 = 6;
+    pub const DOUBLE_FAULT: u64 = 8;
+    pub const GENERAL_PROTECTION: u64 = 13;
+    pub const PAGE_FAULT: u64 = 14;
+}
+
+const NAMES: [&str; 32] = [
+    "#DE divide error",
+    "#DB debug",
+    "NMI",
+    "#BP breakpoint",
+    "#OF overflow",
+    "#BR bound range exceeded",
+    "#UD invalid opcode",
+    "#NM device not available",
+    "#DF double fault",
+    "coprocessor segment overrun",
+    "#TS invalid TSS",
+    "#NP segment not present",
+    "#SS stack-segment fault",
+    "#GP general protection",
+    "#PF page fault",
+    "reserved (15)",
+    "#MF x87 floating-point error",
+    "#AC alignment check",
+    "#MC machine check",
+    "#XM SIMD floating-point",
+    "#VE virtualization",
+    "#CP control protection",
+    "reserved (22)",
+    "reserved (23)",
+    "reserved (24)",
+    "reserved (25)",
+    "reserved (26)",
+    "reserved (27)",
+    "#HV hypervisor injection",
+    "#VC VMM communication",
+    "#SX security",
+    "reserved (31)",
+];
+
+/// The name of an exception vector.
+pub fn vector_name(vector: u64) -> &'static str {
+    NAMES.get(vector as usize).copied().unwrap_or("interrupt")
+}
+
+// The 32 entry stubs and the common path. `ISR_ERR` is for vectors where the CPU pushes an
+// error code; `ISR_NOERR` pushes a 0 in its place so the frame has one shape.
+core::arch::global_asm!(
+    r#"
+.macro ISR_NOERR n
+    .global pikku_isr\n
+pikku_isr\n:
+    push 0
+    push \n
+    jmp pikku_trap_common
+.endm
+.macro ISR_ERR n
+    .global pikku_isr\n
+pikku_isr\n:
+    push \n
+    jmp pikku_trap_common
+.endm
+
+ISR_NOERR 0
+ISR_NOERR 1
+ISR_NOERR 2
+ISR_NOERR 3
+ISR_NOERR 4
+ISR_NOERR 5
+ISR_NOERR 6
+ISR_NOERR 7
+ISR_ERR   8
+ISR_NOERR 9
+ISR_ERR   10
+ISR_ERR   11
+ISR_ERR   12
+ISR_ERR   13
+ISR_ERR   14
+ISR_NOERR 15
+ISR_NOERR 16
+ISR_ERR   17
+ISR_NOERR 18
+ISR_NOERR 19
+ISR_NOERR 20
+ISR_ERR   21
+ISR_NOERR 22
+ISR_NOERR 23
+ISR_NOERR 24
+ISR_NOERR 25
+ISR_NOERR 26
+ISR_NOERR 27
+ISR_NOERR 28
+ISR_ERR   29
+ISR_ERR   30
+ISR_NOERR 31
+
+pikku_trap_common:
+    // From user mode, GS still holds the user's base: swap in the kernel's per-CPU base.
+    // (cs is at +24 from here: vector, error code, rip, cs.)
+    test byte ptr [rsp + 24], 3
+    jz 1f
+    swapgs
+1:
+    push r15
+    push r14
+    push r13
+    push r12
+    push r11
+    push r10
+    push r9
+    push r8
+    push rbp
+    push rdi
+    push rsi
+    push rdx
+    push rcx
+    push rbx
+    push rax
+    mov rdi, rsp          // &mut TrapFrame
+    cld                   // the Rust ABI expects DF = 0
+    call {dispatch}
+    pop rax
+    pop rbx
+    pop rcx
+    pop rdx
+    pop rsi
+    pop rdi
+    pop rbp
+    pop r8
+    pop r9
+    pop r10
+    pop r11
+    pop r12
+    pop r13
+    pop r14
+    pop r15
+    test byte ptr [rsp + 24], 3
+    jz 2f
+    swapgs
+2:
+    add rsp, 16           // vector and error code
+    iretq
+"#,
+    dispatch = sym trap_dispatch,
+);
+
+/// One IDT gate (SDM Vol. 3A §6.14.1, Figure 6-8: 64-bit interrupt/trap gate).
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct Gate {
+    offset_low: u16,
+    selector: u16,
+    ist: u8,
+    type_attr: u8,
+    offset_mid: u16,
+    offset_high: u32,
+    reserved: u32,
+}
+
+impl Gate {
+    const MISSING: Gate = Gate { offset_low: 0, selector: 0, ist: 0, type_attr: 0, offset_mid: 0, offset_high: 0, reserved: 0 };
+
+    /// A present interrupt gate (type 0xE: IF is cleared on entry) for ring 0.
+    fn interrupt(handler: u64, selector: u16, ist: u8) -> Gate {
+        Gate {
+            offset_low: handler as u16,
+            selector,
+            ist,
+            type_attr: 0x8e, // P=1, DPL=0, type=0xE
+            offset_mid: (handler >> 16) as u16,
+            offset_high: (handler >> 32) as u32,
+            reserved: 0,
+        }
+    }
+}
+
+#[repr(C, align(16))]
+struct Idt([Gate; 256]);
+
+unsafe extern "C" {
+    /// 32 `i32` offsets, stub address minus the table's own address (emitted below). Offsets
+    /// instead of absolute addresses: the kernel is position-independent and this way the table
+    /// needs no relocation.
+    static pikku_isr_table: [i32; 32];
+}
+
+core::arch::global_asm!(
+    r#"
+.macro ISR_ENTRY n
+    .long pikku_isr\n - pikku_isr_table
+.endm
+.pushsection .rodata
+.balign 4
+.global pikku_isr_table
+pikku_isr_table:
+    .irp n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
+    ISR_ENTRY \n
+    .endr
+.popsection
+"#
+);
+
+static IDT: Lazy<Idt> = Lazy::new(|| {
+    let table = &raw const pikku_isr_table;
+    // SAFETY: the assembler emitted 32 offsets at this address; reading them has no side effects.
+    let offsets: [i32; 32] = unsafe { table.read() };
+    let cs = super::gdt::selectors().kernel_code.0;
+    let mut idt = Idt([Gate::MISSING; 256]);
+    for (v, &offset) in offsets.iter().enumerate() {
+        let addr = (table as u64).wrapping_add_signed(offset as i64);
+        // The double fault runs on its own known-good stack (IST numbers are 1-based in the gate).
+        let ist = if v as u64 == vector::DOUBLE_FAULT { super::gdt::DOUBLE_FAULT_IST_INDEX as u8 + 1 } else { 0 };
+        idt.0[v] = Gate::interrupt(addr, cs, ist);
+    }
+    idt
+});
+
+/// Loads the IDT (SDM Vol. 3A §6.10, LIDT).
+pub fn init() {
+    let idt: &'static Idt = &IDT;
+    let pointer = x86_64::structures::DescriptorTablePointer {
+        limit: (core::mem::size_of::<Idt>() - 1) as u16,
+        base: x86_64::VirtAddr::from_ptr(idt),
+    };
+    // SAFETY: the table lives forever (static) and every present gate points at a stub above
+    // that ends in IRETQ with the stack as the CPU left it.
+    unsafe { x86_64::instructions::tables::lidt(&pointer) };
+}
+
+/// How many exceptions of each vector the kernel recovered from (fault recovery), for tests.
+static RECOVERED: [AtomicU64; 32] = [const { AtomicU64::new(0) }; 32];
+
+/// Number of recovered exceptions of `vector` so far.
+pub fn recovered_count(vector: u64) -> u64 {
+    RECOVERED.get(vector as usize).map_or(0, |c| c.load(Ordering::Relaxed))
+}
+
+/// The Rust side of every exception.
+extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
+    let v = frame.vector;
+    if v == vector::BREAKPOINT {
+        crate::log_info!("breakpoint at {:#x}", frame.rip);
+        return;
+    }
+    if !frame.from_user() && v != vector::DOUBLE_FAULT && v != vector::NMI {
+        // A kernel instruction that was marked as allowed to fault (user-memory access, probing
+        // an instruction): resume at its recovery point with the fault in rax.
+        if super::extable::fixup(frame) {
+            RECOVERED[v as usize].fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+    }
+    if v == vector::PAGE_FAULT {
+        panic!("unhandled page fault\n{}", PageFaultReport { frame, addr: Cr2::read_raw() });
+    }
+    panic!("unhandled exception {} (vector {v})\n{}", vector_name(v), FrameReport(frame));
+}
+
+bitflags::bitflags! {
+    /// The page-fault error code (SDM Vol. 3A §4.7, Figure 4-12).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct PageFaultError: u64 {
+        /// P: 0 = the page was not present; 1 = a protection violation.
+        const PRESENT = 1 << 0;
+        /// W/R: the access was a write.
+        const WRITE = 1 << 1;
+        /// U/S: the access came from user mode (CPL 3).
+        const USER = 1 << 2;
+        /// RSVD: a reserved bit was set in a paging-structure entry.
+        const RESERVED = 1 << 3;
+        /// I/D: the access was an instruction fetch.
+        const INSTRUCTION = 1 << 4;
+        /// PK: protection keys forbade the access (PKRU for user pages, PKRS for supervisor).
+        const PROTECTION_KEY = 1 << 5;
+        /// SS: a shadow-stack access.
+        const SHADOW_STACK = 1 << 6;
+        /// HLAT: the fault happened during HLAT paging.
+        const HLAT = 1 << 7;
+        /// SGX: an SGX-specific access-control violation.
+        const SGX = 1 << 15;
+    }
+}
+
+impl fmt::Display for PageFaultError {
+    /// Every bit, spelled out: `not-present read user-mode data …`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let e = *self;
+        write!(
+            f,
+            "P={} ({}) W/R={} ({}) U/S={} ({}) RSVD={} I/D={} ({}) PK={}{} SS={}",
+            e.contains(Self::PRESENT) as u8,
+            if e.contains(Self::PRESENT) { "protection violation" } else { "page not present" },
+            e.contains(Self::WRITE) as u8,
+            if e.contains(Self::WRITE) { "write" } else { "read" },
+            e.contains(Self::USER) as u8,
+            if e.contains(Self::USER) { "user mode" } else { "supervisor mode" },
+            e.contains(Self::RESERVED) as u8,
+            e.contains(Self::INSTRUCTION) as u8,
+            if e.contains(Self::INSTRUCTION) { "instruction fetch" } else { "data access" },
+            e.contains(Self::PROTECTION_KEY) as u8,
+            if e.contains(Self::PROTECTION_KEY) { " (protection key)" } else { "" },
+            e.contains(Self::SHADOW_STACK) as u8,
+        )
+    }
+}
+
+/// The registers of a frame, for reports.
+pub struct FrameReport<'a>(pub &'a TrapFrame);
+
+impl fmt::Display for FrameReport<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let t = self.0;
+        writeln!(f, "  rip={:#018x} cs={:#x} rflags={:#x} rsp={:#018x} ss={:#x} error={:#x}", t.rip, t.cs, t.rflags, t.rsp, t.ss, t.error_code)?;
+        writeln!(f, "  rax={:#018x} rbx={:#018x} rcx={:#018x} rdx={:#018x}", t.rax, t.rbx, t.rcx, t.rdx)?;
+        writeln!(f, "  rsi={:#018x} rdi={:#018x} rbp={:#018x} r8 ={:#018x}", t.rsi, t.rdi, t.rbp, t.r8)?;
+        writeln!(f, "  r9 ={:#018x} r10={:#018x} r11={:#018x} r12={:#018x}", t.r9, t.r10, t.r11, t.r12)?;
+        write!(f, "  r13={:#018x} r14={:#018x} r15={:#018x}", t.r13, t.r14, t.r15)
+    }
+}
+
+/// A page fault, decoded.
+pub struct PageFaultReport<'a> {
+    pub frame: &'a TrapFrame,
+    pub addr: u64,
+}
+
+impl fmt::Display for PageFaultReport<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let e = PageFaultError::from_bits_retain(self.frame.error_code);
+        writeln!(f, "  address (CR2)={:#018x}", self.addr)?;
+        writeln!(f, "  error code {:#x}: {}", self.frame.error_code, e)?;
+        write!(f, "{}", FrameReport(self.frame))
+    }
+}

@@ -1,0 +1,132 @@
+//! The in-kernel test harness.
+//!
+//! Tests are ordinary functions marked `#[ktest]` next to the code they test (see the
+//! `ktest-macros` crate); the compiler's `custom_test_frameworks` collects them into one slice
+//! for the test build of the kernel (`cargo test` in `kernel/` builds it; `boot` boots it with
+//! `mode=test`). [`runner`] runs them in order and prints:
+//!
+//! ```text
+//! [ktest] start pkeys_alloc::fifteen_keys_then_enospc      ← before each test (for hang reports)
+//! test pkeys_alloc::fifteen_keys_then_enospc ... ok        ← one result line per test
+//! test arch::x86_64::pkru::tests::rdpkru_ud ... skipped (needs no PKU)
+//! test foo::bar ... FAILED                                 ← from the panic handler, then
+//!     panicked at kernel/src/foo.rs:12:5: assertion …      ←   the message, indented
+//! [ktest] 3 skipped
+//! 41 passed, 0 failed                                      ← closing line
+//! ```
+//!
+//! The kernel cannot unwind, so a failing assertion ends the boot: the panic handler prints the
+//! FAILED line and exits QEMU with `ExitCode::Panic`; the host runner boots again with
+//! `ktest.start_after=<that test>` and the counts so far in `ktest.carry=…`, so one failure
+//! never hides the others and the closing line of the last boot covers the whole run.
+
+use bootproto::exit::ExitCode;
+use bootproto::options::{BootOptions, Counts};
+use spin::Mutex;
+
+use crate::arch::x86_64::{cpu, qemu};
+
+/// What a test needs from the machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Needs {
+    /// Runs everywhere.
+    Nothing,
+    /// Needs protection keys (OSPKE): skipped under `-cpu qemu64`.
+    Pku,
+    /// Tests the no-pkeys paths: skipped where pkeys exist.
+    NoPku,
+}
+
+impl Needs {
+    fn met(self) -> bool {
+        let pkeys = cpu::pkey_support() == pkeys::Support::Enabled;
+        match self {
+            Needs::Nothing => true,
+            Needs::Pku => pkeys,
+            Needs::NoPku => !pkeys,
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Needs::Nothing => "nothing",
+            Needs::Pku => "PKU",
+            Needs::NoPku => "a CPU without PKU",
+        }
+    }
+}
+
+/// One registered test (made by `#[ktest]`).
+pub struct KTest {
+    /// `module::path::function`, as `module_path!()` spells it.
+    pub name: &'static str,
+    pub needs: Needs,
+    pub run: fn(),
+}
+
+impl KTest {
+    /// The name without the crate prefix (`kernel::`).
+    pub fn short_name(&self) -> &'static str {
+        short(self.name)
+    }
+}
+
+fn short(name: &'static str) -> &'static str {
+    name.strip_prefix("kernel::").unwrap_or(name)
+}
+
+/// The test running now, and the counts of this run so far (for the panic handler).
+static STATE: Mutex<(Option<&'static str>, Counts)> = Mutex::new((None, Counts { passed: 0, failed: 0, skipped: 0 }));
+
+/// Runs every test after `ktest.start_after`, then prints the closing count and ends QEMU.
+pub fn runner(tests: &[&KTest]) {
+    let opts: BootOptions<'static> = crate::boot_options();
+    let start = match opts.start_after {
+        None => 0,
+        Some(after) => match tests.iter().position(|t| t.short_name() == after) {
+            Some(i) => i + 1,
+            None => {
+                crate::println!("[ktest] error: ktest.start_after={after} names no test");
+                qemu::exit(ExitCode::Failed);
+            }
+        },
+    };
+    STATE.lock().1 = opts.carry;
+    crate::println!("[ktest] running tests {}..{} of {}", start + 1, tests.len(), tests.len());
+
+    for test in &tests[start..] {
+        let name = test.short_name();
+        if !test.needs.met() {
+            crate::println!("test {name} ... skipped (needs {})", test.needs.describe());
+            STATE.lock().1.skipped += 1;
+            continue;
+        }
+        crate::println!("[ktest] start {name}");
+        STATE.lock().0 = Some(test.name);
+        (test.run)();
+        let mut state = STATE.lock();
+        state.0 = None;
+        state.1.passed += 1;
+        drop(state);
+        crate::println!("test {name} ... ok");
+    }
+
+    let counts = STATE.lock().1;
+    crate::println!("[ktest] {} skipped", counts.skipped);
+    crate::println!("{} passed, {} failed", counts.passed, counts.failed);
+    qemu::exit(if counts.failed == 0 { ExitCode::Success } else { ExitCode::Failed });
+}
+
+/// Called by the panic handler: if a test was running, reports it as FAILED and returns `true`.
+pub fn report_panic(info: &core::panic::PanicInfo) -> bool {
+    // The panic may have struck while STATE was locked; never wait for it.
+    let Some(state) = STATE.try_lock() else { return false };
+    let Some(name) = state.0 else { return false };
+    crate::println!("test {} ... FAILED", short(name));
+    match info.location() {
+        Some(loc) => crate::println!("    panicked at {}:{}:{}:", loc.file(), loc.line(), loc.column()),
+        None => crate::println!("    panicked:"),
+    }
+    crate::println!("    {}", info.message());
+    true
+}

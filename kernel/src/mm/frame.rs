@@ -1,0 +1,84 @@
+//! The physical frame allocator: one bit per 4-KiB frame.
+//!
+//! At boot the bootloader's memory map says which physical ranges are usable RAM; every frame
+//! in them starts free, everything else (firmware, the kernel image, the bootloader's page
+//! tables, the ramdisk, MMIO) is never handed out. The bitmap is a fixed array covering the
+//! first 4 GiB of physical memory (128 KiB of bits), so the allocator needs no memory of its
+//! own before the heap exists; RAM above 4 GiB is left unused (pikku runs in QEMU with 512 MiB).
+//!
+//! Allocation is next-fit: the search continues where the last one stopped, so consecutive
+//! allocations are cheap. [`free_count`] lets tests check that whatever was taken is returned.
+
+use bootloader_api::info::{MemoryRegionKind, MemoryRegions};
+use spin::Mutex;
+use x86_64::structures::paging::PhysFrame;
+use x86_64::PhysAddr;
+
+const FRAME_SIZE: u64 = 4096;
+/// Frames the bitmap can describe: 4 GiB / 4 KiB.
+pub const MAX_FRAMES: usize = 1 << 20;
+const WORDS: usize = MAX_FRAMES / 64;
+
+struct Bitmap {
+    /// Bit set = frame free.
+    free: [u64; WORDS],
+    free_count: usize,
+    total_usable: usize,
+    next: usize,
+}
+
+static FRAMES: Mutex<Bitmap> = Mutex::new(Bitmap { free: [0; WORDS], free_count: 0, total_usable: 0, next: 0 });
+
+/// Marks every frame of every usable region free. Frame 0 stays reserved (a null physical
+/// address is never a valid allocation).
+pub fn init(regions: &MemoryRegions) {
+    let mut bm = FRAMES.lock();
+    for region in regions.iter().filter(|r| r.kind == MemoryRegionKind::Usable) {
+        let first = region.start.div_ceil(FRAME_SIZE).max(1);
+        let end = (region.end / FRAME_SIZE).min(MAX_FRAMES as u64);
+        for index in first..end {
+            bm.free[index as usize / 64] |= 1 << (index % 64);
+            bm.free_count += 1;
+            bm.total_usable += 1;
+        }
+    }
+}
+
+/// Takes a free frame, or `None` when memory is exhausted. The contents are whatever was there.
+pub fn alloc() -> Option<PhysFrame> {
+    let mut bm = FRAMES.lock();
+    let start_word = bm.next / 64;
+    for step in 0..WORDS {
+        let w = (start_word + step) % WORDS;
+        if bm.free[w] != 0 {
+            let bit = bm.free[w].trailing_zeros() as usize;
+            bm.free[w] &= !(1 << bit);
+            bm.free_count -= 1;
+            let index = w * 64 + bit;
+            bm.next = index;
+            return Some(PhysFrame::containing_address(PhysAddr::new(index as u64 * FRAME_SIZE)));
+        }
+    }
+    None
+}
+
+/// Gives a frame back. Freeing a frame twice is a kernel bug and panics.
+pub fn free(frame: PhysFrame) {
+    let index = (frame.start_address().as_u64() / FRAME_SIZE) as usize;
+    let mut bm = FRAMES.lock();
+    assert!(index < MAX_FRAMES, "freeing frame {index:#x} beyond the bitmap");
+    let mask = 1u64 << (index % 64);
+    assert!(bm.free[index / 64] & mask == 0, "double free of frame {:#x}", frame.start_address().as_u64());
+    bm.free[index / 64] |= mask;
+    bm.free_count += 1;
+}
+
+/// Free frames right now.
+pub fn free_count() -> usize {
+    FRAMES.lock().free_count
+}
+
+/// Usable frames in total (free or not).
+pub fn total_usable() -> usize {
+    FRAMES.lock().total_usable
+}

@@ -1,0 +1,44 @@
+//! The kernel heap: what makes `alloc` (`Box`, `Vec`, `BTreeMap`, `Arc`) work.
+//!
+//! A fixed virtual range in the upper half, [`HEAP_START`] .. + [`HEAP_SIZE`], is backed with
+//! frames at boot and handed to `linked_list_allocator` (rust-osdev's maintained first-fit
+//! allocator). The range sits in its own PML4 slot (index 448), which [`init`] checks is unused,
+//! so it can collide with nothing the bootloader mapped.
+
+use linked_list_allocator::LockedHeap;
+use x86_64::structures::paging::{Page, PageTableFlags};
+use x86_64::VirtAddr;
+
+use crate::arch::x86_64::paging;
+use crate::mm::frame;
+
+/// Where the heap starts: PML4 slot 448, upper half.
+pub const HEAP_START: u64 = 0xffff_e000_0000_0000;
+/// 16 MiB.
+pub const HEAP_SIZE: u64 = 16 << 20;
+
+#[global_allocator]
+static ALLOCATOR: LockedHeap = LockedHeap::empty();
+
+/// Maps the heap range and gives it to the allocator.
+pub fn init() {
+    let mut root = paging::kernel_root().lock();
+    assert!(
+        root.translate(VirtAddr::new(HEAP_START)).is_none(),
+        "the heap range {HEAP_START:#x} is already mapped"
+    );
+    let flags = PageTableFlags::PRESENT | PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE;
+    for i in 0..HEAP_SIZE / 4096 {
+        let page = Page::containing_address(VirtAddr::new(HEAP_START + i * 4096));
+        let frame = frame::alloc().expect("out of memory while mapping the kernel heap");
+        root.map(page, frame, flags, frame::alloc).expect("mapping the kernel heap");
+    }
+    // SAFETY: the range was just mapped writable, is used by nothing else, and stays mapped for
+    // the life of the kernel; `init` runs once.
+    unsafe { ALLOCATOR.lock().init(HEAP_START as *mut u8, HEAP_SIZE as usize) };
+}
+
+/// Bytes of heap in use.
+pub fn used() -> usize {
+    ALLOCATOR.lock().used()
+}

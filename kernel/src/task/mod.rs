@@ -1,0 +1,130 @@
+//! Threads, and the PKRU path of a context switch.
+//!
+//! PKRU is **per thread**, while the key allocation map is per address space: two threads of
+//! one program may hold different rights to the same key (Linux: `thread_struct.pkru`). The
+//! rule, as in Linux, is that while a thread runs the hardware register *is* its PKRU; the
+//! copy in [`Thread`] is valid only while the thread is switched out.
+//!
+//! Today a "switch" is synchronous: [`run_as`] makes a thread current on this CPU, runs a
+//! closure as that thread, and switches back — the kernel uses it to run syscall handlers on a
+//! kernel-made thread before user mode exists, and the tests use it to show that two threads'
+//! PKRU values do not leak into each other. The preemptive scheduler (a later step) calls the
+//! same [`switch_pkru`].
+
+use alloc::sync::Arc;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use pkeys::Pkru;
+use spin::Mutex;
+
+use crate::arch::x86_64::{cpu, percpu, pkru};
+use crate::mm::address_space::MmRef;
+
+/// A thread: an id, the address space it runs in, and its PKRU while switched out.
+#[derive(Debug)]
+pub struct Thread {
+    pub tid: u32,
+    pub mm: MmRef,
+    /// Linux: `thread.pkru` — valid only while the thread is not running.
+    saved_pkru: Mutex<Pkru>,
+}
+
+static NEXT_TID: AtomicU32 = AtomicU32::new(1);
+const MAX_CPUS: usize = 1;
+/// Each CPU's current thread (indexed by `PerCpu::cpu_id`).
+static CURRENT: [Mutex<Option<Arc<Thread>>>; MAX_CPUS] = [const { Mutex::new(None) }; MAX_CPUS];
+
+/// Context switches that went through [`switch_pkru`].
+pub static SWITCHES: AtomicU64 = AtomicU64::new(0);
+
+impl Thread {
+    /// The first thread of a freshly exec'd program: PKRU = [`Pkru::INIT`] (Linux:
+    /// `pkru_flush_thread()` at exec writes `init_pkru_value`).
+    pub fn new_program(mm: MmRef) -> Arc<Thread> {
+        Self::with_pkru(mm, Pkru::INIT)
+    }
+
+    /// A new thread that starts with `pkru` (a clone starts with its creator's *current* PKRU,
+    /// Linux `copy_thread()`: `p->thread.pkru = read_pkru()`).
+    pub fn with_pkru(mm: MmRef, pkru: Pkru) -> Arc<Thread> {
+        let tid = NEXT_TID.fetch_add(1, Ordering::Relaxed);
+        Arc::new(Thread { tid, mm, saved_pkru: Mutex::new(pkru) })
+    }
+
+    /// A new thread in the same address space, inheriting the *calling* thread's live PKRU.
+    pub fn clone_current(mm: MmRef) -> Arc<Thread> {
+        Self::with_pkru(mm, pkru::read())
+    }
+
+    /// The PKRU this thread will get when it next runs (meaningless while it runs).
+    pub fn saved_pkru(&self) -> Pkru {
+        *self.saved_pkru.lock()
+    }
+}
+
+/// The thread running on this CPU. Panics if none has been installed (a kernel bug).
+pub fn current() -> Arc<Thread> {
+    let cpu = percpu::this_cpu().cpu_id as usize;
+    CURRENT[cpu].lock().clone().expect("no current thread on this CPU")
+}
+
+/// The PKRU part of a context switch from `prev` to `next`. Linux: `x86_pkru_load()`.
+///
+/// * Without OSPKE: nothing (no PKRU instruction may run).
+/// * Save: `prev`'s live PKRU goes into its `saved_pkru` (RDPKRU is cheap).
+/// * Restore: WRPKRU `next`'s value — only if it differs from what the register holds, because
+///   WRPKRU is comparatively slow. (Linux compares `prev->pkru != next->pkru`; pikku compares
+///   with the register it just read, which is the same value.)
+///
+/// Kernel code does not depend on PKRU (PKRU never restricts supervisor pages), so switching
+/// to or from kernel-only work needs nothing more.
+pub fn switch_pkru(prev: Option<&Thread>, next: &Thread) {
+    SWITCHES.fetch_add(1, Ordering::Relaxed);
+    if !cpu::ospke() {
+        return;
+    }
+    let live = pkru::read();
+    if let Some(prev) = prev {
+        *prev.saved_pkru.lock() = live;
+    }
+    pkru::write(next.saved_pkru());
+}
+
+/// Makes `thread` current on this CPU (PKRU, address space), runs `f` as it, then switches
+/// back to whatever ran before. Returns what `f` returns.
+pub fn run_as<R>(thread: &Arc<Thread>, f: impl FnOnce() -> R) -> R {
+    let cpu = percpu::this_cpu();
+    let slot = &CURRENT[cpu.cpu_id as usize];
+    let prev = slot.lock().replace(thread.clone());
+    switch_pkru(prev.as_deref(), thread);
+    thread.mm.read().activate();
+    cpu.set_current_tid(thread.tid);
+
+    let result = f();
+
+    let ours = slot.lock().take();
+    match prev {
+        Some(prev) => {
+            switch_pkru(ours.as_deref(), &prev);
+            prev.mm.read().activate();
+            cpu.set_current_tid(prev.tid);
+            *slot.lock() = Some(prev);
+        }
+        None => {
+            if let Some(ours) = ours {
+                *ours.saved_pkru.lock() = pkru::read();
+            }
+            crate::arch::x86_64::paging::activate_kernel_root();
+            cpu.set_current_tid(0);
+        }
+    }
+    result
+}
+
+/// Installs `thread` as this CPU's current thread for good (the boot thread).
+pub fn install_boot_thread(thread: Arc<Thread>) {
+    let cpu = percpu::this_cpu();
+    switch_pkru(None, &thread);
+    thread.mm.read().activate();
+    cpu.set_current_tid(thread.tid);
+    *CURRENT[cpu.cpu_id as usize].lock() = Some(thread);
+}

@@ -1,0 +1,1 @@
+//! Cross-cutting in-kernel tests live next to their code; this module holds none yet.
