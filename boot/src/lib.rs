@@ -6,6 +6,7 @@
 //! * [`image`] — packs the ramdisk (a cpio archive holding the boot options) and turns kernel +
 //!   ramdisk into a BIOS or UEFI disk image with the rust-osdev `bootloader` crate;
 //! * [`qemu`] — the one place that knows QEMU's command line;
+//! * [`run`] — boots the kernel once in run mode;
 //! * [`ktest`] — boots the test kernel, parses its serial output, and re-boots after a test
 //!   that panicked, hung or triple-faulted, so that every test gets its line.
 //!
@@ -16,6 +17,7 @@ pub mod build;
 pub mod image;
 pub mod ktest;
 pub mod qemu;
+pub mod run;
 
 use std::path::PathBuf;
 

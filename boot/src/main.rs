@@ -13,11 +13,11 @@ use std::process::ExitCode as ProcessExit;
 use std::time::Duration;
 
 use boot::build::{self, Kernel};
-use boot::image::{self, Firmware};
+use boot::image::Firmware;
 use boot::ktest::{Event, Status, Suite};
 use boot::qemu::{self, Qemu};
-use bootproto::exit::{classify, ExitCode, Outcome};
-use bootproto::options::{BootOptions, LogLevel, Mode};
+use bootproto::exit::{ExitCode, Outcome};
+use bootproto::options::LogLevel;
 
 struct Args {
     command: String,
@@ -64,15 +64,8 @@ fn parse_args() -> Result<Args, String> {
 fn run(args: &Args) -> Result<bool, String> {
     qemu::check_installed(args.qemu.firmware)?;
     let kernel = build::kernel(Kernel::Run)?;
-    let options = BootOptions { log: args.log, mode: Mode::Run, ..BootOptions::default() };
-    let disk = image::disk_image(&kernel, &image::ramdisk(&options, &[]), args.qemu.firmware, args.log == LogLevel::Debug)?;
-    let vars = args.qemu.prepare_vars()?;
-    let status = args.qemu.command(&disk, vars.as_deref()).status().map_err(|e| format!("cannot start QEMU: {e}"))?;
-    let _ = std::fs::remove_file(&disk);
-    if let Some(v) = vars {
-        let _ = std::fs::remove_file(v);
-    }
-    match classify(status.code().unwrap_or(-1)) {
+    let (outcome, _) = boot::run::boot(&kernel, &args.qemu, args.log, false)?;
+    match outcome {
         Outcome::Kernel(ExitCode::Success) => Ok(true),
         Outcome::Kernel(ExitCode::Failed) => Err("the kernel reported failure".into()),
         Outcome::Kernel(ExitCode::Panic) => Err("the kernel panicked (report above)".into()),

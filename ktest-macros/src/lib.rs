@@ -53,10 +53,11 @@ fn needs_of(attr: TokenStream) -> Result<&'static str, String> {
             match value.to_string().as_str() {
                 "pku" => Ok("Pku"),
                 "no_pku" => Ok("NoPku"),
-                other => Err(format!("#[ktest(needs = …)]: unknown requirement `{other}` (pku, no_pku)")),
+                "harness_selftest" => Ok("HarnessSelftest"),
+                other => Err(format!("#[ktest(needs = …)]: unknown requirement `{other}` (pku, no_pku, harness_selftest)")),
             }
         }
-        _ => Err("#[ktest] takes nothing or `needs = pku|no_pku`".into()),
+        _ => Err("#[ktest] takes nothing or `needs = pku|no_pku|harness_selftest`".into()),
     }
 }
 

@@ -24,7 +24,14 @@ use bootproto::exit::ExitCode;
 use bootproto::options::{BootOptions, Counts};
 use spin::Mutex;
 
+use alloc::sync::Arc;
+
 use crate::arch::x86_64::{cpu, qemu};
+use crate::mm::address_space::Mm;
+use crate::task::{self, Thread};
+
+#[cfg(test)]
+mod selftest;
 
 /// What a test needs from the machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +42,8 @@ pub enum Needs {
     Pku,
     /// Tests the no-pkeys paths: skipped where pkeys exist.
     NoPku,
+    /// The harness's own deliberately failing tests: only with `ktest.selftest=1`.
+    HarnessSelftest,
 }
 
 impl Needs {
@@ -44,6 +53,7 @@ impl Needs {
             Needs::Nothing => true,
             Needs::Pku => pkeys,
             Needs::NoPku => !pkeys,
+            Needs::HarnessSelftest => crate::boot_options().harness_selftest,
         }
     }
 
@@ -52,6 +62,7 @@ impl Needs {
             Needs::Nothing => "nothing",
             Needs::Pku => "PKU",
             Needs::NoPku => "a CPU without PKU",
+            Needs::HarnessSelftest => "ktest.selftest=1",
         }
     }
 }
@@ -129,4 +140,13 @@ pub fn report_panic(info: &core::panic::PanicInfo) -> bool {
     }
     crate::println!("    {}", info.message());
     true
+}
+
+/// Runs `f` as the first thread of a brand-new program: a fresh address space (key map as
+/// after exec) and PKRU 0x55555554. Afterwards the previous thread and address space are back
+/// and every frame of the program is freed.
+pub fn as_fresh_program<R>(f: impl FnOnce(&Arc<Thread>) -> R) -> R {
+    let mm = Mm::new().expect("no memory for a test address space").into_ref();
+    let thread = Thread::new_program(mm);
+    task::run_as(&thread, || f(&thread))
 }

@@ -72,11 +72,6 @@ impl Mm {
         }
     }
 
-    /// Is this address space the one loaded in CR3?
-    pub fn is_active(&self) -> bool {
-        self.root.as_ref().is_some_and(|r| r.frame() == paging::active_root_frame())
-    }
-
     /// Maps one fresh zeroed user page at `addr` with protection key `key`.
     /// `writable` / `executable` pick the page's R/W and NX bits.
     pub fn map_zeroed_user_page(&mut self, addr: VirtAddr, writable: bool, executable: bool, key: Pkey) -> Result<(), Errno> {
@@ -146,5 +141,145 @@ impl AsRef<PkeyState> for Mm {
 impl AsMut<PkeyState> for Mm {
     fn as_mut(&mut self) -> &mut PkeyState {
         &mut self.pkeys
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arch::x86_64::extable::Fault;
+    use crate::arch::x86_64::trap::PageFaultError as E;
+    use crate::arch::x86_64::uaccess::{copy_from_user, copy_to_user, UaccessError};
+    use crate::ktest::as_fresh_program;
+    use crate::syscall::{decode, dispatch, nr};
+    use ktest_macros::ktest;
+    use pkeys::Support;
+
+    const USER_PAGE: u64 = 0x0000_0010_0000_0000;
+
+    fn key(n: u32) -> Pkey {
+        Pkey::new(n).unwrap()
+    }
+
+    #[ktest]
+    fn a_new_mm_has_key_0_only_with_pkeys_and_nothing_without() {
+        let mm = Mm::new().unwrap();
+        match cpu::pkey_support() {
+            Support::Enabled => assert_eq!(mm.pkeys.allocation_map(), 0x1),
+            Support::Absent => assert_eq!(mm.pkeys.allocation_map(), 0x0),
+        }
+        assert_eq!(mm.pkeys.execute_only_pkey(), None);
+    }
+
+    #[ktest]
+    fn pte_key_bits_read_back_and_leave_other_bits_alone() {
+        let mut mm = Mm::new().unwrap();
+        let addr = VirtAddr::new(USER_PAGE);
+        mm.map_zeroed_user_page(addr, true, false, Pkey::DEFAULT).unwrap();
+        let (_, before) = mm.root().translate(addr).unwrap();
+        for k in [5, 15, 1, 0] {
+            assert!(mm.set_page_pkey(addr, key(k)));
+            assert_eq!(mm.page_pkey(addr), Some(key(k)));
+            let (_, flags) = mm.root().translate(addr).unwrap();
+            assert_eq!((flags.bits() >> 59) & 0xf, k as u64, "bits 59-62 hold the key");
+            assert_eq!(flags.bits() & !(0xf << 59), before.bits() & !(0xf << 59));
+        }
+        assert!(!mm.set_page_pkey(VirtAddr::new(USER_PAGE + 4096), key(1)), "unmapped page");
+    }
+
+    /// The hardware honours a key on a kernel write to a user page: with CR0.WP = 1, WD blocks
+    /// supervisor writes (SDM Vol. 3A §4.6.1); the fault is recovered through the extable.
+    #[ktest(needs = pku)]
+    fn wd_blocks_kernel_writes_to_user_pages_and_ad_blocks_reads() {
+        as_fresh_program(|thread| {
+            // A key whose rights are "no writes", through the real syscall path.
+            let k = decode(dispatch(nr::PKEY_ALLOC, [0, 2, 0, 0, 0, 0])).unwrap() as u32;
+            let addr = VirtAddr::new(USER_PAGE);
+            {
+                let mut mm = thread.mm.write();
+                mm.map_zeroed_user_page(addr, true, false, key(k)).unwrap();
+            }
+            let mut buf = [0xffu8; 8];
+            assert_eq!(copy_from_user(&mut buf, USER_PAGE), Ok(()), "WD allows reads");
+            assert_eq!(buf, [0; 8]);
+
+            let err = copy_to_user(USER_PAGE + 8, b"blocked!").unwrap_err();
+            let UaccessError::Fault(Fault { vector, error_code, address }) = err else { panic!("{err:?}") };
+            assert_eq!(vector, 14, "#PF");
+            assert_eq!(address, USER_PAGE + 8, "CR2");
+            // Present page, a write, from supervisor mode, refused by the key.
+            assert_eq!(error_code as u64, (E::PRESENT | E::WRITE | E::PROTECTION_KEY).bits());
+
+            // Open the key (rights 0): the same write now succeeds and reads back.
+            let pkru = crate::arch::x86_64::pkru::read();
+            crate::arch::x86_64::pkru::write(pkru.with_rights(key(k), pkeys::AccessRights::empty()));
+            copy_to_user(USER_PAGE + 8, b"allowed!").unwrap();
+            copy_from_user(&mut buf, USER_PAGE + 8).unwrap();
+            assert_eq!(&buf, b"allowed!");
+
+            // AD: even reads fault, with the PK bit and without W.
+            let pkru = crate::arch::x86_64::pkru::read();
+            crate::arch::x86_64::pkru::write(pkru.with_rights(key(k), pkeys::AccessRights::DISABLE_ACCESS));
+            let Err(UaccessError::Fault(f)) = copy_from_user(&mut buf, USER_PAGE) else { panic!("AD must block reads") };
+            assert_eq!(f.error_code as u64, (E::PRESENT | E::PROTECTION_KEY).bits());
+
+            // Key 0 memory next door is unaffected by key k's rights.
+            thread.mm.write().map_zeroed_user_page(VirtAddr::new(USER_PAGE + 4096), true, false, Pkey::DEFAULT).unwrap();
+            copy_to_user(USER_PAGE + 4096, b"key 0 ok").unwrap();
+        });
+    }
+
+    #[ktest]
+    fn duplicate_copies_key_state_pages_and_their_pte_keys() {
+        as_fresh_program(|thread| {
+            let mut parent = thread.mm.write();
+            if cpu::pkey_support() == Support::Enabled {
+                parent.pkeys.alloc();
+                parent.pkeys.alloc();
+                parent.pkeys.execute_only_pkey_for(&mut crate::arch::x86_64::pkru::CurrentPkru);
+            }
+            // One page with data under key 0 (PKRU 0x55555554 lets us write it), one page
+            // tagged with key 3 (which that PKRU denies, so we only look at its PTE).
+            let addr = VirtAddr::new(USER_PAGE);
+            let tagged = VirtAddr::new(USER_PAGE + 4096);
+            parent.map_zeroed_user_page(addr, true, false, Pkey::DEFAULT).unwrap();
+            parent.map_zeroed_user_page(tagged, true, false, key(3)).unwrap();
+            copy_to_user(USER_PAGE, b"parent data").unwrap();
+
+            let mut child = parent.duplicate().unwrap();
+            assert_eq!(child.pkeys, parent.pkeys, "arch_dup_pkeys: map and execute-only key");
+            assert_eq!(child.page_pkey(tagged), Some(key(3)), "PTE key bits copied");
+            assert_eq!(child.page_pkey(addr), Some(Pkey::DEFAULT));
+            assert_ne!(child.page_frame(addr), parent.page_frame(addr), "a copy, not a share");
+            drop(parent);
+            child.activate();
+            let mut buf = [0u8; 11];
+            copy_from_user(&mut buf, USER_PAGE).unwrap();
+            thread.mm.read().activate();
+            assert_eq!(&buf, b"parent data");
+        });
+    }
+
+    #[ktest]
+    fn dropping_an_mm_returns_every_frame() {
+        let before = frame::free_count();
+        {
+            let mut mm = Mm::new().unwrap();
+            for i in 0..64 {
+                // Spread over several page tables (one per 2 MiB).
+                mm.map_zeroed_user_page(VirtAddr::new(USER_PAGE + i * 0x20_0000), true, false, Pkey::DEFAULT).unwrap();
+            }
+            assert_eq!(mm.user_frame_count(), 64);
+            let copy = mm.duplicate().unwrap();
+            assert!(frame::free_count() < before - 128);
+            drop(copy);
+        }
+        assert_eq!(frame::free_count(), before);
+    }
+
+    #[ktest]
+    fn kernel_addresses_are_refused() {
+        let mut mm = Mm::new().unwrap();
+        assert_eq!(mm.map_zeroed_user_page(VirtAddr::new(0xffff_8000_0000_0000), true, false, Pkey::DEFAULT), Err(Errno::EFAULT));
     }
 }

@@ -82,3 +82,26 @@ pub fn free_count() -> usize {
 pub fn total_usable() -> usize {
     FRAMES.lock().total_usable
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ktest_macros::ktest;
+
+    #[ktest]
+    fn frames_are_distinct_aligned_and_come_back() {
+        let before = free_count();
+        let frames: alloc::vec::Vec<PhysFrame> = (0..1000).map(|_| alloc().expect("frame")).collect();
+        assert_eq!(free_count(), before - 1000);
+        let mut addrs: alloc::vec::Vec<u64> = frames.iter().map(|f| f.start_address().as_u64()).collect();
+        addrs.sort_unstable();
+        addrs.dedup();
+        assert_eq!(addrs.len(), 1000, "no frame handed out twice");
+        assert!(addrs.iter().all(|a| a % 4096 == 0 && *a != 0));
+        for f in frames {
+            free(f);
+        }
+        assert_eq!(free_count(), before);
+        assert!(total_usable() >= free_count());
+    }
+}

@@ -42,3 +42,31 @@ pub fn init() {
 pub fn used() -> usize {
     ALLOCATOR.lock().used()
 }
+
+#[cfg(test)]
+mod tests {
+    use alloc::boxed::Box;
+    use alloc::collections::BTreeMap;
+    use alloc::vec::Vec;
+    use ktest_macros::ktest;
+
+    #[ktest]
+    fn box_vec_and_btreemap_work_and_memory_is_reused() {
+        let b = Box::new(41u64);
+        assert_eq!(*b + 1, 42);
+        let v: Vec<u64> = (0..100_000).collect();
+        assert_eq!(v.iter().sum::<u64>(), 99_999 * 100_000 / 2);
+        let mut m = BTreeMap::new();
+        for i in 0..1000u32 {
+            m.insert(i.wrapping_mul(2_654_435_761), i);
+        }
+        assert_eq!(m.len(), 1000);
+        drop((b, v, m));
+        let used = super::used();
+        for _ in 0..100 {
+            let big: Vec<u8> = alloc::vec![7; 1 << 20];
+            assert_eq!(big[12345], 7);
+        }
+        assert_eq!(super::used(), used, "1 MiB allocations freed 100 times leave no trace");
+    }
+}

@@ -128,3 +128,60 @@ pub fn install_boot_thread(thread: Arc<Thread>) {
     cpu.set_current_tid(thread.tid);
     *CURRENT[cpu.cpu_id as usize].lock() = Some(thread);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ktest::as_fresh_program;
+    use crate::syscall::{decode, dispatch, nr};
+    use ktest_macros::ktest;
+
+    /// Two threads of one program: one key map, two PKRUs.
+    #[ktest(needs = pku)]
+    fn threads_share_the_key_map_but_not_pkru() {
+        as_fresh_program(|first| {
+            let second = Thread::new_program(first.mm.clone());
+            // The first thread allocates key 1 with full access: only its own PKRU opens it.
+            let key = decode(dispatch(nr::PKEY_ALLOC, [0, 0, 0, 0, 0, 0])).unwrap();
+            assert_eq!(key, 1);
+            assert_eq!(pkru::read().bits() & 0b1100, 0, "first thread: key 1 open");
+            let seen_by_second = run_as(&second, || {
+                let pkru_there = pkru::read().bits();
+                // Same address space: the second thread sees key 1 allocated and can free it.
+                let freed = decode(dispatch(nr::PKEY_FREE, [1, 0, 0, 0, 0, 0]));
+                (pkru_there, freed)
+            });
+            assert_eq!(seen_by_second, (0x5555_5554, Ok(0)), "second thread: its own PKRU, the shared map");
+            assert_eq!(pkru::read().bits() & 0b1100, 0, "first thread's PKRU survived the switches");
+            assert_eq!(decode(dispatch(nr::PKEY_FREE, [1, 0, 0, 0, 0, 0])).is_err(), true, "freed by the sibling");
+        });
+    }
+
+    #[ktest(needs = pku)]
+    fn a_cloned_thread_starts_with_its_creators_live_pkru() {
+        as_fresh_program(|first| {
+            pkru::write(Pkru::from_bits(0x0000_0030));
+            let child = Thread::clone_current(first.mm.clone());
+            assert_eq!(child.saved_pkru().bits(), 0x30);
+            let inside = run_as(&child, || pkru::read().bits());
+            assert_eq!(inside, 0x30);
+        });
+    }
+
+    #[ktest(needs = pku)]
+    fn switching_between_equal_pkrus_executes_no_wrpkru() {
+        as_fresh_program(|first| {
+            let twin = Thread::new_program(first.mm.clone());
+            let done = pkru::WRPKRU_DONE.load(Ordering::Relaxed);
+            let switches = SWITCHES.load(Ordering::Relaxed);
+            for _ in 0..10 {
+                run_as(&twin, || ());
+            }
+            assert_eq!(SWITCHES.load(Ordering::Relaxed), switches + 20);
+            assert_eq!(pkru::WRPKRU_DONE.load(Ordering::Relaxed), done, "both threads hold 0x55555554");
+            let other = Thread::with_pkru(first.mm.clone(), Pkru::ALL_OPEN);
+            run_as(&other, || assert_eq!(pkru::read(), Pkru::ALL_OPEN));
+            assert_eq!(pkru::WRPKRU_DONE.load(Ordering::Relaxed), done + 2, "one WRPKRU in, one out");
+        });
+    }
+}

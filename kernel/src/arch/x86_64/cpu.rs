@@ -167,3 +167,33 @@ pub fn text(bytes: &[u8]) -> &str {
     let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
     core::str::from_utf8(&bytes[..end]).unwrap_or("?").trim()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ktest_macros::ktest;
+
+    #[ktest(needs = pku)]
+    fn cr4_pke_is_set_and_cpuid_reports_ospke() {
+        assert!(features().pku);
+        assert!(cr4_pke(), "CR4.PKE (bit 22)");
+        assert!(Cr4::read_raw() & (1 << 22) != 0);
+        assert!(cpuid_ospke(), "CPUID.(7,0):ECX[4]");
+        assert_eq!(pkey_support().max_pkey(), 16, "arch_max_pkey()");
+    }
+
+    #[ktest(needs = no_pku)]
+    fn without_pku_nothing_is_enabled() {
+        assert!(!features().pku);
+        assert!(!cr4_pke());
+        assert!(!cpuid_ospke());
+        assert!(!ospke());
+        assert_eq!(pkey_support().max_pkey(), 1, "arch_max_pkey()");
+    }
+
+    #[ktest]
+    fn cr0_wp_is_set() {
+        use x86_64::registers::control::{Cr0, Cr0Flags};
+        assert!(Cr0::read().contains(Cr0Flags::WRITE_PROTECT));
+    }
+}

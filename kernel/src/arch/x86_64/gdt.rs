@@ -23,7 +23,7 @@ const DOUBLE_FAULT_STACK_SIZE: usize = 5 * 4096;
 
 /// The double-fault stack. Aligned so the frame the CPU pushes is 16-byte aligned.
 #[repr(align(16))]
-struct Stack([u8; DOUBLE_FAULT_STACK_SIZE]);
+struct Stack(#[allow(dead_code)] [u8; DOUBLE_FAULT_STACK_SIZE]); // used only through its address
 static mut DOUBLE_FAULT_STACK: Stack = Stack([0; DOUBLE_FAULT_STACK_SIZE]);
 
 static TSS: Lazy<TaskStateSegment> = Lazy::new(|| {
@@ -38,8 +38,6 @@ static TSS: Lazy<TaskStateSegment> = Lazy::new(|| {
 pub struct Selectors {
     pub kernel_code: SegmentSelector,
     pub kernel_data: SegmentSelector,
-    pub user_data: SegmentSelector,
-    pub user_code: SegmentSelector,
     pub tss: SegmentSelector,
 }
 
@@ -47,10 +45,11 @@ static GDT: Lazy<(GlobalDescriptorTable, Selectors)> = Lazy::new(|| {
     let mut gdt = GlobalDescriptorTable::new();
     let kernel_code = gdt.append(Descriptor::kernel_code_segment());
     let kernel_data = gdt.append(Descriptor::kernel_data_segment());
-    let user_data = gdt.append(Descriptor::user_data_segment());
-    let user_code = gdt.append(Descriptor::user_code_segment());
+    // User data (0x18) and user code (0x20), in the order SYSRET needs; ring 3 arrives later.
+    gdt.append(Descriptor::user_data_segment());
+    gdt.append(Descriptor::user_code_segment());
     let tss = gdt.append(Descriptor::tss_segment(&TSS));
-    (gdt, Selectors { kernel_code, kernel_data, user_data, user_code, tss })
+    (gdt, Selectors { kernel_code, kernel_data, tss })
 });
 
 /// Loads the GDT and the TSS and reloads the segment registers.

@@ -13,6 +13,10 @@
 //! The upper half (PML4 entries 256..511) is the kernel's and is shared by every address space:
 //! a new root copies those 256 entries from the kernel's root. The lower half belongs to user
 //! space. Protection keys live in bits 59–62 of the leaf entries (see `pkeys::pte`).
+//!
+//! TLB: every function that changes a present entry invalidates that page (INVLPG) before it
+//! returns; freeing a whole user half of the active tree reloads CR3. When pikku runs on
+//! several CPUs, these are the places that will send shootdown IPIs.
 
 use spin::{Mutex, Once};
 use x86_64::registers::control::{Cr3, Cr3Flags};
@@ -27,11 +31,6 @@ static KERNEL_ROOT: Once<Mutex<PageTableRoot>> = Once::new();
 
 /// First address above user space: the lower canonical half ends here.
 pub const USER_END: u64 = 0x0000_8000_0000_0000;
-
-/// Beyond this many pages, [`invalidate_range`] reloads CR3 instead of issuing INVLPG per page.
-/// 32 is roughly where a full flush (and the refills it causes) becomes cheaper than the
-/// INVLPGs; Linux uses 33 (`tlb_single_page_flush_ceiling`).
-pub const FLUSH_ALL_THRESHOLD: u64 = 32;
 
 /// A PML4 frame: the root of one page-table tree.
 #[derive(Debug)]
@@ -154,13 +153,6 @@ impl PageTableRoot {
         }
     }
 
-    /// Removes the mapping of `page`, returning the frame it mapped (the caller frees it).
-    pub fn unmap(&mut self, page: Page) -> Option<PhysFrame> {
-        let (frame, flush) = self.mapper().unmap(page).ok()?;
-        flush.flush();
-        Some(frame)
-    }
-
     /// The frame and leaf flags of the 4-KiB page containing `addr`, if mapped.
     pub fn translate(&mut self, addr: VirtAddr) -> Option<(PhysFrame, PageTableFlags)> {
         match self.mapper().translate(addr) {
@@ -275,19 +267,6 @@ pub fn active_root_frame() -> PhysFrame {
 /// Loads the kernel's own tree into CR3.
 pub fn activate_kernel_root() {
     kernel_root().lock().activate();
-}
-
-/// Invalidates the TLB entries of `pages` pages from `start` (INVLPG each, SDM Vol. 2A
-/// "INVLPG"), or the whole non-global TLB past [`FLUSH_ALL_THRESHOLD`]. The one place that
-/// will send shootdown IPIs when pikku runs on several CPUs.
-pub fn invalidate_range(start: VirtAddr, pages: u64) {
-    if pages > FLUSH_ALL_THRESHOLD {
-        flush_all();
-    } else {
-        for i in 0..pages {
-            x86_64::instructions::tlb::flush(start + i * 4096);
-        }
-    }
 }
 
 /// Flushes all non-global TLB entries (CR3 reload).

@@ -106,3 +106,34 @@ pub fn rdpkru_unguarded() -> Result<u32, Fault> {
         None => Ok(value),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ktest_macros::ktest;
+
+    #[ktest(needs = no_pku)]
+    fn rdpkru_raises_ud_without_cr4_pke() {
+        // The reason for every OSPKE guard: on this CPU the instruction itself is invalid.
+        let fault = rdpkru_unguarded().expect_err("RDPKRU must fault without PKU");
+        assert_eq!(fault.vector, 6, "#UD");
+        let before = RDPKRU_DONE.load(Ordering::Relaxed);
+        assert_eq!(read(), Pkru::ALL_OPEN, "read_pkru() is 0 without OSPKE");
+        write(Pkru::INIT);
+        assert_eq!(RDPKRU_DONE.load(Ordering::Relaxed), before, "the guarded paths ran no RDPKRU");
+    }
+
+    #[ktest(needs = pku)]
+    fn wrpkru_values_read_back_and_equal_writes_are_skipped() {
+        let saved = read();
+        for value in [0u32, 0x5555_5554, 0xffff_fffc, 0x0000_000c, 0xaaaa_aaa8] {
+            write(Pkru::from_bits(value));
+            assert_eq!(rdpkru_unguarded(), Ok(value));
+        }
+        let (done, skipped) = (WRPKRU_DONE.load(Ordering::Relaxed), WRPKRU_SKIPPED.load(Ordering::Relaxed));
+        write(Pkru::from_bits(0xaaaa_aaa8));
+        assert_eq!(WRPKRU_DONE.load(Ordering::Relaxed), done, "no WRPKRU for an unchanged value");
+        assert_eq!(WRPKRU_SKIPPED.load(Ordering::Relaxed), skipped + 1);
+        write(saved);
+    }
+}

@@ -61,13 +61,9 @@ impl TrapFrame {
 
 /// Exception vectors by name (SDM Vol. 3A Table 6-1).
 pub mod vector {
-    pub const DIVIDE_ERROR: u64 = 0;
-    pub const DEBUG: u64 = 1;
     pub const NMI: u64 = 2;
     pub const BREAKPOINT: u64 = 3;
-    pub const INVALID_OPCODE: u64 = 6;
     pub const DOUBLE_FAULT: u64 = 8;
-    pub const GENERAL_PROTECTION: u64 = 13;
     pub const PAGE_FAULT: u64 = 14;
 }
 
@@ -398,5 +394,30 @@ impl fmt::Display for PageFaultReport<'_> {
         writeln!(f, "  address (CR2)={:#018x}", self.addr)?;
         writeln!(f, "  error code {:#x}: {}", self.frame.error_code, e)?;
         write!(f, "{}", FrameReport(self.frame))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ktest_macros::ktest;
+
+    #[ktest]
+    fn a_breakpoint_returns_to_the_next_instruction() {
+        let mut x = 1u64;
+        // SAFETY: int3 traps to the breakpoint handler, which logs and returns.
+        unsafe { core::arch::asm!("int3", "add {0}, 1", inout(reg) x) };
+        assert_eq!(x, 2);
+    }
+
+    #[ktest]
+    fn page_fault_error_codes_are_decoded_bit_by_bit() {
+        let text = alloc::format!("{}", PageFaultError::from_bits_retain(0x23));
+        assert!(text.contains("P=1 (protection violation)"), "{text}");
+        assert!(text.contains("W/R=1 (write)"), "{text}");
+        assert!(text.contains("U/S=0 (supervisor mode)"), "{text}");
+        assert!(text.contains("PK=1 (protection key)"), "{text}");
+        let text = alloc::format!("{}", PageFaultError::from_bits_retain(0x14));
+        assert!(text.contains("P=0 (page not present)") && text.contains("U/S=1 (user mode)") && text.contains("I/D=1 (instruction fetch)"), "{text}");
     }
 }

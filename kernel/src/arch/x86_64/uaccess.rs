@@ -92,3 +92,36 @@ pub fn copy_from_user(dst: &mut [u8], src: u64) -> Result<(), UaccessError> {
     check_range(src, dst.len())?;
     copy_recoverable(dst.as_mut_ptr() as u64, src, dst.len())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arch::x86_64::trap::PageFaultError as E;
+    use ktest_macros::ktest;
+
+    #[ktest]
+    fn an_unmapped_user_address_faults_and_is_recovered() {
+        let mut buf = [0u8; 16];
+        let before = crate::arch::x86_64::trap::recovered_count(14);
+        let err = copy_from_user(&mut buf, 0x0000_7000_0000_0000).unwrap_err();
+        let UaccessError::Fault(f) = err else { panic!("{err:?}") };
+        assert_eq!(f.vector, 14);
+        assert_eq!(f.address, 0x0000_7000_0000_0000);
+        assert_eq!(f.error_code as u64 & (E::PRESENT | E::USER).bits(), 0, "not present, supervisor");
+        assert_eq!(crate::arch::x86_64::trap::recovered_count(14), before + 1);
+        assert!(crate::arch::x86_64::extable::entry_count() >= 2);
+    }
+
+    #[ktest]
+    fn ranges_outside_user_space_are_refused_without_touching_them() {
+        let mut buf = [0u8; 16];
+        let kernel_data = &buf as *const _ as u64;
+        assert_eq!(copy_from_user(&mut buf, kernel_data), Err(UaccessError::OutsideUserSpace));
+        assert_eq!(copy_to_user(0xffff_8000_0000_0000, b"x"), Err(UaccessError::OutsideUserSpace));
+        assert_eq!(copy_to_user(USER_END - 1, b"xy"), Err(UaccessError::OutsideUserSpace), "crosses the end");
+        assert_eq!(copy_from_user(&mut buf, u64::MAX - 4), Err(UaccessError::OutsideUserSpace), "wraps");
+        assert_eq!(copy_to_user(0x0000_9000_0000_0000, b"x"), Err(UaccessError::OutsideUserSpace), "non-canonical");
+        // A zero-length copy anywhere in user space touches nothing.
+        assert_eq!(copy_to_user(0x1000, b""), Ok(()));
+    }
+}

@@ -1,0 +1,46 @@
+# pikku — the two commands: `make run` (boot and demonstrate) and `make test` (everything).
+# Both install whatever is missing first (scripts/setup.sh: the pinned nightly, QEMU, OVMF, …).
+#
+#   make run  [BOOT=bios|uefi] [CPU=max|qemu64|…] [KVM=1] [LOG=quiet|info|debug] [QEMU_ARGS="…"]
+#   make test
+#   make doc      API docs of the kernel and the host crates (target/doc, kernel/target/doc)
+
+BOOT ?= bios
+CPU ?= max
+LOG ?= info
+KVM ?=
+QEMU_ARGS ?=
+
+CARGO ?= cargo
+PIKKU_FLAGS = --boot $(BOOT) --cpu $(CPU) --log $(LOG) $(if $(filter 1,$(KVM)),--kvm,) \
+              $(if $(strip $(QEMU_ARGS)),--qemu-args "$(QEMU_ARGS)",)
+
+.PHONY: all setup run test test-host test-qemu doc clean
+
+all: run
+
+setup:
+	@bash scripts/setup.sh
+
+run: setup
+	@$(CARGO) run --quiet -p boot --bin pikku -- run $(PIKKU_FLAGS)
+
+# Host unit and property tests first, then the QEMU matrix, whose last line is the total.
+test: setup test-host test-qemu
+
+test-host: setup
+	@echo "== host tests (pure logic: pkeys, bootproto, boot) =="
+	@$(CARGO) test --quiet --workspace --exclude tests
+
+test-qemu: setup
+	@echo "== QEMU tests (boot reports, in-kernel suite on max/bios, qemu64/bios, max/uefi, harness self-test) =="
+	@$(CARGO) test --quiet -p tests --test qemu
+
+doc: setup
+	@$(CARGO) doc --quiet --no-deps --workspace --document-private-items
+	@cd kernel && $(CARGO) doc --quiet --no-deps --document-private-items
+	@echo "docs: target/doc/pkeys/index.html, kernel/target/x86_64-unknown-none/doc/kernel/index.html"
+
+clean:
+	@$(CARGO) clean
+	@cd kernel && $(CARGO) clean
