@@ -1,0 +1,18 @@
+//! # uapi — the Linux x86-64 user ABI, as pure logic
+//!
+//! What a static Linux program expects from the kernel, byte for byte, written so that it can
+//! be tested on the host:
+//!
+//! * [`elf`] — reading an ELF64 executable and planning its memory areas (Linux:
+//!   `load_elf_binary()` in `fs/binfmt_elf.c`);
+//! * [`stack`] — the initial stack: `argc`, `argv`, `envp`, the auxiliary vector and the
+//!   strings they point to (Linux: `create_elf_tables()`);
+//! * [`layout`] — `struct stat`, `struct utsname`, `struct timespec`, terminal structs, as the
+//!   x86-64 ABI lays them out.
+#![cfg_attr(not(test), no_std)]
+
+extern crate alloc;
+
+pub mod elf;
+pub mod layout;
+pub mod stack;

@@ -1,0 +1,307 @@
+//! # vma — the virtual memory areas of one address space
+//!
+//! Linux describes a process's memory as a sorted set of *VMAs* (`struct vm_area_struct`):
+//! page-aligned, non-overlapping ranges `[start, end)`, each with one protection (`PROT_*`), one
+//! protection key, and one backing (anonymous memory, or a file). The page tables are only a
+//! cache of what the VMAs say: a page fault inside a VMA maps a page with the VMA's protection
+//! and key; a fault outside any VMA, or against its protection, is the program's fault.
+//!
+//! [`VmaMap`] keeps the areas in a `BTreeMap` keyed by start address, so finding the area of an
+//! address is O(log n). Its operations follow Linux's rules:
+//!
+//! * **split** — changing or unmapping part of an area splits it at the range's ends
+//!   (Linux: `split_vma`);
+//! * **merge** — two adjacent areas with the same protection, the same key and compatible
+//!   backing become one (Linux: `vma_merge`); areas that differ only in their key are never
+//!   merged, because the key is part of `vm_flags`;
+//! * **protect** — `mprotect` walks the range area by area; a hole stops it with an error, and
+//!   the areas before the hole keep their new protection (Linux's `mprotect` is not atomic).
+//!
+//! This crate is pure logic; the kernel supplies the page tables and frames.
+
+#![cfg_attr(not(test), no_std)]
+
+extern crate alloc;
+
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+use pkeys::Pkey;
+
+/// The size of a page.
+pub const PAGE_SIZE: u64 = 4096;
+
+bitflags::bitflags! {
+    /// Access rights of an area, with Linux's `PROT_*` values.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub struct Prot: u32 {
+        const READ = 0x1;
+        const WRITE = 0x2;
+        const EXEC = 0x4;
+    }
+}
+
+/// What fills a page of an area the first time it is touched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backing<F> {
+    /// Zeros (anonymous private memory).
+    Anonymous,
+    /// A private mapping of a file: the page at `vaddr` starts as the file's bytes from
+    /// `offset + (vaddr - start)`, for the first `file_len` bytes of the area; zeros after that
+    /// (the `.bss` tail of an ELF segment).
+    File { file: F, offset: u64, file_len: u64 },
+}
+
+/// One virtual memory area.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vma<F> {
+    pub start: u64,
+    pub end: u64,
+    pub prot: Prot,
+    /// The protection key of every page in the area (Linux: `vma_pkey()`).
+    pub pkey: Pkey,
+    pub backing: Backing<F>,
+}
+
+impl<F: Clone + PartialEq> Vma<F> {
+    /// Length in bytes.
+    pub fn len(&self) -> u64 {
+        self.end - self.start
+    }
+
+    /// Always false: an area is never empty.
+    pub fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+
+    /// Does the area contain `addr`?
+    pub fn contains(&self, addr: u64) -> bool {
+        self.start <= addr && addr < self.end
+    }
+
+    /// Splits the area at `at` (strictly inside, page-aligned) into `[start, at)` and
+    /// `[at, end)`. Linux: `split_vma()`.
+    pub fn split(self, at: u64) -> (Vma<F>, Vma<F>) {
+        debug_assert!(self.start < at && at < self.end && at % PAGE_SIZE == 0);
+        let left_len = at - self.start;
+        let (left_backing, right_backing) = match self.backing {
+            Backing::Anonymous => (Backing::Anonymous, Backing::Anonymous),
+            Backing::File { file, offset, file_len } => (
+                Backing::File { file: file.clone(), offset, file_len: file_len.min(left_len) },
+                Backing::File { file, offset: offset + left_len, file_len: file_len.saturating_sub(left_len) },
+            ),
+        };
+        (
+            Vma { start: self.start, end: at, prot: self.prot, pkey: self.pkey, backing: left_backing },
+            Vma { start: at, end: self.end, prot: self.prot, pkey: self.pkey, backing: right_backing },
+        )
+    }
+
+    /// Can `next`, which starts where `self` ends, be merged into `self`? Same protection, same
+    /// key, and backing that continues: both anonymous, or the same file at the following
+    /// offset with `self` wholly file-backed (no zero tail in the middle).
+    pub fn can_merge(&self, next: &Vma<F>) -> bool {
+        if self.end != next.start || self.prot != next.prot || self.pkey != next.pkey {
+            return false;
+        }
+        match (&self.backing, &next.backing) {
+            (Backing::Anonymous, Backing::Anonymous) => true,
+            (
+                Backing::File { file: f1, offset: o1, file_len: l1 },
+                Backing::File { file: f2, offset: o2, .. },
+            ) => f1 == f2 && *l1 == self.len() && o1 + self.len() == *o2,
+            _ => false,
+        }
+    }
+
+    fn absorb(&mut self, next: Vma<F>) {
+        if let (Backing::File { file_len, .. }, Backing::File { file_len: next_len, .. }) = (&mut self.backing, &next.backing) {
+            *file_len += *next_len;
+        }
+        self.end = next.end;
+    }
+}
+
+/// `mprotect` ran into a hole: part of the range is not mapped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hole {
+    /// The first unmapped address.
+    pub at: u64,
+}
+
+/// The areas of one address space, sorted by start address.
+#[derive(Debug, Clone)]
+pub struct VmaMap<F> {
+    areas: BTreeMap<u64, Vma<F>>,
+}
+
+impl<F> Default for VmaMap<F> {
+    fn default() -> Self {
+        VmaMap { areas: BTreeMap::new() }
+    }
+}
+
+impl<F: Clone + PartialEq> VmaMap<F> {
+    /// No areas.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of areas.
+    pub fn len(&self) -> usize {
+        self.areas.len()
+    }
+
+    /// No areas at all?
+    pub fn is_empty(&self) -> bool {
+        self.areas.is_empty()
+    }
+
+    /// All areas in address order.
+    pub fn iter(&self) -> impl Iterator<Item = &Vma<F>> {
+        self.areas.values()
+    }
+
+    /// The area containing `addr`, in O(log n). Linux: `vma_lookup()`.
+    pub fn find(&self, addr: u64) -> Option<&Vma<F>> {
+        self.areas.range(..=addr).next_back().map(|(_, v)| v).filter(|v| v.contains(addr))
+    }
+
+    /// The first area that ends above `addr` (it may start above it). Linux: `find_vma()`.
+    pub fn find_from(&self, addr: u64) -> Option<&Vma<F>> {
+        if let Some(v) = self.find(addr) {
+            return Some(v);
+        }
+        self.areas.range(addr..).next().map(|(_, v)| v)
+    }
+
+    /// Does any area overlap `[start, end)`?
+    pub fn overlaps(&self, start: u64, end: u64) -> bool {
+        self.find_from(start).is_some_and(|v| v.start < end)
+    }
+
+    /// Adds an area where nothing is mapped, then merges it with equal neighbours.
+    /// Returns `false` (and changes nothing) if it would overlap an existing area.
+    pub fn insert(&mut self, vma: Vma<F>) -> bool {
+        if vma.is_empty() || self.overlaps(vma.start, vma.end) {
+            return false;
+        }
+        let (start, end) = (vma.start, vma.end);
+        self.areas.insert(start, vma);
+        self.merge_around(start, end);
+        true
+    }
+
+    /// Splits the area containing `at` so that an area boundary falls on `at`.
+    fn split_at(&mut self, at: u64) {
+        let Some(start) = self.find(at).filter(|v| v.start != at).map(|v| v.start) else { return };
+        let vma = self.areas.remove(&start).expect("found above");
+        let (left, right) = vma.split(at);
+        self.areas.insert(left.start, left);
+        self.areas.insert(right.start, right);
+    }
+
+    /// Removes everything in `[start, end)`, splitting the areas at the ends; returns the
+    /// removed pieces (whose pages the caller unmaps). Linux: `do_vmi_munmap()`.
+    pub fn remove_range(&mut self, start: u64, end: u64) -> Vec<Vma<F>> {
+        self.split_at(start);
+        self.split_at(end);
+        let keys: Vec<u64> = self.areas.range(start..end).map(|(k, _)| *k).collect();
+        keys.into_iter().filter_map(|k| self.areas.remove(&k)).collect()
+    }
+
+    /// Changes the protection and key of `[start, end)`, area by area, as `mprotect` does:
+    /// `new(vma)` gives each area's new `(prot, pkey)`; the areas at the ends are split; equal
+    /// neighbours are merged afterwards. If part of the range is unmapped, everything before
+    /// the first hole has been changed and `Err(Hole)` says where it is (Linux: ENOMEM).
+    /// Returns the areas as they were before the change (for the page-table update).
+    pub fn protect(
+        &mut self,
+        start: u64,
+        end: u64,
+        mut new: impl FnMut(&Vma<F>) -> (Prot, Pkey),
+    ) -> Result<Vec<Vma<F>>, Hole> {
+        // Linux checks the start first: no area at `start` → ENOMEM before anything changes.
+        if self.find(start).is_none() {
+            return Err(Hole { at: start });
+        }
+        self.split_at(start);
+        let mut changed = Vec::new();
+        let mut cursor = start;
+        let mut result = Ok(());
+        // Area by area, splitting the last one only when it is reached (as `mprotect_fixup`
+        // does), so that areas beyond a hole are not touched at all.
+        while cursor < end {
+            let Some(vma) = self.areas.get(&cursor) else {
+                result = Err(Hole { at: cursor });
+                break;
+            };
+            if vma.end > end {
+                self.split_at(end);
+            }
+            let vma = self.areas.get_mut(&cursor).expect("present above");
+            changed.push(vma.clone());
+            let (prot, pkey) = new(vma);
+            vma.prot = prot;
+            vma.pkey = pkey;
+            cursor = vma.end;
+        }
+        self.merge_around(start, cursor);
+        result.map(|()| changed)
+    }
+
+    /// Merges every mergeable pair among the areas touching `[start, end]`.
+    fn merge_around(&mut self, start: u64, end: u64) {
+        // From the area before `start` (if any) to the area at or after `end`.
+        let from = self.areas.range(..start).next_back().map(|(k, _)| *k).unwrap_or(start);
+        let mut key = from;
+        loop {
+            let Some(current) = self.areas.get(&key) else {
+                match self.areas.range(key..).next() {
+                    Some((k, _)) if *k <= end => {
+                        key = *k;
+                        continue;
+                    }
+                    _ => break,
+                }
+            };
+            let next_start = current.end;
+            match self.areas.get(&next_start) {
+                Some(next) if current.can_merge(next) => {
+                    let next = self.areas.remove(&next_start).expect("just seen");
+                    self.areas.get_mut(&key).expect("current").absorb(next);
+                }
+                _ => {
+                    if next_start > end {
+                        break;
+                    }
+                    match self.areas.range(next_start..).next() {
+                        Some((k, _)) if *k <= end => key = *k,
+                        _ => break,
+                    }
+                }
+            }
+        }
+    }
+
+    /// The highest free, page-aligned range of `len` bytes inside `[floor, ceiling)`
+    /// (top-down, as Linux's default mmap layout). Linux: `get_unmapped_area()`.
+    pub fn find_free(&self, len: u64, floor: u64, ceiling: u64) -> Option<u64> {
+        if len == 0 || len > ceiling.saturating_sub(floor) {
+            return None;
+        }
+        let mut top = ceiling;
+        for vma in self.areas.range(..ceiling).rev().map(|(_, v)| v) {
+            if vma.end <= top && top - vma.end >= len {
+                return Some(top - len);
+            }
+            top = top.min(vma.start);
+            if top < floor + len {
+                return None;
+            }
+        }
+        (top >= floor + len).then(|| top - len)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,153 @@
+//! The map against a page-by-page model: an array saying, for each page of a small window,
+//! whether it is mapped and with which protection and key.
+use super::*;
+use proptest::prelude::*;
+
+const PAGES: u64 = 48;
+const BASE: u64 = 0x10_0000;
+
+fn key(n: u32) -> Pkey {
+    Pkey::new(n).unwrap()
+}
+
+fn anon(start: u64, pages: u64, prot: Prot, pkey: u32) -> Vma<u32> {
+    Vma { start, end: start + pages * PAGE_SIZE, prot, pkey: key(pkey), backing: Backing::Anonymous }
+}
+
+#[test]
+fn find_is_exact_at_the_edges() {
+    let mut m = VmaMap::new();
+    assert!(m.insert(anon(BASE, 2, Prot::READ, 0)));
+    assert_eq!(m.find(BASE).map(|v| v.start), Some(BASE));
+    assert_eq!(m.find(BASE + 2 * PAGE_SIZE - 1).map(|v| v.start), Some(BASE));
+    assert_eq!(m.find(BASE + 2 * PAGE_SIZE), None);
+    assert_eq!(m.find(BASE - 1), None);
+    assert!(!m.insert(anon(BASE + PAGE_SIZE, 2, Prot::READ, 0)), "overlap refused");
+}
+
+#[test]
+fn a_range_split_in_three_by_key_merges_back_to_one() {
+    let mut m = VmaMap::new();
+    m.insert(anon(BASE, 3, Prot::READ | Prot::WRITE, 0));
+    let mid = BASE + PAGE_SIZE;
+    m.protect(mid, mid + PAGE_SIZE, |v| (v.prot, key(5))).unwrap();
+    assert_eq!(m.len(), 3, "differing only in key is enough to split");
+    m.protect(mid, mid + PAGE_SIZE, |v| (v.prot, key(0))).unwrap();
+    assert_eq!(m.len(), 1);
+}
+
+#[test]
+fn protect_stops_at_a_hole_after_changing_what_came_before() {
+    let mut m = VmaMap::new();
+    m.insert(anon(BASE, 2, Prot::READ, 0));
+    m.insert(anon(BASE + 3 * PAGE_SIZE, 2, Prot::READ, 0));
+    let r = m.protect(BASE, BASE + 5 * PAGE_SIZE, |_| (Prot::READ | Prot::WRITE, key(0)));
+    assert_eq!(r.unwrap_err(), Hole { at: BASE + 2 * PAGE_SIZE });
+    assert_eq!(m.find(BASE).unwrap().prot, Prot::READ | Prot::WRITE);
+    assert_eq!(m.find(BASE + 3 * PAGE_SIZE).unwrap().prot, Prot::READ, "after the hole: untouched");
+    // A hole at the very start changes nothing.
+    let r = m.protect(BASE - PAGE_SIZE, BASE + PAGE_SIZE, |_| (Prot::empty(), key(0)));
+    assert_eq!(r.unwrap_err(), Hole { at: BASE - PAGE_SIZE });
+    assert_eq!(m.find(BASE).unwrap().prot, Prot::READ | Prot::WRITE);
+}
+
+#[test]
+fn file_backing_follows_splits_and_merges_back() {
+    let mut m = VmaMap::new();
+    m.insert(Vma { start: BASE, end: BASE + 4 * PAGE_SIZE, prot: Prot::READ, pkey: key(0), backing: Backing::File { file: 7u32, offset: 0x2000, file_len: 0x2800 } });
+    m.protect(BASE + PAGE_SIZE, BASE + 2 * PAGE_SIZE, |_| (Prot::READ | Prot::WRITE, key(0))).unwrap();
+    let parts: Vec<_> = m.iter().map(|v| v.backing.clone()).collect();
+    assert_eq!(
+        parts,
+        [
+            Backing::File { file: 7, offset: 0x2000, file_len: 0x1000 },
+            Backing::File { file: 7, offset: 0x3000, file_len: 0x1000 },
+            Backing::File { file: 7, offset: 0x4000, file_len: 0x800 },
+        ]
+    );
+    m.protect(BASE + PAGE_SIZE, BASE + 2 * PAGE_SIZE, |_| (Prot::READ, key(0))).unwrap();
+    assert_eq!(m.len(), 1);
+    assert_eq!(m.iter().next().unwrap().backing, Backing::File { file: 7, offset: 0x2000, file_len: 0x2800 });
+}
+
+#[test]
+fn find_free_is_top_down_and_respects_bounds() {
+    let mut m: VmaMap<u32> = VmaMap::new();
+    let top = BASE + 16 * PAGE_SIZE;
+    assert_eq!(m.find_free(PAGE_SIZE, BASE, top), Some(top - PAGE_SIZE));
+    m.insert(anon(top - 2 * PAGE_SIZE, 2, Prot::READ, 0));
+    assert_eq!(m.find_free(2 * PAGE_SIZE, BASE, top), Some(top - 4 * PAGE_SIZE));
+    m.insert(anon(BASE, 14, Prot::READ, 0));
+    assert_eq!(m.find_free(PAGE_SIZE, BASE, top), None);
+    assert_eq!(m.find_free(0, BASE, top), None);
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Map { page: u64, pages: u64, prot: u32, pkey: u32 },
+    Unmap { page: u64, pages: u64 },
+    Protect { page: u64, pages: u64, prot: u32, pkey: u32 },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let range = (0..PAGES, 1..12u64);
+    prop_oneof![
+        (range.clone(), 0..8u32, 0..3u32).prop_map(|((page, pages), prot, pkey)| Op::Map { page, pages, prot, pkey }),
+        range.clone().prop_map(|(page, pages)| Op::Unmap { page, pages }),
+        (range, 0..8u32, 0..3u32).prop_map(|((page, pages), prot, pkey)| Op::Protect { page, pages, prot, pkey }),
+    ]
+}
+
+type Model = [Option<(u32, u32)>; PAGES as usize];
+
+fn addr(page: u64) -> u64 {
+    BASE + page * PAGE_SIZE
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1000))]
+    #[test]
+    fn the_map_agrees_with_a_page_by_page_model(ops in proptest::collection::vec(op(), 1..40)) {
+        let mut m: VmaMap<u32> = VmaMap::new();
+        let mut model: Model = [None; PAGES as usize];
+        for op in &ops {
+            match *op {
+                Op::Map { page, pages, prot, pkey } => {
+                    let end = (page + pages).min(PAGES);
+                    let free = (page..end).all(|p| model[p as usize].is_none());
+                    let ok = m.insert(anon(addr(page), end - page, Prot::from_bits_truncate(prot), pkey));
+                    prop_assert_eq!(ok, free);
+                    if free {
+                        for p in page..end { model[p as usize] = Some((prot, pkey)); }
+                    }
+                }
+                Op::Unmap { page, pages } => {
+                    let end = (page + pages).min(PAGES);
+                    let removed: u64 = m.remove_range(addr(page), addr(end)).iter().map(|v| v.len() / PAGE_SIZE).sum();
+                    let expected = (page..end).filter(|&p| model[p as usize].is_some()).count() as u64;
+                    prop_assert_eq!(removed, expected);
+                    for p in page..end { model[p as usize] = None; }
+                }
+                Op::Protect { page, pages, prot, pkey } => {
+                    let end = (page + pages).min(PAGES);
+                    let r = m.protect(addr(page), addr(end), |_| (Prot::from_bits_truncate(prot), key(pkey)));
+                    // The model: change pages up to the first hole.
+                    let hole = (page..end).find(|&p| model[p as usize].is_none());
+                    for p in page..hole.unwrap_or(end) { model[p as usize] = Some((prot, pkey)); }
+                    prop_assert_eq!(r.err().map(|h| h.at), hole.map(addr));
+                }
+            }
+            // Same pages, same attributes.
+            for p in 0..PAGES {
+                let got = m.find(addr(p)).map(|v| (v.prot.bits(), v.pkey.index() as u32));
+                prop_assert_eq!(got, model[p as usize], "page {} after {:?}", p, op);
+            }
+            // Canonical form: sorted, non-overlapping, no two neighbours that could merge.
+            let areas: Vec<_> = m.iter().cloned().collect();
+            for w in areas.windows(2) {
+                prop_assert!(w[0].end <= w[1].start);
+                prop_assert!(!w[0].can_merge(&w[1]), "unmerged neighbours {:?}", w);
+            }
+        }
+    }
+}
