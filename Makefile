@@ -2,6 +2,7 @@
 # Both install whatever is missing first (scripts/setup.sh: the pinned nightly, QEMU, OVMF, …).
 #
 #   make run  [BOOT=bios|uefi] [CPU=max|qemu64|…] [KVM=1] [LOG=quiet|info|debug] [QEMU_ARGS="…"]
+#             [INIT=path/to/static-elf [ARGS="…"] [FILES="host[:dest] …"]]
 #   make test
 #   make doc      API docs of the kernel and the host crates (target/doc, kernel/target/doc)
 
@@ -10,10 +11,16 @@ CPU ?= max
 LOG ?= info
 KVM ?=
 QEMU_ARGS ?=
+INIT ?=
+ARGS ?=
+FILES ?=
 
 CARGO ?= cargo
 PIKKU_FLAGS = --boot $(BOOT) --cpu $(CPU) --log $(LOG) $(if $(filter 1,$(KVM)),--kvm,) \
-              $(if $(strip $(QEMU_ARGS)),--qemu-args "$(QEMU_ARGS)",)
+              $(if $(strip $(QEMU_ARGS)),--qemu-args "$(QEMU_ARGS)",) \
+              $(if $(strip $(INIT)),--init "$(abspath $(INIT))",) \
+              $(if $(strip $(ARGS)),--args "$(ARGS)",) \
+              $(if $(strip $(FILES)),--files "$(FILES)",)
 
 .PHONY: all setup run test test-host test-qemu doc clean
 

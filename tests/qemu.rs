@@ -6,7 +6,11 @@
 //! 2. **The in-kernel suite** under `-cpu max` + BIOS, `-cpu qemu64` + BIOS (the no-pkeys
 //!    paths), and `-cpu max` + UEFI. Every test must pass or be skipped for a stated reason,
 //!    and the tests that matter for each CPU must actually have run there.
-//! 3. **The harness itself**: a run with `ktest.selftest=1` must report a panicking test, a
+//! 3. **User programs** (static musl and `-nostdlib` executables from `user/`, each booted as
+//!    `/init`): their output byte for byte, their exit status, the pkey syscalls and RDPKRU from
+//!    ring 3 (against hand-derived transcripts in `tests/expected/`), bad pointers → `EFAULT`,
+//!    and programs that fault being stopped with the right signal while the kernel lives on.
+//! 4. **The harness itself**: a run with `ktest.selftest=1` must report a panicking test, a
 //!    hanging test and a triple-faulting test as FAILED with the right reason, and still run
 //!    the test after them; the kernel's closing line must carry the counts across boots.
 //!
@@ -18,6 +22,7 @@ use boot::build::{self, Kernel};
 use boot::image::Firmware;
 use boot::ktest::{Event, Report, Status, Suite};
 use boot::qemu::Qemu;
+use boot::run::{Init, InitEnd};
 use bootproto::exit::{ExitCode, Outcome};
 use bootproto::options::LogLevel;
 
@@ -77,7 +82,8 @@ fn print_event(label: &str, event: &Event) {
 
 fn boot_report(kernel: &std::path::Path, firmware: Firmware, cpu: &str, expect: &[&str]) -> Result<(), String> {
     let qemu = Qemu { firmware, cpu: cpu.into(), ..Qemu::default() };
-    let (outcome, output) = boot::run::boot(kernel, &qemu, LogLevel::Info, true)?;
+    let run = boot::run::boot(kernel, &qemu, LogLevel::Info, None, true)?;
+    let (outcome, output) = (run.outcome, run.output);
     if outcome != Outcome::Kernel(ExitCode::Success) {
         return Err(format!("ended with {outcome:?}:\n{output}"));
     }
@@ -96,6 +102,107 @@ fn boot_report(kernel: &std::path::Path, firmware: Firmware, cpu: &str, expect: 
         return Err(format!("untagged console line {line:?}"));
     }
     Ok(())
+}
+
+/// Boots `program` as /init and returns (program output, full console, how init ended).
+fn run_program(kernel: &std::path::Path, cpu: &str, program: &std::path::Path, args: &[&str]) -> Result<(String, String, InitEnd), String> {
+    let qemu = Qemu { cpu: cpu.into(), ..Qemu::default() };
+    let init = Init { program: program.into(), args: args.iter().map(|a| a.to_string()).collect(), files: Vec::new() };
+    let run = boot::run::boot(kernel, &qemu, LogLevel::Info, Some(&init), true)?;
+    if run.outcome != Outcome::Kernel(ExitCode::Success) {
+        return Err(format!("the kernel did not power off normally ({:?}):\n{}", run.outcome, run.output));
+    }
+    let end = run.init.ok_or_else(|| format!("no init status line:\n{}", run.output))?;
+    // The program's bytes: every line after the kernel started that is not a kernel line.
+    let program_output: String = run
+        .output
+        .split_inclusive('\n')
+        .skip_while(|l| !l.contains("] pikku booting"))
+        .filter(|l| !l.starts_with('['))
+        .collect();
+    Ok((program_output, run.output, end))
+}
+
+fn expect_program(
+    kernel: &std::path::Path,
+    cpu: &str,
+    program: &std::path::Path,
+    args: &[&str],
+    output: &str,
+    end: InitEnd,
+    console_has: &[&str],
+) -> Result<(), String> {
+    let (got, console, got_end) = run_program(kernel, cpu, program, args)?;
+    if got != output {
+        return Err(format!("program output differs.\n--- expected\n{output}--- got\n{got}--- console\n{console}"));
+    }
+    if got_end != end {
+        return Err(format!("expected {end:?}, got {got_end:?}:\n{console}"));
+    }
+    for needle in console_has {
+        if !console.contains(needle) {
+            return Err(format!("console lacks {needle:?}:\n{console}"));
+        }
+    }
+    Ok(())
+}
+
+fn user_programs(tally: &mut Tally, kernel: &std::path::Path) {
+    let dir = match build::user_programs() {
+        Ok(d) => d,
+        Err(e) => return tally.check("user_programs_build", Err(e)),
+    };
+    let p = |name: &str| dir.join(name);
+    let expected = |name: &str| std::fs::read_to_string(boot::repo_root().join("tests/expected").join(name)).expect("expected transcript");
+    let passwd_first = std::fs::read_to_string(boot::repo_root().join("rootfs/etc/passwd")).unwrap().lines().next().unwrap().to_string();
+
+    tally.check(
+        "user_musl_hello_prints_mallocs_and_exits_7",
+        expect_program(kernel, "max", &p("hello"), &[], "hello from pikku\ntouched 1024 KiB, checksum 179306496\n", InitEnd::Exited(7), &["starting /init as pid 1"]),
+    );
+    tally.check(
+        "user_musl_reads_etc_passwd_and_gets_args",
+        expect_program(
+            kernel,
+            "max",
+            &p("cat_passwd"),
+            &["one", "two"],
+            &format!("argv[0] = /init\nargv[1] = one\nargv[2] = two\nfirst line of /etc/passwd: {passwd_first}\nfopen(\"/etc/passwd\", \"w\") = NULL, errno Read-only file system\n"),
+            InitEnd::Exited(0),
+            &[],
+        ),
+    );
+    tally.check(
+        "user_pkeys_from_ring3_max",
+        expect_program(kernel, "max", &p("pkeys_ring3"), &[], &expected("pkeys_ring3.max.txt"), InitEnd::Exited(0), &[]),
+    );
+    tally.check(
+        "user_pkeys_from_ring3_qemu64",
+        expect_program(kernel, "qemu64", &p("pkeys_ring3"), &[], &expected("pkeys_ring3.qemu64.txt"), InitEnd::Exited(0), &[]),
+    );
+    tally.check(
+        "user_raw_bad_pointers_get_efault_unknown_syscalls_enosys",
+        run_program(kernel, "max", &p("badptr"), &[]).and_then(|(out, console, end)| {
+            if out.contains("FAIL") || !out.ends_with("badptr: all passed\n") || end != InitEnd::Exited(0) {
+                return Err(format!("{end:?}\n{console}"));
+            }
+            if !console.contains("unknown system call 9999: -ENOSYS") {
+                return Err(format!("the kernel did not log the unknown syscall:\n{console}"));
+            }
+            Ok(())
+        }),
+    );
+    for (what, sig, report) in [
+        ("priv", 11, "pid 1 (init): SIGSEGV general protection fault (SI_KERNEL)"),
+        ("rodata", 11, "pid 1 (init): SIGSEGV SEGV_ACCERR"),
+        ("jump", 11, "pid 1 (init): SIGSEGV SEGV_MAPERR at rip=0x7000deadb000 addr=0x7000deadb000"),
+        ("ud2", 4, "pid 1 (init): SIGILL ILL_ILLOPN"),
+    ] {
+        tally.check(
+            &format!("user_fault_{what}_is_stopped_and_reported"),
+            expect_program(kernel, "max", &p("faults"), &[what], &format!("about to: {what}\n"), InitEnd::Signaled(sig), &[report]),
+        );
+    }
 }
 
 fn suite(kernel: &std::path::Path, label: &str, firmware: Firmware, cpu: &str) -> Result<Report, String> {
@@ -172,7 +279,10 @@ fn main() {
         }
     }
 
-    // 3. The harness, on its own deliberately failing tests.
+    // 3. User programs.
+    user_programs(&mut tally, &run_kernel);
+
+    // 4. The harness, on its own deliberately failing tests.
     let mut selftest = Suite::new(Firmware::Bios, "max");
     selftest.harness_selftest = true;
     selftest.timeout = Duration::from_secs(15);

@@ -62,6 +62,22 @@ pub fn kernel(which: Kernel) -> Result<PathBuf, Error> {
     }
 }
 
+/// Builds the user programs (`user/Makefile`: musl-gcc and gcc -nostdlib) into
+/// `target/user/` and returns that directory.
+pub fn user_programs() -> Result<PathBuf, Error> {
+    let out = crate::repo_root().join("target").join("user");
+    let status = Command::new("make")
+        .args(["-s", "-C"])
+        .arg(crate::repo_root().join("user"))
+        .arg(format!("OUT={}", out.display()))
+        .status()
+        .map_err(|e| format!("cannot run make: {e}"))?;
+    if !status.success() {
+        return Err("building the user programs failed (is musl-tools installed? run scripts/setup.sh)".into());
+    }
+    Ok(out)
+}
+
 /// Extracts `"field":"value"` from one line of cargo's JSON (values here have no escapes).
 fn json_string_field(line: &str, field: &str) -> Option<String> {
     let key = format!("\"{field}\":\"");

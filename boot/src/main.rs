@@ -2,11 +2,15 @@
 //!
 //! ```text
 //! pikku run  [--boot bios|uefi] [--cpu MODEL] [--kvm] [--log quiet|info|debug] [--qemu-args "…"]
+//!            [--init PROGRAM [--args "…"] [--files "HOST[:DEST] …"]]
 //! pikku test [--boot bios|uefi] [--cpu MODEL] [--kvm] [--log …] [--qemu-args "…"] [--timeout SECS]
 //! ```
 //!
-//! `run` boots the kernel with its serial console on this terminal and exits with 0 when the
-//! kernel powered off normally, 1 otherwise (panic, triple fault, QEMU error). `test` runs the
+//! `run` boots the kernel with its serial console on this terminal. With `--init`, the program
+//! runs as `/init` (argv[0] = "/init", then `--args` split at spaces; extra `--files` go into
+//! the ramdisk at DEST, default `/` + their name) and `run` exits with its status — N for
+//! `exit(N)`, 128 + N for death by signal N. Without `--init` it exits 0 when the kernel powered
+//! off normally. Anything else (panic, triple fault, QEMU error) is 1 with a message. `test` runs the
 //! in-kernel suite on one configuration and ends with the count line.
 
 use std::process::ExitCode as ProcessExit;
@@ -21,6 +25,7 @@ use bootproto::options::LogLevel;
 
 struct Args {
     command: String,
+    init: Option<boot::run::Init>,
     qemu: Qemu,
     log: LogLevel,
     timeout: Duration,
@@ -33,7 +38,8 @@ fn usage() -> String {
 fn parse_args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
     let command = it.next().ok_or_else(usage)?;
-    let mut args = Args { command, qemu: Qemu::default(), log: LogLevel::Info, timeout: Duration::from_secs(60) };
+    let mut args = Args { command, init: None, qemu: Qemu::default(), log: LogLevel::Info, timeout: Duration::from_secs(60) };
+    let (mut program_args, mut files) = (Vec::new(), Vec::new());
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value\n{}", usage()));
         match flag.as_str() {
@@ -48,6 +54,25 @@ fn parse_args() -> Result<Args, String> {
                 args.log = LogLevel::parse(&v).ok_or_else(|| format!("--log {v}: expected quiet, info or debug"))?;
             }
             "--qemu-args" => args.qemu.extra_args = value()?.split_whitespace().map(String::from).collect(),
+            "--init" => {
+                let path = value()?;
+                if !path.is_empty() {
+                    args.init = Some(boot::run::Init { program: path.into(), ..Default::default() });
+                }
+            }
+            "--args" => program_args = value()?.split_whitespace().map(String::from).collect(),
+            "--files" => {
+                for spec in value()?.split_whitespace() {
+                    let (host, dest) = match spec.split_once(':') {
+                        Some((h, d)) => (h.to_string(), d.to_string()),
+                        None => {
+                            let name = std::path::Path::new(spec).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                            (spec.to_string(), format!("/{name}"))
+                        }
+                    };
+                    files.push((host.into(), dest));
+                }
+            }
             "--timeout" => {
                 let v = value()?;
                 args.timeout = Duration::from_secs(v.parse().map_err(|_| format!("--timeout {v}: expected seconds"))?);
@@ -55,18 +80,24 @@ fn parse_args() -> Result<Args, String> {
             other => return Err(format!("unknown option {other}\n{}", usage())),
         }
     }
+    if let Some(init) = &mut args.init {
+        init.args = program_args;
+        init.files = files;
+    } else if !program_args.is_empty() || !files.is_empty() {
+        return Err("--args and --files need --init".into());
+    }
     if args.qemu.kvm && !qemu::kvm_available() {
         return Err("KVM=1, but /dev/kvm is not usable here".into());
     }
     Ok(args)
 }
 
-fn run(args: &Args) -> Result<bool, String> {
+fn run(args: &Args) -> Result<i32, String> {
     qemu::check_installed(args.qemu.firmware)?;
     let kernel = build::kernel(Kernel::Run)?;
-    let (outcome, _) = boot::run::boot(&kernel, &args.qemu, args.log, false)?;
-    match outcome {
-        Outcome::Kernel(ExitCode::Success) => Ok(true),
+    let result = boot::run::boot(&kernel, &args.qemu, args.log, args.init.as_ref(), false)?;
+    match result.outcome {
+        Outcome::Kernel(ExitCode::Success) => Ok(result.init.map_or(0, |end| end.shell_status())),
         Outcome::Kernel(ExitCode::Failed) => Err("the kernel reported failure".into()),
         Outcome::Kernel(ExitCode::Panic) => Err("the kernel panicked (report above)".into()),
         Outcome::NoExitDevice => Err("QEMU ended without the kernel's exit code: a triple fault (-no-reboot)".into()),
@@ -74,13 +105,13 @@ fn run(args: &Args) -> Result<bool, String> {
     }
 }
 
-fn test(args: &Args) -> Result<bool, String> {
+fn test(args: &Args) -> Result<i32, String> {
     let kernel = build::kernel(Kernel::Test)?;
     let suite = Suite { qemu: args.qemu.clone(), timeout: args.timeout, log: args.log, harness_selftest: false };
     let report = suite.run(&kernel, |event| print_event(&event))?;
     let c = report.counts();
     println!("{} passed, {} failed, {} skipped ({} boots, {:.1} s)", c.passed, c.failed, c.skipped, report.boots, report.elapsed.as_secs_f64());
-    Ok(c.failed == 0)
+    Ok(if c.failed == 0 { 0 } else { 1 })
 }
 
 /// Prints a suite event the way `make test` shows it.
@@ -113,8 +144,7 @@ fn main() -> ProcessExit {
         other => Err(format!("unknown command {other}\n{}", usage())),
     });
     match result {
-        Ok(true) => ProcessExit::SUCCESS,
-        Ok(false) => ProcessExit::FAILURE,
+        Ok(code) => ProcessExit::from(code.clamp(0, 255) as u8),
         Err(message) => {
             eprintln!("pikku: {message}");
             ProcessExit::FAILURE

@@ -4,10 +4,21 @@
 //! bracketed tag — `[  0.412 info] …` (seconds since boot, level) — so that scripts and the
 //! host test runner can tell them apart from program or test-harness output. The level is set
 //! by the `log=` boot option; `quiet` keeps everything but errors off the console.
+//!
+//! User programs write to the same port (fds 1 and 2), byte for byte. To keep the two apart,
+//! the kernel never prints inside a partial line of program output: while a program's last
+//! byte was not a newline, kernel log lines wait in a queue and come out right after the
+//! program's next newline — or when the program ends, after one newline the kernel adds so that
+//! its own line starts at the beginning of a line (the only byte the kernel ever adds to
+//! program output, and only when the program's output did not end with a newline). Errors
+//! (panics) do not wait: they start a new line at once.
 
+use alloc::string::String;
+use alloc::vec::Vec;
 use bootproto::options::LogLevel;
 use core::fmt::{self, Write};
-use core::sync::atomic::{AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use spin::Mutex;
 
 use crate::arch::x86_64::{serial, time};
 
@@ -21,6 +32,10 @@ pub enum Level {
 }
 
 static MAX_LEVEL: AtomicU8 = AtomicU8::new(Level::Info as u8);
+/// Did the last byte of user output leave a line open?
+static USER_LINE_OPEN: AtomicBool = AtomicBool::new(false);
+/// Kernel lines waiting for the program's line to end.
+static DEFERRED: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 /// Applies the `log=` boot option.
 pub fn set_log_level(level: LogLevel) {
@@ -58,14 +73,58 @@ pub fn log(level: Level, args: fmt::Arguments) {
     if !enabled(level) {
         return;
     }
-    let us = time::micros_since_boot();
     let name = match level {
         Level::Error => "error",
         Level::Warn => "warn",
         Level::Info => "info",
         Level::Debug => "debug",
     };
-    print(format_args!("[{:4}.{:03} {}] {}\n", us / 1_000_000, (us / 1000) % 1000, name, args));
+    tagged_line(name, level == Level::Error, args);
+}
+
+/// A kernel line that prints whatever the log level: the end of the first program, power-off.
+pub fn announce(args: fmt::Arguments) {
+    tagged_line("exit", false, args);
+}
+
+fn tagged_line(tag: &str, urgent: bool, args: fmt::Arguments) {
+    let us = time::micros_since_boot();
+    let line = format_args!("[{:4}.{:03} {}] {}\n", us / 1_000_000, (us / 1000) % 1000, tag, args);
+    if USER_LINE_OPEN.load(Ordering::Relaxed) {
+        if urgent {
+            print(format_args!("\n"));
+            USER_LINE_OPEN.store(false, Ordering::Relaxed);
+        } else {
+            DEFERRED.lock().push(alloc::format!("{line}"));
+            return;
+        }
+    }
+    print(line);
+}
+
+/// Writes a user program's bytes (fds 1 and 2) to the console, unchanged.
+pub fn write_user(bytes: &[u8]) {
+    let Some(&last) = bytes.last() else { return };
+    x86_64::instructions::interrupts::without_interrupts(|| serial::write_bytes(bytes));
+    USER_LINE_OPEN.store(last != b'\n', Ordering::Relaxed);
+    if last == b'\n' {
+        flush_deferred();
+    }
+}
+
+/// Ends an open program line (one newline) and prints the kernel lines that were waiting.
+pub fn finish_user_output() {
+    if USER_LINE_OPEN.swap(false, Ordering::Relaxed) {
+        print(format_args!("\n"));
+    }
+    flush_deferred();
+}
+
+fn flush_deferred() {
+    let lines = core::mem::take(&mut *DEFERRED.lock());
+    for line in lines {
+        print(format_args!("{line}"));
+    }
 }
 
 #[macro_export]

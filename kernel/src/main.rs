@@ -26,7 +26,9 @@ extern crate alloc;
 
 mod arch;
 mod console;
+mod fs;
 mod ktest;
+mod loader;
 mod mm;
 mod panic;
 mod report;
@@ -41,7 +43,7 @@ use bootproto::exit::ExitCode;
 use bootproto::options::{BootOptions, Mode, CMDLINE_PATH};
 use spin::Once;
 
-use arch::x86_64::{cpu, gdt, paging, percpu, qemu, serial, time, trap};
+use arch::x86_64::{cpu, gdt, paging, percpu, pic, qemu, rtc, serial, syscall as syscall_entry, time, trap};
 
 /// Where the bootloader puts things: everything it maps for the kernel goes to the upper half
 /// (from `0xffff_8000_0000_0000`), so the whole lower half stays free for user space.
@@ -85,26 +87,77 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     mm::heap::init();
 
     // 5. Protection: supervisor writes honour read-only pages and PKRU's WD bits (CR0.WP),
-    //    and protection keys are switched on where the CPU has them (CR4.PKE).
+    //    protection keys are switched on where the CPU has them (CR4.PKE), and the kernel can
+    //    neither run nor (outside the user-copy functions) touch user pages (SMEP, SMAP).
     cpu::enable_write_protect();
     let support = cpu::enable_protection_keys();
-    log_debug!("protection keys: {:?}", support);
+    let (smep, smap) = cpu::enable_smep_smap();
+    log_debug!("protection keys: {:?}; SMEP {smep}, SMAP {smap}", support);
 
-    // 6. A first thread in a fresh address space, with a new program's PKRU (0x55555554).
+    // 6. What user programs need: SSE, the legacy PICs out of the way, the clock, the files,
+    //    and the kernel's policy for system calls and user faults.
+    cpu::enable_sse();
+    pic::remap_and_mask();
+    rtc::init();
+    fs::ramdisk::init(ramdisk);
+    trap::set_hooks(trap::Hooks {
+        user_exception: task::fault::user_exception,
+        kernel_fault_on_user_address: mm::user::kernel_fault_on_user_address,
+    });
+    syscall_entry::init(syscall::entry);
+
+    // 7. A first thread in a fresh address space, with a new program's PKRU (0x55555554).
     let mm = mm::address_space::Mm::new().expect("no memory for the first address space").into_ref();
-    task::install_boot_thread(task::Thread::new_program(mm));
+    task::install_boot_thread(task::Thread::boot(mm));
 
-    // 7. Say what we found.
+    // 8. Say what we found.
     report::print(&boot_info.memory_regions, boot_info.kernel_image_offset);
 
-    // 8. Do what the options ask.
+    // 9. Do what the options ask.
     match options.mode {
-        Mode::Run => {
-            log_info!("nothing more to run yet: powering off");
-            qemu::exit(ExitCode::Success)
-        }
+        Mode::Run => run_init(),
         Mode::Test => run_tests(),
     }
+}
+
+/// Runs `/init` from the ramdisk (with the arguments in `pikku/argv` and the environment in
+/// `pikku/envp`, NUL-separated, as `boot` packs them), waits for it, reports how it ended and
+/// powers off. The report line — `init exited with status N` or `init killed by signal N
+/// (NAME)` — is printed at every log level; `boot` turns it into its own exit status.
+fn run_init() -> ! {
+    let Ok(fs::Node::File { .. }) = fs::ramdisk::lookup(b"/init") else {
+        log_info!("no /init in the ramdisk: nothing to run, powering off");
+        qemu::exit(ExitCode::Success)
+    };
+    let list = |path: &[u8]| -> alloc::vec::Vec<&'static [u8]> {
+        match fs::ramdisk::lookup(path) {
+            Ok(fs::Node::File { file, .. }) => file.data.split(|&b| b == 0).filter(|s| !s.is_empty()).collect(),
+            _ => alloc::vec::Vec::new(),
+        }
+    };
+    let mut argv = list(b"/pikku/argv");
+    if argv.is_empty() {
+        argv.push(b"/init");
+    }
+    let envp = list(b"/pikku/envp");
+    let (process, thread) = match loader::spawn_process(b"/init", &argv, &envp) {
+        Ok(p) => p,
+        Err(e) => {
+            console::announce(format_args!("init could not be started: {e}"));
+            qemu::exit(ExitCode::Failed)
+        }
+    };
+    log_info!("starting /init as pid {}", process.pid);
+    task::sched::spawn(thread);
+    let status = task::sched::wait_for(&process);
+    console::finish_user_output();
+    match status {
+        task::ExitStatus::Exited(code) => console::announce(format_args!("init exited with status {code}")),
+        task::ExitStatus::Signaled(sig) => {
+            console::announce(format_args!("init killed by signal {sig} ({})", task::fault::sig::name(sig)))
+        }
+    }
+    qemu::exit(ExitCode::Success)
 }
 
 fn read_boot_options(ramdisk: &'static [u8]) -> BootOptions<'static> {

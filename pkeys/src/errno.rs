@@ -22,6 +22,7 @@ pub enum Errno {
     EFAULT = 14,
     EBUSY = 16,
     EEXIST = 17,
+    ENODEV = 19,
     ENOTDIR = 20,
     EISDIR = 21,
     EINVAL = 22,
@@ -29,11 +30,23 @@ pub enum Errno {
     ENOTTY = 25,
     ENOSPC = 28,
     ESPIPE = 29,
+    EROFS = 30,
     ERANGE = 34,
     ENAMETOOLONG = 36,
     ENOSYS = 38,
+    EOVERFLOW = 75,
+    EOPNOTSUPP = 95,
     ETIMEDOUT = 110,
 }
+
+/// Every `Errno`, for reverse lookups.
+const ALL: [Errno; 30] = [
+    Errno::EPERM, Errno::ENOENT, Errno::ESRCH, Errno::EINTR, Errno::EIO, Errno::E2BIG, Errno::ENOEXEC,
+    Errno::EBADF, Errno::ECHILD, Errno::EAGAIN, Errno::ENOMEM, Errno::EACCES, Errno::EFAULT, Errno::EBUSY,
+    Errno::EEXIST, Errno::ENODEV, Errno::ENOTDIR, Errno::EISDIR, Errno::EINVAL, Errno::EMFILE, Errno::ENOTTY,
+    Errno::ENOSPC, Errno::ESPIPE, Errno::EROFS, Errno::ERANGE, Errno::ENAMETOOLONG, Errno::ENOSYS,
+    Errno::EOVERFLOW, Errno::EOPNOTSUPP, Errno::ETIMEDOUT,
+];
 
 impl Errno {
     /// The positive error number (what `errno` holds in user space).
@@ -44,6 +57,21 @@ impl Errno {
     /// The value a syscall returns in `rax` for this error: `-errno` as a 64-bit word.
     pub const fn to_syscall_return(self) -> u64 {
         (-(self as i64)) as u64
+    }
+
+    /// The `Errno` with Linux number `n`, if pikku knows it.
+    pub fn from_number(n: i32) -> Option<Errno> {
+        ALL.into_iter().find(|e| e.number() == n)
+    }
+
+    /// Reads a syscall return value: `Err` for -4095..-1 (Linux's error range), `Ok` otherwise.
+    pub fn from_syscall_return(rax: u64) -> Result<u64, Errno> {
+        let signed = rax as i64;
+        if (-4095..0).contains(&signed) {
+            Err(Errno::from_number(-signed as i32).unwrap_or(Errno::EINVAL))
+        } else {
+            Ok(rax)
+        }
     }
 
     /// The symbolic name, as `strerrorname_np` gives it.
@@ -64,6 +92,7 @@ impl Errno {
             Errno::EFAULT => "EFAULT",
             Errno::EBUSY => "EBUSY",
             Errno::EEXIST => "EEXIST",
+            Errno::ENODEV => "ENODEV",
             Errno::ENOTDIR => "ENOTDIR",
             Errno::EISDIR => "EISDIR",
             Errno::EINVAL => "EINVAL",
@@ -71,9 +100,12 @@ impl Errno {
             Errno::ENOTTY => "ENOTTY",
             Errno::ENOSPC => "ENOSPC",
             Errno::ESPIPE => "ESPIPE",
+            Errno::EROFS => "EROFS",
             Errno::ERANGE => "ERANGE",
             Errno::ENAMETOOLONG => "ENAMETOOLONG",
             Errno::ENOSYS => "ENOSYS",
+            Errno::EOVERFLOW => "EOVERFLOW",
+            Errno::EOPNOTSUPP => "EOPNOTSUPP",
             Errno::ETIMEDOUT => "ETIMEDOUT",
         }
     }
@@ -97,5 +129,11 @@ mod tests {
         assert_eq!(Errno::ENOSYS.number(), 38);
         assert_eq!(Errno::EFAULT.to_syscall_return(), (-14i64) as u64);
         assert_eq!(Errno::ENOMEM.to_string(), "ENOMEM (12)");
+        assert_eq!(Errno::EROFS.number(), 30);
+        for e in ALL {
+            assert_eq!(Errno::from_number(e.number()), Some(e));
+            assert_eq!(Errno::from_syscall_return(e.to_syscall_return()), Err(e));
+        }
+        assert_eq!(Errno::from_syscall_return(0x40_0000), Ok(0x40_0000));
     }
 }

@@ -79,6 +79,74 @@ pub fn pkey_free<M: AsMut<PkeyState>>(mm: &RwLock<M>, pkey: u64) -> Result<(), E
     guard.as_mut().free(pkey)
 }
 
+/// `PROT_READ | PROT_WRITE | PROT_EXEC | PROT_SEM`: the bits `mprotect` accepts
+/// (`arch_validate_prot()`'s generic version).
+pub const PROT_VALID: u64 = 0x1 | 0x2 | 0x4 | 0x8;
+/// `PROT_GROWSDOWN` / `PROT_GROWSUP`.
+pub const PROT_GROWSDOWN: u64 = 0x0100_0000;
+pub const PROT_GROWSUP: u64 = 0x0200_0000;
+
+/// What `mprotect`/`pkey_mprotect` asks for, once the argument checks have passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MprotectRange {
+    pub start: u64,
+    /// `start + PAGE_ALIGN(len)`.
+    pub end: u64,
+    /// `prot` without the GROWS bits (and with `PROT_SEM`, which changes nothing).
+    pub prot: u64,
+    pub grows_down: bool,
+    pub grows_up: bool,
+}
+
+/// The checks `do_mprotect_pkey()` makes before it takes any lock, in Linux's order
+/// (reference §1.3, steps 2–6). `Ok(None)` is the `len == 0` early success: it comes before
+/// any check of the key.
+pub fn check_mprotect_args(start: u64, len: u64, prot: u64) -> Result<Option<MprotectRange>, Errno> {
+    let grows = prot & (PROT_GROWSDOWN | PROT_GROWSUP);
+    let prot = prot & !grows;
+    if grows == PROT_GROWSDOWN | PROT_GROWSUP {
+        return Err(Errno::EINVAL);
+    }
+    if start & 0xfff != 0 {
+        return Err(Errno::EINVAL);
+    }
+    if len == 0 {
+        return Ok(None);
+    }
+    let aligned = len.wrapping_add(0xfff) & !0xfff;
+    let end = start.wrapping_add(aligned);
+    if end <= start {
+        return Err(Errno::ENOMEM);
+    }
+    if prot & !PROT_VALID != 0 {
+        return Err(Errno::EINVAL);
+    }
+    Ok(Some(MprotectRange { start, end, prot, grows_down: grows == PROT_GROWSDOWN, grows_up: grows == PROT_GROWSUP }))
+}
+
+#[cfg(test)]
+mod mprotect_tests {
+    use super::*;
+
+    #[test]
+    fn mprotect_checks_in_linux_order() {
+        // Both GROWS bits beat everything else, even a misaligned start.
+        assert_eq!(check_mprotect_args(1, 0, PROT_GROWSDOWN | PROT_GROWSUP), Err(Errno::EINVAL));
+        assert_eq!(check_mprotect_args(0x1001, 0x1000, 1), Err(Errno::EINVAL));
+        // len == 0 succeeds before prot is checked.
+        assert_eq!(check_mprotect_args(0x1000, 0, 0xffff), Ok(None));
+        // Wrap-around and a length whose page alignment wraps to 0.
+        assert_eq!(check_mprotect_args(0xffff_ffff_ffff_f000, 0x2000, 1), Err(Errno::ENOMEM));
+        assert_eq!(check_mprotect_args(0x1000, u64::MAX, 1), Err(Errno::ENOMEM));
+        // Unknown prot bits come after the length checks.
+        assert_eq!(check_mprotect_args(0x1000, 1, 0x10), Err(Errno::EINVAL));
+        let r = check_mprotect_args(0x1000, 1, 0x8 | 0x1).unwrap().unwrap();
+        assert_eq!((r.start, r.end, r.prot), (0x1000, 0x2000, 0x9));
+        let r = check_mprotect_args(0x1000, 0x1000, PROT_GROWSDOWN | 3).unwrap().unwrap();
+        assert!(r.grows_down && !r.grows_up && r.prot == 3);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! The handlers against a tiny model that is obviously correct: a `[bool; 16]` of allocated

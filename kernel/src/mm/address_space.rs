@@ -15,6 +15,7 @@ use x86_64::structures::paging::{Page, PageTableFlags, PhysFrame};
 use x86_64::VirtAddr;
 
 use crate::arch::x86_64::{cpu, paging};
+use crate::fs::RamFile;
 use crate::mm::frame;
 
 /// A shared, lockable address space.
@@ -26,6 +27,12 @@ pub struct Mm {
     root: Option<paging::PageTableRoot>,
     /// Linux: `mm->context.pkey_allocation_map` and `execute_only_pkey`.
     pub pkeys: PkeyState,
+    /// The memory areas (Linux: the maple tree of VMAs).
+    pub vmas: vma::VmaMap<RamFile>,
+    /// Where the heap (`brk`) starts: the end of the program's highest segment.
+    pub brk_start: u64,
+    /// The current program break (Linux: `mm->brk`).
+    pub brk: u64,
 }
 
 impl Mm {
@@ -33,7 +40,13 @@ impl Mm {
     /// the key map holds key 0 only when the system has pkeys, nothing otherwise.
     pub fn new() -> Result<Mm, Errno> {
         let root = paging::PageTableRoot::new_user(frame::alloc).ok_or(Errno::ENOMEM)?;
-        Ok(Mm { root: Some(root), pkeys: PkeyState::init_new_context(cpu::pkey_support()) })
+        Ok(Mm {
+            root: Some(root),
+            pkeys: PkeyState::init_new_context(cpu::pkey_support()),
+            vmas: vma::VmaMap::new(),
+            brk_start: 0,
+            brk: 0,
+        })
     }
 
     /// Wraps the address space for sharing.
@@ -48,6 +61,9 @@ impl Mm {
     pub fn duplicate(&mut self) -> Result<Mm, Errno> {
         let mut child = Mm::new()?;
         child.pkeys = self.pkeys.dup();
+        child.vmas = self.vmas.clone();
+        child.brk_start = self.brk_start;
+        child.brk = self.brk;
         let mut pages = alloc::vec::Vec::new();
         self.root().for_each_user_page(|page, frame, flags| pages.push((page, frame, flags)));
         for (page, from, flags) in pages {
@@ -61,7 +77,7 @@ impl Mm {
         Ok(child)
     }
 
-    fn root(&mut self) -> &mut paging::PageTableRoot {
+    pub(super) fn root(&mut self) -> &mut paging::PageTableRoot {
         self.root.as_mut().expect("an Mm always has a root until dropped")
     }
 
@@ -98,7 +114,7 @@ impl Mm {
     /// Writes `key` into the page-table entry of the page at `addr` (PTE bits 59–62) and
     /// invalidates its TLB entry. `false` if the page is not mapped.
     pub fn set_page_pkey(&mut self, addr: VirtAddr, key: Pkey) -> bool {
-        self.root().update_flags(Page::containing_address(addr), |bits| pkeys::pte::with_pkey(bits, key))
+        self.root().update_leaf(Page::containing_address(addr), |bits| pkeys::pte::with_pkey(bits, key))
     }
 
     /// The key in the page-table entry of the page at `addr`, if mapped.

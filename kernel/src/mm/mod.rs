@@ -4,6 +4,10 @@
 //! * [`heap`] — the kernel heap behind `alloc` (`Box`, `Vec`, `BTreeMap`, `Arc`).
 //! * [`address_space`] — [`address_space::Mm`], one per process: its page-table root and its
 //!   protection-key state, behind a reader-writer lock.
+//! * [`area`] — its memory areas: mmap, munmap, mprotect, brk, and demand paging.
+//! * [`user`] — reaching user memory from syscalls (copies that fail with `EFAULT`).
 pub mod address_space;
+pub mod area;
+pub mod user;
 pub mod frame;
 pub mod heap;

@@ -8,12 +8,52 @@
 //! The SYSCALL entry stub (user mode) calls [`dispatch`]; until then, kernel code and the
 //! in-kernel tests call it directly on a kernel-made thread — the same path.
 
+pub mod fs;
+pub mod mm;
 pub mod pkey;
+pub mod process;
 
 use pkeys::Errno;
 
+use crate::arch::x86_64::trap::TrapFrame;
+
 /// Linux x86-64 system-call numbers (`arch/x86/entry/syscalls/syscall_64.tbl`).
 pub mod nr {
+    pub const READ: u64 = 0;
+    pub const WRITE: u64 = 1;
+    pub const OPEN: u64 = 2;
+    pub const CLOSE: u64 = 3;
+    pub const STAT: u64 = 4;
+    pub const FSTAT: u64 = 5;
+    pub const LSEEK: u64 = 8;
+    pub const MMAP: u64 = 9;
+    pub const MPROTECT: u64 = 10;
+    pub const MUNMAP: u64 = 11;
+    pub const BRK: u64 = 12;
+    pub const RT_SIGPROCMASK: u64 = 14;
+    pub const IOCTL: u64 = 16;
+    pub const PREAD64: u64 = 17;
+    pub const WRITEV: u64 = 20;
+    pub const SCHED_YIELD: u64 = 24;
+    pub const GETPID: u64 = 39;
+    pub const EXIT: u64 = 60;
+    pub const UNAME: u64 = 63;
+    pub const READLINK: u64 = 89;
+    pub const GETUID: u64 = 102;
+    pub const GETGID: u64 = 104;
+    pub const SETUID: u64 = 105;
+    pub const SETGID: u64 = 106;
+    pub const GETEUID: u64 = 107;
+    pub const GETEGID: u64 = 108;
+    pub const ARCH_PRCTL: u64 = 158;
+    pub const REBOOT: u64 = 169;
+    pub const GETTID: u64 = 186;
+    pub const SET_TID_ADDRESS: u64 = 218;
+    pub const CLOCK_GETTIME: u64 = 228;
+    pub const EXIT_GROUP: u64 = 231;
+    pub const OPENAT: u64 = 257;
+    pub const NEWFSTATAT: u64 = 262;
+    pub const GETRANDOM: u64 = 318;
     pub const PKEY_MPROTECT: u64 = 329;
     pub const PKEY_ALLOC: u64 = 330;
     pub const PKEY_FREE: u64 = 331;
@@ -22,9 +62,44 @@ pub mod nr {
 /// Runs system call `number` with raw arguments `args` for the current thread; returns the
 /// value for `rax` (a result, or `-errno`).
 pub fn dispatch(number: u64, args: [u64; 6]) -> u64 {
+    let [a0, a1, a2, a3, a4, a5] = args;
     let result: Result<u64, Errno> = match number {
-        nr::PKEY_ALLOC => pkey::sys_pkey_alloc(args[0], args[1]),
-        nr::PKEY_FREE => pkey::sys_pkey_free(args[0]),
+        nr::READ => fs::sys_read(a0, a1, a2),
+        nr::WRITE => fs::sys_write(a0, a1, a2),
+        nr::OPEN => fs::sys_open(a0, a1, a2),
+        nr::CLOSE => fs::sys_close(a0),
+        nr::STAT => fs::sys_stat(a0, a1),
+        nr::FSTAT => fs::sys_fstat(a0, a1),
+        nr::LSEEK => fs::sys_lseek(a0, a1, a2),
+        nr::MMAP => mm::sys_mmap(a0, a1, a2, a3, a4, a5),
+        nr::MPROTECT => mm::sys_mprotect(a0, a1, a2),
+        nr::MUNMAP => mm::sys_munmap(a0, a1),
+        nr::BRK => mm::sys_brk(a0),
+        nr::RT_SIGPROCMASK => process::sys_rt_sigprocmask(a0, a1, a2, a3),
+        nr::IOCTL => fs::sys_ioctl(a0, a1, a2),
+        nr::PREAD64 => fs::sys_pread64(a0, a1, a2, a3),
+        nr::WRITEV => fs::sys_writev(a0, a1, a2),
+        nr::SCHED_YIELD => process::sys_sched_yield(),
+        nr::GETPID => process::sys_getpid(),
+        nr::EXIT => process::sys_exit(a0),
+        nr::UNAME => process::sys_uname(a0),
+        nr::READLINK => fs::sys_readlink(a0, a1, a2),
+        nr::GETUID | nr::GETEUID => process::sys_getuid(),
+        nr::GETGID | nr::GETEGID => process::sys_getgid(),
+        nr::SETUID => process::sys_setuid(a0),
+        nr::SETGID => process::sys_setgid(a0),
+        nr::ARCH_PRCTL => process::sys_arch_prctl(a0, a1),
+        nr::REBOOT => process::sys_reboot(a0, a1, a2, a3),
+        nr::GETTID => process::sys_gettid(),
+        nr::SET_TID_ADDRESS => process::sys_set_tid_address(a0),
+        nr::CLOCK_GETTIME => process::sys_clock_gettime(a0, a1),
+        nr::EXIT_GROUP => process::sys_exit_group(a0),
+        nr::OPENAT => fs::sys_openat(a0, a1, a2, a3),
+        nr::NEWFSTATAT => fs::sys_newfstatat(a0, a1, a2, a3),
+        nr::GETRANDOM => process::sys_getrandom(a0, a1, a2),
+        nr::PKEY_MPROTECT => mm::sys_pkey_mprotect(a0, a1, a2, a3),
+        nr::PKEY_ALLOC => pkey::sys_pkey_alloc(a0, a1),
+        nr::PKEY_FREE => pkey::sys_pkey_free(a0),
         _ => {
             crate::log_warn!("unknown system call {number}: -ENOSYS");
             Err(Errno::ENOSYS)
@@ -36,21 +111,14 @@ pub fn dispatch(number: u64, args: [u64; 6]) -> u64 {
     }
 }
 
-/// Turns a `dispatch` return value back into a `Result` (for kernel callers and tests).
-pub fn decode(rax: u64) -> Result<u64, Errno> {
-    let signed = rax as i64;
-    if (-4095..0).contains(&signed) {
-        let n = -signed as i32;
-        Err(errno_from_number(n).unwrap_or(Errno::EINVAL))
-    } else {
-        Ok(rax)
-    }
+/// The SYSCALL hook: number in `rax`, arguments in `rdi, rsi, rdx, r10, r8, r9` (the x86-64
+/// syscall convention — `r10` instead of `rcx`, which SYSCALL overwrites), result in `rax`.
+pub fn entry(frame: &mut TrapFrame) {
+    let args = [frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9];
+    frame.rax = dispatch(frame.rax, args);
 }
 
-fn errno_from_number(n: i32) -> Option<Errno> {
-    use Errno::*;
-    [EPERM, ENOENT, ESRCH, EINTR, EIO, E2BIG, ENOEXEC, EBADF, ECHILD, EAGAIN, ENOMEM, EACCES, EFAULT, EBUSY, EEXIST,
-     ENOTDIR, EISDIR, EINVAL, EMFILE, ENOTTY, ENOSPC, ESPIPE, ERANGE, ENAMETOOLONG, ENOSYS, ETIMEDOUT]
-        .into_iter()
-        .find(|e| e.number() == n)
+/// Turns a `dispatch` return value back into a `Result` (for kernel callers and tests).
+pub fn decode(rax: u64) -> Result<u64, Errno> {
+    Errno::from_syscall_return(rax)
 }

@@ -5,27 +5,52 @@
 //! rule, as in Linux, is that while a thread runs the hardware register *is* its PKRU; the
 //! copy in [`Thread`] is valid only while the thread is switched out.
 //!
-//! Today a "switch" is synchronous: [`run_as`] makes a thread current on this CPU, runs a
-//! closure as that thread, and switches back — the kernel uses it to run syscall handlers on a
-//! kernel-made thread before user mode exists, and the tests use it to show that two threads'
-//! PKRU values do not leak into each other. The preemptive scheduler (a later step) calls the
-//! same [`switch_pkru`].
+//! Two ways a thread becomes current:
+//!
+//! * [`sched`] — the real one: user threads have their own kernel stacks, and
+//!   [`sched::yield_now`] / [`sched::exit_current`] switch stacks with `arch::context::switch`,
+//!   calling [`switch_pkru`] on the way (Linux: `__switch_to()` → `x86_pkru_load()`);
+//! * [`run_as`] — synchronous, on the caller's stack: the in-kernel tests use it to run syscall
+//!   handlers as a kernel-made thread and to show that two threads' PKRU values do not leak into
+//!   each other. It calls the same [`switch_pkru`].
+//!
+//! [`process`] holds what the threads of one program share besides the address space: the fd
+//! table, the exit status, the credentials. [`fault`] turns a user exception into a signal.
+
+pub mod fault;
+pub mod process;
+pub mod sched;
 
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use pkeys::Pkru;
 use spin::Mutex;
 
+use crate::arch::x86_64::context::KernelStack;
+use crate::arch::x86_64::trap::TrapFrame;
 use crate::arch::x86_64::{cpu, percpu, pkru};
 use crate::mm::address_space::MmRef;
+pub use process::{ExitStatus, Process};
 
-/// A thread: an id, the address space it runs in, and its PKRU while switched out.
+/// A thread: an id, its process and address space, its kernel stack, and the registers that
+/// are saved only while it is switched out (PKRU, FS base, kernel RSP).
 #[derive(Debug)]
 pub struct Thread {
     pub tid: u32,
+    pub process: Arc<Process>,
     pub mm: MmRef,
     /// Linux: `thread.pkru` — valid only while the thread is not running.
     saved_pkru: Mutex<Pkru>,
+    /// The kernel stack (none for the boot thread, which keeps the bootloader's).
+    kstack: Option<KernelStack>,
+    /// The kernel RSP saved by the context switch.
+    saved_rsp: AtomicU64,
+    /// IA32_FS_BASE (the user's TLS pointer), saved while switched out.
+    pub fs_base: AtomicU64,
+    /// `set_tid_address()`'s pointer (cleared and woken at thread exit — with futexes, later).
+    pub clear_child_tid: AtomicU64,
+    /// Blocked signals (`rt_sigprocmask`).
+    pub blocked: AtomicU64,
 }
 
 static NEXT_TID: AtomicU32 = AtomicU32::new(1);
@@ -38,16 +63,52 @@ pub static SWITCHES: AtomicU64 = AtomicU64::new(0);
 
 impl Thread {
     /// The first thread of a freshly exec'd program: PKRU = [`Pkru::INIT`] (Linux:
-    /// `pkru_flush_thread()` at exec writes `init_pkru_value`).
+    /// `pkru_flush_thread()` at exec writes `init_pkru_value`). A kernel-made thread: it has
+    /// no kernel stack of its own and runs only through [`run_as`].
     pub fn new_program(mm: MmRef) -> Arc<Thread> {
         Self::with_pkru(mm, Pkru::INIT)
     }
 
-    /// A new thread that starts with `pkru` (a clone starts with its creator's *current* PKRU,
-    /// Linux `copy_thread()`: `p->thread.pkru = read_pkru()`).
+    /// A new kernel-made thread that starts with `pkru` (a clone starts with its creator's
+    /// *current* PKRU, Linux `copy_thread()`: `p->thread.pkru = read_pkru()`).
     pub fn with_pkru(mm: MmRef, pkru: Pkru) -> Arc<Thread> {
         let tid = NEXT_TID.fetch_add(1, Ordering::Relaxed);
-        Arc::new(Thread { tid, mm, saved_pkru: Mutex::new(pkru) })
+        Arc::new(Self::build(tid, Process::new(tid, "kernel"), mm, pkru, None))
+    }
+
+    fn build(tid: u32, process: Arc<Process>, mm: MmRef, pkru: Pkru, kstack: Option<KernelStack>) -> Thread {
+        Thread {
+            tid,
+            process,
+            mm,
+            saved_pkru: Mutex::new(pkru),
+            kstack,
+            saved_rsp: AtomicU64::new(0),
+            fs_base: AtomicU64::new(0),
+            clear_child_tid: AtomicU64::new(0),
+            blocked: AtomicU64::new(0),
+        }
+    }
+
+    /// A new user thread of `process` that will enter user mode with registers `user` (RIP,
+    /// RSP, flags …) the first time the scheduler switches to it.
+    pub fn new_user(process: Arc<Process>, mm: MmRef, pkru: Pkru, user: &TrapFrame, tid: Option<u32>) -> Arc<Thread> {
+        let tid = tid.unwrap_or_else(|| NEXT_TID.fetch_add(1, Ordering::Relaxed));
+        let mut stack = KernelStack::new();
+        let rsp = stack.prepare_first_entry(user);
+        let thread = Self::build(tid, process, mm, pkru, Some(stack));
+        thread.saved_rsp.store(rsp, Ordering::Relaxed);
+        Arc::new(thread)
+    }
+
+    /// The boot thread: tid 0 in process 0 (Linux's "swapper"), so the first program is pid 1.
+    pub fn boot(mm: MmRef) -> Arc<Thread> {
+        Arc::new(Self::build(0, Process::new(0, "swapper"), mm, Pkru::INIT, None))
+    }
+
+    /// A fresh thread id (a new process's first thread has tid = pid).
+    pub fn allocate_tid() -> u32 {
+        NEXT_TID.fetch_add(1, Ordering::Relaxed)
     }
 
     /// A new thread in the same address space, inheriting the *calling* thread's live PKRU.
@@ -63,8 +124,19 @@ impl Thread {
 
 /// The thread running on this CPU. Panics if none has been installed (a kernel bug).
 pub fn current() -> Arc<Thread> {
+    try_current().expect("no current thread on this CPU")
+}
+
+/// The thread running on this CPU, if any.
+pub fn try_current() -> Option<Arc<Thread>> {
     let cpu = percpu::this_cpu().cpu_id as usize;
-    CURRENT[cpu].lock().clone().expect("no current thread on this CPU")
+    CURRENT[cpu].lock().clone()
+}
+
+fn set_current(thread: Arc<Thread>) -> Option<Arc<Thread>> {
+    let cpu = percpu::this_cpu();
+    cpu.set_current_tid(thread.tid);
+    CURRENT[cpu.cpu_id as usize].lock().replace(thread)
 }
 
 /// The PKRU part of a context switch from `prev` to `next`. Linux: `x86_pkru_load()`.

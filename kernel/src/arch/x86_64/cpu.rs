@@ -162,6 +162,88 @@ pub fn enable_write_protect() {
     unsafe { Cr0::update(|f| f.insert(Cr0Flags::WRITE_PROTECT)) };
 }
 
+/// Turns on SMEP and SMAP where the CPU has them (CR4 bits 20 and 21, SDM Vol. 3A §4.6.1):
+/// the kernel then can neither execute user pages (SMEP) nor read or write them outside the
+/// STAC/CLAC window of the user-copy functions (SMAP). Returns (smep, smap) as enabled.
+pub fn enable_smep_smap() -> (bool, bool) {
+    let f = features();
+    // SAFETY: the bits are set only when CPUID reports the features; the kernel never executes
+    // user pages, and touches user data only in `uaccess`, which brackets it with STAC/CLAC.
+    unsafe {
+        Cr4::update(|c| {
+            if f.smep {
+                c.insert(Cr4Flags::SUPERVISOR_MODE_EXECUTION_PROTECTION);
+            }
+            if f.smap {
+                c.insert(Cr4Flags::SUPERVISOR_MODE_ACCESS_PREVENTION);
+            }
+        })
+    };
+    (f.smep, f.smap)
+}
+
+/// Is SMAP on (so user accesses need STAC/CLAC)?
+pub fn smap_enabled() -> bool {
+    Cr4::read().contains(Cr4Flags::SUPERVISOR_MODE_ACCESS_PREVENTION)
+}
+
+/// Lets user code use SSE (every x86-64 program does): CR0.EM = 0, CR0.MP = 1,
+/// CR4.OSFXSR = 1, CR4.OSXMMEXCPT = 1 (SDM Vol. 3A §13.1.3). The kernel itself is built
+/// without SSE (`x86_64-unknown-none` is soft-float), so it never disturbs the XMM registers.
+pub fn enable_sse() {
+    use x86_64::registers::control::{Cr0, Cr0Flags};
+    // SAFETY: every x86-64 CPU has SSE; these bits only permit SSE instructions and select
+    // native #XM reporting.
+    unsafe {
+        Cr0::update(|f| {
+            f.remove(Cr0Flags::EMULATE_COPROCESSOR);
+            f.insert(Cr0Flags::MONITOR_COPROCESSOR);
+        });
+        Cr4::update(|f| f.insert(Cr4Flags::OSFXSR | Cr4Flags::OSXMMEXCPT_ENABLE));
+    }
+}
+
+/// Writes IA32_FS_BASE (the user's TLS pointer; `arch_prctl(ARCH_SET_FS)`).
+pub fn set_fs_base(base: u64) {
+    x86_64::registers::model_specific::FsBase::write(x86_64::VirtAddr::new_truncate(base));
+}
+
+/// Reads IA32_FS_BASE.
+pub fn fs_base() -> u64 {
+    x86_64::registers::model_specific::FsBase::read().as_u64()
+}
+
+/// Fills `buf` with random bytes: RDRAND (SDM Vol. 2B "RDRAND") where the CPU has it
+/// (CPUID.1:ECX[30]), otherwise a xorshift generator seeded from the TSC — fine for AT_RANDOM
+/// and `getrandom` in an emulator, not for cryptography.
+pub fn random_bytes(buf: &mut [u8]) {
+    use core::sync::atomic::AtomicU64;
+    static FALLBACK: AtomicU64 = AtomicU64::new(0);
+    let has_rdrand = bit(cpuid(1, 0).ecx, 30);
+    for chunk in buf.chunks_mut(8) {
+        let mut value = 0u64;
+        let mut ok = 0u8;
+        if has_rdrand {
+            for _ in 0..10 {
+                // SAFETY: the CPU reports RDRAND; it writes a register and CF, nothing else.
+                unsafe { core::arch::asm!("rdrand {v}", "setc {ok}", v = out(reg) value, ok = out(reg_byte) ok, options(nomem, nostack)) };
+                if ok == 1 {
+                    break;
+                }
+            }
+        }
+        if ok != 1 {
+            let mut x = FALLBACK.load(Ordering::Relaxed) ^ super::time::rdtsc() ^ 0x9e37_79b9_7f4a_7c15;
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            FALLBACK.store(x, Ordering::Relaxed);
+            value = x;
+        }
+        chunk.copy_from_slice(&value.to_le_bytes()[..chunk.len()]);
+    }
+}
+
 /// Text of a zero-padded CPUID string.
 pub fn text(bytes: &[u8]) -> &str {
     let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());

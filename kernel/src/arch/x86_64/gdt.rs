@@ -10,6 +10,7 @@
 //! The segment order is fixed by SYSCALL/SYSRET (§5.8.8): kernel code, kernel data; then user
 //! data, user code, because SYSRET loads SS = STAR[63:48]+8 and CS = STAR[63:48]+16.
 
+use core::cell::UnsafeCell;
 use spin::Lazy;
 use x86_64::instructions::segmentation::{Segment, CS, DS, ES, SS};
 use x86_64::instructions::tables::load_tss;
@@ -26,12 +27,37 @@ const DOUBLE_FAULT_STACK_SIZE: usize = 5 * 4096;
 struct Stack(#[allow(dead_code)] [u8; DOUBLE_FAULT_STACK_SIZE]); // used only through its address
 static mut DOUBLE_FAULT_STACK: Stack = Stack([0; DOUBLE_FAULT_STACK_SIZE]);
 
-static TSS: Lazy<TaskStateSegment> = Lazy::new(|| {
+/// The TSS. The CPU reads it from memory on every ring 3 → ring 0 transition, and the scheduler
+/// rewrites RSP0 on every switch, so it lives in an `UnsafeCell` rather than behind a lock.
+struct Tss(UnsafeCell<TaskStateSegment>);
+
+// SAFETY: only the CPU that owns this TSS writes it ([`set_kernel_stack`], with interrupts off
+// during a switch); the hardware reads it. One CPU today; each CPU will get its own TSS.
+unsafe impl Sync for Tss {}
+
+static TSS: Lazy<Tss> = Lazy::new(|| {
     let mut tss = TaskStateSegment::new();
     let start = VirtAddr::from_ptr(&raw const DOUBLE_FAULT_STACK);
     tss.interrupt_stack_table[DOUBLE_FAULT_IST_INDEX as usize] = start + DOUBLE_FAULT_STACK_SIZE as u64;
-    tss
+    Tss(UnsafeCell::new(tss))
 });
+
+/// User code selector (GDT index 4, RPL 3), as SYSRET and IRET load it.
+pub const USER_CS: u16 = 0x20 | 3;
+/// User data/stack selector (GDT index 3, RPL 3).
+pub const USER_SS: u16 = 0x18 | 3;
+/// Kernel code selector; STAR[47:32].
+pub const KERNEL_CS: u16 = 0x08;
+/// Base for SYSRET (STAR[63:48]): SS = base + 8, CS = base + 16 (SDM Vol. 2B "SYSRET").
+pub const SYSRET_BASE: u16 = 0x10;
+
+/// Sets the stack the CPU switches to when an interrupt or exception arrives from ring 3
+/// (TSS.RSP0, SDM Vol. 3A §7.7) — the current thread's kernel stack.
+pub fn set_kernel_stack(top: u64) {
+    // SAFETY: see `Tss`: this CPU's own TSS, written between instructions that could read it
+    // (we are in ring 0, so no ring transition reads RSP0 concurrently).
+    unsafe { (*TSS.0.get()).privilege_stack_table[0] = VirtAddr::new(top) };
+}
 
 /// The selectors the rest of the kernel needs.
 #[derive(Debug, Clone, Copy)]
@@ -48,7 +74,8 @@ static GDT: Lazy<(GlobalDescriptorTable, Selectors)> = Lazy::new(|| {
     // User data (0x18) and user code (0x20), in the order SYSRET needs; ring 3 arrives later.
     gdt.append(Descriptor::user_data_segment());
     gdt.append(Descriptor::user_code_segment());
-    let tss = gdt.append(Descriptor::tss_segment(&TSS));
+    // SAFETY: the TSS lives forever; the descriptor only records its address and size.
+    let tss = gdt.append(Descriptor::tss_segment(unsafe { &*TSS.0.get() }));
     (gdt, Selectors { kernel_code, kernel_data, tss })
 });
 
@@ -56,6 +83,7 @@ static GDT: Lazy<(GlobalDescriptorTable, Selectors)> = Lazy::new(|| {
 pub fn init() {
     GDT.0.load();
     let sel = GDT.1;
+    debug_assert_eq!(sel.kernel_code.0, KERNEL_CS);
     // SAFETY: the selectors come from the GDT just loaded and describe valid 64-bit kernel
     // code/data segments and an available TSS that lives forever (static).
     unsafe {

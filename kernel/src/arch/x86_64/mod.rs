@@ -5,6 +5,7 @@
 //! | [`serial`]   | the 16550 UART on COM1, the console's wire          | —                      |
 //! | [`qemu`]     | ending QEMU through `isa-debug-exit`                 | —                      |
 //! | [`time`]     | the TSC, calibrated against the PIT                  | Vol. 3B §18.17         |
+//! | [`rtc`]      | the CMOS clock, read once for CLOCK_REALTIME         | —                      |
 //! | [`cpu`]      | CPUID features, CR4 (PKE, SMEP, SMAP), OSPKE         | Vol. 3A §2.5, Vol. 2A CPUID |
 //! | [`gdt`]      | GDT, TSS and the double-fault IST stack              | Vol. 3A §3.4, §7.7     |
 //! | [`trap`]     | IDT, exception entry stubs, the trap frame, reports  | Vol. 3A §6.14, §6.15   |
@@ -13,14 +14,21 @@
 //! | [`paging`]   | page-table writes, CR3, TLB invalidation             | Vol. 3A §4.5, §4.10    |
 //! | [`uaccess`]  | kernel accesses to user memory (STAC/CLAC + extable) | Vol. 3A §4.6           |
 //! | [`percpu`]   | per-CPU data reached through GS                      | Vol. 3A §3.4.4         |
+//! | [`pic`]      | the legacy 8259s, remapped and masked                | —                      |
+//! | [`syscall`]  | SYSCALL entry, SYSRET/IRET exit                      | Vol. 3A §5.8.8         |
+//! | [`context`]  | kernel stacks, the context switch                    | —                      |
+pub mod context;
 pub mod cpu;
 pub mod extable;
 pub mod gdt;
 pub mod paging;
 pub mod percpu;
+pub mod pic;
 pub mod pkru;
 pub mod qemu;
+pub mod rtc;
 pub mod serial;
+pub mod syscall;
 pub mod time;
 pub mod trap;
 pub mod uaccess;

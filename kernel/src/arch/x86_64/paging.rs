@@ -32,6 +32,12 @@ static KERNEL_ROOT: Once<Mutex<PageTableRoot>> = Once::new();
 /// First address above user space: the lower canonical half ends here.
 pub const USER_END: u64 = 0x0000_8000_0000_0000;
 
+/// A software bit (bit 9 is "available to software", SDM Vol. 3A Table 4-19) marking a leaf
+/// entry whose PRESENT bit was cleared by `mprotect(PROT_NONE)` while it keeps its frame — the
+/// idea of Linux's `_PAGE_PROTNONE`. Such a page faults on every access, and becomes present
+/// again, with its data, when its area becomes accessible.
+pub const PROT_NONE_BIT: u64 = 1 << 9;
+
 /// A PML4 frame: the root of one page-table tree.
 #[derive(Debug)]
 pub struct PageTableRoot {
@@ -81,6 +87,15 @@ pub fn zero_frame(frame: PhysFrame) {
     // SAFETY: the physical-memory window maps every frame; the caller owns `frame` (it was just
     // allocated), so nothing else reads or writes it concurrently.
     unsafe { core::ptr::write_bytes(ptr, 0, 4096) };
+}
+
+/// Writes `bytes` into `frame` at byte offset `at` (which with `bytes` must stay inside it).
+pub fn write_frame(frame: PhysFrame, at: usize, bytes: &[u8]) {
+    assert!(at + bytes.len() <= 4096, "write past the end of a frame");
+    let dst = phys_to_virt(frame.start_address()).as_mut_ptr::<u8>();
+    // SAFETY: the physical window maps the frame; the bounds were checked above; the caller
+    // owns the frame (it is being filled before it is mapped).
+    unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), dst.add(at), bytes.len()) };
 }
 
 /// Copies one frame's contents into another.
@@ -161,22 +176,6 @@ impl PageTableRoot {
         }
     }
 
-    /// Rewrites the leaf flags of a mapped page with `f` (raw bits in, raw bits out) and
-    /// invalidates its TLB entry. Returns `false` if the page is not mapped.
-    pub fn update_flags(&mut self, page: Page, f: impl FnOnce(u64) -> u64) -> bool {
-        let Some((_, flags)) = self.translate(page.start_address()) else { return false };
-        let new = PageTableFlags::from_bits_retain(f(flags.bits()));
-        // SAFETY: changing the flags of a mapped user page cannot invalidate kernel references
-        // (the kernel touches user memory only through `uaccess`, which survives faults).
-        match unsafe { self.mapper().update_flags(page, new) } {
-            Ok(flush) => {
-                flush.flush();
-                true
-            }
-            Err(_) => false,
-        }
-    }
-
     /// Loads this tree into CR3 (SDM Vol. 3A §4.5; a CR3 write flushes non-global TLB entries).
     pub fn activate(&self) {
         // SAFETY: the tree contains the kernel's upper half (copied at creation), so the code,
@@ -217,6 +216,48 @@ impl PageTableRoot {
         if active_root_frame() == self.frame {
             flush_all();
         }
+    }
+
+    /// The 4-KiB leaf entry for `page`, if every table above it exists. Unlike
+    /// [`Self::translate`] this also finds entries whose PRESENT bit is clear but which still
+    /// hold a frame (pikku's `PROT_NONE` pages, see [`PROT_NONE_BIT`]).
+    pub fn leaf_entry(&mut self, page: Page) -> Option<&mut x86_64::structures::paging::page_table::PageTableEntry> {
+        let mut table = table(&self.frame);
+        let indexes = [page.p4_index(), page.p3_index(), page.p2_index()];
+        for index in indexes {
+            // SAFETY: `table` is a table of this tree (the root, or a child found through a
+            // present, non-huge entry), reachable through the physical window; `&mut self`
+            // excludes concurrent access.
+            let entry = unsafe { &(&*table)[index] };
+            if !entry.flags().contains(PageTableFlags::PRESENT) || entry.flags().contains(PageTableFlags::HUGE_PAGE) {
+                return None;
+            }
+            table = self::table(&PhysFrame::containing_address(entry.addr()));
+        }
+        // SAFETY: as above, for the last-level table; the returned borrow is tied to `&mut self`.
+        let entry = unsafe { &mut (&mut *table)[page.p1_index()] };
+        (!entry.is_unused()).then_some(entry)
+    }
+
+    /// Rewrites the raw leaf entry of `page` with `f` and invalidates its TLB entry. Returns
+    /// `false` if there is no entry.
+    pub fn update_leaf(&mut self, page: Page, f: impl FnOnce(u64) -> u64) -> bool {
+        let Some(entry) = self.leaf_entry(page) else { return false };
+        let old = entry.flags().bits() | entry.addr().as_u64();
+        let new = f(old);
+        entry.set_addr(PhysAddr::new(new & 0x000f_ffff_ffff_f000), PageTableFlags::from_bits_retain(new & !0x000f_ffff_ffff_f000));
+        x86_64::instructions::tlb::flush(page.start_address());
+        true
+    }
+
+    /// Removes the leaf entry of `page` (present or not), returning its frame, and invalidates
+    /// the TLB entry.
+    pub fn unmap_leaf(&mut self, page: Page) -> Option<PhysFrame> {
+        let entry = self.leaf_entry(page)?;
+        let frame = PhysFrame::containing_address(entry.addr());
+        entry.set_unused();
+        x86_64::instructions::tlb::flush(page.start_address());
+        Some(frame)
     }
 
     /// Calls `f(page, frame, leaf flags)` for every mapped 4-KiB page of the user half.

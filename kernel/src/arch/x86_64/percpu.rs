@@ -6,8 +6,9 @@
 //! global "current CPU" variable. pikku boots one CPU today; when more come, each gets its own
 //! `PerCpu` and its own GS base, and nothing above this module changes.
 //!
-//! The SYSCALL entry (user mode, a later step) needs fixed offsets in here: the kernel stack
-//! top and a scratch slot for the user RSP. They are declared now so the layout is settled.
+//! The SYSCALL entry stub reaches two fields by fixed offset (`gs:[8]`, the kernel stack top;
+//! `gs:[16]`, a scratch slot for the user RSP), which is why the structure is `repr(C)` and why
+//! those fields are atomics: assembly writes them behind Rust's back.
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use x86_64::registers::model_specific::GsBase;
@@ -19,9 +20,9 @@ pub struct PerCpu {
     /// This structure's own address (offset 0): `gs:[0]`.
     self_ptr: AtomicU64,
     /// Kernel stack top for entries from user mode (offset 8).
-    pub kernel_stack_top: u64,
-    /// Scratch slot for the user RSP during SYSCALL entry (offset 16).
-    pub user_rsp_scratch: u64,
+    pub kernel_stack_top: AtomicU64,
+    /// Scratch slot for the user RSP during SYSCALL entry (offset 16; written by the stub).
+    pub user_rsp_scratch: AtomicU64,
     /// This CPU's number.
     pub cpu_id: u32,
     /// The thread id this CPU runs (0 = none yet). The thread itself is found through
@@ -31,8 +32,8 @@ pub struct PerCpu {
 
 static BSP: PerCpu = PerCpu {
     self_ptr: AtomicU64::new(0),
-    kernel_stack_top: 0,
-    user_rsp_scratch: 0,
+    kernel_stack_top: AtomicU64::new(0),
+    user_rsp_scratch: AtomicU64::new(0),
     cpu_id: 0,
     current_tid: AtomicU32::new(0),
 };
@@ -42,6 +43,11 @@ pub fn init_boot_cpu() {
     let ptr = &BSP as *const PerCpu;
     BSP.self_ptr.store(ptr as u64, Ordering::Release);
     GsBase::write(VirtAddr::from_ptr(ptr));
+}
+
+/// Records the kernel stack top for SYSCALL entries from user mode (`gs:[8]`).
+pub fn set_kernel_stack_top(top: u64) {
+    this_cpu().kernel_stack_top.store(top, Ordering::Relaxed);
 }
 
 /// This CPU's per-CPU area.

@@ -21,7 +21,7 @@
 
 use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};
-use spin::Lazy;
+use spin::{Lazy, Once};
 use x86_64::registers::control::Cr2;
 
 /// The register state at the moment of the exception. Field order = push order, reversed.
@@ -158,6 +158,11 @@ ISR_ERR   29
 ISR_ERR   30
 ISR_NOERR 31
 
+// Vectors 32-255: nothing is wired to them yet (the PICs are masked); a stray one returns.
+.global pikku_isr_spurious
+pikku_isr_spurious:
+    iretq
+
 pikku_trap_common:
     // From user mode, GS still holds the user's base: swap in the kernel's per-CPU base.
     // (cs is at +24 from here: vector, error code, rip, cs.)
@@ -183,6 +188,10 @@ pikku_trap_common:
     mov rdi, rsp          // &mut TrapFrame
     cld                   // the Rust ABI expects DF = 0
     call {dispatch}
+    // Fall through: the one way back from any trap, also used by the SYSCALL exit's IRET path
+    // and by a new thread's first entry to user mode (rsp = &TrapFrame).
+.global pikku_trap_return
+pikku_trap_return:
     pop rax
     pop rbx
     pop rcx
@@ -246,6 +255,7 @@ unsafe extern "C" {
     /// instead of absolute addresses: the kernel is position-independent and this way the table
     /// needs no relocation.
     static pikku_isr_table: [i32; 32];
+    static pikku_isr_spurious: u8;
 }
 
 core::arch::global_asm!(
@@ -276,6 +286,10 @@ static IDT: Lazy<Idt> = Lazy::new(|| {
         let ist = if v as u64 == vector::DOUBLE_FAULT { super::gdt::DOUBLE_FAULT_IST_INDEX as u8 + 1 } else { 0 };
         idt.0[v] = Gate::interrupt(addr, cs, ist);
     }
+    let spurious = &raw const pikku_isr_spurious as u64;
+    for gate in idt.0.iter_mut().skip(32) {
+        *gate = Gate::interrupt(spurious, cs, 0);
+    }
     idt
 });
 
@@ -299,14 +313,47 @@ pub fn recovered_count(vector: u64) -> u64 {
     RECOVERED.get(vector as usize).map_or(0, |c| c.load(Ordering::Relaxed))
 }
 
+/// What the layers above `arch` decide about traps. `arch` provides the mechanism (entry,
+/// frame, return); the kernel registers the policy once at boot, so this module never needs to
+/// know what a process is.
+pub struct Hooks {
+    /// An exception from user mode (the frame is the user's registers; `cr2` is valid for page
+    /// faults). Returns to retry the instruction, or never returns if the thread was ended.
+    pub user_exception: fn(&mut TrapFrame, u64),
+    /// A kernel-mode page fault on a user address (a user copy touching a page not mapped
+    /// yet): returns `true` if the page is now mapped and the instruction can be retried.
+    /// Linux handles these in `do_user_addr_fault()` before trying the exception table.
+    pub kernel_fault_on_user_address: fn(u64, PageFaultError) -> bool,
+}
+
+static HOOKS: Once<Hooks> = Once::new();
+
+/// Registers the kernel's trap policy (once, at boot).
+pub fn set_hooks(hooks: Hooks) {
+    HOOKS.call_once(|| hooks);
+}
+
 /// The Rust side of every exception.
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
     let v = frame.vector;
+    let cr2 = if v == vector::PAGE_FAULT { Cr2::read_raw() } else { 0 };
+    if frame.from_user() {
+        match HOOKS.get() {
+            Some(hooks) => return (hooks.user_exception)(frame, cr2),
+            None => panic!("exception {} from user mode before trap hooks were set", vector_name(v)),
+        }
+    }
     if v == vector::BREAKPOINT {
         crate::log_info!("breakpoint at {:#x}", frame.rip);
         return;
     }
-    if !frame.from_user() && v != vector::DOUBLE_FAULT && v != vector::NMI {
+    if v == vector::PAGE_FAULT && cr2 < super::paging::USER_END {
+        let error = PageFaultError::from_bits_retain(frame.error_code);
+        if HOOKS.get().is_some_and(|h| (h.kernel_fault_on_user_address)(cr2, error)) {
+            return;
+        }
+    }
+    if v != vector::DOUBLE_FAULT && v != vector::NMI {
         // A kernel instruction that was marked as allowed to fault (user-memory access, probing
         // an instruction): resume at its recovery point with the fault in rax.
         if super::extable::fixup(frame) {
@@ -315,7 +362,7 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         }
     }
     if v == vector::PAGE_FAULT {
-        panic!("unhandled page fault\n{}", PageFaultReport { frame, addr: Cr2::read_raw() });
+        panic!("unhandled page fault in the kernel\n{}", PageFaultReport { frame, addr: cr2 });
     }
     panic!("unhandled exception {} (vector {v})\n{}", vector_name(v), FrameReport(frame));
 }

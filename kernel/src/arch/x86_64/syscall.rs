@@ -1,0 +1,171 @@
+//! The SYSCALL instruction's way into the kernel, and SYSRET/IRET back out.
+//!
+//! SYSCALL (Intel SDM Vol. 2B "SYSCALL", Vol. 3A §5.8.8) jumps to the address in IA32_LSTAR in
+//! ring 0, with RCX = the user RIP, R11 = the user RFLAGS, RFLAGS &= ~IA32_FMASK, CS/SS from
+//! IA32_STAR — and **no stack switch**: RSP is still the user's. So the entry stub:
+//!
+//! 1. `swapgs` — GS now points at this CPU's `PerCpu` (offset 8: kernel stack top, 16: scratch);
+//! 2. parks the user RSP in the scratch slot and loads the thread's kernel stack;
+//! 3. pushes a frame shaped exactly like an exception's [`TrapFrame`] (user SS, RSP, RFLAGS, CS,
+//!    RIP; error 0; "vector" [`SYSCALL_VECTOR`]; then every general register), so syscalls,
+//!    signals and exceptions all see one register layout;
+//! 4. calls the registered handler, which reads the number from `rax`, the arguments from
+//!    `rdi, rsi, rdx, r10, r8, r9`, and writes the result into the frame's `rax`.
+//!
+//! Back out: SYSRET is fast but has a trap: on Intel CPUs, SYSRET with a non-canonical RCX
+//! raises #GP *in ring 0 on the user's stack* — a classic privilege-escalation bug. So SYSRET is
+//! used only when [`sysret_is_safe`] says the frame is an ordinary syscall return (RIP
+//! canonical, RCX = RIP, R11 = RFLAGS, user selectors, no TF/RF); everything else — a frame
+//! rewritten by `execve` or (later) `rt_sigreturn` — leaves through IRETQ, which checks and
+//! restores everything.
+//!
+//! FMASK clears IF (no interrupts until the kernel is on its own stack), DF (the ABI), TF (no
+//! single-stepping into the kernel), NT, and **AC** — otherwise user code could enter with
+//! EFLAGS.AC set and switch SMAP off for the whole syscall.
+
+use spin::Once;
+use x86_64::registers::model_specific::{Efer, EferFlags, LStar, SFMask, Star};
+use x86_64::registers::rflags::RFlags;
+use x86_64::VirtAddr;
+
+use super::gdt::{KERNEL_CS, SYSRET_BASE, USER_CS, USER_SS};
+use super::paging::USER_END;
+use super::trap::TrapFrame;
+
+/// The `vector` value that marks a frame built by the SYSCALL entry.
+pub const SYSCALL_VECTOR: u64 = 0x100;
+
+static HANDLER: Once<fn(&mut TrapFrame)> = Once::new();
+
+core::arch::global_asm!(
+    r#"
+.global pikku_syscall_entry
+pikku_syscall_entry:
+    swapgs
+    mov gs:[16], rsp
+    mov rsp, gs:[8]
+    push {user_ss}
+    push qword ptr gs:[16]
+    push r11
+    push {user_cs}
+    push rcx
+    push 0
+    push {vector}
+    push r15
+    push r14
+    push r13
+    push r12
+    push r11
+    push r10
+    push r9
+    push r8
+    push rbp
+    push rdi
+    push rsi
+    push rdx
+    push rcx
+    push rbx
+    push rax
+    mov rdi, rsp
+    cld
+    call {dispatch}
+    test rax, rax
+    jz 2f
+    pop rax
+    pop rbx
+    pop rcx
+    pop rdx
+    pop rsi
+    pop rdi
+    pop rbp
+    pop r8
+    pop r9
+    pop r10
+    pop r11
+    pop r12
+    pop r13
+    pop r14
+    pop r15
+    add rsp, 16
+    mov rsp, [rsp + 24]
+    swapgs
+    sysretq
+2:
+    jmp pikku_trap_return
+"#,
+    user_ss = const USER_SS as u64,
+    user_cs = const USER_CS as u64,
+    vector = const SYSCALL_VECTOR,
+    dispatch = sym syscall_dispatch,
+);
+
+unsafe extern "C" {
+    fn pikku_syscall_entry();
+}
+
+/// Returns nonzero if the SYSRET path may be taken.
+extern "C" fn syscall_dispatch(frame: &mut TrapFrame) -> u64 {
+    let handler = HANDLER.get().expect("syscall before syscall::init");
+    handler(frame);
+    sysret_is_safe(frame) as u64
+}
+
+/// May this frame leave through SYSRET? (See the module docs for why each condition matters.)
+pub fn sysret_is_safe(frame: &TrapFrame) -> bool {
+    let rflags = RFlags::from_bits_retain(frame.rflags);
+    frame.rip < USER_END
+        && frame.rcx == frame.rip
+        && frame.r11 == frame.rflags
+        && frame.cs == USER_CS as u64
+        && frame.ss == USER_SS as u64
+        && !rflags.intersects(RFlags::TRAP_FLAG | RFlags::RESUME_FLAG)
+}
+
+/// Programs the SYSCALL MSRs and registers `handler` (once, at boot).
+pub fn init(handler: fn(&mut TrapFrame)) {
+    HANDLER.call_once(|| handler);
+    // STAR[47:32] = kernel CS (SS = CS + 8); STAR[63:48] = SYSRET base (SS = +8, CS = +16).
+    let star = ((SYSRET_BASE as u64) << 48) | ((KERNEL_CS as u64) << 32);
+    // SAFETY: the selectors match the GDT (see gdt.rs), the entry point is the stub above, and
+    // the mask clears the flags listed in the module docs. EFER.SCE enables the instructions.
+    unsafe {
+        x86_64::registers::model_specific::Msr::new(0xC000_0081).write(star);
+        LStar::write(VirtAddr::new(pikku_syscall_entry as *const () as u64));
+        SFMask::write(
+            RFlags::INTERRUPT_FLAG | RFlags::DIRECTION_FLAG | RFlags::TRAP_FLAG | RFlags::NESTED_TASK | RFlags::ALIGNMENT_CHECK,
+        );
+        Efer::update(|e| e.insert(EferFlags::SYSTEM_CALL_EXTENSIONS));
+    }
+    let _ = Star::read; // (the typed Star writer insists on segment checks; the raw MSR is clearer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ktest_macros::ktest;
+
+    fn syscall_frame(rip: u64) -> TrapFrame {
+        TrapFrame {
+            rax: 0, rbx: 0, rcx: rip, rdx: 0, rsi: 0, rdi: 0, rbp: 0, r8: 0, r9: 0, r10: 0,
+            r11: 0x202, r12: 0, r13: 0, r14: 0, r15: 0, vector: SYSCALL_VECTOR, error_code: 0,
+            rip, cs: USER_CS as u64, rflags: 0x202, rsp: 0x7fff_0000, ss: USER_SS as u64,
+        }
+    }
+
+    #[ktest]
+    fn sysret_only_for_plain_canonical_returns() {
+        assert!(sysret_is_safe(&syscall_frame(0x40_1000)));
+        assert!(!sysret_is_safe(&syscall_frame(0x0000_8000_0000_0000)), "non-canonical RIP: #GP in ring 0 on Intel");
+        assert!(!sysret_is_safe(&syscall_frame(0xffff_8000_0000_1000)), "kernel RIP");
+        let mut f = syscall_frame(0x40_1000);
+        f.rip = 0x40_2000; // rewritten (execve, sigreturn): RCX no longer matches
+        assert!(!sysret_is_safe(&f));
+        let mut f = syscall_frame(0x40_1000);
+        f.rflags |= RFlags::TRAP_FLAG.bits();
+        f.r11 = f.rflags;
+        assert!(!sysret_is_safe(&f));
+        let mut f = syscall_frame(0x40_1000);
+        f.cs = KERNEL_CS as u64;
+        assert!(!sysret_is_safe(&f));
+    }
+}

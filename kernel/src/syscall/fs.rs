@@ -1,0 +1,242 @@
+//! File system calls over the ramdisk and the console.
+//!
+//! Linux behaviour mirrored: fd arguments are C `int`s; a bad fd is `EBADF` before any buffer
+//! is looked at; a bad buffer is `EFAULT`; writing to a read-only ramdisk file (or opening it for
+//! writing) is `EROFS`/`EBADF` as on a read-only mount; the console is a terminal.
+
+use alloc::sync::Arc;
+use alloc::vec;
+use pkeys::Errno;
+
+use crate::console;
+use crate::fs::{ramdisk, OpenFile};
+use crate::mm::user;
+use crate::task;
+
+const AT_FDCWD: i32 = -100;
+const AT_EMPTY_PATH: u64 = 0x1000;
+const AT_SYMLINK_NOFOLLOW: u64 = 0x100;
+const O_ACCMODE: u64 = 0o3;
+const O_CREAT: u64 = 0o100;
+const O_TRUNC: u64 = 0o1000;
+const O_DIRECTORY: u64 = 0o200000;
+
+/// Bytes moved per chunk between user memory and the console or a file.
+const CHUNK: usize = 4096;
+
+fn file(fd: u64) -> Result<Arc<OpenFile>, Errno> {
+    task::current().process.files.lock().get(fd)
+}
+
+/// Linux: `ksys_read()`.
+pub fn sys_read(fd: u64, buf: u64, count: u64) -> Result<u64, Errno> {
+    match &*file(fd)? {
+        OpenFile::Console => Ok(0), // nobody types into pikku's console: end of file
+        OpenFile::Dir { .. } => Err(Errno::EISDIR),
+        OpenFile::File { file, pos, .. } => {
+            let mut pos = pos.lock();
+            let n = read_at(file.data, *pos, buf, count)?;
+            *pos += n;
+            Ok(n)
+        }
+    }
+}
+
+/// Linux: `ksys_pread64()`.
+pub fn sys_pread64(fd: u64, buf: u64, count: u64, offset: u64) -> Result<u64, Errno> {
+    let f = file(fd)?;
+    if (offset as i64) < 0 {
+        return Err(Errno::EINVAL);
+    }
+    match &*f {
+        OpenFile::Console => Err(Errno::ESPIPE),
+        OpenFile::Dir { .. } => Err(Errno::EISDIR),
+        OpenFile::File { file, .. } => read_at(file.data, offset, buf, count),
+    }
+}
+
+fn read_at(data: &[u8], offset: u64, buf: u64, count: u64) -> Result<u64, Errno> {
+    let start = (offset as usize).min(data.len());
+    let len = (count as usize).min(data.len() - start).min(0x7fff_f000);
+    user::copy_to_user(buf, &data[start..start + len])?;
+    Ok(len as u64)
+}
+
+/// Linux: `ksys_write()`. Console output goes to the serial port byte for byte.
+pub fn sys_write(fd: u64, buf: u64, count: u64) -> Result<u64, Errno> {
+    match &*file(fd)? {
+        OpenFile::Console => write_console(buf, count),
+        // Ramdisk files are opened read-only, and writing to an fd not open for writing is EBADF.
+        OpenFile::File { .. } | OpenFile::Dir { .. } => Err(Errno::EBADF),
+    }
+}
+
+fn write_console(buf: u64, count: u64) -> Result<u64, Errno> {
+    let count = count.min(0x7fff_f000);
+    let mut done = 0u64;
+    let mut chunk = vec![0u8; CHUNK];
+    while done < count {
+        let n = ((count - done) as usize).min(CHUNK);
+        if let Err(e) = user::copy_from_user(&mut chunk[..n], buf + done) {
+            // Linux returns what was written before the fault, or EFAULT if nothing was.
+            return if done > 0 { Ok(done) } else { Err(e) };
+        }
+        console::write_user(&chunk[..n]);
+        done += n as u64;
+    }
+    Ok(done)
+}
+
+/// Linux: `do_writev()` — `iovcnt` outside 0..=1024 is `EINVAL`; the iovec array is read first.
+pub fn sys_writev(fd: u64, iov: u64, iovcnt: u64) -> Result<u64, Errno> {
+    let f = file(fd)?;
+    let iovcnt = iovcnt as u32 as i32;
+    if !(0..=1024).contains(&iovcnt) {
+        return Err(Errno::EINVAL);
+    }
+    let mut raw = vec![0u8; iovcnt as usize * 16];
+    user::copy_from_user(&mut raw, iov)?;
+    if !matches!(*f, OpenFile::Console) {
+        return Err(Errno::EBADF);
+    }
+    let mut total = 0u64;
+    for v in raw.chunks_exact(16) {
+        let base = u64::from_le_bytes(v[..8].try_into().unwrap());
+        let len = u64::from_le_bytes(v[8..].try_into().unwrap());
+        if (len as i64) < 0 {
+            return Err(Errno::EINVAL);
+        }
+        match write_console(base, len) {
+            Ok(n) => total += n,
+            Err(e) if total == 0 => return Err(e),
+            Err(_) => break,
+        }
+    }
+    Ok(total)
+}
+
+/// Linux: `do_sys_openat2()` on a read-only file system.
+pub fn sys_openat(dirfd: u64, path: u64, flags: u64, _mode: u64) -> Result<u64, Errno> {
+    let path = user::read_c_string(path, ramdisk::PATH_MAX)?;
+    // Relative paths need the directory fd to be valid; pikku's only directory fds are on
+    // the ramdisk, whose paths are all resolved from `/`.
+    if path.first() != Some(&b'/') && dirfd as u32 as i32 != AT_FDCWD {
+        file(dirfd)?;
+    }
+    let node = match ramdisk::lookup(&path) {
+        Ok(node) => node,
+        Err(Errno::ENOENT) if flags & O_CREAT != 0 => return Err(Errno::EROFS),
+        Err(e) => return Err(e),
+    };
+    if flags & O_DIRECTORY != 0 && !matches!(node, ramdisk::Node::Dir { .. }) {
+        return Err(Errno::ENOTDIR);
+    }
+    let wants_write = flags & O_ACCMODE != 0 || flags & O_TRUNC != 0;
+    if wants_write {
+        return Err(if matches!(node, ramdisk::Node::Dir { .. }) { Errno::EISDIR } else { Errno::EROFS });
+    }
+    task::current().process.files.lock().insert(OpenFile::from_node(node))
+}
+
+/// `open(path, flags, mode)` = `openat(AT_FDCWD, …)`.
+pub fn sys_open(path: u64, flags: u64, mode: u64) -> Result<u64, Errno> {
+    sys_openat(AT_FDCWD as u64, path, flags, mode)
+}
+
+/// Linux: `close_fd()`.
+pub fn sys_close(fd: u64) -> Result<u64, Errno> {
+    task::current().process.files.lock().close(fd).map(|()| 0)
+}
+
+/// Linux: `vfs_llseek()` with `SEEK_SET` (0), `SEEK_CUR` (1), `SEEK_END` (2).
+pub fn sys_lseek(fd: u64, offset: u64, whence: u64) -> Result<u64, Errno> {
+    let f = file(fd)?;
+    let OpenFile::File { file, pos, .. } = &*f else {
+        return Err(if matches!(*f, OpenFile::Console) { Errno::ESPIPE } else { Errno::EINVAL });
+    };
+    let mut pos = pos.lock();
+    let base = match whence as u32 {
+        0 => 0i64,
+        1 => *pos as i64,
+        2 => file.data.len() as i64,
+        _ => return Err(Errno::EINVAL),
+    };
+    let new = base.checked_add(offset as i64).ok_or(Errno::EOVERFLOW)?;
+    if new < 0 {
+        return Err(Errno::EINVAL);
+    }
+    *pos = new as u64;
+    Ok(new as u64)
+}
+
+fn stat_of(f: &OpenFile) -> uapi::layout::Stat {
+    use uapi::layout::Stat;
+    match f {
+        // A serial terminal: character device 4:64 (ttyS0), owned by root, mode 0620.
+        OpenFile::Console => Stat { dev: 5, ino: 3, nlink: 1, mode: 0o020620, rdev: (4 << 8) | 64, blksize: 1024, ..Stat::default() },
+        OpenFile::File { file, mode, .. } => Stat {
+            dev: 1,
+            ino: file.ino,
+            nlink: 1,
+            mode: *mode,
+            size: file.data.len() as i64,
+            blksize: 4096,
+            blocks: (file.data.len() as i64 + 511) / 512,
+            ..Stat::default()
+        },
+        OpenFile::Dir { ino, mode } => Stat { dev: 1, ino: *ino, nlink: 2, mode: *mode, size: 0, blksize: 4096, ..Stat::default() },
+    }
+}
+
+/// Linux: `vfs_fstat()`.
+pub fn sys_fstat(fd: u64, statbuf: u64) -> Result<u64, Errno> {
+    let f = file(fd)?;
+    user::copy_to_user(statbuf, &stat_of(&f).to_bytes())?;
+    Ok(0)
+}
+
+/// Linux: `vfs_fstatat()`; `AT_EMPTY_PATH` with `""` means the fd itself.
+pub fn sys_newfstatat(dirfd: u64, path: u64, statbuf: u64, flags: u64) -> Result<u64, Errno> {
+    if flags & !(AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW | 0x800 /* AT_NO_AUTOMOUNT */) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let name = user::read_c_string(path, ramdisk::PATH_MAX)?;
+    if name.is_empty() && flags & AT_EMPTY_PATH != 0 {
+        return sys_fstat(dirfd, statbuf);
+    }
+    let node = ramdisk::lookup(&name)?;
+    user::copy_to_user(statbuf, &stat_of(&OpenFile::from_node(node)).to_bytes())?;
+    Ok(0)
+}
+
+/// `stat(path, buf)` = `newfstatat(AT_FDCWD, path, buf, 0)`.
+pub fn sys_stat(path: u64, statbuf: u64) -> Result<u64, Errno> {
+    sys_newfstatat(AT_FDCWD as u64, path, statbuf, 0)
+}
+
+/// Linux: `do_readlinkat()`: the ramdisk has no symbolic links, so an existing path is
+/// `EINVAL` and a missing one `ENOENT`; a non-positive size is `EINVAL` first.
+pub fn sys_readlink(path: u64, _buf: u64, size: u64) -> Result<u64, Errno> {
+    if size as u32 as i32 <= 0 {
+        return Err(Errno::EINVAL);
+    }
+    let name = user::read_c_string(path, ramdisk::PATH_MAX)?;
+    ramdisk::lookup(&name)?;
+    Err(Errno::EINVAL)
+}
+
+/// Linux: `vfs_ioctl()` for a tty: `TCGETS` and `TIOCGWINSZ` on the console, `ENOTTY`
+/// for everything else.
+pub fn sys_ioctl(fd: u64, request: u64, arg: u64) -> Result<u64, Errno> {
+    const TCGETS: u32 = 0x5401;
+    const TIOCGWINSZ: u32 = 0x5413;
+    let f = file(fd)?;
+    if !matches!(*f, OpenFile::Console) {
+        return Err(Errno::ENOTTY);
+    }
+    match request as u32 {
+        TCGETS => user::copy_to_user(arg, &uapi::layout::termios()).map(|()| 0),
+        TIOCGWINSZ => user::copy_to_user(arg, &uapi::layout::winsize(24, 80)).map(|()| 0),
+        _ => Err(Errno::ENOTTY),
+    }
+}

@@ -1,0 +1,140 @@
+//! Memory system calls: `mmap`, `munmap`, `mprotect`, `pkey_mprotect`, `brk`.
+
+use pkeys::{Errno, Pkey};
+use vma::{Backing, Prot, PAGE_SIZE};
+
+use crate::arch::x86_64::paging::USER_END;
+use crate::arch::x86_64::pkru::CurrentPkru;
+use crate::fs::OpenFile;
+use crate::mm::area::Area;
+use crate::task;
+
+const MAP_SHARED: u64 = 0x01;
+const MAP_PRIVATE: u64 = 0x02;
+const MAP_SHARED_VALIDATE: u64 = 0x03;
+const MAP_FIXED: u64 = 0x10;
+const MAP_ANONYMOUS: u64 = 0x20;
+const MAP_FIXED_NOREPLACE: u64 = 0x10_0000;
+/// Flags `MAP_SHARED_VALIDATE` accepts (Linux: `LEGACY_MAP_MASK` and friends, the ones pikku
+/// knows): every other flag is only checked with `MAP_SHARED_VALIDATE`.
+const MAP_KNOWN: u64 = 0x03 | MAP_FIXED | MAP_ANONYMOUS | 0x100 /*GROWSDOWN*/ | 0x800 /*DENYWRITE*/ | 0x1000 /*EXECUTABLE*/
+    | 0x2000 /*LOCKED*/ | 0x4000 /*NORESERVE*/ | 0x8000 /*POPULATE*/ | 0x10000 /*NONBLOCK*/ | 0x20000 /*STACK*/
+    | 0x40000 /*HUGETLB*/ | MAP_FIXED_NOREPLACE;
+
+fn page_align_up(len: u64) -> Option<u64> {
+    len.checked_add(PAGE_SIZE - 1).map(|l| l & !(PAGE_SIZE - 1))
+}
+
+/// `mmap(addr, len, prot, flags, fd, offset)`. Linux: `ksys_mmap_pgoff()` → `do_mmap()`.
+///
+/// Anonymous private memory and private mappings of ramdisk files. `MAP_SHARED` is accepted and
+/// behaves as private: with one process per address space and no writable files there is
+/// nobody to share with (a deliberate simplification until processes can fork).
+pub fn sys_mmap(addr: u64, len: u64, prot: u64, flags: u64, fd: u64, offset: u64) -> Result<u64, Errno> {
+    if offset & (PAGE_SIZE - 1) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let thread = task::current();
+    let file = if flags & MAP_ANONYMOUS == 0 {
+        let f = thread.process.files.lock().get(fd)?;
+        match &*f {
+            OpenFile::File { file, .. } => Some(*file),
+            _ => return Err(Errno::ENODEV),
+        }
+    } else {
+        None
+    };
+    if len == 0 {
+        return Err(Errno::EINVAL);
+    }
+    let len = page_align_up(len).filter(|&l| l != 0).ok_or(Errno::ENOMEM)?;
+    match flags & MAP_SHARED_VALIDATE {
+        MAP_PRIVATE | MAP_SHARED => {}
+        MAP_SHARED_VALIDATE if flags & !MAP_KNOWN == 0 => {}
+        MAP_SHARED_VALIDATE => return Err(Errno::EOPNOTSUPP),
+        _ => return Err(Errno::EINVAL),
+    }
+    if offset.checked_add(len).is_none() {
+        return Err(Errno::EOVERFLOW);
+    }
+    let prot = Prot::from_bits_truncate(prot as u32);
+
+    let mut mm = thread.mm.write();
+    // Linux do_mmap(): PROT_EXEC alone gets the execute-only key (if one can be had).
+    let pkey = if prot == Prot::EXEC {
+        mm.pkeys.execute_only_pkey_for(&mut CurrentPkru).unwrap_or(Pkey::DEFAULT)
+    } else {
+        Pkey::DEFAULT
+    };
+    let start = if flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0 {
+        if addr & (PAGE_SIZE - 1) != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let end = addr.checked_add(len).filter(|&e| e <= USER_END).ok_or(Errno::ENOMEM)?;
+        if flags & MAP_FIXED_NOREPLACE != 0 && mm.vmas.overlaps(addr, end) {
+            return Err(Errno::EEXIST);
+        }
+        mm.unmap_range(addr, end);
+        addr
+    } else {
+        mm.find_free_range(addr & !(PAGE_SIZE - 1), len).ok_or(Errno::ENOMEM)?
+    };
+    let backing = match file {
+        None => Backing::Anonymous,
+        Some(file) => Backing::File { file, offset, file_len: (file.data.len() as u64).saturating_sub(offset).min(len) },
+    };
+    mm.add_area(Area { start, end: start + len, prot, pkey, backing })?;
+    Ok(start)
+}
+
+/// `munmap(addr, len)`. Linux: `__vm_munmap()`: misaligned, empty or out-of-range → `EINVAL`.
+pub fn sys_munmap(addr: u64, len: u64) -> Result<u64, Errno> {
+    if addr & (PAGE_SIZE - 1) != 0 || len == 0 {
+        return Err(Errno::EINVAL);
+    }
+    let len = page_align_up(len).ok_or(Errno::EINVAL)?;
+    let end = addr.checked_add(len).filter(|&e| e <= USER_END).ok_or(Errno::EINVAL)?;
+    task::current().mm.write().unmap_range(addr, end);
+    Ok(0)
+}
+
+/// `mprotect(addr, len, prot)` = `do_mprotect_pkey(addr, len, prot, -1)`.
+pub fn sys_mprotect(start: u64, len: u64, prot: u64) -> Result<u64, Errno> {
+    do_mprotect_pkey(start, len, prot, -1)
+}
+
+/// `pkey_mprotect(addr, len, prot, pkey)`; `pkey` is a C `int`.
+pub fn sys_pkey_mprotect(start: u64, len: u64, prot: u64, pkey: u64) -> Result<u64, Errno> {
+    do_mprotect_pkey(start, len, prot, Pkey::syscall_int(pkey))
+}
+
+/// Linux `do_mprotect_pkey()`: the argument checks (pure, in `pkeys::syscall`), then the
+/// write lock, then the key and the areas (`Mm::mprotect`).
+fn do_mprotect_pkey(start: u64, len: u64, prot: u64, pkey: i32) -> Result<u64, Errno> {
+    let Some(range) = pkeys::syscall::check_mprotect_args(start, len, prot)? else { return Ok(0) };
+    let thread = task::current();
+    let mut mm = thread.mm.write(); // mmap_write_lock_killable
+    mm.mprotect(range, pkey, &mut CurrentPkru).map(|()| 0)
+}
+
+/// `brk(addr)`: moves the program break; returns the new break, or the old one if it cannot
+/// move (Linux returns the current break on failure, never an error).
+pub fn sys_brk(addr: u64) -> Result<u64, Errno> {
+    let thread = task::current();
+    let mut mm = thread.mm.write();
+    let old = mm.brk;
+    if addr < mm.brk_start || addr >= USER_END {
+        return Ok(old);
+    }
+    let (old_end, new_end) = (page_align_up(old).unwrap_or(old), page_align_up(addr).unwrap_or(addr));
+    if new_end > old_end {
+        let area = Area { start: old_end, end: new_end, prot: Prot::READ | Prot::WRITE, pkey: Pkey::DEFAULT, backing: Backing::Anonymous };
+        if mm.add_area(area).is_err() {
+            return Ok(old);
+        }
+    } else if new_end < old_end {
+        mm.unmap_range(new_end, old_end);
+    }
+    mm.brk = addr;
+    Ok(addr)
+}

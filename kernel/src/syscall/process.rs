@@ -1,0 +1,185 @@
+//! Process and machine calls: exit, ids, `uname`, `arch_prctl`, clocks, random bytes, the
+//! signal mask, `reboot`.
+
+use core::sync::atomic::Ordering;
+use pkeys::Errno;
+
+use crate::arch::x86_64::{cpu, paging::USER_END, rtc, time};
+use crate::mm::user;
+use crate::task::{self, sched, ExitStatus};
+
+/// `exit(code)`: ends the calling thread. With one thread per process, that ends the process
+/// (Linux: the last thread's exit is the group's exit, status `code & 0xff`).
+pub fn sys_exit(code: u64) -> ! {
+    sched::exit_group(ExitStatus::Exited(code as u8))
+}
+
+/// `exit_group(code)`: ends every thread of the process.
+pub fn sys_exit_group(code: u64) -> ! {
+    sched::exit_group(ExitStatus::Exited(code as u8))
+}
+
+pub fn sys_getpid() -> Result<u64, Errno> {
+    Ok(task::current().process.pid as u64)
+}
+
+pub fn sys_gettid() -> Result<u64, Errno> {
+    Ok(task::current().tid as u64)
+}
+
+pub fn sys_getuid() -> Result<u64, Errno> {
+    Ok(task::current().process.uid.load(Ordering::Relaxed) as u64)
+}
+
+pub fn sys_getgid() -> Result<u64, Errno> {
+    Ok(task::current().process.gid.load(Ordering::Relaxed) as u64)
+}
+
+/// `setuid(uid)`: root may become anyone; others only themselves (`EPERM`). `-1` is `EINVAL`.
+pub fn sys_setuid(uid: u64) -> Result<u64, Errno> {
+    set_id(uid, |p| &p.uid)
+}
+
+/// `setgid(gid)`, with the same rules as `setuid` (root = uid 0).
+pub fn sys_setgid(gid: u64) -> Result<u64, Errno> {
+    set_id(gid, |p| &p.gid)
+}
+
+fn set_id(raw: u64, field: fn(&task::Process) -> &core::sync::atomic::AtomicU32) -> Result<u64, Errno> {
+    let id = raw as u32;
+    if id == u32::MAX {
+        return Err(Errno::EINVAL);
+    }
+    let thread = task::current();
+    let p = &thread.process;
+    if !p.is_root() && field(p).load(Ordering::Relaxed) != id {
+        return Err(Errno::EPERM);
+    }
+    field(p).store(id, Ordering::Relaxed);
+    Ok(0)
+}
+
+/// `uname(buf)`. pikku answers as a Linux 6.12 system (static glibc refuses to start on a
+/// kernel that reports an older version), naming itself in `nodename` and `version`.
+pub fn sys_uname(buf: u64) -> Result<u64, Errno> {
+    let u = uapi::layout::utsname(["Linux", "pikku", "6.12.117-pikku", "#1 SMP pikku", "x86_64", "(none)"]);
+    user::copy_to_user(buf, &u).map(|()| 0)
+}
+
+/// `arch_prctl(code, addr)`: `ARCH_SET_FS` (0x1002) and `ARCH_GET_FS` (0x1003) — the TLS
+/// pointer musl and glibc set up first thing. Linux: `do_arch_prctl_64()`.
+pub fn sys_arch_prctl(code: u64, addr: u64) -> Result<u64, Errno> {
+    const ARCH_SET_FS: u64 = 0x1002;
+    const ARCH_GET_FS: u64 = 0x1003;
+    match code {
+        ARCH_SET_FS => {
+            if addr >= USER_END {
+                return Err(Errno::EPERM);
+            }
+            cpu::set_fs_base(addr);
+            task::current().fs_base.store(addr, Ordering::Relaxed);
+            Ok(0)
+        }
+        ARCH_GET_FS => user::write_u64(addr, cpu::fs_base()).map(|()| 0),
+        _ => Err(Errno::EINVAL),
+    }
+}
+
+/// `set_tid_address(tidptr)`: remembers the pointer, returns the tid.
+pub fn sys_set_tid_address(tidptr: u64) -> Result<u64, Errno> {
+    let t = task::current();
+    t.clear_child_tid.store(tidptr, Ordering::Relaxed);
+    Ok(t.tid as u64)
+}
+
+/// `clock_gettime(clock, ts)`: `CLOCK_REALTIME` (0) from the CMOS clock read at boot plus the
+/// TSC; the monotonic clocks (1, 4, 6, 7) from the TSC; the CPU-time clocks (2, 3) as
+/// monotonic time; others `EINVAL`.
+pub fn sys_clock_gettime(clock: u64, ts: u64) -> Result<u64, Errno> {
+    let mono = time::micros_since_boot() * 1000;
+    let nanos = match clock as u32 as i32 {
+        0 | 5 => rtc::boot_epoch_seconds() * 1_000_000_000 + mono,
+        1 | 2 | 3 | 4 | 6 | 7 => mono,
+        _ => return Err(Errno::EINVAL),
+    };
+    user::copy_to_user(ts, &uapi::layout::timespec(nanos)).map(|()| 0)
+}
+
+/// `getrandom(buf, len, flags)`: RDRAND bytes. Flags beyond `GRND_NONBLOCK | GRND_RANDOM |
+/// GRND_INSECURE` are `EINVAL`, as is `GRND_RANDOM | GRND_INSECURE`.
+pub fn sys_getrandom(buf: u64, len: u64, flags: u64) -> Result<u64, Errno> {
+    if flags & !0x7 != 0 || flags & 0x6 == 0x6 {
+        return Err(Errno::EINVAL);
+    }
+    let len = len.min(0x0200_0000) as usize;
+    let mut chunk = [0u8; 256];
+    let mut done = 0;
+    while done < len {
+        let n = (len - done).min(chunk.len());
+        cpu::random_bytes(&mut chunk[..n]);
+        user::copy_to_user(buf + done as u64, &chunk[..n])?;
+        done += n;
+    }
+    Ok(len as u64)
+}
+
+/// `rt_sigprocmask(how, set, oldset, sigsetsize)`: keeps the thread's blocked set.
+/// `sigsetsize` must be 8; `how` must be `SIG_BLOCK` (0), `SIG_UNBLOCK` (1) or `SIG_SETMASK`
+/// (2) when `set` is given; SIGKILL and SIGSTOP can never be blocked.
+pub fn sys_rt_sigprocmask(how: u64, set: u64, oldset: u64, sigsetsize: u64) -> Result<u64, Errno> {
+    if sigsetsize != 8 {
+        return Err(Errno::EINVAL);
+    }
+    let thread = task::current();
+    let old = thread.blocked.load(Ordering::Relaxed);
+    if set != 0 {
+        let new = user::read_u64(set)?;
+        let unblockable = (1u64 << (9 - 1)) | (1u64 << (19 - 1)); // SIGKILL, SIGSTOP
+        let blocked = match how {
+            0 => old | new,
+            1 => old & !new,
+            2 => new,
+            _ => return Err(Errno::EINVAL),
+        } & !unblockable;
+        thread.blocked.store(blocked, Ordering::Relaxed);
+    }
+    if oldset != 0 {
+        user::write_u64(oldset, old)?;
+    }
+    Ok(0)
+}
+
+/// `reboot(magic1, magic2, cmd, arg)`: root only (`EPERM`), Linux's magic numbers (`EINVAL`);
+/// `LINUX_REBOOT_CMD_POWER_OFF` and `_HALT` power QEMU off, `_RESTART` too (QEMU runs with
+/// `-no-reboot`); `CAD_ON`/`CAD_OFF` succeed and do nothing.
+pub fn sys_reboot(magic1: u64, magic2: u64, cmd: u64, _arg: u64) -> Result<u64, Errno> {
+    const MAGIC1: u32 = 0xfee1_dead;
+    const MAGIC2: [u32; 4] = [672_274_793, 85_072_278, 369_367_448, 537_993_216];
+    const POWER_OFF: u32 = 0x4321_fedc;
+    const HALT: u32 = 0xcdef_0123;
+    const RESTART: u32 = 0x0123_4567;
+    const CAD_ON: u32 = 0x89ab_cdef;
+    const CAD_OFF: u32 = 0;
+    let thread = task::current();
+    if !thread.process.is_root() {
+        return Err(Errno::EPERM);
+    }
+    if magic1 as u32 != MAGIC1 || !MAGIC2.contains(&(magic2 as u32)) {
+        return Err(Errno::EINVAL);
+    }
+    match cmd as u32 {
+        POWER_OFF | HALT | RESTART => {
+            crate::console::finish_user_output();
+            crate::console::announce(format_args!("power off requested by pid {} (reboot)", thread.process.pid));
+            crate::arch::x86_64::qemu::exit(bootproto::exit::ExitCode::Success)
+        }
+        CAD_ON | CAD_OFF => Ok(0),
+        _ => Err(Errno::EINVAL),
+    }
+}
+
+/// `sched_yield()`.
+pub fn sys_sched_yield() -> Result<u64, Errno> {
+    sched::yield_now();
+    Ok(0)
+}

@@ -1,0 +1,52 @@
+/* Helpers for pikku's musl test programs: the pkey syscalls and RDPKRU/WRPKRU, which musl
+ * does not wrap, written out so the programs also run unchanged on Linux. */
+#ifndef PIKKU_USER_H
+#define PIKKU_USER_H
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+
+#ifndef SYS_pkey_mprotect
+#define SYS_pkey_mprotect 329
+#define SYS_pkey_alloc 330
+#define SYS_pkey_free 331
+#endif
+#define PKEY_DISABLE_ACCESS 0x1
+#define PKEY_DISABLE_WRITE 0x2
+
+static inline long pk_alloc(unsigned long flags, unsigned long rights) { return syscall(SYS_pkey_alloc, flags, rights); }
+static inline long pk_free(long key) { return syscall(SYS_pkey_free, key); }
+static inline long pk_mprotect(void *addr, size_t len, int prot, long key) { return syscall(SYS_pkey_mprotect, addr, len, prot, key); }
+
+/* RDPKRU (0f 01 ee): ECX = 0, result in EAX. Only with OSPKE, or it raises #UD. */
+static inline uint32_t rdpkru(void) {
+    uint32_t eax, edx;
+    __asm__ volatile(".byte 0x0f,0x01,0xee" : "=a"(eax), "=d"(edx) : "c"(0));
+    return eax;
+}
+
+/* WRPKRU (0f 01 ef): value in EAX, ECX = EDX = 0. */
+static inline void wrpkru(uint32_t value) {
+    __asm__ volatile(".byte 0x0f,0x01,0xef" : : "a"(value), "c"(0), "d"(0) : "memory");
+}
+
+/* CPUID.(7,0):ECX[4] — the OS has enabled protection keys (RDPKRU/WRPKRU allowed). */
+static inline int ospke(void) {
+    uint32_t a = 7, b, c = 0, d;
+    __asm__ volatile("cpuid" : "+a"(a), "=b"(b), "+c"(c), "=d"(d));
+    return (c >> 4) & 1;
+}
+
+/* "-1 EINVAL" / "5": a syscall result the way the conformance transcripts print it. */
+static inline const char *errname(int e) {
+    switch (e) {
+    case EPERM: return "EPERM"; case ENOENT: return "ENOENT"; case EBADF: return "EBADF";
+    case ENOMEM: return "ENOMEM"; case EACCES: return "EACCES"; case EFAULT: return "EFAULT";
+    case EEXIST: return "EEXIST"; case EINVAL: return "EINVAL"; case ENOSPC: return "ENOSPC";
+    case ENOSYS: return "ENOSYS"; case EROFS: return "EROFS"; case ENOTDIR: return "ENOTDIR";
+    default: return "E?";
+    }
+}
+#endif
