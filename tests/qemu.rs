@@ -181,6 +181,22 @@ fn user_programs(tally: &mut Tally, kernel: &std::path::Path) {
         expect_program(kernel, "qemu64", &p("pkeys_ring3"), &[], &expected("pkeys_ring3.qemu64.txt"), InitEnd::Exited(0), &[]),
     );
     tally.check(
+        "user_rust_no_std_pkeys_max",
+        expect_program(
+            kernel,
+            "max",
+            &p("pkeys_rs"),
+            &[],
+            "rust: ospke = 1\nrust: pkey_alloc(0, PKEY_DISABLE_WRITE) = 1\nrust: pkru = 0x55555558\nrust: pkey_free(1) = 0\nrust: pkey_free(1) = -22\n",
+            InitEnd::Exited(0),
+            &[],
+        ),
+    );
+    tally.check(
+        "user_rust_no_std_pkeys_qemu64",
+        expect_program(kernel, "qemu64", &p("pkeys_rs"), &[], "rust: ospke = 0\nrust: pkey_alloc(0, PKEY_DISABLE_WRITE) = -28\n", InitEnd::Exited(0), &[]),
+    );
+    tally.check(
         "user_raw_bad_pointers_get_efault_unknown_syscalls_enosys",
         run_program(kernel, "max", &p("badptr"), &[]).and_then(|(out, console, end)| {
             if out.contains("FAIL") || !out.ends_with("badptr: all passed\n") || end != InitEnd::Exited(0) {

@@ -18,9 +18,12 @@ pub enum Kernel {
     Test,
 }
 
+/// Variables an outer cargo sets for its own build, which must not leak into a nested one.
+const OUTER_CARGO_VARS: [&str; 5] = ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_TARGET", "CARGO_TARGET_DIR", "CARGO_MANIFEST_DIR"];
+
 fn cargo() -> Command {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_TARGET", "CARGO_TARGET_DIR", "CARGO_MANIFEST_DIR"] {
+    for var in OUTER_CARGO_VARS {
         cmd.env_remove(var);
     }
     cmd.current_dir(crate::repo_root().join("kernel"));
@@ -66,7 +69,11 @@ pub fn kernel(which: Kernel) -> Result<PathBuf, Error> {
 /// `target/user/` and returns that directory.
 pub fn user_programs() -> Result<PathBuf, Error> {
     let out = crate::repo_root().join("target").join("user");
-    let status = Command::new("make")
+    let mut make = Command::new("make");
+    for var in OUTER_CARGO_VARS {
+        make.env_remove(var);
+    }
+    let status = make
         .args(["-s", "-C"])
         .arg(crate::repo_root().join("user"))
         .arg(format!("OUT={}", out.display()))

@@ -263,3 +263,182 @@ fn override_mprotect_pkey(
     }
     area.pkey
 }
+
+#[cfg(test)]
+mod tests {
+    //! Through the syscall table, on a fresh program each time; user memory is touched through
+    //! the same copy functions syscalls use, so demand paging and every check run for real.
+    use super::*;
+    use crate::ktest::as_fresh_program;
+    use crate::mm::user::{copy_from_user, copy_to_user};
+    use crate::syscall::{decode, dispatch, nr};
+    use ktest_macros::ktest;
+
+    const RW: u64 = 3;
+    const PRIVATE_ANON: u64 = 0x22;
+    const P: u64 = PAGE_SIZE;
+
+    fn call(n: u64, args: &[u64]) -> Result<u64, Errno> {
+        let mut a = [0u64; 6];
+        a[..args.len()].copy_from_slice(args);
+        decode(dispatch(n, a))
+    }
+
+    fn mmap(len: u64, prot: u64) -> u64 {
+        call(nr::MMAP, &[0, len, prot, PRIVATE_ANON, u64::MAX, 0]).expect("mmap")
+    }
+
+    fn areas(t: &alloc::sync::Arc<crate::task::Thread>) -> usize {
+        t.mm.read().vmas.len()
+    }
+
+    #[ktest]
+    fn mmap_is_lazy_and_munmap_splits_and_frees() {
+        as_fresh_program(|t| {
+            let before = frame::free_count();
+            let p = mmap(3 * P, RW);
+            assert!(p % P == 0 && (MMAP_FLOOR..MMAP_TOP).contains(&p), "{p:#x}");
+            assert_eq!(areas(t), 1);
+            assert_eq!(t.mm.write().user_frame_count(), 0, "nothing is mapped before it is touched");
+            copy_to_user(p + P + 5, b"x").unwrap();
+            assert_eq!(t.mm.write().user_frame_count(), 1, "one page faulted in");
+            assert_eq!(call(nr::MUNMAP, &[p + P, P]), Ok(0));
+            assert_eq!(areas(t), 2, "a hole splits the area");
+            assert_eq!(copy_to_user(p + P, b"x"), Err(Errno::EFAULT));
+            copy_to_user(p, b"y").unwrap();
+            assert_eq!(call(nr::MUNMAP, &[p, 3 * P]), Ok(0));
+            assert_eq!(areas(t), 0);
+            // Page tables may stay allocated (as on Linux); the data pages are all back.
+            assert_eq!(t.mm.write().user_frame_count(), 0);
+            assert!(frame::free_count() + 4 >= before);
+            // Bad arguments.
+            assert_eq!(call(nr::MUNMAP, &[p + 1, P]), Err(Errno::EINVAL));
+            assert_eq!(call(nr::MUNMAP, &[p, 0]), Err(Errno::EINVAL));
+            assert_eq!(call(nr::MMAP, &[0, 0, RW, PRIVATE_ANON, u64::MAX, 0]), Err(Errno::EINVAL));
+            assert_eq!(call(nr::MMAP, &[0, P, RW, 0x20, u64::MAX, 0]), Err(Errno::EINVAL), "neither shared nor private");
+            assert_eq!(call(nr::MMAP, &[0, P, RW, 0x02, 99, 0]), Err(Errno::EBADF), "file mapping of a bad fd");
+            assert_eq!(call(nr::MMAP, &[0, P, RW, PRIVATE_ANON, u64::MAX, 1]), Err(Errno::EINVAL), "misaligned offset");
+        });
+    }
+
+    #[ktest]
+    fn mprotect_splits_merges_and_prot_none_keeps_the_data() {
+        as_fresh_program(|t| {
+            let p = mmap(3 * P, RW);
+            copy_to_user(p + P, b"kept").unwrap();
+            assert_eq!(call(nr::MPROTECT, &[p + P, P, 0]), Ok(0));
+            assert_eq!(areas(t), 3);
+            let mut buf = [0u8; 4];
+            assert_eq!(copy_from_user(&mut buf, p + P), Err(Errno::EFAULT), "PROT_NONE: no access");
+            assert_eq!(call(nr::MPROTECT, &[p + P, P, RW]), Ok(0));
+            assert_eq!(areas(t), 1, "equal neighbours merge back");
+            copy_from_user(&mut buf, p + P).unwrap();
+            assert_eq!(&buf, b"kept");
+            // Read-only: the kernel's write into it fails like a user write would.
+            assert_eq!(call(nr::MPROTECT, &[p, 3 * P, 1]), Ok(0));
+            assert_eq!(copy_to_user(p + P, b"nope"), Err(Errno::EFAULT));
+            copy_from_user(&mut buf, p + P).unwrap();
+            assert_eq!(&buf, b"kept");
+        });
+    }
+
+    #[ktest]
+    fn mprotect_checks_come_in_linuxs_order() {
+        as_fresh_program(|t| {
+            let p = mmap(3 * P, RW);
+            call(nr::MUNMAP, &[p + P, P]).unwrap(); // a hole in the middle
+            let q = p + 2 * P;
+            assert_eq!(call(nr::MPROTECT, &[p + 1, P, 1]), Err(Errno::EINVAL), "misaligned start");
+            assert_eq!(call(nr::MPROTECT, &[p, 0, 0xff]), Ok(0), "len 0 succeeds before prot is checked");
+            assert_eq!(call(nr::MPROTECT, &[p, u64::MAX, 1]), Err(Errno::ENOMEM), "length wraps");
+            assert_eq!(call(nr::MPROTECT, &[p, P, 0x10]), Err(Errno::EINVAL), "unknown prot bit");
+            assert_eq!(call(nr::MPROTECT, &[p, P, 0x0300_0001]), Err(Errno::EINVAL), "GROWSDOWN|GROWSUP");
+            assert_eq!(call(nr::MPROTECT, &[p, P, 0x0100_0001]), Err(Errno::EINVAL), "no area grows down");
+            assert_eq!(call(nr::PKEY_MPROTECT, &[p, P, 1, 9]), Err(Errno::EINVAL), "unallocated key");
+            assert_eq!(call(nr::PKEY_MPROTECT, &[0x1000, P, 1, 9]), Err(Errno::EINVAL), "the key is checked before the range");
+            assert_eq!(call(nr::PKEY_MPROTECT, &[p, 0, 1, 9]), Ok(0), "len 0 succeeds before the key is checked");
+            assert_eq!(call(nr::MPROTECT, &[0x1000, P, 1]), Err(Errno::ENOMEM), "nothing mapped there");
+            // A hole in the middle: what lies before it changes, the call fails.
+            assert_eq!(call(nr::MPROTECT, &[p, 3 * P, 1]), Err(Errno::ENOMEM));
+            assert_eq!(t.mm.read().vmas.find(p).unwrap().prot, Prot::READ);
+            assert_eq!(t.mm.read().vmas.find(q).unwrap().prot, Prot::READ | Prot::WRITE);
+        });
+    }
+
+    #[ktest(needs = pku)]
+    fn pkey_mprotect_writes_the_key_into_exactly_the_ranges_ptes() {
+        as_fresh_program(|t| {
+            let k = call(nr::PKEY_ALLOC, &[0, 0]).unwrap();
+            let key = Pkey::new(k as u32).unwrap();
+            let p = mmap(5 * P, RW);
+            for i in [0, 1, 2, 4] {
+                copy_to_user(p + i * P, b"z").unwrap(); // page 3 stays untouched
+            }
+            assert_eq!(call(nr::PKEY_MPROTECT, &[p + P, 3 * P, RW, k]), Ok(0));
+            assert_eq!(areas(t), 3);
+            let keys: alloc::vec::Vec<Option<Pkey>> = (0..5).map(|i| t.mm.write().page_pkey(VirtAddr::new(p + i * P))).collect();
+            assert_eq!(keys, [Some(Pkey::DEFAULT), Some(key), Some(key), None, Some(Pkey::DEFAULT)]);
+            // The untouched page gets the key when it is faulted in (key opened by pkey_alloc).
+            copy_to_user(p + 3 * P, b"z").unwrap();
+            assert_eq!(t.mm.write().page_pkey(VirtAddr::new(p + 3 * P)), Some(key));
+            // Back to key 0: the areas merge again.
+            assert_eq!(call(nr::PKEY_MPROTECT, &[p + P, 3 * P, RW, 0]), Ok(0));
+            assert_eq!(areas(t), 1);
+            assert_eq!(t.mm.write().page_pkey(VirtAddr::new(p + 2 * P)), Some(Pkey::DEFAULT));
+        });
+    }
+
+    #[ktest(needs = pku)]
+    fn a_key_the_thread_denies_is_refused_before_any_page_is_mapped() {
+        as_fresh_program(|t| {
+            let k = call(nr::PKEY_ALLOC, &[0, 1]).unwrap(); // PKEY_DISABLE_ACCESS
+            let p = mmap(P, RW);
+            assert_eq!(call(nr::PKEY_MPROTECT, &[p, P, RW, k]), Ok(0));
+            assert_eq!(copy_to_user(p, b"x"), Err(Errno::EFAULT), "AD: no kernel write either");
+            assert_eq!(t.mm.write().user_frame_count(), 0, "refused at the area, not at the page");
+            let mut f = t.mm.write();
+            let r = f.handle_fault(p, Access::Read, false, false, crate::arch::x86_64::pkru::read());
+            assert_eq!(r, Err(SegvCode::PkuErr(Pkey::new(k as u32).unwrap())));
+            // Instruction fetches are never checked against keys.
+            assert_eq!(f.handle_fault(p, Access::Execute, false, false, Pkru::from_bits(u32::MAX)), Err(SegvCode::AccErr), "not exec: ACCERR, not PKUERR");
+        });
+    }
+
+    #[ktest(needs = pku)]
+    fn prot_exec_alone_gets_the_execute_only_key_and_leaving_it_returns_to_key_0() {
+        as_fresh_program(|t| {
+            let p = mmap(P, 4); // PROT_EXEC
+            let xo = t.mm.read().pkeys.execute_only_pkey().expect("allocated lazily");
+            assert_eq!(xo.index(), 1);
+            assert_eq!(t.mm.read().vmas.find(p).unwrap().pkey, xo);
+            assert!(!crate::arch::x86_64::pkru::read().allows_read(xo), "AD set in this thread's PKRU");
+            let q = mmap(P, RW);
+            assert_eq!(call(nr::MPROTECT, &[q, P, 4]), Ok(0));
+            assert_eq!(t.mm.read().vmas.find(q).unwrap().pkey, xo, "mprotect(PROT_EXEC) too");
+            assert_eq!(call(nr::MPROTECT, &[q, P, 5]), Ok(0));
+            assert_eq!(t.mm.read().vmas.find(q).unwrap().pkey, Pkey::DEFAULT, "PROT_READ|PROT_EXEC leaves it");
+            assert_eq!(call(nr::PKEY_MPROTECT, &[q, P, 1, xo.index() as u64]), Err(Errno::EINVAL), "invisible to pkey_mprotect");
+            assert_eq!(call(nr::PKEY_ALLOC, &[0, 0]), Ok(2), "not handed out by pkey_alloc");
+        });
+    }
+
+    #[ktest]
+    fn brk_grows_shrinks_and_refuses_to_go_below_its_start() {
+        as_fresh_program(|t| {
+            {
+                let mut mm = t.mm.write();
+                mm.brk_start = 0x0060_0000;
+                mm.brk = 0x0060_0000;
+            }
+            assert_eq!(call(nr::BRK, &[0]), Ok(0x0060_0000), "brk(0) reports the break");
+            assert_eq!(call(nr::BRK, &[0x0060_2800]), Ok(0x0060_2800));
+            copy_to_user(0x0060_27ff, b"e").unwrap();
+            assert_eq!(call(nr::BRK, &[0x0050_0000]), Ok(0x0060_2800), "below the start: unchanged");
+            assert_eq!(call(nr::BRK, &[0x0060_1000]), Ok(0x0060_1000));
+            assert_eq!(copy_to_user(0x0060_2000, b"x"), Err(Errno::EFAULT), "shrunk away");
+            // Growing into another mapping fails and keeps the old break.
+            call(nr::MMAP, &[0x0060_4000, P, RW, PRIVATE_ANON | 0x10, u64::MAX, 0]).unwrap();
+            assert_eq!(call(nr::BRK, &[0x0060_8000]), Ok(0x0060_1000));
+        });
+    }
+}
