@@ -208,6 +208,25 @@ fn user_programs(tally: &mut Tally, kernel: &std::path::Path) {
             Ok(())
         }),
     );
+    tally.check(
+        "user_musl_abi_subset_transcript",
+        expect_program(kernel, "max", &p("abi"), &[], &expected("abi.txt"), InitEnd::Exited(0), &[]),
+    );
+    tally.check(
+        "user_reboot_power_off_ends_the_machine",
+        (|| {
+            let qemu = Qemu::default();
+            let init = Init { program: p("poweroff"), ..Init::default() };
+            let run = boot::run::boot(kernel, &qemu, LogLevel::Info, Some(&init), true)?;
+            if run.outcome != Outcome::Kernel(ExitCode::Success) || run.init.is_some() {
+                return Err(format!("{:?} / {:?}:\n{}", run.outcome, run.init, run.output));
+            }
+            if !run.output.contains("powering off\n") || !run.output.contains("power off requested by pid 1 (reboot)") || run.output.contains("reboot returned") {
+                return Err(run.output);
+            }
+            Ok(())
+        })(),
+    );
     for (what, sig, report) in [
         ("priv", 11, "pid 1 (init): SIGSEGV general protection fault (SI_KERNEL)"),
         ("rodata", 11, "pid 1 (init): SIGSEGV SEGV_ACCERR"),

@@ -141,7 +141,7 @@ impl Suite {
         report: &mut Report,
         on_event: &mut impl FnMut(Event),
     ) -> Result<BootEnd, Error> {
-        let ramdisk = image::ramdisk(options, &[]);
+        let ramdisk = image::ramdisk(options, &crate::run::rootfs_files());
         let disk = image::disk_image(kernel, &ramdisk, self.qemu.firmware, self.log == LogLevel::Debug)?;
         let vars = self.qemu.prepare_vars()?;
         let mut child = self

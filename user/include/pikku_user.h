@@ -46,6 +46,8 @@ static inline const char *errname(int e) {
     case ENOMEM: return "ENOMEM"; case EACCES: return "EACCES"; case EFAULT: return "EFAULT";
     case EEXIST: return "EEXIST"; case EINVAL: return "EINVAL"; case ENOSPC: return "ENOSPC";
     case ENOSYS: return "ENOSYS"; case EROFS: return "EROFS"; case ENOTDIR: return "ENOTDIR";
+    case ENOTTY: return "ENOTTY"; case ESPIPE: return "ESPIPE"; case EISDIR: return "EISDIR";
+    case ENODEV: return "ENODEV"; case EOVERFLOW: return "EOVERFLOW"; case ENAMETOOLONG: return "ENAMETOOLONG";
     default: return "E?";
     }
 }

@@ -226,7 +226,8 @@ pub fn sys_readlink(path: u64, _buf: u64, size: u64) -> Result<u64, Errno> {
 }
 
 /// Linux: `vfs_ioctl()` for a tty: `TCGETS` and `TIOCGWINSZ` on the console, `ENOTTY`
-/// for everything else.
+/// for everything else. The window size is 0×0, which is what Linux's serial console reports
+/// until someone sets it.
 pub fn sys_ioctl(fd: u64, request: u64, arg: u64) -> Result<u64, Errno> {
     const TCGETS: u32 = 0x5401;
     const TIOCGWINSZ: u32 = 0x5413;
@@ -236,7 +237,7 @@ pub fn sys_ioctl(fd: u64, request: u64, arg: u64) -> Result<u64, Errno> {
     }
     match request as u32 {
         TCGETS => user::copy_to_user(arg, &uapi::layout::termios()).map(|()| 0),
-        TIOCGWINSZ => user::copy_to_user(arg, &uapi::layout::winsize(24, 80)).map(|()| 0),
+        TIOCGWINSZ => user::copy_to_user(arg, &uapi::layout::winsize(0, 0)).map(|()| 0),
         _ => Err(Errno::ENOTTY),
     }
 }
