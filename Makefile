@@ -4,6 +4,8 @@
 #   make run  [BOOT=bios|uefi] [CPU=max|qemu64|…] [KVM=1] [LOG=quiet|info|debug] [QEMU_ARGS="…"]
 #             [INIT=path/to/static-elf [ARGS="…"] [FILES="host[:dest] …"]]
 #   make test
+#   make conformance  the conformance programs on pikku and on Debian's Linux 6.12 (same QEMU);
+#                     refreshes tests/golden/ and prints the comparison
 #   make doc      API docs of the kernel and the host crates (target/doc, kernel/target/doc)
 
 BOOT ?= bios
@@ -22,7 +24,7 @@ PIKKU_FLAGS = --boot $(BOOT) --cpu $(CPU) --log $(LOG) $(if $(filter 1,$(KVM)),-
               $(if $(strip $(ARGS)),--args "$(ARGS)",) \
               $(if $(strip $(FILES)),--files "$(FILES)",)
 
-.PHONY: all setup run test test-host test-qemu doc clean
+.PHONY: all setup run test test-host test-qemu conformance doc clean
 
 all: run
 
@@ -42,6 +44,9 @@ test-host: setup
 test-qemu: setup
 	@echo "== QEMU tests (boot reports, in-kernel suite on max/bios, qemu64/bios, max/uefi, harness self-test) =="
 	@$(CARGO) test --quiet -p tests --test qemu
+
+conformance: setup
+	@$(CARGO) run --quiet -p boot --bin pikku -- conformance
 
 doc: setup
 	@$(CARGO) doc --quiet --no-deps --workspace --document-private-items

@@ -6,10 +6,11 @@
 //! 2. **The in-kernel suite** under `-cpu max` + BIOS, `-cpu qemu64` + BIOS (the no-pkeys
 //!    paths), and `-cpu max` + UEFI. Every test must pass or be skipped for a stated reason,
 //!    and the tests that matter for each CPU must actually have run there.
-//! 3. **User programs** (static musl and `-nostdlib` executables from `user/`, each booted as
-//!    `/init`): their output byte for byte, their exit status, the pkey syscalls and RDPKRU from
-//!    ring 3 (against hand-derived transcripts in `tests/expected/`), bad pointers → `EFAULT`,
-//!    and programs that fault being stopped with the right signal while the kernel lives on.
+//! 3. **User programs** (static musl, `-nostdlib` and Rust `no_std` executables from `user/`,
+//!    each booted as `/init`): their output byte for byte and how they ended must equal what
+//!    Debian's Linux 6.12.117 produced for the same program in the same QEMU machine (the golden
+//!    transcripts in `tests/golden/`, recorded by `make conformance`); the kernel's own lines
+//!    (fault reports, the unknown-syscall log, pid 1) are checked on the same boot.
 //! 4. **The harness itself**: a run with `ktest.selftest=1` must report a panicking test, a
 //!    hanging test and a triple-faulting test as FAILED with the right reason, and still run
 //!    the test after them; the kernel's closing line must carry the counts across boots.
@@ -22,7 +23,6 @@ use boot::build::{self, Kernel};
 use boot::image::Firmware;
 use boot::ktest::{Event, Report, Status, Suite};
 use boot::qemu::Qemu;
-use boot::run::{Init, InitEnd};
 use bootproto::exit::{ExitCode, Outcome};
 use bootproto::options::LogLevel;
 
@@ -104,139 +104,43 @@ fn boot_report(kernel: &std::path::Path, firmware: Firmware, cpu: &str, expect: 
     Ok(())
 }
 
-/// Boots `program` as /init and returns (program output, full console, how init ended).
-fn run_program(kernel: &std::path::Path, cpu: &str, program: &std::path::Path, args: &[&str]) -> Result<(String, String, InitEnd), String> {
-    let qemu = Qemu { cpu: cpu.into(), ..Qemu::default() };
-    let init = Init { program: program.into(), args: args.iter().map(|a| a.to_string()).collect(), files: Vec::new() };
-    let run = boot::run::boot(kernel, &qemu, LogLevel::Info, Some(&init), true)?;
-    if run.outcome != Outcome::Kernel(ExitCode::Success) {
-        return Err(format!("the kernel did not power off normally ({:?}):\n{}", run.outcome, run.output));
-    }
-    let end = run.init.ok_or_else(|| format!("no init status line:\n{}", run.output))?;
-    // The program's bytes: every line after the kernel started that is not a kernel line.
-    let program_output: String = run
-        .output
-        .split_inclusive('\n')
-        .skip_while(|l| !l.contains("] pikku booting"))
-        .filter(|l| !l.starts_with('['))
-        .collect();
-    Ok((program_output, run.output, end))
-}
-
-fn expect_program(
-    kernel: &std::path::Path,
-    cpu: &str,
-    program: &std::path::Path,
-    args: &[&str],
-    output: &str,
-    end: InitEnd,
-    console_has: &[&str],
-) -> Result<(), String> {
-    let (got, console, got_end) = run_program(kernel, cpu, program, args)?;
-    if got != output {
-        return Err(format!("program output differs.\n--- expected\n{output}--- got\n{got}--- console\n{console}"));
-    }
-    if got_end != end {
-        return Err(format!("expected {end:?}, got {got_end:?}:\n{console}"));
-    }
-    for needle in console_has {
-        if !console.contains(needle) {
-            return Err(format!("console lacks {needle:?}:\n{console}"));
-        }
-    }
-    Ok(())
-}
-
+/// Every conformance case on pikku, compared with Linux's golden transcript, plus checks of
+/// the kernel's own console lines from the same boot.
 fn user_programs(tally: &mut Tally, kernel: &std::path::Path) {
+    use boot::conformance::{first_difference, run_pikku_with_console, CASES};
     let dir = match build::user_programs() {
         Ok(d) => d,
         Err(e) => return tally.check("user_programs_build", Err(e)),
     };
-    let p = |name: &str| dir.join(name);
-    let expected = |name: &str| std::fs::read_to_string(boot::repo_root().join("tests/expected").join(name)).expect("expected transcript");
-    let passwd_first = std::fs::read_to_string(boot::repo_root().join("rootfs/etc/passwd")).unwrap().lines().next().unwrap().to_string();
-
-    tally.check(
-        "user_musl_hello_prints_mallocs_and_exits_7",
-        expect_program(kernel, "max", &p("hello"), &[], "hello from pikku\ntouched 1024 KiB, checksum 179306496\n", InitEnd::Exited(7), &["starting /init as pid 1"]),
-    );
-    tally.check(
-        "user_musl_reads_etc_passwd_and_gets_args",
-        expect_program(
-            kernel,
-            "max",
-            &p("cat_passwd"),
-            &["one", "two"],
-            &format!("argv[0] = /init\nargv[1] = one\nargv[2] = two\nfirst line of /etc/passwd: {passwd_first}\nfopen(\"/etc/passwd\", \"w\") = NULL, errno Read-only file system\n"),
-            InitEnd::Exited(0),
-            &[],
-        ),
-    );
-    tally.check(
-        "user_pkeys_from_ring3_max",
-        expect_program(kernel, "max", &p("pkeys_ring3"), &[], &expected("pkeys_ring3.max.txt"), InitEnd::Exited(0), &[]),
-    );
-    tally.check(
-        "user_pkeys_from_ring3_qemu64",
-        expect_program(kernel, "qemu64", &p("pkeys_ring3"), &[], &expected("pkeys_ring3.qemu64.txt"), InitEnd::Exited(0), &[]),
-    );
-    tally.check(
-        "user_rust_no_std_pkeys_max",
-        expect_program(
-            kernel,
-            "max",
-            &p("pkeys_rs"),
-            &[],
-            "rust: ospke = 1\nrust: pkey_alloc(0, PKEY_DISABLE_WRITE) = 1\nrust: pkru = 0x55555558\nrust: pkey_free(1) = 0\nrust: pkey_free(1) = -22\n",
-            InitEnd::Exited(0),
-            &[],
-        ),
-    );
-    tally.check(
-        "user_rust_no_std_pkeys_qemu64",
-        expect_program(kernel, "qemu64", &p("pkeys_rs"), &[], "rust: ospke = 0\nrust: pkey_alloc(0, PKEY_DISABLE_WRITE) = -28\n", InitEnd::Exited(0), &[]),
-    );
-    tally.check(
-        "user_raw_bad_pointers_get_efault_unknown_syscalls_enosys",
-        run_program(kernel, "max", &p("badptr"), &[]).and_then(|(out, console, end)| {
-            if out.contains("FAIL") || !out.ends_with("badptr: all passed\n") || end != InitEnd::Exited(0) {
-                return Err(format!("{end:?}\n{console}"));
+    // What the kernel must also have said on the console, by case.
+    let console_checks: &[(&str, &[&str])] = &[
+        ("hello.max", &["starting /init as pid 1", "init exited with status 7"]),
+        ("badptr.max", &["unknown system call 9999: -ENOSYS"]),
+        ("poweroff.max", &["power off requested by pid 1 (reboot)"]),
+        ("faults-priv.max", &["pid 1 (init): SIGSEGV general protection fault (SI_KERNEL)"]),
+        ("faults-rodata.max", &["pid 1 (init): SIGSEGV SEGV_ACCERR"]),
+        ("faults-jump.max", &["pid 1 (init): SIGSEGV SEGV_MAPERR at rip=0x7000deadb000 addr=0x7000deadb000"]),
+        ("faults-ud2.max", &["pid 1 (init): SIGILL ILL_ILLOPN"]),
+    ];
+    for case in CASES {
+        let name = case.name();
+        let result = (|| {
+            let golden = std::fs::read_to_string(case.golden())
+                .map_err(|e| format!("{}: {e} (run `make conformance` to record Linux's transcript)", case.golden().display()))?;
+            let (pikku, console) = run_pikku_with_console(kernel, case, &dir)?;
+            if let Some((line, linux, ours)) = first_difference(&golden, &pikku) {
+                return Err(format!("differs from Linux at line {line}: linux {linux:?}, pikku {ours:?}\n--- console\n{console}"));
             }
-            if !console.contains("unknown system call 9999: -ENOSYS") {
-                return Err(format!("the kernel did not log the unknown syscall:\n{console}"));
+            for (_, needles) in console_checks.iter().filter(|(n, _)| *n == name) {
+                for needle in needles.iter() {
+                    if !console.contains(needle) {
+                        return Err(format!("the console lacks {needle:?}:\n{console}"));
+                    }
+                }
             }
             Ok(())
-        }),
-    );
-    tally.check(
-        "user_musl_abi_subset_transcript",
-        expect_program(kernel, "max", &p("abi"), &[], &expected("abi.txt"), InitEnd::Exited(0), &[]),
-    );
-    tally.check(
-        "user_reboot_power_off_ends_the_machine",
-        (|| {
-            let qemu = Qemu::default();
-            let init = Init { program: p("poweroff"), ..Init::default() };
-            let run = boot::run::boot(kernel, &qemu, LogLevel::Info, Some(&init), true)?;
-            if run.outcome != Outcome::Kernel(ExitCode::Success) || run.init.is_some() {
-                return Err(format!("{:?} / {:?}:\n{}", run.outcome, run.init, run.output));
-            }
-            if !run.output.contains("powering off\n") || !run.output.contains("power off requested by pid 1 (reboot)") || run.output.contains("reboot returned") {
-                return Err(run.output);
-            }
-            Ok(())
-        })(),
-    );
-    for (what, sig, report) in [
-        ("priv", 11, "pid 1 (init): SIGSEGV general protection fault (SI_KERNEL)"),
-        ("rodata", 11, "pid 1 (init): SIGSEGV SEGV_ACCERR"),
-        ("jump", 11, "pid 1 (init): SIGSEGV SEGV_MAPERR at rip=0x7000deadb000 addr=0x7000deadb000"),
-        ("ud2", 4, "pid 1 (init): SIGILL ILL_ILLOPN"),
-    ] {
-        tally.check(
-            &format!("user_fault_{what}_is_stopped_and_reported"),
-            expect_program(kernel, "max", &p("faults"), &[what], &format!("about to: {what}\n"), InitEnd::Signaled(sig), &[report]),
-        );
+        })();
+        tally.check(&format!("user_{name}_same_as_linux"), result);
     }
 }
 

@@ -7,6 +7,8 @@
 //!   ramdisk into a BIOS or UEFI disk image with the rust-osdev `bootloader` crate;
 //! * [`qemu`] — the one place that knows QEMU's command line;
 //! * [`run`] — boots the kernel once in run mode;
+//! * [`linux`] — the Linux reference runner (Debian's kernel, same QEMU machine);
+//! * [`conformance`] — the cases compared between pikku and Linux, and their golden files;
 //! * [`ktest`] — boots the test kernel, parses its serial output, and re-boots after a test
 //!   that panicked, hung or triple-faulted, so that every test gets its line.
 //!
@@ -14,8 +16,10 @@
 //! `tests/` use the library directly.
 
 pub mod build;
+pub mod conformance;
 pub mod image;
 pub mod ktest;
+pub mod linux;
 pub mod qemu;
 pub mod run;
 

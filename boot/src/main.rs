@@ -4,6 +4,7 @@
 //! pikku run  [--boot bios|uefi] [--cpu MODEL] [--kvm] [--log quiet|info|debug] [--qemu-args "…"]
 //!            [--init PROGRAM [--args "…"] [--files "HOST[:DEST] …"]]
 //! pikku test [--boot bios|uefi] [--cpu MODEL] [--kvm] [--log …] [--qemu-args "…"] [--timeout SECS]
+//! pikku conformance
 //! ```
 //!
 //! `run` boots the kernel with its serial console on this terminal. With `--init`, the program
@@ -114,6 +115,52 @@ fn test(args: &Args) -> Result<i32, String> {
     Ok(if c.failed == 0 { 0 } else { 1 })
 }
 
+/// `make conformance`: every case on Linux (refreshing the golden files) and on pikku.
+fn conformance() -> Result<i32, String> {
+    use boot::conformance::{first_difference, run_linux, run_pikku, CASES};
+    let user = build::user_programs()?;
+    let kernel = build::kernel(Kernel::Run)?;
+    let (_, package) = boot::linux::kernel()?;
+    let started = std::time::Instant::now();
+    println!("pikku against Linux ({package}), same QEMU machine (-cpu per case, -m 512M)");
+    let mut changed = Vec::new();
+    let mut rows = Vec::new();
+    for case in CASES {
+        let linux = run_linux(case, &user)?;
+        let golden = case.golden();
+        let old = std::fs::read_to_string(&golden).ok();
+        if old.as_deref() != Some(linux.as_str()) {
+            if let Some(old) = &old {
+                changed.push((case.name(), first_difference(old, &linux)));
+            }
+            std::fs::create_dir_all(golden.parent().unwrap()).map_err(|e| e.to_string())?;
+            std::fs::write(&golden, &linux).map_err(|e| e.to_string())?;
+        }
+        let pikku = run_pikku(&kernel, case, &user)?;
+        let diff = first_difference(&linux, &pikku);
+        println!(
+            "{:<22} {:>4} lines  {}",
+            case.name(),
+            linux.lines().count(),
+            match &diff {
+                None => "identical".to_string(),
+                Some((line, l, p)) => format!("DIFFERENT at line {line}: linux {l:?} / pikku {p:?}"),
+            }
+        );
+        rows.push(diff.is_none());
+    }
+    let same = rows.iter().filter(|&&r| r).count();
+    println!("{same} of {} identical ({:.0} s)", rows.len(), started.elapsed().as_secs_f64());
+    if !changed.is_empty() {
+        eprintln!("\n*** LINUX ITSELF CHANGED: the golden files below were rewritten from this boot of Linux ***");
+        for (name, diff) in &changed {
+            eprintln!("  {name}: {diff:?}");
+        }
+        return Ok(2);
+    }
+    Ok(if same == rows.len() { 0 } else { 1 })
+}
+
 /// Prints a suite event the way `make test` shows it.
 pub fn print_event(event: &Event) {
     match event {
@@ -141,6 +188,7 @@ fn main() -> ProcessExit {
     let result = parse_args().and_then(|args| match args.command.as_str() {
         "run" => run(&args),
         "test" => test(&args),
+        "conformance" => conformance(),
         other => Err(format!("unknown command {other}\n{}", usage())),
     });
     match result {

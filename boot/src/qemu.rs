@@ -51,13 +51,7 @@ impl Qemu {
     /// The command that boots `image`. For UEFI, `vars` must be a writable copy of
     /// [`OVMF_VARS`] (see [`Qemu::prepare_vars`]).
     pub fn command(&self, image: &Path, vars: Option<&Path>) -> Command {
-        let mut cmd = Command::new("qemu-system-x86_64");
-        cmd.args(["-cpu", &self.cpu, "-m", "512M", "-no-reboot", "-display", "none", "-monitor", "none"]);
-        cmd.args(["-serial", "stdio"]);
-        cmd.args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
-        if self.kvm {
-            cmd.arg("-enable-kvm");
-        }
+        let mut cmd = self.machine();
         if self.firmware == Firmware::Uefi {
             cmd.arg("-drive").arg(format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}"));
             let vars = vars.expect("UEFI boots need a writable OVMF_VARS copy");
@@ -65,6 +59,19 @@ impl Qemu {
         }
         cmd.arg("-drive").arg(format!("format=raw,file={}", image.display()));
         cmd.args(&self.extra_args);
+        cmd
+    }
+
+    /// The machine every boot uses — pikku's and Linux's alike (the conformance runner boots
+    /// Debian's kernel with exactly these flags plus `-kernel`/`-initrd`/`-append`).
+    pub fn machine(&self) -> Command {
+        let mut cmd = Command::new("qemu-system-x86_64");
+        cmd.args(["-cpu", &self.cpu, "-m", "512M", "-no-reboot", "-display", "none", "-monitor", "none"]);
+        cmd.args(["-serial", "stdio"]);
+        cmd.args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
+        if self.kvm {
+            cmd.arg("-enable-kvm");
+        }
         cmd
     }
 

@@ -241,3 +241,31 @@ pub fn sys_ioctl(fd: u64, request: u64, arg: u64) -> Result<u64, Errno> {
         _ => Err(Errno::ENOTTY),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{decode, dispatch, nr};
+    use crate::ktest::as_fresh_program;
+    use crate::mm::user::copy_to_user;
+    use ktest_macros::ktest;
+    use pkeys::Errno;
+
+    /// The one deliberate difference from Linux here: pikku's ramdisk is read-only (Linux's
+    /// initramfs is a writable tmpfs), so asking for write access is `EROFS`.
+    #[ktest]
+    fn the_ramdisk_is_read_only() {
+        as_fresh_program(|_| {
+            let buf = decode(dispatch(nr::MMAP, [0, 4096, 3, 0x22, u64::MAX, 0])).unwrap();
+            copy_to_user(buf, b"/etc/passwd\0").unwrap();
+            for flags in [0o1 /* O_WRONLY */, 0o2 /* O_RDWR */, 0o1000 /* O_TRUNC */] {
+                assert_eq!(decode(dispatch(nr::OPEN, [buf, flags, 0, 0, 0, 0])), Err(Errno::EROFS), "flags {flags:#o}");
+            }
+            copy_to_user(buf, b"/etc/new\0").unwrap();
+            assert_eq!(decode(dispatch(nr::OPEN, [buf, 0o101 /* O_CREAT|O_WRONLY */, 0o644, 0, 0, 0])), Err(Errno::EROFS));
+            copy_to_user(buf, b"/etc\0").unwrap();
+            assert_eq!(decode(dispatch(nr::OPEN, [buf, 0o2, 0, 0, 0, 0])), Err(Errno::EISDIR));
+            let fd = decode(dispatch(nr::OPEN, [buf, 0, 0, 0, 0, 0])).unwrap();
+            assert_eq!(decode(dispatch(nr::READ, [fd, buf, 10, 0, 0, 0])), Err(Errno::EISDIR));
+        });
+    }
+}
