@@ -121,6 +121,12 @@ fn user_programs(tally: &mut Tally, kernel: &std::path::Path) {
         ("faults-rodata.max", &["pid 1 (init): SIGSEGV SEGV_ACCERR"]),
         ("faults-jump.max", &["pid 1 (init): SIGSEGV SEGV_MAPERR at rip=0x7000deadb000 addr=0x7000deadb000"]),
         ("faults-ud2.max", &["pid 1 (init): SIGILL ILL_ILLOPN"]),
+        ("pkey_fault-ad-read.max", &["pid 1 (init): SIGSEGV SEGV_PKUERR pkey=1"]),
+        ("pkey_fault-ad-read-mapped.max", &["pid 1 (init): SIGSEGV SEGV_PKUERR pkey=1"]),
+        ("pkey_fault-ad-write.max", &["pid 1 (init): SIGSEGV SEGV_PKUERR pkey=1"]),
+        ("pkey_fault-wd-write.max", &["pid 1 (init): SIGSEGV SEGV_PKUERR pkey=1"]),
+        ("pkey_fault-wd-write-mapped.max", &["pid 1 (init): SIGSEGV SEGV_PKUERR pkey=1"]),
+        ("pkey_fault-xo-read.max", &["pid 1 (init): SIGSEGV SEGV_PKUERR pkey=1"]),
     ];
     for case in CASES {
         let name = case.name();

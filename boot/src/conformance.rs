@@ -35,6 +35,14 @@ pub const CASES: &[Case] = &[
     Case { program: "faults", args: &["rodata"], cpu: "max" },
     Case { program: "faults", args: &["jump"], cpu: "max" },
     Case { program: "faults", args: &["ud2"], cpu: "max" },
+    Case { program: "pkeys_mem", args: &[], cpu: "max" },
+    Case { program: "pkeys_mem", args: &[], cpu: "qemu64" },
+    Case { program: "pkey_fault", args: &["ad-read"], cpu: "max" },
+    Case { program: "pkey_fault", args: &["ad-read-mapped"], cpu: "max" },
+    Case { program: "pkey_fault", args: &["ad-write"], cpu: "max" },
+    Case { program: "pkey_fault", args: &["wd-write"], cpu: "max" },
+    Case { program: "pkey_fault", args: &["wd-write-mapped"], cpu: "max" },
+    Case { program: "pkey_fault", args: &["xo-read"], cpu: "max" },
 ];
 
 impl Case {

@@ -139,7 +139,7 @@ fn conformance() -> Result<i32, String> {
         let pikku = run_pikku(&kernel, case, &user)?;
         let diff = first_difference(&linux, &pikku);
         println!(
-            "{:<22} {:>4} lines  {}",
+            "{:<32} {:>4} lines  {}",
             case.name(),
             linux.lines().count(),
             match &diff {

@@ -157,7 +157,9 @@ impl Mm {
     }
 
     /// Rewrites every present (or `PROT_NONE`-kept) PTE in `[start, end)` from its area's
-    /// protection and key, keeping the frame. Linux: `change_protection()` → `pte_modify()`.
+    /// protection and key, keeping the frame, then invalidates the range's TLB entries (one
+    /// INVLPG per page, or a full flush for large ranges). Linux: `change_protection()` →
+    /// `pte_modify()`, then `flush_tlb_range()`.
     fn apply_area_protection(&mut self, start: u64, end: u64) {
         let mut addr = start;
         while addr < end {
@@ -168,9 +170,33 @@ impl Mm {
             let bits = pte_bits(area.prot, area.pkey);
             let area_end = area.end.min(end);
             while addr < area_end {
-                self.root().update_leaf(page(addr), |old| (old & 0x000f_ffff_ffff_f000) | bits);
+                self.root().update_leaf_deferred(page(addr), |old| (old & 0x000f_ffff_ffff_f000) | bits);
                 addr += PAGE_SIZE;
             }
+        }
+        if end > start {
+            paging::invalidate_range(VirtAddr::new(start), (end - start) / PAGE_SIZE);
+        }
+    }
+
+    /// `madvise(MADV_DONTNEED)` over `[start, end)`: drops every page; the next touch faults in
+    /// zeros for anonymous memory, or the file's bytes again for a private file mapping (as on
+    /// Linux). Returns `Err(ENOMEM)` if part of the range is unmapped (after dropping the rest).
+    pub fn drop_pages(&mut self, start: u64, end: u64) -> Result<(), Errno> {
+        let mut addr = start;
+        let mut hole = false;
+        while addr < end {
+            if self.vmas.find(addr).is_none() {
+                hole = true;
+            } else if let Some(frame) = self.root().unmap_leaf(page(addr)) {
+                frame::free(frame);
+            }
+            addr += PAGE_SIZE;
+        }
+        if hole {
+            Err(Errno::ENOMEM)
+        } else {
+            Ok(())
         }
     }
 

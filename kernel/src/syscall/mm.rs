@@ -138,3 +138,31 @@ pub fn sys_brk(addr: u64) -> Result<u64, Errno> {
     mm.brk = addr;
     Ok(addr)
 }
+
+/// `madvise(addr, len, advice)`. Linux: `do_madvise()`: a misaligned `addr` is `EINVAL`, an
+/// unknown advice `EINVAL`, `len == 0` succeeds, a range that wraps is `EINVAL`; a hole in the
+/// range is `ENOMEM`. `MADV_DONTNEED` drops the pages; `MADV_NORMAL`, `RANDOM`, `SEQUENTIAL`,
+/// `WILLNEED`, `HUGEPAGE`, `NOHUGEPAGE` are hints pikku accepts and ignores.
+pub fn sys_madvise(addr: u64, len: u64, advice: u64) -> Result<u64, Errno> {
+    const MADV_DONTNEED: u64 = 4;
+    const HINTS: [u64; 6] = [0, 1, 2, 3, 14, 15];
+    if addr & (PAGE_SIZE - 1) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    if advice != MADV_DONTNEED && !HINTS.contains(&advice) {
+        return Err(Errno::EINVAL);
+    }
+    let len = page_align_up(len).ok_or(Errno::EINVAL)?;
+    if len == 0 {
+        return Ok(0);
+    }
+    let end = addr.checked_add(len).ok_or(Errno::EINVAL)?;
+    let thread = task::current();
+    let mut mm = thread.mm.write();
+    if advice == MADV_DONTNEED {
+        mm.drop_pages(addr, end)?;
+    } else if (addr..end).step_by(PAGE_SIZE as usize).any(|a| mm.vmas.find(a).is_none()) {
+        return Err(Errno::ENOMEM);
+    }
+    Ok(0)
+}

@@ -35,6 +35,7 @@ pub mod nr {
     pub const PREAD64: u64 = 17;
     pub const WRITEV: u64 = 20;
     pub const SCHED_YIELD: u64 = 24;
+    pub const MADVISE: u64 = 28;
     pub const GETPID: u64 = 39;
     pub const EXIT: u64 = 60;
     pub const UNAME: u64 = 63;
@@ -80,6 +81,7 @@ pub fn dispatch(number: u64, args: [u64; 6]) -> u64 {
         nr::PREAD64 => fs::sys_pread64(a0, a1, a2, a3),
         nr::WRITEV => fs::sys_writev(a0, a1, a2),
         nr::SCHED_YIELD => process::sys_sched_yield(),
+        nr::MADVISE => mm::sys_madvise(a0, a1, a2),
         nr::GETPID => process::sys_getpid(),
         nr::EXIT => process::sys_exit(a0),
         nr::UNAME => process::sys_uname(a0),

@@ -242,11 +242,20 @@ impl PageTableRoot {
     /// Rewrites the raw leaf entry of `page` with `f` and invalidates its TLB entry. Returns
     /// `false` if there is no entry.
     pub fn update_leaf(&mut self, page: Page, f: impl FnOnce(u64) -> u64) -> bool {
+        let changed = self.update_leaf_deferred(page, f);
+        if changed {
+            x86_64::instructions::tlb::flush(page.start_address());
+        }
+        changed
+    }
+
+    /// Like [`Self::update_leaf`] but leaves the TLB alone: the caller invalidates the whole
+    /// range afterwards with [`invalidate_range`].
+    pub fn update_leaf_deferred(&mut self, page: Page, f: impl FnOnce(u64) -> u64) -> bool {
         let Some(entry) = self.leaf_entry(page) else { return false };
         let old = entry.flags().bits() | entry.addr().as_u64();
         let new = f(old);
         entry.set_addr(PhysAddr::new(new & 0x000f_ffff_ffff_f000), PageTableFlags::from_bits_retain(new & !0x000f_ffff_ffff_f000));
-        x86_64::instructions::tlb::flush(page.start_address());
         true
     }
 
@@ -308,6 +317,24 @@ pub fn active_root_frame() -> PhysFrame {
 /// Loads the kernel's own tree into CR3.
 pub fn activate_kernel_root() {
     kernel_root().lock().activate();
+}
+
+/// Beyond this many pages, [`invalidate_range`] reloads CR3 instead of one INVLPG per page: a
+/// full flush plus the refills it causes is cheaper than dozens of INVLPGs. Linux uses 33
+/// (`tlb_single_page_flush_ceiling`); so does pikku.
+pub const FLUSH_ALL_THRESHOLD: u64 = 33;
+
+/// Invalidates the TLB entries of `pages` pages from `start`: INVLPG each (SDM Vol. 2A
+/// "INVLPG"), or a full flush past [`FLUSH_ALL_THRESHOLD`]. The one place that will send
+/// shootdown IPIs when pikku runs on several CPUs.
+pub fn invalidate_range(start: VirtAddr, pages: u64) {
+    if pages > FLUSH_ALL_THRESHOLD {
+        flush_all();
+    } else {
+        for i in 0..pages {
+            x86_64::instructions::tlb::flush(start + i * 4096);
+        }
+    }
 }
 
 /// Flushes all non-global TLB entries (CR3 reload).
