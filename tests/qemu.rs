@@ -59,24 +59,8 @@ impl Tally {
 }
 
 fn print_event(label: &str, event: &Event) {
-    match event {
-        Event::Result(r) => match &r.status {
-            Status::Passed => println!("[{label}] test {} ... ok", r.name),
-            Status::Skipped(why) => println!("[{label}] test {} ... skipped ({why})", r.name),
-            Status::Failed(msg) => {
-                println!("[{label}] test {} ... FAILED", r.name);
-                for line in msg.lines() {
-                    println!("    {line}");
-                }
-            }
-        },
-        Event::Boot { number, after: Some(name) } => println!("[{label}] boot {number}: resuming after {name}"),
-        Event::Boot { .. } => {}
-        Event::Line(line) => {
-            if line.contains(" error]") {
-                println!("[{label}] {line}");
-            }
-        }
+    for line in event.display_lines(&format!("[{label}] "), false) {
+        println!("{line}");
     }
 }
 

@@ -86,6 +86,29 @@ pub enum Event<'a> {
     Line(&'a str),
 }
 
+impl Event<'_> {
+    /// The lines `make test` shows for this event, each prefixed with `prefix` (e.g.
+    /// `"[max/bios] "`); kernel lines are shown only if they are errors (or warnings, with
+    /// `show_warnings`).
+    pub fn display_lines(&self, prefix: &str, show_warnings: bool) -> Vec<String> {
+        match self {
+            Event::Result(r) => match &r.status {
+                Status::Passed => vec![format!("{prefix}test {} ... ok", r.name)],
+                Status::Skipped(why) => vec![format!("{prefix}test {} ... skipped ({why})", r.name)],
+                Status::Failed(msg) => std::iter::once(format!("{prefix}test {} ... FAILED", r.name))
+                    .chain(msg.lines().map(|l| format!("    {l}")))
+                    .collect(),
+            },
+            Event::Boot { number, after: Some(name) } => vec![format!("{prefix}boot {number}: resuming after {name}")],
+            Event::Boot { .. } => Vec::new(),
+            Event::Line(line) if line.contains(" error]") || (show_warnings && line.contains(" warn]")) => {
+                vec![format!("{prefix}{line}")]
+            }
+            Event::Line(_) => Vec::new(),
+        }
+    }
+}
+
 /// A test-suite run configuration.
 #[derive(Debug, Clone)]
 pub struct Suite {

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use boot::build::{self, Kernel};
 use boot::image::Firmware;
-use boot::ktest::{Event, Status, Suite};
+use boot::ktest::{Event, Suite};
 use boot::qemu::{self, Qemu};
 use bootproto::exit::{ExitCode, Outcome};
 use bootproto::options::LogLevel;
@@ -163,24 +163,8 @@ fn conformance() -> Result<i32, String> {
 
 /// Prints a suite event the way `make test` shows it.
 pub fn print_event(event: &Event) {
-    match event {
-        Event::Result(r) => match &r.status {
-            Status::Passed => println!("test {} ... ok", r.name),
-            Status::Skipped(why) => println!("test {} ... skipped ({why})", r.name),
-            Status::Failed(msg) => {
-                println!("test {} ... FAILED", r.name);
-                for line in msg.lines() {
-                    println!("    {line}");
-                }
-            }
-        },
-        Event::Boot { number, after: Some(name) } => println!("[runner] boot {number}: resuming after {name}"),
-        Event::Boot { .. } => {}
-        Event::Line(line) => {
-            if line.contains(" error]") || line.contains(" warn]") {
-                println!("{line}");
-            }
-        }
+    for line in event.display_lines("", true) {
+        println!("{line}");
     }
 }
 

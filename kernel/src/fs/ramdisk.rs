@@ -34,22 +34,6 @@ pub enum Node {
     Dir { ino: u64, mode: u32 },
 }
 
-impl Node {
-    /// `st_mode`.
-    pub fn mode(&self) -> u32 {
-        match self {
-            Node::File { mode, .. } | Node::Dir { mode, .. } => *mode,
-        }
-    }
-    /// `st_ino`.
-    pub fn ino(&self) -> u64 {
-        match self {
-            Node::File { file, .. } => file.ino,
-            Node::Dir { ino, .. } => *ino,
-        }
-    }
-}
-
 /// Longest path accepted (Linux: `PATH_MAX`, including the NUL).
 pub const PATH_MAX: usize = 4096;
 

@@ -51,17 +51,6 @@ pub enum SegvCode {
     OutOfMemory,
 }
 
-impl SegvCode {
-    /// The Linux `si_code` value.
-    pub fn si_code(self) -> i32 {
-        match self {
-            SegvCode::MapErr => 1,
-            SegvCode::AccErr | SegvCode::OutOfMemory => 2,
-            SegvCode::PkuErr(_) => 4,
-        }
-    }
-}
-
 /// The raw PTE bits for a page with protection `prot` and key `pkey`. An inaccessible
 /// (`PROT_NONE`) page is not present but keeps its frame ([`PROT_NONE_BIT`]).
 pub fn pte_bits(prot: Prot, pkey: Pkey) -> u64 {

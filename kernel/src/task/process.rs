@@ -16,24 +16,6 @@ pub enum ExitStatus {
     Signaled(u8),
 }
 
-impl ExitStatus {
-    /// The 16-bit status `wait4` reports: `code << 8` or the signal number.
-    pub fn wait_status(self) -> u32 {
-        match self {
-            ExitStatus::Exited(code) => (code as u32) << 8,
-            ExitStatus::Signaled(sig) => sig as u32,
-        }
-    }
-
-    /// What a shell reports: the code, or 128 + the signal.
-    pub fn shell_status(self) -> u32 {
-        match self {
-            ExitStatus::Exited(code) => code as u32,
-            ExitStatus::Signaled(sig) => 128 + sig as u32,
-        }
-    }
-}
-
 /// One process.
 #[derive(Debug)]
 pub struct Process {

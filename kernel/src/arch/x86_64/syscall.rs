@@ -31,6 +31,7 @@ use x86_64::VirtAddr;
 use super::gdt::{KERNEL_CS, SYSRET_BASE, USER_CS, USER_SS};
 use super::paging::USER_END;
 use super::trap::TrapFrame;
+use crate::{pop_gprs, push_gprs};
 
 /// The `vector` value that marks a frame built by the SYSCALL entry.
 pub const SYSCALL_VECTOR: u64 = 0x100;
@@ -38,6 +39,7 @@ pub const SYSCALL_VECTOR: u64 = 0x100;
 static HANDLER: Once<fn(&mut TrapFrame)> = Once::new();
 
 core::arch::global_asm!(
+    concat!(
     r#"
 .global pikku_syscall_entry
 pikku_syscall_entry:
@@ -51,48 +53,22 @@ pikku_syscall_entry:
     push rcx
     push 0
     push {vector}
-    push r15
-    push r14
-    push r13
-    push r12
-    push r11
-    push r10
-    push r9
-    push r8
-    push rbp
-    push rdi
-    push rsi
-    push rdx
-    push rcx
-    push rbx
-    push rax
-    mov rdi, rsp
+"#,
+    push_gprs!(),
+    r#"    mov rdi, rsp
     cld
     call {dispatch}
     test rax, rax
     jz 2f
-    pop rax
-    pop rbx
-    pop rcx
-    pop rdx
-    pop rsi
-    pop rdi
-    pop rbp
-    pop r8
-    pop r9
-    pop r10
-    pop r11
-    pop r12
-    pop r13
-    pop r14
-    pop r15
-    add rsp, 16
+"#,
+    pop_gprs!(),
+    r#"    add rsp, 16
     mov rsp, [rsp + 24]
     swapgs
     sysretq
 2:
     jmp pikku_trap_return
-"#,
+"#),
     user_ss = const USER_SS as u64,
     user_cs = const USER_CS as u64,
     vector = const SYSCALL_VECTOR,

@@ -109,8 +109,26 @@ pub fn vector_name(vector: u64) -> &'static str {
 
 // The 32 entry stubs and the common path. `ISR_ERR` is for vectors where the CPU pushes an
 // error code; `ISR_NOERR` pushes a 0 in its place so the frame has one shape.
+/// The general registers in [`TrapFrame`] order, pushed (`rax` ends up at the lowest address).
+/// Shared by the exception stubs and the SYSCALL entry, so both build the same frame.
+#[macro_export]
+macro_rules! push_gprs {
+    () => {
+        "push r15\npush r14\npush r13\npush r12\npush r11\npush r10\npush r9\npush r8\npush rbp\npush rdi\npush rsi\npush rdx\npush rcx\npush rbx\npush rax\n"
+    };
+}
+
+/// The inverse of [`push_gprs!`].
+#[macro_export]
+macro_rules! pop_gprs {
+    () => {
+        "pop rax\npop rbx\npop rcx\npop rdx\npop rsi\npop rdi\npop rbp\npop r8\npop r9\npop r10\npop r11\npop r12\npop r13\npop r14\npop r15\n"
+    };
+}
+
 core::arch::global_asm!(
-    r#"
+    concat!(
+        r#"
 .macro ISR_NOERR n
     .global pikku_isr\n
 pikku_isr\n:
@@ -170,50 +188,25 @@ pikku_trap_common:
     jz 1f
     swapgs
 1:
-    push r15
-    push r14
-    push r13
-    push r12
-    push r11
-    push r10
-    push r9
-    push r8
-    push rbp
-    push rdi
-    push rsi
-    push rdx
-    push rcx
-    push rbx
-    push rax
-    mov rdi, rsp          // &mut TrapFrame
+"#,
+        push_gprs!(),
+        r#"    mov rdi, rsp          // &mut TrapFrame
     cld                   // the Rust ABI expects DF = 0
     call {dispatch}
     // Fall through: the one way back from any trap, also used by the SYSCALL exit's IRET path
     // and by a new thread's first entry to user mode (rsp = &TrapFrame).
 .global pikku_trap_return
 pikku_trap_return:
-    pop rax
-    pop rbx
-    pop rcx
-    pop rdx
-    pop rsi
-    pop rdi
-    pop rbp
-    pop r8
-    pop r9
-    pop r10
-    pop r11
-    pop r12
-    pop r13
-    pop r14
-    pop r15
-    test byte ptr [rsp + 24], 3
+"#,
+        pop_gprs!(),
+        r#"    test byte ptr [rsp + 24], 3
     jz 2f
     swapgs
 2:
     add rsp, 16           // vector and error code
     iretq
-"#,
+"#
+    ),
     dispatch = sym trap_dispatch,
 );
 

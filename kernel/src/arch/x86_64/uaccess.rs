@@ -17,7 +17,6 @@
 
 use super::extable::Fault;
 use super::paging::USER_END;
-use x86_64::registers::control::{Cr4, Cr4Flags};
 
 /// Why a user copy failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,13 +42,9 @@ fn check_range(addr: u64, len: usize) -> Result<(), UaccessError> {
     }
 }
 
-fn smap_on() -> bool {
-    Cr4::read().contains(Cr4Flags::SUPERVISOR_MODE_ACCESS_PREVENTION)
-}
-
 /// `rep movsb` of `len` bytes from `src` to `dst`, recovering from any fault.
 fn copy_recoverable(dst: u64, src: u64, len: usize) -> Result<(), UaccessError> {
-    let smap = smap_on();
+    let smap = super::cpu::smap_enabled();
     let status: u64;
     let cr2: u64;
     // SAFETY: the caller checked that the user side lies in the lower half and the kernel side
