@@ -121,6 +121,17 @@ fn user_programs(tally: &mut Tally, kernel: &std::path::Path) {
             if let Some((line, linux, ours)) = first_difference(&golden, &pikku) {
                 return Err(format!("differs from Linux at line {line}: linux {linux:?}, pikku {ours:?}\n--- console\n{console}"));
             }
+            if name == "threads.max" {
+                // The bar: at least 10,000 preemptive switches while the threads ran.
+                let preemptive = console
+                    .lines()
+                    .find_map(|l| l.split_once(" switches, ")?.1.split_once(" preemptive")?.0.parse::<u64>().ok())
+                    .ok_or_else(|| format!("no scheduler line:\n{console}"))?;
+                if preemptive < 10_000 {
+                    return Err(format!("only {preemptive} preemptive switches (want >= 10000):\n{console}"));
+                }
+                println!("[threads.max] {}", console.lines().find(|l| l.contains("] scheduler:")).unwrap_or(""));
+            }
             for (_, needles) in console_checks.iter().filter(|(n, _)| *n == name) {
                 for needle in needles.iter() {
                     if !console.contains(needle) {

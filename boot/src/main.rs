@@ -4,7 +4,7 @@
 //! pikku run  [--boot bios|uefi] [--cpu MODEL] [--kvm] [--log quiet|info|debug] [--qemu-args "…"]
 //!            [--init PROGRAM [--args "…"] [--files "HOST[:DEST] …"]]
 //! pikku test [--boot bios|uefi] [--cpu MODEL] [--kvm] [--log …] [--qemu-args "…"] [--timeout SECS]
-//! pikku conformance
+//! pikku conformance [NAME-PREFIX]   (only the cases whose name starts with it)
 //! ```
 //!
 //! `run` boots the kernel with its serial console on this terminal. With `--init`, the program
@@ -26,6 +26,8 @@ use bootproto::options::LogLevel;
 
 struct Args {
     command: String,
+    /// `conformance NAME-PREFIX`
+    only: Option<String>,
     init: Option<boot::run::Init>,
     qemu: Qemu,
     log: LogLevel,
@@ -39,7 +41,7 @@ fn usage() -> String {
 fn parse_args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
     let command = it.next().ok_or_else(usage)?;
-    let mut args = Args { command, init: None, qemu: Qemu::default(), log: LogLevel::Info, timeout: Duration::from_secs(60) };
+    let mut args = Args { command, only: None, init: None, qemu: Qemu::default(), log: LogLevel::Info, timeout: Duration::from_secs(60) };
     let (mut program_args, mut files) = (Vec::new(), Vec::new());
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value\n{}", usage()));
@@ -78,6 +80,7 @@ fn parse_args() -> Result<Args, String> {
                 let v = value()?;
                 args.timeout = Duration::from_secs(v.parse().map_err(|_| format!("--timeout {v}: expected seconds"))?);
             }
+            other if args.command == "conformance" && args.only.is_none() && !other.starts_with('-') => args.only = Some(other.to_string()),
             other => return Err(format!("unknown option {other}\n{}", usage())),
         }
     }
@@ -116,7 +119,7 @@ fn test(args: &Args) -> Result<i32, String> {
 }
 
 /// `make conformance`: every case on Linux (refreshing the golden files) and on pikku.
-fn conformance() -> Result<i32, String> {
+fn conformance(only: Option<&str>) -> Result<i32, String> {
     use boot::conformance::{first_difference, run_linux, run_pikku, CASES};
     let user = build::user_programs()?;
     let kernel = build::kernel(Kernel::Run)?;
@@ -125,7 +128,7 @@ fn conformance() -> Result<i32, String> {
     println!("pikku against Linux ({package}), same QEMU machine (-cpu per case, -m 512M)");
     let mut changed = Vec::new();
     let mut rows = Vec::new();
-    for case in CASES {
+    for case in CASES.iter().filter(|c| only.is_none_or(|p| c.name().starts_with(p))) {
         let linux = run_linux(case, &user)?;
         let golden = case.golden();
         let old = std::fs::read_to_string(&golden).ok();
@@ -172,7 +175,7 @@ fn main() -> ProcessExit {
     let result = parse_args().and_then(|args| match args.command.as_str() {
         "run" => run(&args),
         "test" => test(&args),
-        "conformance" => conformance(),
+        "conformance" => conformance(args.only.as_deref()),
         other => Err(format!("unknown command {other}\n{}", usage())),
     });
     match result {

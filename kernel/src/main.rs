@@ -97,12 +97,15 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     // 6. What user programs need: SSE, the legacy PICs out of the way, the clock, the files,
     //    and the kernel's policy for system calls and user faults.
     cpu::enable_sse();
+    let fpu = arch::x86_64::fpu::init();
+    log_debug!("FPU state: {fpu:?}");
     pic::remap_and_mask();
     rtc::init();
     fs::ramdisk::init(ramdisk);
     trap::set_hooks(trap::Hooks {
         user_exception: task::fault::user_exception,
         kernel_fault_on_user_address: mm::user::kernel_fault_on_user_address,
+        irq: task::interrupt,
     });
     syscall_entry::init(syscall::entry);
 
@@ -149,8 +152,19 @@ fn run_init() -> ! {
     };
     log_info!("starting /init as pid {}", process.pid);
     task::sched::spawn(thread);
+    arch::x86_64::timer::start();
     let status = task::sched::wait_for(&process);
+    x86_64::instructions::interrupts::disable();
     console::finish_user_output();
+    log_info!(
+        "scheduler: {} switches, {} preemptive ({} ticks at {} Hz); WRPKRU {} done, {} skipped",
+        task::SWITCHES.load(core::sync::atomic::Ordering::Relaxed),
+        task::sched::PREEMPTIONS.load(core::sync::atomic::Ordering::Relaxed),
+        arch::x86_64::timer::ticks(),
+        arch::x86_64::timer::HZ,
+        arch::x86_64::pkru::WRPKRU_DONE.load(core::sync::atomic::Ordering::Relaxed),
+        arch::x86_64::pkru::WRPKRU_SKIPPED.load(core::sync::atomic::Ordering::Relaxed),
+    );
     match status {
         task::ExitStatus::Exited(code) => console::announce(format_args!("init exited with status {code}")),
         task::ExitStatus::Signaled(sig) => {

@@ -35,8 +35,10 @@ pub mod nr {
     pub const PREAD64: u64 = 17;
     pub const WRITEV: u64 = 20;
     pub const SCHED_YIELD: u64 = 24;
+    pub const NANOSLEEP: u64 = 35;
     pub const MADVISE: u64 = 28;
     pub const GETPID: u64 = 39;
+    pub const CLONE: u64 = 56;
     pub const EXIT: u64 = 60;
     pub const UNAME: u64 = 63;
     pub const READLINK: u64 = 89;
@@ -49,8 +51,10 @@ pub mod nr {
     pub const ARCH_PRCTL: u64 = 158;
     pub const REBOOT: u64 = 169;
     pub const GETTID: u64 = 186;
+    pub const FUTEX: u64 = 202;
     pub const SET_TID_ADDRESS: u64 = 218;
     pub const CLOCK_GETTIME: u64 = 228;
+    pub const CLOCK_NANOSLEEP: u64 = 230;
     pub const EXIT_GROUP: u64 = 231;
     pub const OPENAT: u64 = 257;
     pub const NEWFSTATAT: u64 = 262;
@@ -93,6 +97,9 @@ pub fn dispatch(number: u64, args: [u64; 6]) -> u64 {
         nr::ARCH_PRCTL => process::sys_arch_prctl(a0, a1),
         nr::REBOOT => process::sys_reboot(a0, a1, a2, a3),
         nr::GETTID => process::sys_gettid(),
+        nr::FUTEX => process::sys_futex(a0, a1, a2, a3),
+        nr::NANOSLEEP => process::sys_nanosleep(a0, a1),
+        nr::CLOCK_NANOSLEEP => process::sys_clock_nanosleep(a0, a1, a2, a3),
         nr::SET_TID_ADDRESS => process::sys_set_tid_address(a0),
         nr::CLOCK_GETTIME => process::sys_clock_gettime(a0, a1),
         nr::EXIT_GROUP => process::sys_exit_group(a0),
@@ -115,9 +122,16 @@ pub fn dispatch(number: u64, args: [u64; 6]) -> u64 {
 
 /// The SYSCALL hook: number in `rax`, arguments in `rdi, rsi, rdx, r10, r8, r9` (the x86-64
 /// syscall convention — `r10` instead of `rcx`, which SYSCALL overwrites), result in `rax`.
+/// The calls that need the caller's whole register frame (`clone`) are dispatched here.
 pub fn entry(frame: &mut TrapFrame) {
     let args = [frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9];
-    frame.rax = dispatch(frame.rax, args);
+    frame.rax = match frame.rax {
+        nr::CLONE => {
+            let r = crate::task::clone_thread(frame, args[0], args[1], args[2], args[3], args[4]);
+            r.unwrap_or_else(|e| e.to_syscall_return())
+        }
+        number => dispatch(number, args),
+    };
 }
 
 /// Turns a `dispatch` return value back into a `Result` (for kernel callers and tests).

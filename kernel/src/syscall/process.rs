@@ -8,10 +8,10 @@ use crate::arch::x86_64::{cpu, paging::USER_END, rtc, time};
 use crate::mm::user;
 use crate::task::{self, sched, ExitStatus};
 
-/// `exit(code)`: ends the calling thread. With one thread per process, that ends the process
-/// (Linux: the last thread's exit is the group's exit, status `code & 0xff`).
+/// `exit(code)`: ends the calling thread; the last thread's exit ends the process with
+/// status `code & 0xff`.
 pub fn sys_exit(code: u64) -> ! {
-    sched::exit_group(ExitStatus::Exited(code as u8))
+    sched::exit_thread(code as u8)
 }
 
 /// `exit_group(code)`: ends every thread of the process.
@@ -181,5 +181,71 @@ pub fn sys_reboot(magic1: u64, magic2: u64, cmd: u64, _arg: u64) -> Result<u64, 
 /// `sched_yield()`.
 pub fn sys_sched_yield() -> Result<u64, Errno> {
     sched::yield_now();
+    Ok(0)
+}
+
+/// `futex(uaddr, op, val, timeout, uaddr2, val3)`: `FUTEX_WAIT` (0) and `FUTEX_WAKE` (1), with
+/// or without `FUTEX_PRIVATE_FLAG` (128) — pikku has no shared memory between processes, so
+/// private and shared futexes are the same. `FUTEX_WAIT`'s timeout is relative; a bad one is
+/// `EINVAL`. Other operations: `ENOSYS`.
+pub fn sys_futex(uaddr: u64, op: u64, val: u64, timeout: u64) -> Result<u64, Errno> {
+    const FUTEX_WAIT: u64 = 0;
+    const FUTEX_WAKE: u64 = 1;
+    const FUTEX_PRIVATE_FLAG: u64 = 128;
+    const FUTEX_CLOCK_REALTIME: u64 = 256;
+    match op & !(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME) {
+        FUTEX_WAIT => {
+            let timeout_us = if timeout == 0 { None } else { Some(read_timespec_us(timeout)?) };
+            task::futex::wait(uaddr, val as u32, timeout_us)
+        }
+        FUTEX_WAKE => {
+            if uaddr % 4 != 0 {
+                return Err(Errno::EINVAL);
+            }
+            Ok(task::futex::wake(&task::current().mm, uaddr, val as u32))
+        }
+        _ => Err(Errno::ENOSYS),
+    }
+}
+
+/// Reads a `struct timespec` and returns it in microseconds (rounded up): `EINVAL` for a
+/// negative second count or nanoseconds outside 0..10^9, as Linux's `timespec64_valid()`.
+fn read_timespec_us(addr: u64) -> Result<u64, Errno> {
+    let mut b = [0u8; 16];
+    user::copy_from_user(&mut b, addr)?;
+    let sec = i64::from_le_bytes(b[..8].try_into().unwrap());
+    let nsec = i64::from_le_bytes(b[8..].try_into().unwrap());
+    if sec < 0 || !(0..1_000_000_000).contains(&nsec) {
+        return Err(Errno::EINVAL);
+    }
+    Ok((sec as u64).saturating_mul(1_000_000).saturating_add((nsec as u64).div_ceil(1000)))
+}
+
+/// `nanosleep(req, rem)`: sleeps at least `req` (no signals interrupt it yet, so `rem` is
+/// never written).
+pub fn sys_nanosleep(req: u64, _rem: u64) -> Result<u64, Errno> {
+    let us = read_timespec_us(req)?;
+    sched::sleep_until(time::micros_since_boot().saturating_add(us));
+    Ok(0)
+}
+
+/// `clock_nanosleep(clock, flags, req, rem)`: `CLOCK_REALTIME`/`CLOCK_MONOTONIC`/
+/// `CLOCK_BOOTTIME`; `TIMER_ABSTIME` (1) takes `req` as a time on that clock. Other clocks:
+/// `EINVAL`.
+pub fn sys_clock_nanosleep(clock: u64, flags: u64, req: u64, _rem: u64) -> Result<u64, Errno> {
+    const TIMER_ABSTIME: u64 = 1;
+    let clock = clock as u32 as i32;
+    if !matches!(clock, 0 | 1 | 7) {
+        return Err(Errno::EINVAL);
+    }
+    let us = read_timespec_us(req)?;
+    let now = time::micros_since_boot();
+    let deadline = if flags & TIMER_ABSTIME != 0 {
+        let offset = if clock == 0 { rtc::boot_epoch_seconds() * 1_000_000 } else { 0 };
+        us.saturating_sub(offset)
+    } else {
+        now.saturating_add(us)
+    };
+    sched::sleep_until(deadline);
     Ok(0)
 }

@@ -18,15 +18,17 @@
 //! table, the exit status, the credentials. [`fault`] turns a user exception into a signal.
 
 pub mod fault;
+pub mod futex;
 pub mod process;
 pub mod sched;
 
 use alloc::sync::Arc;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use pkeys::Pkru;
 use spin::Mutex;
 
 use crate::arch::x86_64::context::KernelStack;
+use crate::arch::x86_64::fpu::FpuState;
 use crate::arch::x86_64::trap::TrapFrame;
 use crate::arch::x86_64::{cpu, percpu, pkru};
 use crate::mm::address_space::MmRef;
@@ -51,6 +53,13 @@ pub struct Thread {
     pub clear_child_tid: AtomicU64,
     /// Blocked signals (`rt_sigprocmask`).
     pub blocked: AtomicU64,
+    /// The user FPU/SSE/AVX state while switched out (none for kernel-made threads).
+    pub fpu: Option<Mutex<FpuState>>,
+    /// Why the thread was last woken from a block (`sched::WakeReason`).
+    pub wake_reason: AtomicU8,
+    /// A kernel-only thread (the idle/boot thread): it never runs user code, so the PKRU path
+    /// of a switch skips it entirely.
+    kernel_only: bool,
 }
 
 static NEXT_TID: AtomicU32 = AtomicU32::new(1);
@@ -77,7 +86,11 @@ impl Thread {
     }
 
     fn build(tid: u32, process: Arc<Process>, mm: MmRef, pkru: Pkru, kstack: Option<KernelStack>) -> Thread {
+        let fpu = kstack.as_ref().map(|_| Mutex::new(FpuState::new_initial()));
         Thread {
+            fpu,
+            wake_reason: AtomicU8::new(0),
+            kernel_only: false,
             tid,
             process,
             mm,
@@ -103,7 +116,29 @@ impl Thread {
 
     /// The boot thread: tid 0 in process 0 (Linux's "swapper"), so the first program is pid 1.
     pub fn boot(mm: MmRef) -> Arc<Thread> {
-        Arc::new(Self::build(0, Process::new(0, "swapper"), mm, Pkru::INIT, None))
+        let mut t = Self::build(0, Process::new(0, "swapper"), mm, Pkru::INIT, None);
+        t.kernel_only = true;
+        Arc::new(t)
+    }
+
+    /// Does this thread run user code (has a kernel stack of its own)?
+    pub fn is_user(&self) -> bool {
+        self.kstack.is_some()
+    }
+
+    /// The top of its kernel stack, if it has one.
+    pub fn kernel_stack_top(&self) -> Option<u64> {
+        self.kstack.as_ref().map(KernelStack::top)
+    }
+
+    /// Where the context switch stores this thread's kernel RSP.
+    fn saved_rsp_ptr(&self) -> *mut u64 {
+        self.saved_rsp.as_ptr()
+    }
+
+    /// The kernel RSP the context switch resumes this thread at.
+    fn saved_rsp(&self) -> u64 {
+        self.saved_rsp.load(Ordering::Relaxed)
     }
 
     /// A fresh thread id (a new process's first thread has tid = pid).
@@ -146,19 +181,22 @@ fn set_current(thread: Arc<Thread>) -> Option<Arc<Thread>> {
 /// * Restore: WRPKRU `next`'s value — only if it differs from what the register holds, because
 ///   WRPKRU is comparatively slow. (Linux compares `prev->pkru != next->pkru`; pikku compares
 ///   with the register it just read, which is the same value.)
-///
-/// Kernel code does not depend on PKRU (PKRU never restricts supervisor pages), so switching
-/// to or from kernel-only work needs nothing more.
+/// * Kernel-only threads (the idle loop) are skipped on both sides: kernel code never depends
+///   on PKRU (it never restricts the kernel's own pages), so switching user A → idle → user A
+///   leaves A's value in the register and costs no WRPKRU at all. (Linux loads
+///   `init_pkru_value` for kernel threads instead; pikku's lazier rule is the cheaper one.)
 pub fn switch_pkru(prev: Option<&Thread>, next: &Thread) {
     SWITCHES.fetch_add(1, Ordering::Relaxed);
     if !cpu::ospke() {
         return;
     }
     let live = pkru::read();
-    if let Some(prev) = prev {
+    if let Some(prev) = prev.filter(|p| !p.kernel_only) {
         *prev.saved_pkru.lock() = live;
     }
-    pkru::write(next.saved_pkru());
+    if !next.kernel_only {
+        pkru::write(next.saved_pkru());
+    }
 }
 
 /// Makes `thread` current on this CPU (PKRU, address space), runs `f` as it, then switches
@@ -198,6 +236,7 @@ pub fn install_boot_thread(thread: Arc<Thread>) {
     switch_pkru(None, &thread);
     thread.mm.read().activate();
     cpu.set_current_tid(thread.tid);
+    sched::set_idle(thread.clone());
     *CURRENT[cpu.cpu_id as usize].lock() = Some(thread);
 }
 
@@ -255,5 +294,71 @@ mod tests {
             run_as(&other, || assert_eq!(pkru::read(), Pkru::ALL_OPEN));
             assert_eq!(pkru::WRPKRU_DONE.load(Ordering::Relaxed), done + 2, "one WRPKRU in, one out");
         });
+    }
+}
+
+/// `clone()` flags pikku looks at (`include/uapi/linux/sched.h`).
+pub mod clone_flags {
+    pub const CLONE_VM: u64 = 0x0000_0100;
+    pub const CLONE_SIGHAND: u64 = 0x0000_0800;
+    pub const CLONE_THREAD: u64 = 0x0001_0000;
+    pub const CLONE_SETTLS: u64 = 0x0008_0000;
+    pub const CLONE_PARENT_SETTID: u64 = 0x0010_0000;
+    pub const CLONE_CHILD_CLEARTID: u64 = 0x0020_0000;
+    pub const CLONE_CHILD_SETTID: u64 = 0x0100_0000;
+}
+
+/// A new thread in the caller's process (Linux `copy_process()` for `CLONE_VM | CLONE_THREAD`):
+/// the same address space and files, the caller's registers with `rax = 0` and the new stack,
+/// the caller's *live* PKRU (Linux `copy_thread()`: `p->thread.pkru = read_pkru()`), a copy of
+/// the caller's FPU state, and the TLS and tid pointers `clone` asked for. Returns the new tid.
+pub fn clone_thread(parent_frame: &TrapFrame, flags: u64, stack: u64, parent_tid: u64, child_tid: u64, tls: u64) -> Result<u64, pkeys::Errno> {
+    use clone_flags::*;
+    use pkeys::Errno;
+    // Linux's consistency rules: a thread shares signal handlers, handlers need a shared VM.
+    if flags & CLONE_THREAD != 0 && flags & CLONE_SIGHAND == 0 {
+        return Err(Errno::EINVAL);
+    }
+    if flags & CLONE_SIGHAND != 0 && flags & CLONE_VM == 0 {
+        return Err(Errno::EINVAL);
+    }
+    if flags & CLONE_VM == 0 || flags & CLONE_THREAD == 0 {
+        crate::log_warn!("clone without CLONE_VM|CLONE_THREAD (a new process) is not supported yet: -ENOSYS");
+        return Err(Errno::ENOSYS);
+    }
+    let parent = current();
+    let mut frame = parent_frame.clone();
+    frame.rax = 0;
+    if stack != 0 {
+        frame.rsp = stack;
+    }
+    let tid = Thread::allocate_tid();
+    let child = Thread::new_user(parent.process.clone(), parent.mm.clone(), pkru::read(), &frame, Some(tid));
+    if let (Some(mine), Some(theirs)) = (&parent.fpu, &child.fpu) {
+        let mut mine = mine.lock();
+        mine.save();
+        *theirs.lock() = mine.duplicate();
+    }
+    child.fs_base.store(if flags & CLONE_SETTLS != 0 { tls } else { cpu::fs_base() }, Ordering::Relaxed);
+    if flags & CLONE_PARENT_SETTID != 0 {
+        crate::mm::user::copy_to_user(parent_tid, &tid.to_le_bytes())?;
+    }
+    if flags & CLONE_CHILD_SETTID != 0 {
+        crate::mm::user::copy_to_user(child_tid, &tid.to_le_bytes())?;
+    }
+    if flags & CLONE_CHILD_CLEARTID != 0 {
+        child.clear_child_tid.store(child_tid, Ordering::Relaxed);
+    }
+    parent.process.live_threads.fetch_add(1, Ordering::AcqRel);
+    sched::spawn(child);
+    Ok(tid as u64)
+}
+
+/// The hardware-interrupt hook. IRQ 0 is the scheduler's tick; the PIC is acknowledged before
+/// anything else, because the tick may switch threads and not come back for a while.
+pub fn interrupt(frame: &mut TrapFrame, irq: u8) {
+    crate::arch::x86_64::timer::end_of_interrupt();
+    if irq == 0 {
+        sched::tick(frame.from_user());
     }
 }

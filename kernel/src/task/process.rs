@@ -2,7 +2,7 @@
 
 use alloc::string::String;
 use alloc::sync::Arc;
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use spin::Mutex;
 
 use crate::fs::FdTable;
@@ -28,6 +28,8 @@ pub struct Process {
     /// Real = effective = saved user and group ids (pikku keeps one of each).
     pub uid: AtomicU32,
     pub gid: AtomicU32,
+    /// Threads that have not exited yet; the last one to exit ends the process.
+    pub live_threads: AtomicUsize,
 }
 
 impl Process {
@@ -40,6 +42,7 @@ impl Process {
             exit: Mutex::new(None),
             uid: AtomicU32::new(0),
             gid: AtomicU32::new(0),
+            live_threads: AtomicUsize::new(1),
         })
     }
 

@@ -1,77 +1,241 @@
-//! The run queue and the kernel-stack context switch.
+//! The scheduler: a run queue, sleeping and blocking, preemption, and the context switch.
 //!
-//! pikku runs one CPU and no timer yet, so scheduling is cooperative: a thread runs until it
-//! exits or yields. The boot thread yields to the first user program and waits for it to end.
-//! The switch itself is complete — address space, kernel stack (TSS.RSP0 and the SYSCALL
-//! stack), FS base, and PKRU through [`super::switch_pkru`] — so preemption only has to add a
-//! timer that calls [`yield_now`].
+//! * **Round robin.** Ready threads wait in [`READY`]; the timer tick ([`tick`], every
+//!   `timer::HZ`-th of a second) preempts a thread running in user mode if another is ready, and
+//!   puts it at the back. The kernel itself is not preemptible: it runs with interrupts off
+//!   (interrupt gates and SYSCALL's FMASK clear IF), so no lock is ever taken by an interrupt
+//!   that interrupted its holder.
+//! * **Blocking.** A thread that waits (futex, nanosleep) leaves the run queue; [`wake`] puts it
+//!   back. Sleepers with a deadline sit in [`SLEEPERS`]; the tick wakes them when it passes.
+//! * **Idle.** The boot thread doubles as the idle thread: it waits for the first program in
+//!   [`wait_for`], and when nothing else is ready it halts the CPU with interrupts on until the
+//!   next tick.
+//! * **The switch** ([`switch_to`]): address space (CR3), kernel stack (TSS.RSP0 and the
+//!   SYSCALL stack), FS base, FPU state (XSAVE/XRSTOR, PKRU masked out), and PKRU through
+//!   [`super::switch_pkru`] — Linux's `__switch_to()`.
 
 use alloc::collections::VecDeque;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicU64, Ordering};
 use spin::Mutex;
 
 use super::{current, set_current, switch_pkru, ExitStatus, Process, Thread};
-use crate::arch::x86_64::{context, cpu, gdt, percpu};
+use crate::arch::x86_64::{context, cpu, gdt, percpu, time, timer};
 
 static READY: Mutex<VecDeque<Arc<Thread>>> = Mutex::new(VecDeque::new());
+/// The idle thread (the boot thread): never in READY, run when nothing else is.
+static IDLE: Mutex<Option<Arc<Thread>>> = Mutex::new(None);
+/// Threads waiting for a deadline (micros since boot).
+static SLEEPERS: Mutex<Vec<(u64, Arc<Thread>)>> = Mutex::new(Vec::new());
 /// Threads that have exited, kept until we are off their kernel stacks.
 static DEAD: Mutex<Vec<Arc<Thread>>> = Mutex::new(Vec::new());
+
+/// Switches caused by the timer (a user thread preempted).
+pub static PREEMPTIONS: AtomicU64 = AtomicU64::new(0);
+
+/// Why a blocked thread was woken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum WakeReason {
+    None = 0,
+    Woken = 1,
+    TimedOut = 2,
+}
+
+impl Thread {
+    fn set_wake(&self, reason: WakeReason) {
+        self.wake_reason.store(reason as u8, Ordering::Relaxed);
+    }
+    fn wake_reason(&self) -> WakeReason {
+        match self.wake_reason.load(Ordering::Relaxed) {
+            1 => WakeReason::Woken,
+            2 => WakeReason::TimedOut,
+            _ => WakeReason::None,
+        }
+    }
+}
 
 /// Makes `thread` ready to run.
 pub fn spawn(thread: Arc<Thread>) {
     READY.lock().push_back(thread);
 }
 
-/// Lets the next ready thread run; the current thread stays ready.
+/// Is any thread ready besides the current one?
+pub fn others_ready() -> bool {
+    !READY.lock().is_empty()
+}
+
+/// The next runnable thread, dropping threads whose process has ended (`exit_group`).
+fn pick_next() -> Option<Arc<Thread>> {
+    let mut ready = READY.lock();
+    while let Some(t) = ready.pop_front() {
+        if t.process.exit.lock().is_some() && t.is_user() {
+            DEAD.lock().push(t);
+            continue;
+        }
+        return Some(t);
+    }
+    None
+}
+
+/// Records the idle thread (the boot thread, once, at boot).
+pub fn set_idle(thread: Arc<Thread>) {
+    *IDLE.lock() = Some(thread);
+}
+
+fn is_idle(t: &Arc<Thread>) -> bool {
+    IDLE.lock().as_ref().is_some_and(|idle| Arc::ptr_eq(idle, t))
+}
+
+/// The next ready thread, or the idle thread when none is.
+fn next_or_idle() -> Arc<Thread> {
+    pick_next().unwrap_or_else(|| IDLE.lock().clone().expect("no idle thread"))
+}
+
+/// Lets the next ready thread run; the current thread stays ready. (The idle thread is never
+/// queued: it runs only when nothing else can.)
 pub fn yield_now() {
-    let Some(next) = READY.lock().pop_front() else { return };
+    let Some(next) = pick_next() else { return };
     let prev = current();
-    READY.lock().push_back(prev.clone());
+    if !is_idle(&prev) {
+        READY.lock().push_back(prev.clone());
+    }
     switch_to(prev, next);
+}
+
+/// Takes the current thread off the CPU until someone calls [`wake`] (or its deadline passes,
+/// if it registered one). Returns why it woke.
+pub fn block_current() -> WakeReason {
+    let prev = current();
+    switch_to(prev.clone(), next_or_idle());
+    prev.wake_reason()
+}
+
+/// Makes a blocked thread ready again (`reason` tells it why).
+pub fn wake(thread: Arc<Thread>, reason: WakeReason) {
+    SLEEPERS.lock().retain(|(_, t)| !Arc::ptr_eq(t, &thread));
+    thread.set_wake(reason);
+    READY.lock().push_back(thread);
+}
+
+/// Registers a deadline (micros since boot) for the current thread; the tick wakes it with
+/// `TimedOut` once the deadline has passed. Follow with [`block_current`].
+pub fn arm_deadline(deadline_us: u64) {
+    let t = current();
+    t.set_wake(WakeReason::None);
+    SLEEPERS.lock().push((deadline_us, t));
+}
+
+/// Sleeps until `deadline_us` (micros since boot). Linux: `hrtimer_nanosleep()`.
+pub fn sleep_until(deadline_us: u64) {
+    while time::micros_since_boot() < deadline_us {
+        arm_deadline(deadline_us);
+        block_current();
+    }
+}
+
+/// The timer tick: wake sleepers whose deadline has passed; if user code was interrupted and
+/// another thread is ready, preempt it.
+pub fn tick(from_user: bool) {
+    timer::tick();
+    let now = time::micros_since_boot();
+    let due: Vec<Arc<Thread>> = {
+        let mut sleepers = SLEEPERS.lock();
+        let mut due = Vec::new();
+        sleepers.retain(|(deadline, t)| {
+            if *deadline <= now {
+                due.push(t.clone());
+                false
+            } else {
+                true
+            }
+        });
+        due
+    };
+    for t in due {
+        super::futex::forget(&t);
+        t.set_wake(WakeReason::TimedOut);
+        READY.lock().push_back(t);
+    }
+    if from_user && others_ready() {
+        PREEMPTIONS.fetch_add(1, Ordering::Relaxed);
+        yield_now();
+    }
 }
 
 /// Ends the current thread and runs the next one. Never returns.
 pub fn exit_current() -> ! {
     let prev = current();
-    let next = READY.lock().pop_front().expect("the last thread exited: nothing left to run");
     DEAD.lock().push(prev.clone());
-    switch_to(prev, next);
+    switch_to(prev, next_or_idle());
     unreachable!("a dead thread was resumed");
 }
 
-/// Ends every thread of the current process with `status` (Linux: `do_group_exit()`).
-/// With one thread per process today, that is the current thread.
-pub fn exit_group(status: ExitStatus) -> ! {
+/// `exit(code)` of one thread (Linux: `do_exit()`): clears and wakes the `set_tid_address` /
+/// `CLONE_CHILD_CLEARTID` word (that is how `pthread_join` learns of it); the last thread of a
+/// process ends the process with `code`.
+pub fn exit_thread(code: u8) -> ! {
     let thread = current();
-    {
-        let mut exit = thread.process.exit.lock();
-        if exit.is_none() {
-            *exit = Some(status);
-        }
+    let tidptr = thread.clear_child_tid.swap(0, Ordering::Relaxed);
+    if tidptr != 0 && crate::mm::user::copy_to_user(tidptr, &0u32.to_le_bytes()).is_ok() {
+        super::futex::wake(&thread.mm, tidptr, 1);
     }
-    // Close the files now; the address space goes when the last thread is reaped.
-    *thread.process.files.lock() = crate::fs::FdTable::empty();
+    if thread.process.live_threads.fetch_sub(1, Ordering::AcqRel) == 1 {
+        finish_process(&thread.process, ExitStatus::Exited(code));
+    }
     drop(thread);
     exit_current()
 }
 
-/// Runs ready threads until `process` has ended; returns how it ended.
+/// Ends every thread of the current process with `status` (Linux: `do_group_exit()`): the
+/// other threads are taken off every queue and never run again.
+pub fn exit_group(status: ExitStatus) -> ! {
+    let thread = current();
+    finish_process(&thread.process, status);
+    let pid = thread.process.pid;
+    READY.lock().retain(|t| {
+        let keep = t.process.pid != pid || !t.is_user();
+        if !keep {
+            DEAD.lock().push(t.clone());
+        }
+        keep
+    });
+    SLEEPERS.lock().retain(|(_, t)| t.process.pid != pid);
+    super::futex::forget_process(pid);
+    drop(thread);
+    exit_current()
+}
+
+fn finish_process(process: &Arc<Process>, status: ExitStatus) {
+    let mut exit = process.exit.lock();
+    if exit.is_none() {
+        *exit = Some(status);
+        // Close the files now; the address space goes when the last thread is reaped.
+        *process.files.lock() = crate::fs::FdTable::empty();
+    }
+}
+
+/// The idle loop, run by the boot thread: runs ready threads until `process` has ended, and
+/// halts the CPU whenever nothing is ready. Returns how the process ended.
 pub fn wait_for(process: &Arc<Process>) -> ExitStatus {
     loop {
         reap();
         if let Some(status) = *process.exit.lock() {
             return status;
         }
-        if READY.lock().is_empty() {
-            panic!("pid {} is neither running nor exited", process.pid);
+        if let Some(next) = pick_next() {
+            switch_to(current(), next);
+        } else {
+            // Halt with interrupts on; the tick wakes sleepers. (STI's one-instruction delay
+            // makes `sti; hlt` race-free.)
+            x86_64::instructions::interrupts::enable_and_hlt();
+            x86_64::instructions::interrupts::disable();
         }
-        yield_now();
     }
 }
 
-/// Frees the threads that have exited (their kernel stacks, and with the last one their
+/// Frees the threads that have exited (kernel stacks, FPU areas, and with the last one their
 /// address space). Called only on a live thread's stack.
 fn reap() {
     let dead: Vec<Arc<Thread>> = core::mem::take(&mut *DEAD.lock());
@@ -84,19 +248,25 @@ fn switch_to(prev: Arc<Thread>, next: Arc<Thread>) {
     }
     set_current(next.clone());
     switch_pkru(Some(&prev), &next);
+    if let Some(fpu) = &prev.fpu {
+        fpu.lock().save();
+    }
+    if let Some(fpu) = &next.fpu {
+        fpu.lock().restore();
+    }
     prev.fs_base.store(cpu::fs_base(), Ordering::Relaxed);
     cpu::set_fs_base(next.fs_base.load(Ordering::Relaxed));
     if !Arc::ptr_eq(&prev.mm, &next.mm) {
         next.mm.read().activate();
     }
-    if let Some(stack) = &next.kstack {
-        gdt::set_kernel_stack(stack.top());
-        percpu::set_kernel_stack_top(stack.top());
+    if let Some(top) = next.kernel_stack_top() {
+        gdt::set_kernel_stack(top);
+        percpu::set_kernel_stack_top(top);
     }
-    let save = prev.saved_rsp.as_ptr();
-    let load = next.saved_rsp.load(Ordering::Relaxed);
-    // Both threads stay alive in READY, DEAD or CURRENT; drop our own references first, since
-    // a dead `prev` never comes back to drop them.
+    let save = prev.saved_rsp_ptr();
+    let load = next.saved_rsp();
+    // Both threads stay alive in READY, DEAD, a wait queue or CURRENT; drop our own references
+    // first, since a dead `prev` never comes back to drop them.
     drop(prev);
     drop(next);
     // SAFETY: `load` was saved by an earlier switch or prepared by `prepare_first_entry`, on a
@@ -104,3 +274,4 @@ fn switch_to(prev: Arc<Thread>, next: Arc<Thread>) {
     unsafe { context::switch(save, load) };
     reap();
 }
+

@@ -17,9 +17,12 @@
 //! | [`pic`]      | the legacy 8259s, remapped and masked                | —                      |
 //! | [`syscall`]  | SYSCALL entry, SYSRET/IRET exit                      | Vol. 3A §5.8.8         |
 //! | [`context`]  | kernel stacks, the context switch                    | —                      |
+//! | [`fpu`]      | XSAVE/XRSTOR of user FPU state (PKRU masked out)     | Vol. 1 §13             |
+//! | [`timer`]    | PIT channel 0: the scheduler's tick                  | —                      |
 pub mod context;
 pub mod cpu;
 pub mod extable;
+pub mod fpu;
 pub mod gdt;
 pub mod paging;
 pub mod percpu;
@@ -30,6 +33,7 @@ pub mod rtc;
 pub mod serial;
 pub mod syscall;
 pub mod time;
+pub mod timer;
 pub mod trap;
 pub mod uaccess;
 

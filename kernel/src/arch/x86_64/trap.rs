@@ -175,6 +175,22 @@ ISR_NOERR 28
 ISR_ERR   29
 ISR_ERR   30
 ISR_NOERR 31
+ISR_NOERR 32
+ISR_NOERR 33
+ISR_NOERR 34
+ISR_NOERR 35
+ISR_NOERR 36
+ISR_NOERR 37
+ISR_NOERR 38
+ISR_NOERR 39
+ISR_NOERR 40
+ISR_NOERR 41
+ISR_NOERR 42
+ISR_NOERR 43
+ISR_NOERR 44
+ISR_NOERR 45
+ISR_NOERR 46
+ISR_NOERR 47
 
 // Vectors 32-255: nothing is wired to them yet (the PICs are masked); a stray one returns.
 .global pikku_isr_spurious
@@ -209,6 +225,12 @@ pikku_trap_return:
     ),
     dispatch = sym trap_dispatch,
 );
+
+/// Stubs: the 32 exceptions and the 16 legacy IRQs (vectors 32–47, where the PICs were moved).
+const STUBS: usize = 48;
+
+/// First vector of the remapped PIC IRQs.
+pub const IRQ_BASE: u64 = 32;
 
 /// One IDT gate (SDM Vol. 3A §6.14.1, Figure 6-8: 64-bit interrupt/trap gate).
 #[derive(Clone, Copy)]
@@ -247,7 +269,7 @@ unsafe extern "C" {
     /// 32 `i32` offsets, stub address minus the table's own address (emitted below). Offsets
     /// instead of absolute addresses: the kernel is position-independent and this way the table
     /// needs no relocation.
-    static pikku_isr_table: [i32; 32];
+    static pikku_isr_table: [i32; STUBS];
     static pikku_isr_spurious: u8;
 }
 
@@ -260,7 +282,7 @@ core::arch::global_asm!(
 .balign 4
 .global pikku_isr_table
 pikku_isr_table:
-    .irp n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
+    .irp n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47
     ISR_ENTRY \n
     .endr
 .popsection
@@ -269,8 +291,8 @@ pikku_isr_table:
 
 static IDT: Lazy<Idt> = Lazy::new(|| {
     let table = &raw const pikku_isr_table;
-    // SAFETY: the assembler emitted 32 offsets at this address; reading them has no side effects.
-    let offsets: [i32; 32] = unsafe { table.read() };
+    // SAFETY: the assembler emitted STUBS offsets at this address; reading has no side effects.
+    let offsets: [i32; STUBS] = unsafe { table.read() };
     let cs = super::gdt::selectors().kernel_code.0;
     let mut idt = Idt([Gate::MISSING; 256]);
     for (v, &offset) in offsets.iter().enumerate() {
@@ -280,7 +302,7 @@ static IDT: Lazy<Idt> = Lazy::new(|| {
         idt.0[v] = Gate::interrupt(addr, cs, ist);
     }
     let spurious = &raw const pikku_isr_spurious as u64;
-    for gate in idt.0.iter_mut().skip(32) {
+    for gate in idt.0.iter_mut().skip(STUBS) {
         *gate = Gate::interrupt(spurious, cs, 0);
     }
     idt
@@ -299,7 +321,7 @@ pub fn init() {
 }
 
 /// How many exceptions of each vector the kernel recovered from (fault recovery), for tests.
-static RECOVERED: [AtomicU64; 32] = [const { AtomicU64::new(0) }; 32];
+static RECOVERED: [AtomicU64; STUBS] = [const { AtomicU64::new(0) }; STUBS];
 
 /// Number of recovered exceptions of `vector` so far.
 pub fn recovered_count(vector: u64) -> u64 {
@@ -317,6 +339,8 @@ pub struct Hooks {
     /// yet): returns `true` if the page is now mapped and the instruction can be retried.
     /// Linux handles these in `do_user_addr_fault()` before trying the exception table.
     pub kernel_fault_on_user_address: fn(u64, PageFaultError) -> bool,
+    /// A hardware interrupt (IRQ number 0–15); the frame says whether user code was running.
+    pub irq: fn(&mut TrapFrame, u8),
 }
 
 static HOOKS: Once<Hooks> = Once::new();
@@ -329,6 +353,12 @@ pub fn set_hooks(hooks: Hooks) {
 /// The Rust side of every exception.
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
     let v = frame.vector;
+    if (IRQ_BASE..IRQ_BASE + 16).contains(&v) {
+        match HOOKS.get() {
+            Some(hooks) => return (hooks.irq)(frame, (v - IRQ_BASE) as u8),
+            None => return super::timer::end_of_interrupt(),
+        }
+    }
     let cr2 = if v == vector::PAGE_FAULT { Cr2::read_raw() } else { 0 };
     if frame.from_user() {
         match HOOKS.get() {
