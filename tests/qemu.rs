@@ -182,7 +182,7 @@ fn main() {
     let test_kernel = build::kernel(Kernel::Test).unwrap_or_else(|e| panic!("{e}"));
 
     // 1. Boot reports.
-    let pkeys_present = ["PKU yes", "OSPKE yes (CR4.PKE set)", "PKS yes", "PKRU of the boot thread: 0x55555554"];
+    let pkeys_present = ["PKU yes", "OSPKE yes (CR4.PKE set)", "PKS yes", "PKRU at boot (the default every program starts with): 0x55555554"];
     tally.check("boot_report_max_bios", boot_report(&run_kernel, Firmware::Bios, "max", &pkeys_present));
     tally.check(
         "boot_report_qemu64_bios",

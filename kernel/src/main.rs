@@ -85,6 +85,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     paging::init(phys_offset);
     mm::frame::init(&boot_info.memory_regions);
     mm::heap::init();
+    mm::frame::init_refcounts(&boot_info.memory_regions);
 
     // 5. Protection: supervisor writes honour read-only pages and PKRU's WD bits (CR0.WP),
     //    protection keys are switched on where the CPU has them (CR4.PKE), and the kernel can

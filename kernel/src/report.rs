@@ -52,7 +52,7 @@ pub fn print(regions: &MemoryRegions, kernel_addr: u64) {
     );
     if cpu::ospke() {
         let value = pkru::read();
-        crate::log_info!("PKRU of the boot thread: {:#010x} = {}", value.bits(), value.decode());
+        crate::log_info!("PKRU at boot (the default every program starts with): {:#010x} = {}", value.bits(), value.decode());
     } else {
         crate::log_info!("no PKRU: pkey_alloc will return ENOSPC, and no RDPKRU/WRPKRU will run");
     }

@@ -54,11 +54,17 @@ impl Mm {
         Arc::new(RwLock::new(self))
     }
 
-    /// The child's address space at fork. Linux: `dup_mm()` → `dup_mmap()` →
-    /// `arch_dup_mmap()` → `arch_dup_pkeys()`: the allocation map and the execute-only key are
-    /// copied exactly; so is every user page, with its flags — protection-key bits included.
-    /// (Pages are copied eagerly here; copy-on-write replaces this when processes arrive.)
-    pub fn duplicate(&mut self) -> Result<Mm, Errno> {
+    /// The child's address space at fork, copy-on-write. Linux: `dup_mm()` → `dup_mmap()` →
+    /// `copy_page_range()`, and `arch_dup_mmap()` → `arch_dup_pkeys()`.
+    ///
+    /// * The key allocation map and the execute-only key are copied exactly, and so are the
+    ///   memory areas (with their keys) and the program break.
+    /// * Every user page is *shared*: the child maps the same frame with the same flags —
+    ///   protection-key bits included — and both sides lose the write bit and gain
+    ///   [`paging::COW_BIT`]; the frame's reference count goes up. The first write on either
+    ///   side faults, and the fault path gives the writer its own copy (or, if it is the last
+    ///   sharer, just the write bit back).
+    pub fn fork(&mut self) -> Result<Mm, Errno> {
         let mut child = Mm::new()?;
         child.pkeys = self.pkeys.dup();
         child.vmas = self.vmas.clone();
@@ -66,14 +72,19 @@ impl Mm {
         child.brk = self.brk;
         let mut pages = alloc::vec::Vec::new();
         self.root().for_each_user_page(|page, frame, flags| pages.push((page, frame, flags)));
-        for (page, from, flags) in pages {
-            let to = frame::alloc().ok_or(Errno::ENOMEM)?;
-            paging::copy_frame(from, to);
-            if child.root().map(page, to, flags, frame::alloc).is_err() {
-                frame::free(to);
+        let cow = |bits: u64| (bits & !PageTableFlags::WRITABLE.bits()) | paging::COW_BIT;
+        for (page, frame, flags) in pages {
+            self.root().update_leaf_deferred(page, |old| cow(old));
+            frame::share(frame);
+            let shared = PageTableFlags::from_bits_retain(cow(flags.bits()));
+            if child.root().map(page, frame, shared, frame::alloc).is_err() {
+                frame::put(frame);
+                paging::flush_all();
                 return Err(Errno::ENOMEM);
             }
         }
+        // The parent's PTEs lost their write bit: stale writable TLB entries must go.
+        paging::flush_all();
         Ok(child)
     }
 
@@ -94,7 +105,7 @@ impl Mm {
         if addr.as_u64() >= paging::USER_END {
             return Err(Errno::EFAULT);
         }
-        let frame = frame::alloc().ok_or(Errno::ENOMEM)?;
+        let frame = frame::alloc_user().ok_or(Errno::ENOMEM)?;
         paging::zero_frame(frame);
         let mut flags = PageTableFlags::PRESENT | PageTableFlags::USER_ACCESSIBLE;
         if writable {
@@ -106,7 +117,7 @@ impl Mm {
         let flags = PageTableFlags::from_bits_retain(pkeys::pte::with_pkey(flags.bits(), key));
         let page = Page::containing_address(addr);
         self.root().map(page, frame, flags, frame::alloc).map_err(|_| {
-            frame::free(frame);
+            frame::put(frame);
             Errno::ENOMEM
         })
     }
@@ -143,7 +154,7 @@ impl Drop for Mm {
             // Never free the tree the CPU is walking.
             paging::activate_kernel_root();
         }
-        root.free_user_half(frame::free);
+        root.free_user_half(frame::put, frame::free);
         frame::free(root.into_frame());
     }
 }
@@ -246,7 +257,7 @@ mod tests {
     }
 
     #[ktest]
-    fn duplicate_copies_key_state_pages_and_their_pte_keys() {
+    fn fork_shares_pages_copy_on_write_and_keeps_keys() {
         as_fresh_program(|thread| {
             let mut parent = thread.mm.write();
             if cpu::pkey_support() == Support::Enabled {
@@ -258,16 +269,28 @@ mod tests {
             // tagged with key 3 (which that PKRU denies, so we only look at its PTE).
             let addr = VirtAddr::new(USER_PAGE);
             let tagged = VirtAddr::new(USER_PAGE + 4096);
+            // The areas the fault path consults (copy-on-write needs a writable area).
+            for (start, k) in [(USER_PAGE, 0), (USER_PAGE + 4096, 3)] {
+                let area = vma::Vma { start, end: start + 4096, prot: vma::Prot::READ | vma::Prot::WRITE, pkey: key(k), backing: vma::Backing::Anonymous };
+                parent.add_area(area).unwrap();
+            }
             parent.map_zeroed_user_page(addr, true, false, Pkey::DEFAULT).unwrap();
             parent.map_zeroed_user_page(tagged, true, false, key(3)).unwrap();
             copy_to_user(USER_PAGE, b"parent data").unwrap();
 
-            let mut child = parent.duplicate().unwrap();
+            let mut child = parent.fork().unwrap();
             assert_eq!(child.pkeys, parent.pkeys, "arch_dup_pkeys: map and execute-only key");
             assert_eq!(child.page_pkey(tagged), Some(key(3)), "PTE key bits copied");
             assert_eq!(child.page_pkey(addr), Some(Pkey::DEFAULT));
-            assert_ne!(child.page_frame(addr), parent.page_frame(addr), "a copy, not a share");
+            let shared = parent.page_frame(addr).unwrap();
+            assert_eq!(child.page_frame(addr), Some(shared), "shared until someone writes");
+            assert_eq!(frame::references(shared), 2);
             drop(parent);
+            // The parent writes: it gets its own copy; the child still sees the old bytes.
+            copy_to_user(USER_PAGE, b"parent NEWS").unwrap();
+            assert_ne!(thread.mm.write().page_frame(addr), Some(shared), "copied on write");
+            assert_eq!(frame::references(shared), 1);
+            assert_eq!(thread.mm.write().page_pkey(tagged), Some(key(3)), "the key survives COW");
             child.activate();
             let mut buf = [0u8; 11];
             copy_from_user(&mut buf, USER_PAGE).unwrap();
@@ -286,8 +309,8 @@ mod tests {
                 mm.map_zeroed_user_page(VirtAddr::new(USER_PAGE + i * 0x20_0000), true, false, Pkey::DEFAULT).unwrap();
             }
             assert_eq!(mm.user_frame_count(), 64);
-            let copy = mm.duplicate().unwrap();
-            assert!(frame::free_count() < before - 128);
+            let copy = mm.fork().unwrap();
+            assert!(frame::free_count() < before - 64, "page tables and 64 pages");
             drop(copy);
         }
         assert_eq!(frame::free_count(), before);

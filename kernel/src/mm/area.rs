@@ -93,7 +93,7 @@ impl Mm {
             let mut addr = piece.start;
             while addr < piece.end {
                 if let Some(frame) = self.root().unmap_leaf(page(addr)) {
-                    frame::free(frame);
+                    frame::put(frame);
                 }
                 addr += PAGE_SIZE;
             }
@@ -159,7 +159,15 @@ impl Mm {
             let bits = pte_bits(area.prot, area.pkey);
             let area_end = area.end.min(end);
             while addr < area_end {
-                self.root().update_leaf_deferred(page(addr), |old| (old & 0x000f_ffff_ffff_f000) | bits);
+                self.root().update_leaf_deferred(page(addr), |old| {
+                    let new = (old & 0x000f_ffff_ffff_f000) | bits;
+                    // A page shared copy-on-write stays read-only whatever the area allows.
+                    if old & paging::COW_BIT != 0 {
+                        (new & !PageTableFlags::WRITABLE.bits()) | paging::COW_BIT
+                    } else {
+                        new
+                    }
+                });
                 addr += PAGE_SIZE;
             }
         }
@@ -178,7 +186,7 @@ impl Mm {
             if self.vmas.find(addr).is_none() {
                 hole = true;
             } else if let Some(frame) = self.root().unmap_leaf(page(addr)) {
-                frame::free(frame);
+                frame::put(frame);
             }
             addr += PAGE_SIZE;
         }
@@ -223,13 +231,21 @@ impl Mm {
                 return Err(SegvCode::PkuErr(area.pkey));
             }
         }
+        if access == Access::Write {
+            if let Some(entry) = self.root().leaf_entry(page(addr)) {
+                let bits = entry.flags().bits();
+                if bits & paging::COW_BIT != 0 && bits & PageTableFlags::PRESENT.bits() != 0 {
+                    return self.break_cow(addr);
+                }
+            }
+        }
         if present || self.root().leaf_entry(page(addr)).is_some() {
             // The page exists and the area allows the access, yet the CPU refused it: nothing
             // pikku could change would help (there is no copy-on-write yet).
             return Err(SegvCode::AccErr);
         }
         let page_start = addr & !(PAGE_SIZE - 1);
-        let frame = frame::alloc().ok_or(SegvCode::OutOfMemory)?;
+        let frame = frame::alloc_user().ok_or(SegvCode::OutOfMemory)?;
         paging::zero_frame(frame);
         if let Backing::File { file, offset, file_len } = &area.backing {
             let within = page_start - area.start;
@@ -242,9 +258,28 @@ impl Mm {
         }
         let flags = PageTableFlags::from_bits_retain(pte_bits(area.prot, area.pkey));
         if self.root().map(page(page_start), frame, flags, frame::alloc).is_err() {
-            frame::free(frame);
+            frame::put(frame);
             return Err(SegvCode::OutOfMemory);
         }
+        Ok(())
+    }
+
+    /// A write to a page shared copy-on-write (Linux: `do_wp_page()`): the last sharer just gets
+    /// the write bit back; otherwise the writer gets a private copy. Flags, key bits included,
+    /// stay as they were.
+    fn break_cow(&mut self, addr: u64) -> Result<(), SegvCode> {
+        let p = page(addr);
+        let (frame, _) = self.root().translate(p.start_address()).ok_or(SegvCode::AccErr)?;
+        let writable = |bits: u64| (bits & !paging::COW_BIT) | PageTableFlags::WRITABLE.bits();
+        if frame::references(frame) == 1 {
+            self.root().update_leaf(p, writable);
+            return Ok(());
+        }
+        let copy = frame::alloc_user().ok_or(SegvCode::OutOfMemory)?;
+        paging::copy_frame(frame, copy);
+        let new_addr = copy.start_address().as_u64();
+        self.root().update_leaf(p, |old| writable((old & !0x000f_ffff_ffff_f000) | new_addr));
+        frame::put(frame);
         Ok(())
     }
 }

@@ -8,9 +8,17 @@
 //!
 //! Allocation is next-fit: the search continues where the last one stopped, so consecutive
 //! allocations are cheap. [`free_count`] lets tests check that whatever was taken is returned.
+//!
+//! User pages can be shared — `fork` maps the same frame into parent and child, copy-on-write —
+//! so each frame also has a **reference count** (a `u16` per frame, on the heap, sized to the
+//! highest usable frame): [`alloc`] starts it at 1, [`share`] adds a reference, [`put`] drops
+//! one and frees the frame with the last. Page-table frames are never shared and use
+//! [`alloc`]/[`free`] directly.
 
+use alloc::vec::Vec;
 use bootloader_api::info::{MemoryRegionKind, MemoryRegions};
-use spin::Mutex;
+use core::sync::atomic::{AtomicU16, Ordering};
+use spin::{Mutex, Once};
 use x86_64::structures::paging::PhysFrame;
 use x86_64::PhysAddr;
 
@@ -71,6 +79,52 @@ pub fn free(frame: PhysFrame) {
     assert!(bm.free[index / 64] & mask == 0, "double free of frame {:#x}", frame.start_address().as_u64());
     bm.free[index / 64] |= mask;
     bm.free_count += 1;
+}
+
+/// Reference counts of user frames, indexed by frame number (set up after the heap).
+static REFS: Once<Vec<AtomicU16>> = Once::new();
+
+/// Sizes the reference-count table to the highest usable frame (call once the heap works).
+pub fn init_refcounts(regions: &MemoryRegions) {
+    let top = regions
+        .iter()
+        .filter(|r| r.kind == MemoryRegionKind::Usable)
+        .map(|r| (r.end / FRAME_SIZE).min(MAX_FRAMES as u64))
+        .max()
+        .unwrap_or(0) as usize;
+    REFS.call_once(|| (0..top).map(|_| AtomicU16::new(0)).collect());
+}
+
+fn refcount(frame: PhysFrame) -> &'static AtomicU16 {
+    let index = (frame.start_address().as_u64() / FRAME_SIZE) as usize;
+    &REFS.get().expect("frame::init_refcounts not called")[index]
+}
+
+/// A fresh user frame with one reference.
+pub fn alloc_user() -> Option<PhysFrame> {
+    let frame = alloc()?;
+    refcount(frame).store(1, Ordering::Relaxed);
+    Some(frame)
+}
+
+/// Adds a reference to a user frame (it is now mapped once more). Panics past 65535 sharers.
+pub fn share(frame: PhysFrame) {
+    let old = refcount(frame).fetch_add(1, Ordering::Relaxed);
+    assert!(old != 0 && old != u16::MAX, "sharing frame {:#x} with refcount {old}", frame.start_address().as_u64());
+}
+
+/// Drops a reference to a user frame; the last one frees it.
+pub fn put(frame: PhysFrame) {
+    let old = refcount(frame).fetch_sub(1, Ordering::Relaxed);
+    assert!(old != 0, "put of unreferenced frame {:#x}", frame.start_address().as_u64());
+    if old == 1 {
+        free(frame);
+    }
+}
+
+/// How many mappings share a user frame.
+pub fn references(frame: PhysFrame) -> u16 {
+    refcount(frame).load(Ordering::Relaxed)
 }
 
 /// Free frames right now.

@@ -115,10 +115,10 @@ pub fn cpuid_ospke() -> bool {
 
 /// Turns on user protection keys if the CPU has them, and records the answer.
 ///
-/// Linux: `setup_pku()` (`arch/x86/kernel/cpu/common.c`) — set CR4.PKE, then trust OSPKE.
-/// The hardware leaves PKRU at 0 after reset (all keys open); the kernel's own accesses to its
-/// own (supervisor) pages are never checked against PKRU, so nothing else is needed here. Each
-/// user thread gets its PKRU when it is created (see `task`).
+/// Linux: `setup_pku()` (`arch/x86/kernel/cpu/common.c`) — set CR4.PKE, trust OSPKE, then
+/// `pkru_write_default()`: the hardware leaves PKRU at 0 after reset (all keys open), and the
+/// CPU starts out with the default a new program gets, 0x55555554. (The kernel's accesses to
+/// its own supervisor pages are never checked against PKRU.)
 pub fn enable_protection_keys() -> Support {
     *PKEY_SUPPORT.call_once(|| {
         if !features().pku {
@@ -129,6 +129,7 @@ pub fn enable_protection_keys() -> Support {
         unsafe { Cr4::update(|f| f.insert(Cr4Flags::PROTECTION_KEY_USER)) };
         if cpuid_ospke() {
             OSPKE.store(true, Ordering::Release);
+            super::pkru::write(pkeys::Pkru::INIT);
             Support::Enabled
         } else {
             Support::Absent

@@ -38,6 +38,11 @@ pub const USER_END: u64 = 0x0000_8000_0000_0000;
 /// again, with its data, when its area becomes accessible.
 pub const PROT_NONE_BIT: u64 = 1 << 9;
 
+/// A software bit (bit 10, also "available", SDM Vol. 3A Table 4-19) marking a page shared
+/// copy-on-write after `fork`: read-only in every address space that maps it, whatever its
+/// area allows, until a write fault gives the writer its own copy.
+pub const COW_BIT: u64 = 1 << 10;
+
 /// A PML4 frame: the root of one page-table tree.
 #[derive(Debug)]
 pub struct PageTableRoot {
@@ -183,10 +188,11 @@ impl PageTableRoot {
         unsafe { Cr3::write(self.frame, Cr3Flags::empty()) };
     }
 
-    /// Frees every user-half page and table of this tree through `free`, leaving an empty
-    /// user half. Huge pages do not occur in the user half (pikku maps 4-KiB pages only).
-    pub fn free_user_half(&mut self, mut free: impl FnMut(PhysFrame)) {
-        fn walk(frame: PhysFrame, level: u8, free: &mut dyn FnMut(PhysFrame)) {
+    /// Releases every user-half page through `put_page` (pages may be shared) and frees every
+    /// user-half table through `free_table`, leaving an empty user half. Huge pages do not
+    /// occur in the user half (pikku maps 4-KiB pages only).
+    pub fn free_user_half(&mut self, mut put_page: impl FnMut(PhysFrame), mut free_table: impl FnMut(PhysFrame)) {
+        fn walk(frame: PhysFrame, level: u8, put_page: &mut dyn FnMut(PhysFrame), free_table: &mut dyn FnMut(PhysFrame)) {
             // SAFETY: `frame` is a page table of this tree, reachable through the physical
             // window; the caller holds `&mut PageTableRoot`, so nothing walks it concurrently.
             let table = unsafe { &mut *table(&frame) };
@@ -195,10 +201,12 @@ impl PageTableRoot {
                     continue;
                 }
                 let child = PhysFrame::containing_address(entry.addr());
-                if level > 1 && !entry.flags().contains(PageTableFlags::HUGE_PAGE) {
-                    walk(child, level - 1, free);
+                if level > 1 {
+                    walk(child, level - 1, put_page, free_table);
+                    free_table(child);
+                } else {
+                    put_page(child);
                 }
-                free(child);
                 entry.set_unused();
             }
         }
@@ -209,8 +217,8 @@ impl PageTableRoot {
                 continue;
             }
             let child = PhysFrame::containing_address(entry.addr());
-            walk(child, 3, &mut free);
-            free(child);
+            walk(child, 3, &mut put_page, &mut free_table);
+            free_table(child);
             entry.set_unused();
         }
         if active_root_frame() == self.frame {
