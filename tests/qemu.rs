@@ -121,7 +121,17 @@ fn user_programs(tally: &mut Tally, kernel: &std::path::Path) {
             if let Some((line, linux, ours)) = first_difference(&golden, &pikku) {
                 return Err(format!("differs from Linux at line {line}: linux {linux:?}, pikku {ours:?}\n--- console\n{console}"));
             }
-            if name == "threads.max" {
+            if name.starts_with("procs.") {
+                // Every frame the program and its 1,000+ children took is back.
+                let line = console.lines().find(|l| l.contains("frames free before /init was loaded")).ok_or("no memory line")?;
+                let nums: Vec<u64> = line.split(|c: char| !c.is_ascii_digit()).filter_map(|w| w.parse().ok()).collect();
+                let (before, after) = (nums[nums.len() - 2], nums[nums.len() - 1]);
+                if before != after || !line.ends_with("processes left: []") {
+                    return Err(format!("frames not all returned or processes left over: {line}"));
+                }
+                println!("[{name}] {}", line.split_once("] ").map_or(line, |(_, l)| l));
+            }
+            if name == "threads.max" || name == "procs.max" {
                 // The bar: at least 10,000 preemptive switches while the threads ran.
                 let preemptive = console
                     .lines()
@@ -130,7 +140,7 @@ fn user_programs(tally: &mut Tally, kernel: &std::path::Path) {
                 if preemptive < 10_000 {
                     return Err(format!("only {preemptive} preemptive switches (want >= 10000):\n{console}"));
                 }
-                println!("[threads.max] {}", console.lines().find(|l| l.contains("] scheduler:")).unwrap_or(""));
+                println!("[{name}] {}", console.lines().find(|l| l.contains("] scheduler:")).unwrap_or(""));
             }
             for (_, needles) in console_checks.iter().filter(|(n, _)| *n == name) {
                 for needle in needles.iter() {

@@ -37,6 +37,8 @@ pub const CASES: &[Case] = &[
     Case { program: "faults", args: &["ud2"], cpu: "max" },
     Case { program: "threads", args: &[], cpu: "max" },
     Case { program: "threads", args: &[], cpu: "qemu64" },
+    Case { program: "procs", args: &[], cpu: "max" },
+    Case { program: "procs", args: &[], cpu: "qemu64" },
     Case { program: "mprotect_order", args: &[], cpu: "max" },
     Case { program: "mprotect_order", args: &[], cpu: "qemu64" },
     Case { program: "pkeys_mem", args: &[], cpu: "max" },

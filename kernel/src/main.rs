@@ -109,6 +109,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         irq: task::interrupt,
     });
     syscall_entry::init(syscall::entry);
+    arch::x86_64::context::set_first_entry_hook(task::sched::leave_if_process_ended);
 
     // 7. A first thread in a fresh address space, with a new program's PKRU (0x55555554).
     let mm = mm::address_space::Mm::new().expect("no memory for the first address space").into_ref();
@@ -144,6 +145,7 @@ fn run_init() -> ! {
         argv.push(b"/init");
     }
     let envp = list(b"/pikku/envp");
+    let frames_before = mm::frame::free_count();
     let (process, thread) = match loader::spawn_process(b"/init", &argv, &envp) {
         Ok(p) => p,
         Err(e) => {
@@ -154,9 +156,19 @@ fn run_init() -> ! {
     log_info!("starting /init as pid {}", process.pid);
     task::sched::spawn(thread);
     arch::x86_64::timer::start();
+    fn thread_ref_dropped() {}
     let status = task::sched::wait_for(&process);
     x86_64::instructions::interrupts::disable();
+    drop((process, thread_ref_dropped()));
+    task::sched::reap_now();
     console::finish_user_output();
+    let left: alloc::vec::Vec<u32> = task::process::all().iter().map(|p| p.pid).filter(|&pid| pid > 0).collect();
+    log_info!(
+        "memory: {} frames free before /init was loaded, {} after it ended; processes left: {:?}",
+        frames_before,
+        mm::frame::free_count(),
+        left
+    );
     log_info!(
         "scheduler: {} switches, {} preemptive ({} ticks at {} Hz); WRPKRU {} done, {} skipped",
         task::SWITCHES.load(core::sync::atomic::Ordering::Relaxed),

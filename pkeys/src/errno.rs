@@ -30,6 +30,7 @@ pub enum Errno {
     ENOTTY = 25,
     ENOSPC = 28,
     ESPIPE = 29,
+    EPIPE = 32,
     EROFS = 30,
     ERANGE = 34,
     ENAMETOOLONG = 36,
@@ -40,11 +41,11 @@ pub enum Errno {
 }
 
 /// Every `Errno`, for reverse lookups.
-const ALL: [Errno; 30] = [
+const ALL: [Errno; 31] = [
     Errno::EPERM, Errno::ENOENT, Errno::ESRCH, Errno::EINTR, Errno::EIO, Errno::E2BIG, Errno::ENOEXEC,
     Errno::EBADF, Errno::ECHILD, Errno::EAGAIN, Errno::ENOMEM, Errno::EACCES, Errno::EFAULT, Errno::EBUSY,
     Errno::EEXIST, Errno::ENODEV, Errno::ENOTDIR, Errno::EISDIR, Errno::EINVAL, Errno::EMFILE, Errno::ENOTTY,
-    Errno::ENOSPC, Errno::ESPIPE, Errno::EROFS, Errno::ERANGE, Errno::ENAMETOOLONG, Errno::ENOSYS,
+    Errno::ENOSPC, Errno::ESPIPE, Errno::EPIPE, Errno::EROFS, Errno::ERANGE, Errno::ENAMETOOLONG, Errno::ENOSYS,
     Errno::EOVERFLOW, Errno::EOPNOTSUPP, Errno::ETIMEDOUT,
 ];
 
@@ -100,6 +101,7 @@ impl Errno {
             Errno::ENOTTY => "ENOTTY",
             Errno::ENOSPC => "ENOSPC",
             Errno::ESPIPE => "ESPIPE",
+            Errno::EPIPE => "EPIPE",
             Errno::EROFS => "EROFS",
             Errno::ERANGE => "ERANGE",
             Errno::ENAMETOOLONG => "ENAMETOOLONG",

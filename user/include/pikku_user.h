@@ -47,6 +47,9 @@ static inline const char *errname(int e) {
     case EEXIST: return "EEXIST"; case EINVAL: return "EINVAL"; case ENOSPC: return "ENOSPC";
     case ENOSYS: return "ENOSYS"; case EROFS: return "EROFS"; case ENOTDIR: return "ENOTDIR";
     case ENOTTY: return "ENOTTY"; case ESPIPE: return "ESPIPE"; case EISDIR: return "EISDIR";
+    case ECHILD: return "ECHILD"; case ESRCH: return "ESRCH"; case ENOEXEC: return "ENOEXEC";
+    case EINTR: return "EINTR"; case EPIPE: return "EPIPE"; case EAGAIN: return "EAGAIN";
+    case ETIMEDOUT: return "ETIMEDOUT"; case E2BIG: return "E2BIG";
     case ENODEV: return "ENODEV"; case EOVERFLOW: return "EOVERFLOW"; case ENAMETOOLONG: return "ENAMETOOLONG";
     default: return "E?";
     }

@@ -16,6 +16,8 @@ pub enum OpenFile {
     File { file: RamFile, mode: u32, pos: Mutex<u64> },
     /// A ramdisk directory (opened with `O_DIRECTORY` or plain `O_RDONLY`).
     Dir { ino: u64, mode: u32 },
+    /// One end of a pipe.
+    Pipe(super::pipe::PipeEnd),
 }
 
 impl OpenFile {
@@ -60,7 +62,11 @@ impl FdTable {
 
     /// Installs `file` at the lowest free descriptor (`EMFILE` when full).
     pub fn insert(&mut self, file: OpenFile) -> Result<u64, Errno> {
-        let file = Arc::new(file);
+        self.insert_shared(Arc::new(file))
+    }
+
+    /// Installs an already open file at the lowest free descriptor (`dup`).
+    pub fn insert_shared(&mut self, file: Arc<OpenFile>) -> Result<u64, Errno> {
         if let Some(i) = self.slots.iter().position(Option::is_none) {
             self.slots[i] = Some(file);
             return Ok(i as u64);
@@ -70,6 +76,20 @@ impl FdTable {
         }
         self.slots.push(Some(file));
         Ok(self.slots.len() as u64 - 1)
+    }
+
+    /// Makes `fd` refer to `file`, closing what it referred to (`dup2`). `EBADF` past the limit.
+    pub fn set(&mut self, fd: u64, file: Arc<OpenFile>) -> Result<(), Errno> {
+        let fd = fd as u32 as i32;
+        if fd < 0 || fd as usize >= MAX_FDS {
+            return Err(Errno::EBADF);
+        }
+        let fd = fd as usize;
+        if self.slots.len() <= fd {
+            self.slots.resize(fd + 1, None);
+        }
+        self.slots[fd] = Some(file);
+        Ok(())
     }
 
     /// Closes `fd` (`EBADF` if it is not open).

@@ -8,6 +8,7 @@
 //! `ioctl` answers like a terminal (libcs line-buffer stdout only on a terminal).
 
 pub mod file;
+pub mod pipe;
 pub mod ramdisk;
 
 pub use file::{FdTable, OpenFile};

@@ -27,7 +27,20 @@ use crate::task::{self, Process, Thread};
 
 /// Loads `path` as a new process with `argv` and `envp`, ready to run (not yet scheduled).
 pub fn spawn_process(path: &[u8], argv: &[&[u8]], envp: &[&[u8]]) -> Result<(Arc<Process>, Arc<Thread>), Errno> {
+    let pid = Thread::allocate_tid();
+    let name = path.rsplit(|&b| b == b'/').next().unwrap_or(path);
+    let process = Process::new(pid, &String::from_utf8_lossy(name));
+    let thread = load(&process, pid, path, argv, envp)?;
+    Ok((process, thread))
+}
+
+/// Loads `path` with `argv` and `envp` into a fresh address space and returns the thread
+/// (id `tid`, in `process`) that will start it — `execve` and the first program both use this.
+pub fn load(process: &Arc<Process>, tid: u32, path: &[u8], argv: &[&[u8]], envp: &[&[u8]]) -> Result<Arc<Thread>, Errno> {
     let Node::File { file, .. } = ramdisk::lookup(path)? else { return Err(Errno::EACCES) };
+    if argv.len() + envp.len() > 4096 {
+        return Err(Errno::E2BIG);
+    }
     if !uapi::elf::has_elf_magic(file.data) {
         return Err(Errno::ENOEXEC);
     }
@@ -70,9 +83,6 @@ pub fn spawn_process(path: &[u8], argv: &[&[u8]], envp: &[&[u8]]) -> Result<(Arc
     ];
     let initial = stack::build(STACK_TOP, &StackInfo { argv, envp, auxv: &auxv, random });
 
-    let pid = Thread::allocate_tid();
-    let name = path.rsplit(|&b| b == b'/').next().unwrap_or(path);
-    let process = Process::new(pid, &String::from_utf8_lossy(name));
     let mm = mm.into_ref();
     let user = TrapFrame {
         rax: 0, rbx: 0, rcx: 0, rdx: 0, rsi: 0, rdi: 0, rbp: 0, r8: 0, r9: 0, r10: 0, r11: 0,
@@ -83,11 +93,11 @@ pub fn spawn_process(path: &[u8], argv: &[&[u8]], envp: &[&[u8]]) -> Result<(Arc
         rsp: initial.rsp,
         ss: USER_SS as u64,
     };
-    let thread = Thread::new_user(process.clone(), mm.clone(), Pkru::INIT, &user, Some(pid));
+    let thread = Thread::new_user(process.clone(), mm.clone(), Pkru::INIT, &user, Some(tid));
 
     // Write the initial stack through the new address space, as the new thread (so demand
     // paging fills the stack pages and the copy runs with the new program's PKRU).
     let bytes: Vec<u8> = initial.bytes;
     task::run_as(&thread, || crate::mm::user::copy_to_user(initial.rsp, &bytes))?;
-    Ok((process, thread))
+    Ok(thread)
 }

@@ -33,6 +33,8 @@ pub fn sys_read(fd: u64, buf: u64, count: u64) -> Result<u64, Errno> {
     match &*file(fd)? {
         OpenFile::Console => Ok(0), // nobody types into pikku's console: end of file
         OpenFile::Dir { .. } => Err(Errno::EISDIR),
+        OpenFile::Pipe(end) if end.is_write_end() => Err(Errno::EBADF),
+        OpenFile::Pipe(end) => end.read(count.min(0x7fff_f000) as usize, |bytes| user::copy_to_user(buf, bytes)),
         OpenFile::File { file, pos, .. } => {
             let mut pos = pos.lock();
             let n = read_at(file.data, *pos, buf, count)?;
@@ -49,7 +51,7 @@ pub fn sys_pread64(fd: u64, buf: u64, count: u64, offset: u64) -> Result<u64, Er
         return Err(Errno::EINVAL);
     }
     match &*f {
-        OpenFile::Console => Err(Errno::ESPIPE),
+        OpenFile::Console | OpenFile::Pipe(_) => Err(Errno::ESPIPE),
         OpenFile::Dir { .. } => Err(Errno::EISDIR),
         OpenFile::File { file, .. } => read_at(file.data, offset, buf, count),
     }
@@ -62,26 +64,40 @@ fn read_at(data: &[u8], offset: u64, buf: u64, count: u64) -> Result<u64, Errno>
     Ok(len as u64)
 }
 
-/// Linux: `ksys_write()`. Console output goes to the serial port byte for byte.
+/// Linux: `ksys_write()`. Console output goes to the serial port byte for byte; a pipe with no
+/// reader left is `EPIPE` plus `SIGPIPE`, whose default action ends the process.
 pub fn sys_write(fd: u64, buf: u64, count: u64) -> Result<u64, Errno> {
-    match &*file(fd)? {
-        OpenFile::Console => write_console(buf, count),
-        // Ramdisk files are opened read-only, and writing to an fd not open for writing is EBADF.
-        OpenFile::File { .. } | OpenFile::Dir { .. } => Err(Errno::EBADF),
-    }
+    write_from_user(&*file(fd)?, buf, count)
 }
 
-fn write_console(buf: u64, count: u64) -> Result<u64, Errno> {
+/// Writes `count` bytes from user address `buf` to `f`, in chunks. Returns what was written
+/// before a bad address, or `EFAULT` if nothing was.
+fn write_from_user(f: &OpenFile, buf: u64, count: u64) -> Result<u64, Errno> {
+    if matches!(f, OpenFile::File { .. } | OpenFile::Dir { .. }) || matches!(f, OpenFile::Pipe(end) if !end.is_write_end()) {
+        // Ramdisk files are opened read-only; writing to an fd not open for writing is EBADF.
+        return Err(Errno::EBADF);
+    }
     let count = count.min(0x7fff_f000);
     let mut done = 0u64;
     let mut chunk = vec![0u8; CHUNK];
     while done < count {
         let n = ((count - done) as usize).min(CHUNK);
         if let Err(e) = user::copy_from_user(&mut chunk[..n], buf + done) {
-            // Linux returns what was written before the fault, or EFAULT if nothing was.
             return if done > 0 { Ok(done) } else { Err(e) };
         }
-        console::write_user(&chunk[..n]);
+        match f {
+            OpenFile::Pipe(end) => match end.write(&chunk[..n]) {
+                Ok(_) => {}
+                Err(Errno::EPIPE) if done == 0 => {
+                    // SIGPIPE's default action; the process ends at this syscall's kernel exit.
+                    let me = task::current().process.clone();
+                    crate::task::sched::terminate(&me, crate::task::ExitStatus::Signaled(crate::task::fault::sig::SIGPIPE));
+                    return Err(Errno::EPIPE);
+                }
+                Err(_) => return Ok(done),
+            },
+            _ => console::write_user(&chunk[..n]),
+        }
         done += n as u64;
     }
     Ok(done)
@@ -96,9 +112,6 @@ pub fn sys_writev(fd: u64, iov: u64, iovcnt: u64) -> Result<u64, Errno> {
     }
     let mut raw = vec![0u8; iovcnt as usize * 16];
     user::copy_from_user(&mut raw, iov)?;
-    if !matches!(*f, OpenFile::Console) {
-        return Err(Errno::EBADF);
-    }
     let mut total = 0u64;
     for v in raw.chunks_exact(16) {
         let base = u64::from_le_bytes(v[..8].try_into().unwrap());
@@ -106,7 +119,7 @@ pub fn sys_writev(fd: u64, iov: u64, iovcnt: u64) -> Result<u64, Errno> {
         if (len as i64) < 0 {
             return Err(Errno::EINVAL);
         }
-        match write_console(base, len) {
+        match write_from_user(&f, base, len) {
             Ok(n) => total += n,
             Err(e) if total == 0 => return Err(e),
             Err(_) => break,
@@ -152,7 +165,7 @@ pub fn sys_close(fd: u64) -> Result<u64, Errno> {
 pub fn sys_lseek(fd: u64, offset: u64, whence: u64) -> Result<u64, Errno> {
     let f = file(fd)?;
     let OpenFile::File { file, pos, .. } = &*f else {
-        return Err(if matches!(*f, OpenFile::Console) { Errno::ESPIPE } else { Errno::EINVAL });
+        return Err(if matches!(*f, OpenFile::Console | OpenFile::Pipe(_)) { Errno::ESPIPE } else { Errno::EINVAL });
     };
     let mut pos = pos.lock();
     let base = match whence as u32 {
@@ -185,6 +198,7 @@ fn stat_of(f: &OpenFile) -> uapi::layout::Stat {
             ..Stat::default()
         },
         OpenFile::Dir { ino, mode } => Stat { dev: 1, ino: *ino, nlink: 2, mode: *mode, size: 0, blksize: 4096, ..Stat::default() },
+        OpenFile::Pipe(_) => Stat { dev: 12, ino: 1, nlink: 1, mode: 0o010600, blksize: 4096, ..Stat::default() },
     }
 }
 
@@ -268,4 +282,73 @@ mod tests {
             assert_eq!(decode(dispatch(nr::READ, [fd, buf, 10, 0, 0, 0])), Err(Errno::EISDIR));
         });
     }
+}
+
+/// `pipe2(fds, flags)`: a pipe, read end in `fds[0]`, write end in `fds[1]`. Flags beyond
+/// `O_CLOEXEC | O_NONBLOCK | O_DIRECT` are `EINVAL` (pikku accepts those three; it has no
+/// `exec`-time closing or non-blocking mode yet, which are documented differences).
+pub fn sys_pipe2(fds: u64, flags: u64) -> Result<u64, Errno> {
+    const O_NONBLOCK: u64 = 0o4000;
+    const O_DIRECT: u64 = 0o40000;
+    const O_CLOEXEC: u64 = 0o2000000;
+    if flags & !(O_NONBLOCK | O_DIRECT | O_CLOEXEC) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let (r, w) = crate::fs::pipe::new();
+    let thread = task::current();
+    let mut files = thread.process.files.lock();
+    let rfd = files.insert(OpenFile::Pipe(r))?;
+    let wfd = match files.insert(OpenFile::Pipe(w)) {
+        Ok(fd) => fd,
+        Err(e) => {
+            files.close(rfd).ok();
+            return Err(e);
+        }
+    };
+    drop(files);
+    let mut pair = [0u8; 8];
+    pair[..4].copy_from_slice(&(rfd as u32).to_le_bytes());
+    pair[4..].copy_from_slice(&(wfd as u32).to_le_bytes());
+    if let Err(e) = user::copy_to_user(fds, &pair) {
+        let mut files = thread.process.files.lock();
+        files.close(rfd).ok();
+        files.close(wfd).ok();
+        return Err(e);
+    }
+    Ok(0)
+}
+
+/// `pipe(fds)` = `pipe2(fds, 0)`.
+pub fn sys_pipe(fds: u64) -> Result<u64, Errno> {
+    sys_pipe2(fds, 0)
+}
+
+/// `dup(fd)`: the lowest free descriptor, sharing `fd`'s open file.
+pub fn sys_dup(fd: u64) -> Result<u64, Errno> {
+    let thread = task::current();
+    let mut files = thread.process.files.lock();
+    let f = files.get(fd)?;
+    files.insert_shared(f)
+}
+
+/// `dup2(old, new)`: `new` now shares `old`'s open file (closing what `new` was); `old == new`
+/// just checks `old`. Linux: `ksys_dup3()`.
+pub fn sys_dup2(old: u64, new: u64) -> Result<u64, Errno> {
+    let thread = task::current();
+    let mut files = thread.process.files.lock();
+    let f = files.get(old)?;
+    if old as u32 == new as u32 {
+        return Ok(new as u32 as u64);
+    }
+    files.set(new, f)?;
+    Ok(new as u32 as u64)
+}
+
+/// `dup3(old, new, flags)`: as `dup2`, but `old == new` is `EINVAL`, and `flags` may only be
+/// `O_CLOEXEC`.
+pub fn sys_dup3(old: u64, new: u64, flags: u64) -> Result<u64, Errno> {
+    if flags & !0o2000000 != 0 || old as u32 == new as u32 {
+        return Err(Errno::EINVAL);
+    }
+    sys_dup2(old, new)
 }

@@ -34,30 +34,43 @@ pub mod nr {
     pub const IOCTL: u64 = 16;
     pub const PREAD64: u64 = 17;
     pub const WRITEV: u64 = 20;
+    pub const PIPE: u64 = 22;
     pub const SCHED_YIELD: u64 = 24;
+    pub const PAUSE: u64 = 34;
     pub const NANOSLEEP: u64 = 35;
     pub const MADVISE: u64 = 28;
+    pub const DUP: u64 = 32;
+    pub const DUP2: u64 = 33;
     pub const GETPID: u64 = 39;
     pub const CLONE: u64 = 56;
+    pub const FORK: u64 = 57;
+    pub const EXECVE: u64 = 59;
     pub const EXIT: u64 = 60;
+    pub const WAIT4: u64 = 61;
+    pub const KILL: u64 = 62;
     pub const UNAME: u64 = 63;
     pub const READLINK: u64 = 89;
     pub const GETUID: u64 = 102;
     pub const GETGID: u64 = 104;
     pub const SETUID: u64 = 105;
     pub const SETGID: u64 = 106;
+    pub const GETPPID: u64 = 110;
     pub const GETEUID: u64 = 107;
     pub const GETEGID: u64 = 108;
     pub const ARCH_PRCTL: u64 = 158;
     pub const REBOOT: u64 = 169;
     pub const GETTID: u64 = 186;
+    pub const TKILL: u64 = 200;
     pub const FUTEX: u64 = 202;
     pub const SET_TID_ADDRESS: u64 = 218;
     pub const CLOCK_GETTIME: u64 = 228;
     pub const CLOCK_NANOSLEEP: u64 = 230;
     pub const EXIT_GROUP: u64 = 231;
+    pub const TGKILL: u64 = 234;
     pub const OPENAT: u64 = 257;
     pub const NEWFSTATAT: u64 = 262;
+    pub const DUP3: u64 = 292;
+    pub const PIPE2: u64 = 293;
     pub const GETRANDOM: u64 = 318;
     pub const PKEY_MPROTECT: u64 = 329;
     pub const PKEY_ALLOC: u64 = 330;
@@ -84,6 +97,17 @@ pub fn dispatch(number: u64, args: [u64; 6]) -> u64 {
         nr::IOCTL => fs::sys_ioctl(a0, a1, a2),
         nr::PREAD64 => fs::sys_pread64(a0, a1, a2, a3),
         nr::WRITEV => fs::sys_writev(a0, a1, a2),
+        nr::PIPE => fs::sys_pipe(a0),
+        nr::PIPE2 => fs::sys_pipe2(a0, a1),
+        nr::DUP => fs::sys_dup(a0),
+        nr::DUP2 => fs::sys_dup2(a0, a1),
+        nr::DUP3 => fs::sys_dup3(a0, a1, a2),
+        nr::EXECVE => process::sys_execve(a0, a1, a2),
+        nr::WAIT4 => process::sys_wait4(a0, a1, a2, a3),
+        nr::KILL => process::sys_kill(a0, a1),
+        nr::GETPPID => process::sys_getppid(),
+        nr::TKILL => process::sys_tkill(a0, a1),
+        nr::TGKILL => process::sys_tgkill(a0, a1, a2),
         nr::SCHED_YIELD => process::sys_sched_yield(),
         nr::MADVISE => mm::sys_madvise(a0, a1, a2),
         nr::GETPID => process::sys_getpid(),
@@ -99,6 +123,7 @@ pub fn dispatch(number: u64, args: [u64; 6]) -> u64 {
         nr::GETTID => process::sys_gettid(),
         nr::FUTEX => process::sys_futex(a0, a1, a2, a3),
         nr::NANOSLEEP => process::sys_nanosleep(a0, a1),
+        nr::PAUSE => Err(crate::task::sched::pause()),
         nr::CLOCK_NANOSLEEP => process::sys_clock_nanosleep(a0, a1, a2, a3),
         nr::SET_TID_ADDRESS => process::sys_set_tid_address(a0),
         nr::CLOCK_GETTIME => process::sys_clock_gettime(a0, a1),
@@ -122,16 +147,18 @@ pub fn dispatch(number: u64, args: [u64; 6]) -> u64 {
 
 /// The SYSCALL hook: number in `rax`, arguments in `rdi, rsi, rdx, r10, r8, r9` (the x86-64
 /// syscall convention — `r10` instead of `rcx`, which SYSCALL overwrites), result in `rax`.
-/// The calls that need the caller's whole register frame (`clone`) are dispatched here.
+/// The calls that need the caller's whole register frame (`fork`, `clone`) are dispatched here.
 pub fn entry(frame: &mut TrapFrame) {
     let args = [frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9];
     frame.rax = match frame.rax {
+        nr::FORK => crate::task::fork_process(frame).unwrap_or_else(|e| e.to_syscall_return()),
         nr::CLONE => {
             let r = crate::task::clone_thread(frame, args[0], args[1], args[2], args[3], args[4]);
             r.unwrap_or_else(|e| e.to_syscall_return())
         }
         number => dispatch(number, args),
     };
+    crate::task::sched::leave_if_process_ended();
 }
 
 /// Turns a `dispatch` return value back into a `Result` (for kernel callers and tests).

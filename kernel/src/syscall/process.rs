@@ -225,7 +225,9 @@ fn read_timespec_us(addr: u64) -> Result<u64, Errno> {
 /// never written).
 pub fn sys_nanosleep(req: u64, _rem: u64) -> Result<u64, Errno> {
     let us = read_timespec_us(req)?;
-    sched::sleep_until(time::micros_since_boot().saturating_add(us));
+    if !sched::sleep_until(time::micros_since_boot().saturating_add(us)) {
+        return Err(Errno::EINTR);
+    }
     Ok(0)
 }
 
@@ -246,6 +248,193 @@ pub fn sys_clock_nanosleep(clock: u64, flags: u64, req: u64, _rem: u64) -> Resul
     } else {
         now.saturating_add(us)
     };
-    sched::sleep_until(deadline);
+    if !sched::sleep_until(deadline) {
+        return Err(Errno::EINTR);
+    }
+    Ok(0)
+}
+
+/// `getppid()`.
+pub fn sys_getppid() -> Result<u64, Errno> {
+    Ok(task::current().process.parent.load(Ordering::Relaxed) as u64)
+}
+
+/// `wait4(pid, wstatus, options, rusage)`: reaps a child that has ended. `pid > 0` waits for
+/// that child, anything else for any child (pikku has no process groups yet). `WNOHANG` (1)
+/// returns 0 if none has ended; no children at all is `ECHILD`. The status word uses Linux's
+/// encoding (`ExitStatus::wait_status`). As on Linux, a bad `wstatus` pointer gives `EFAULT`
+/// *after* the child was reaped. Linux: `kernel_wait4()`.
+pub fn sys_wait4(pid: u64, wstatus: u64, options: u64, rusage: u64) -> Result<u64, Errno> {
+    const WNOHANG: u64 = 1;
+    const KNOWN: u64 = 1 | 2 | 8 | 0x0100_0000 | 0x2000_0000 | 0x4000_0000 | 0x8000_0000;
+    if options & !KNOWN != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let pid = pid as u32 as i32;
+    let me = task::current().process.clone();
+    loop {
+        let reaped = {
+            let mut children = me.children.lock();
+            let matching = |c: &alloc::sync::Arc<task::Process>| pid <= 0 || c.pid == pid as u32;
+            if !children.iter().any(matching) {
+                return Err(Errno::ECHILD);
+            }
+            children
+                .iter()
+                .position(|c| matching(c) && c.exit.lock().is_some())
+                .map(|i| children.remove(i))
+        };
+        if let Some(child) = reaped {
+            let status = child.exit.lock().expect("a zombie has a status").wait_status();
+            if wstatus != 0 {
+                user::copy_to_user(wstatus, &status.to_le_bytes())?;
+            }
+            if rusage != 0 {
+                user::copy_to_user(rusage, &[0u8; 144])?;
+            }
+            return Ok(child.pid as u64);
+        }
+        if options & WNOHANG != 0 {
+            return Ok(0);
+        }
+        me.child_waiters.lock().push_back(task::current());
+        sched::block_current();
+        if sched::killed() {
+            return Err(Errno::EINTR);
+        }
+    }
+}
+
+/// What a signal does by default (no handlers yet): `None` = ignored.
+fn default_action(sig: u8) -> Option<ExitStatus> {
+    match sig {
+        // SIGCHLD, SIGCONT, SIGURG, SIGWINCH are ignored; the stop signals (SIGSTOP, SIGTSTP,
+        // SIGTTIN, SIGTTOU) would stop the process — pikku has no job control, so they are too.
+        17 | 18 | 23 | 28 | 19 | 20 | 21 | 22 => None,
+        _ => Some(ExitStatus::Signaled(sig)),
+    }
+}
+
+/// Delivers `sig` to `target` by its default action.
+fn send(target: &alloc::sync::Arc<task::Process>, sig: u8) {
+    let Some(status) = default_action(sig) else { return };
+    if target.exit.lock().is_some() {
+        return;
+    }
+    // The caller's own process too: it ends when this syscall returns to the kernel exit.
+    sched::terminate(target, status);
+}
+
+fn check_signal(sig: u64) -> Result<u8, Errno> {
+    let sig = sig as u32 as i32;
+    if !(0..=64).contains(&sig) {
+        return Err(Errno::EINVAL);
+    }
+    Ok(sig as u8)
+}
+
+/// `kill(pid, sig)`: `pid > 0` one process (a zombie too: success, nothing happens), `0` the
+/// caller's own (no process groups yet), `-1` every process but init and the caller. `sig 0`
+/// only checks. Linux: `kill_something_info()`.
+pub fn sys_kill(pid: u64, sig: u64) -> Result<u64, Errno> {
+    let sig = check_signal(sig)?;
+    let pid = pid as u32 as i32;
+    let me = task::current().process.clone();
+    let targets: alloc::vec::Vec<_> = match pid {
+        p if p > 0 => alloc::vec![task::process::find(p as u32).ok_or(Errno::ESRCH)?],
+        0 => alloc::vec![me.clone()],
+        -1 => task::process::all().into_iter().filter(|p| p.pid > 1 && p.pid != me.pid).collect(),
+        _ => return Err(Errno::ESRCH),
+    };
+    if targets.is_empty() {
+        return Err(Errno::ESRCH);
+    }
+    if sig != 0 {
+        for t in &targets {
+            send(t, sig);
+        }
+    }
+    Ok(0)
+}
+
+/// `tgkill(tgid, tid, sig)`: thread `tid` of process `tgid` (`EINVAL` for ids ≤ 0, `ESRCH` if
+/// the thread is not in that process). Default actions are process-wide.
+pub fn sys_tgkill(tgid: u64, tid: u64, sig: u64) -> Result<u64, Errno> {
+    let (tgid, tid) = (tgid as u32 as i32, tid as u32 as i32);
+    if tgid <= 0 || tid <= 0 {
+        return Err(Errno::EINVAL);
+    }
+    let sig = check_signal(sig)?;
+    let p = task::process::find(tgid as u32).ok_or(Errno::ESRCH)?;
+    if !p.thread_ids.lock().contains(&(tid as u32)) {
+        return Err(Errno::ESRCH);
+    }
+    if sig != 0 {
+        send(&p, sig);
+    }
+    Ok(0)
+}
+
+/// `tkill(tid, sig)`: thread `tid`, wherever it is.
+pub fn sys_tkill(tid: u64, sig: u64) -> Result<u64, Errno> {
+    let tid = tid as u32 as i32;
+    if tid <= 0 {
+        return Err(Errno::EINVAL);
+    }
+    let sig = check_signal(sig)?;
+    let p = task::process::all().into_iter().find(|p| p.thread_ids.lock().contains(&(tid as u32))).ok_or(Errno::ESRCH)?;
+    if sig != 0 {
+        send(&p, sig);
+    }
+    Ok(0)
+}
+
+/// `execve(path, argv, envp)`: replaces the program. Linux: `do_execveat_common()`.
+///
+/// Everything that can fail is done first — the path (`ENOENT`, `ENOTDIR`), the file
+/// (`EACCES` for a directory, `ENOEXEC` for anything that is not a loadable ELF), the argument
+/// arrays (`EFAULT`, `E2BIG`), the new address space (`ENOMEM`) — so a failed `execve` returns
+/// to the old program untouched. Then: the other threads of the process end, and a new thread
+/// with the caller's tid runs the new program in a fresh address space — key map = key 0 only,
+/// no execute-only key, PKRU = 0x55555554 (Linux `init_new_context()`, `pkru_flush_thread()`),
+/// initial FPU state — while the pid, the fds and the signal mask stay.
+pub fn sys_execve(path: u64, argv: u64, envp: u64) -> Result<u64, Errno> {
+    let path = user::read_c_string(path, crate::fs::ramdisk::PATH_MAX)?;
+    let read_list = |mut addr: u64| -> Result<alloc::vec::Vec<alloc::vec::Vec<u8>>, Errno> {
+        let mut out = alloc::vec::Vec::new();
+        let mut total = 0usize;
+        if addr == 0 {
+            return Ok(out);
+        }
+        loop {
+            let p = user::read_u64(addr)?;
+            if p == 0 {
+                return Ok(out);
+            }
+            let s = user::read_c_string(p, 128 * 1024)?;
+            total += s.len() + 1;
+            if out.len() >= 4096 || total > 2 * 1024 * 1024 {
+                return Err(Errno::E2BIG);
+            }
+            out.push(s);
+            addr += 8;
+        }
+    };
+    let argv = read_list(argv)?;
+    let envp = read_list(envp)?;
+    let argv_refs: alloc::vec::Vec<&[u8]> = argv.iter().map(|s| s.as_slice()).collect();
+    let envp_refs: alloc::vec::Vec<&[u8]> = envp.iter().map(|s| s.as_slice()).collect();
+    let thread = task::current();
+    let new = crate::loader::load(&thread.process, thread.tid, &path, &argv_refs, &envp_refs)?;
+    // The point of no return.
+    let name = path.rsplit(|&b| b == b'/').next().unwrap_or(&path);
+    *thread.process.name.lock() = alloc::string::String::from_utf8_lossy(name).into_owned();
+    sched::purge_threads(thread.process.pid, Some(thread.tid));
+    thread.process.live_threads.store(1, Ordering::Relaxed);
+    *thread.process.thread_ids.lock() = alloc::vec![thread.tid];
+    new.blocked.store(thread.blocked.load(Ordering::Relaxed), Ordering::Relaxed);
+    // This thread ends at its kernel exit, once everything above has been dropped.
+    thread.leaving.store(true, Ordering::Relaxed);
+    sched::spawn(new);
     Ok(0)
 }

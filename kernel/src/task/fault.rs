@@ -33,6 +33,7 @@ pub mod sig {
     pub const SIGFPE: u8 = 8;
     pub const SIGKILL: u8 = 9;
     pub const SIGSEGV: u8 = 11;
+    pub const SIGPIPE: u8 = 13;
 
     /// The name of a signal.
     pub fn name(sig: u8) -> &'static str {
@@ -43,6 +44,7 @@ pub mod sig {
             SIGFPE => "SIGFPE",
             SIGKILL => "SIGKILL",
             SIGSEGV => "SIGSEGV",
+            SIGPIPE => "SIGPIPE",
             _ => "signal",
         }
     }
@@ -50,6 +52,12 @@ pub mod sig {
 
 /// The trap hook for exceptions from user mode.
 pub fn user_exception(frame: &mut TrapFrame, cr2: u64) {
+    handle(frame, cr2);
+    // A fatal signal (or another thread's exit_group) ends the thread here, on a clean stack.
+    sched::leave_if_process_ended();
+}
+
+fn handle(frame: &mut TrapFrame, cr2: u64) {
     match frame.vector {
         vector::PAGE_FAULT => {
             let error = PageFaultError::from_bits_retain(frame.error_code);
@@ -93,12 +101,11 @@ pub fn user_exception(frame: &mut TrapFrame, cr2: u64) {
     }
 }
 
-/// The default action of a fatal signal: report, then end the whole process.
-fn die(frame: &TrapFrame, signal: u8, what: &str, addr: Option<u64>) -> ! {
-    let thread = current();
-    let name = thread.process.name.lock().clone();
+/// The default action of a fatal signal: report, and end the whole process (the faulting
+/// thread leaves at the kernel exit, in `user_exception`).
+fn die(frame: &TrapFrame, signal: u8, what: &str, addr: Option<u64>) {
+    let process = current().process.clone();
     let addr = addr.map(|a| alloc::format!(" addr={a:#x}")).unwrap_or_default();
-    crate::log_warn!("pid {} ({}): {} {} at rip={:#x}{}", thread.process.pid, name, sig::name(signal), what, frame.rip, addr);
-    drop(thread);
-    sched::exit_group(ExitStatus::Signaled(signal))
+    crate::log_warn!("pid {} ({}): {} {} at rip={:#x}{}", process.pid, process.name.lock(), sig::name(signal), what, frame.rip, addr);
+    sched::terminate(&process, ExitStatus::Signaled(signal));
 }

@@ -73,11 +73,11 @@ pub fn forget(thread: &Arc<Thread>) {
     queues.retain(|_, q| !q.is_empty());
 }
 
-/// Removes every thread of process `pid` from the wait queues (`exit_group`).
-pub fn forget_process(pid: u32) {
+/// Removes every thread of process `pid` (but `except`) from the wait queues.
+pub fn forget_process(pid: u32, except: Option<u32>) {
     let mut queues = QUEUES.lock();
     for q in queues.values_mut() {
-        q.retain(|t| t.process.pid != pid);
+        q.retain(|t| t.process.pid != pid || Some(t.tid) == except);
     }
     queues.retain(|_, q| !q.is_empty());
 }

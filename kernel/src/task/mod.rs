@@ -60,6 +60,10 @@ pub struct Thread {
     /// A kernel-only thread (the idle/boot thread): it never runs user code, so the PKRU path
     /// of a switch skips it entirely.
     kernel_only: bool,
+    /// Set by `execve`: this thread ends at its kernel exit (its successor runs the new program).
+    pub leaving: core::sync::atomic::AtomicBool,
+    /// Is the thread waiting in `sched::block_current`?
+    pub waiting: core::sync::atomic::AtomicBool,
 }
 
 static NEXT_TID: AtomicU32 = AtomicU32::new(1);
@@ -91,6 +95,8 @@ impl Thread {
             fpu,
             wake_reason: AtomicU8::new(0),
             kernel_only: false,
+            waiting: core::sync::atomic::AtomicBool::new(false),
+            leaving: core::sync::atomic::AtomicBool::new(false),
             tid,
             process,
             mm,
@@ -322,8 +328,12 @@ pub fn clone_thread(parent_frame: &TrapFrame, flags: u64, stack: u64, parent_tid
     if flags & CLONE_SIGHAND != 0 && flags & CLONE_VM == 0 {
         return Err(Errno::EINVAL);
     }
-    if flags & CLONE_VM == 0 || flags & CLONE_THREAD == 0 {
-        crate::log_warn!("clone without CLONE_VM|CLONE_THREAD (a new process) is not supported yet: -ENOSYS");
+    if flags & CLONE_VM == 0 {
+        // A new process (fork-style clone; the low byte is the exit signal, SIGCHLD).
+        return fork_process(parent_frame);
+    }
+    if flags & CLONE_THREAD == 0 {
+        crate::log_warn!("clone(CLONE_VM) without CLONE_THREAD (a vfork-like process) is not supported: -ENOSYS");
         return Err(Errno::ENOSYS);
     }
     let parent = current();
@@ -350,8 +360,34 @@ pub fn clone_thread(parent_frame: &TrapFrame, flags: u64, stack: u64, parent_tid
         child.clear_child_tid.store(child_tid, Ordering::Relaxed);
     }
     parent.process.live_threads.fetch_add(1, Ordering::AcqRel);
+    parent.process.thread_ids.lock().push(tid);
     sched::spawn(child);
     Ok(tid as u64)
+}
+
+/// `fork()`: a new process running a copy of the caller. Linux: `kernel_clone()` without
+/// `CLONE_VM`. The child gets a copy-on-write copy of the address space — with the key
+/// allocation map, the execute-only key and every PTE's key (`Mm::fork`, Linux
+/// `arch_dup_pkeys()`) — the fd table, the caller's registers with `rax = 0`, its FPU state,
+/// FS base and **live PKRU** (Linux `copy_thread()`). Only the calling thread is copied.
+/// Returns the child's pid; `ENOMEM` (the parent untouched) if memory runs out.
+pub fn fork_process(parent_frame: &TrapFrame) -> Result<u64, pkeys::Errno> {
+    let parent = current();
+    let child_mm = parent.mm.write().fork()?.into_ref();
+    let pid = Thread::allocate_tid();
+    let process = parent.process.fork_child(pid);
+    let mut frame = parent_frame.clone();
+    frame.rax = 0;
+    let child = Thread::new_user(process, child_mm, pkru::read(), &frame, Some(pid));
+    if let (Some(mine), Some(theirs)) = (&parent.fpu, &child.fpu) {
+        let mut mine = mine.lock();
+        mine.save();
+        *theirs.lock() = mine.duplicate();
+    }
+    child.fs_base.store(cpu::fs_base(), Ordering::Relaxed);
+    child.blocked.store(parent.blocked.load(Ordering::Relaxed), Ordering::Relaxed);
+    sched::spawn(child);
+    Ok(pid as u64)
 }
 
 /// The hardware-interrupt hook. IRQ 0 is the scheduler's tick; the PIC is acknowledged before
@@ -360,5 +396,8 @@ pub fn interrupt(frame: &mut TrapFrame, irq: u8) {
     crate::arch::x86_64::timer::end_of_interrupt();
     if irq == 0 {
         sched::tick(frame.from_user());
+    }
+    if frame.from_user() {
+        sched::leave_if_process_ended();
     }
 }

@@ -1,11 +1,33 @@
 //! A process: what the threads of one program share besides the address space.
 
+use alloc::collections::{BTreeMap, VecDeque};
 use alloc::string::String;
-use alloc::sync::Arc;
+use alloc::sync::{Arc, Weak};
+use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use spin::Mutex;
 
+use super::Thread;
 use crate::fs::FdTable;
+
+/// Every process by pid (weak: a process lives as long as its threads and its parent's
+/// `children` list hold it).
+static TABLE: Mutex<BTreeMap<u32, Weak<Process>>> = Mutex::new(BTreeMap::new());
+
+/// The process with `pid`, if it still exists (running or zombie).
+pub fn find(pid: u32) -> Option<Arc<Process>> {
+    let mut table = TABLE.lock();
+    let p = table.get(&pid).and_then(Weak::upgrade);
+    if p.is_none() {
+        table.remove(&pid);
+    }
+    p
+}
+
+/// Every live process.
+pub fn all() -> Vec<Arc<Process>> {
+    TABLE.lock().values().filter_map(Weak::upgrade).collect()
+}
 
 /// How a process ended — Linux's wait status, decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,6 +36,17 @@ pub enum ExitStatus {
     Exited(u8),
     /// Killed by a signal: `WIFSIGNALED`, `WTERMSIG`.
     Signaled(u8),
+}
+
+impl ExitStatus {
+    /// The status word `wait4` stores: `code << 8`, or the signal number (Linux's encoding,
+    /// which `WIFEXITED`/`WEXITSTATUS`/`WIFSIGNALED`/`WTERMSIG` decode).
+    pub fn wait_status(self) -> u32 {
+        match self {
+            ExitStatus::Exited(code) => (code as u32) << 8,
+            ExitStatus::Signaled(sig) => sig as u32,
+        }
+    }
 }
 
 /// One process.
@@ -30,20 +63,50 @@ pub struct Process {
     pub gid: AtomicU32,
     /// Threads that have not exited yet; the last one to exit ends the process.
     pub live_threads: AtomicUsize,
+    /// The parent's pid (1 once the parent is gone: orphans belong to init).
+    pub parent: AtomicU32,
+    /// Children, running or zombie, until `wait4` reaps them.
+    pub children: Mutex<Vec<Arc<Process>>>,
+    /// Threads of this process blocked in `wait4`.
+    pub child_waiters: Mutex<VecDeque<Arc<Thread>>>,
+    /// Ids of this process's threads (for `tgkill`).
+    pub thread_ids: Mutex<Vec<u32>>,
 }
 
 impl Process {
     /// A process with fds 0–2 on the console, running as root (uid 0, as Linux's init).
     pub fn new(pid: u32, name: &str) -> Arc<Process> {
+        let p = Self::with_files(pid, name, FdTable::with_console());
+        TABLE.lock().insert(pid, Arc::downgrade(&p));
+        p
+    }
+
+    fn with_files(pid: u32, name: &str, files: FdTable) -> Arc<Process> {
         Arc::new(Process {
+            parent: AtomicU32::new(0),
+            children: Mutex::new(Vec::new()),
+            child_waiters: Mutex::new(VecDeque::new()),
+            thread_ids: Mutex::new(alloc::vec![pid]),
             pid,
             name: Mutex::new(String::from(name)),
-            files: Mutex::new(FdTable::with_console()),
+            files: Mutex::new(files),
             exit: Mutex::new(None),
             uid: AtomicU32::new(0),
             gid: AtomicU32::new(0),
             live_threads: AtomicUsize::new(1),
         })
+    }
+
+    /// The child of `self` made by `fork`: a copy of the fd table (sharing the open files, as
+    /// Linux does), the same credentials and name; registered as `self`'s child.
+    pub fn fork_child(self: &Arc<Self>, pid: u32) -> Arc<Process> {
+        let child = Self::with_files(pid, &self.name.lock(), self.files.lock().clone());
+        child.uid.store(self.uid.load(Ordering::Relaxed), Ordering::Relaxed);
+        child.gid.store(self.gid.load(Ordering::Relaxed), Ordering::Relaxed);
+        child.parent.store(self.pid, Ordering::Relaxed);
+        TABLE.lock().insert(pid, Arc::downgrade(&child));
+        self.children.lock().push(child.clone());
+        child
     }
 
     /// Is the process running as root?

@@ -28,6 +28,8 @@ static READY: Mutex<VecDeque<Arc<Thread>>> = Mutex::new(VecDeque::new());
 static IDLE: Mutex<Option<Arc<Thread>>> = Mutex::new(None);
 /// Threads waiting for a deadline (micros since boot).
 static SLEEPERS: Mutex<Vec<(u64, Arc<Thread>)>> = Mutex::new(Vec::new());
+/// Every blocked thread (so that killing a process can wake its threads wherever they wait).
+static BLOCKED: Mutex<Vec<Arc<Thread>>> = Mutex::new(Vec::new());
 /// Threads that have exited, kept until we are off their kernel stacks.
 static DEAD: Mutex<Vec<Arc<Thread>>> = Mutex::new(Vec::new());
 
@@ -66,17 +68,30 @@ pub fn others_ready() -> bool {
     !READY.lock().is_empty()
 }
 
-/// The next runnable thread, dropping threads whose process has ended (`exit_group`).
+/// The next runnable thread. Threads of a process that has ended still run: each leaves at
+/// its next kernel exit ([`leave_if_process_ended`]), after its kernel stack has unwound, so
+/// nothing they hold (open files, references) is leaked.
 fn pick_next() -> Option<Arc<Thread>> {
-    let mut ready = READY.lock();
-    while let Some(t) = ready.pop_front() {
-        if t.process.exit.lock().is_some() && t.is_user() {
-            DEAD.lock().push(t);
-            continue;
-        }
-        return Some(t);
+    READY.lock().pop_front()
+}
+
+/// Called at every way back to user mode (after a syscall, an interrupt or a fault from user
+/// mode, and before a new thread's first entry): a thread whose process has ended — another
+/// thread called `exit_group`, a fatal signal arrived — ends here, with nothing left on its
+/// kernel stack. (Linux checks pending fatal signals at the same place, in
+/// `exit_to_user_mode_loop()`.)
+pub fn leave_if_process_ended() {
+    let me = current();
+    let ended = me.process.exit.lock().is_some() || me.leaving.load(Ordering::Relaxed);
+    drop(me);
+    if ended {
+        exit_current();
     }
-    None
+}
+
+/// Has the current thread's process ended (so a blocking call should give up with `EINTR`)?
+pub fn killed() -> bool {
+    current().process.exit.lock().is_some()
 }
 
 /// Records the idle thread (the boot thread, once, at boot).
@@ -105,15 +120,23 @@ pub fn yield_now() {
 }
 
 /// Takes the current thread off the CPU until someone calls [`wake`] (or its deadline passes,
-/// if it registered one). Returns why it woke.
+/// if it registered one). Returns why it woke. The caller must hold no `Arc<Thread>` of its own
+/// across this call: a blocked thread's stack should keep nothing alive.
 pub fn block_current() -> WakeReason {
-    let prev = current();
-    switch_to(prev.clone(), next_or_idle());
-    prev.wake_reason()
+    let me = current();
+    me.waiting.store(true, Ordering::Relaxed);
+    BLOCKED.lock().push(me.clone());
+    switch_to(me, next_or_idle());
+    current().wake_reason()
 }
 
-/// Makes a blocked thread ready again (`reason` tells it why).
+/// Makes a blocked thread ready again (`reason` tells it why). Waking a thread that is not
+/// blocked (a stale entry in some wait queue) does nothing.
 pub fn wake(thread: Arc<Thread>, reason: WakeReason) {
+    if !thread.waiting.swap(false, Ordering::Relaxed) {
+        return;
+    }
+    BLOCKED.lock().retain(|t| !Arc::ptr_eq(t, &thread));
     SLEEPERS.lock().retain(|(_, t)| !Arc::ptr_eq(t, &thread));
     thread.set_wake(reason);
     READY.lock().push_back(thread);
@@ -127,12 +150,17 @@ pub fn arm_deadline(deadline_us: u64) {
     SLEEPERS.lock().push((deadline_us, t));
 }
 
-/// Sleeps until `deadline_us` (micros since boot). Linux: `hrtimer_nanosleep()`.
-pub fn sleep_until(deadline_us: u64) {
+/// Sleeps until `deadline_us` (micros since boot). `false` if the process was killed first.
+/// Linux: `hrtimer_nanosleep()`.
+pub fn sleep_until(deadline_us: u64) -> bool {
     while time::micros_since_boot() < deadline_us {
         arm_deadline(deadline_us);
         block_current();
+        if killed() {
+            return false;
+        }
     }
+    true
 }
 
 /// The timer tick: wake sleepers whose deadline has passed; if user code was interrupted and
@@ -155,8 +183,7 @@ pub fn tick(from_user: bool) {
     };
     for t in due {
         super::futex::forget(&t);
-        t.set_wake(WakeReason::TimedOut);
-        READY.lock().push_back(t);
+        wake(t, WakeReason::TimedOut);
     }
     if from_user && others_ready() {
         PREEMPTIONS.fetch_add(1, Ordering::Relaxed);
@@ -172,6 +199,15 @@ pub fn exit_current() -> ! {
     unreachable!("a dead thread was resumed");
 }
 
+/// `pause()`: sleeps until a signal ends the process (no handlers yet, so nothing else can
+/// wake it). Returns `EINTR`, as Linux does after a handled signal.
+pub fn pause() -> pkeys::Errno {
+    while !killed() {
+        block_current();
+    }
+    pkeys::Errno::EINTR
+}
+
 /// `exit(code)` of one thread (Linux: `do_exit()`): clears and wakes the `set_tid_address` /
 /// `CLONE_CHILD_CLEARTID` word (that is how `pthread_join` learns of it); the last thread of a
 /// process ends the process with `code`.
@@ -181,6 +217,7 @@ pub fn exit_thread(code: u8) -> ! {
     if tidptr != 0 && crate::mm::user::copy_to_user(tidptr, &0u32.to_le_bytes()).is_ok() {
         super::futex::wake(&thread.mm, tidptr, 1);
     }
+    thread.process.thread_ids.lock().retain(|&t| t != thread.tid);
     if thread.process.live_threads.fetch_sub(1, Ordering::AcqRel) == 1 {
         finish_process(&thread.process, ExitStatus::Exited(code));
     }
@@ -192,27 +229,64 @@ pub fn exit_thread(code: u8) -> ! {
 /// other threads are taken off every queue and never run again.
 pub fn exit_group(status: ExitStatus) -> ! {
     let thread = current();
-    finish_process(&thread.process, status);
-    let pid = thread.process.pid;
-    READY.lock().retain(|t| {
-        let keep = t.process.pid != pid || !t.is_user();
-        if !keep {
-            DEAD.lock().push(t.clone());
-        }
-        keep
-    });
-    SLEEPERS.lock().retain(|(_, t)| t.process.pid != pid);
-    super::futex::forget_process(pid);
+    let process = thread.process.clone();
     drop(thread);
+    finish_process(&process, status);
+    purge_threads(process.pid, None);
+    drop(process);
     exit_current()
 }
 
+/// Ends a process with `status` (a fatal signal's default action, `kill`). If it is the
+/// caller's own, the caller returns normally and ends at its kernel exit.
+pub fn terminate(process: &Arc<Process>, status: ExitStatus) {
+    finish_process(process, status);
+    purge_threads(process.pid, None);
+}
+
+/// Wakes every blocked thread of process `pid` (but `except`), so that each runs to its next
+/// kernel exit and ends there (`leave_if_process_ended`). Threads that are ready already will
+/// do the same when they next run.
+pub fn purge_threads(pid: u32, except: Option<u32>) {
+    let doomed: Vec<Arc<Thread>> =
+        BLOCKED.lock().iter().filter(|t| t.process.pid == pid && Some(t.tid) != except).cloned().collect();
+    super::futex::forget_process(pid, except);
+    for t in doomed {
+        wake(t, WakeReason::Woken);
+    }
+}
+
+/// Records how a process ended (once), closes its files, hands its children to init and wakes
+/// a parent waiting in `wait4`. Linux: `do_exit()` → `exit_notify()` → `forget_original_parent()`.
 fn finish_process(process: &Arc<Process>, status: ExitStatus) {
-    let mut exit = process.exit.lock();
-    if exit.is_none() {
+    {
+        let mut exit = process.exit.lock();
+        if exit.is_some() {
+            return;
+        }
         *exit = Some(status);
-        // Close the files now; the address space goes when the last thread is reaped.
-        *process.files.lock() = crate::fs::FdTable::empty();
+    }
+    // Close the files now; the address space goes when the last thread is reaped.
+    *process.files.lock() = crate::fs::FdTable::empty();
+    let orphans = core::mem::take(&mut *process.children.lock());
+    if !orphans.is_empty() {
+        if let Some(init) = super::process::find(1).filter(|init| !Arc::ptr_eq(init, process)) {
+            for child in orphans {
+                child.parent.store(1, Ordering::Relaxed);
+                init.children.lock().push(child);
+            }
+            wake_child_waiters(&init);
+        }
+    }
+    if let Some(parent) = super::process::find(process.parent.load(Ordering::Relaxed)) {
+        wake_child_waiters(&parent);
+    }
+}
+
+fn wake_child_waiters(process: &Arc<Process>) {
+    let waiters = core::mem::take(&mut *process.child_waiters.lock());
+    for t in waiters {
+        wake(t, WakeReason::Woken);
     }
 }
 
@@ -233,6 +307,11 @@ pub fn wait_for(process: &Arc<Process>) -> ExitStatus {
             x86_64::instructions::interrupts::disable();
         }
     }
+}
+
+/// Frees exited threads now (the boot thread, after the first program ended).
+pub fn reap_now() {
+    reap();
 }
 
 /// Frees the threads that have exited (kernel stacks, FPU areas, and with the last one their

@@ -84,10 +84,27 @@ pikku_context_switch:
 
 .global pikku_first_entry
 pikku_first_entry:
-    // rsp = &TrapFrame of the new thread's first user-mode entry
+    // rsp = &TrapFrame of the new thread's first user-mode entry (16-byte aligned, so the
+    // call below meets the ABI); ask the kernel whether the thread may still go.
+    call {first_entry}
     jmp pikku_trap_return
-"#
+"#,
+    first_entry = sym first_entry,
 );
+
+static FIRST_ENTRY_HOOK: spin::Once<fn()> = spin::Once::new();
+
+/// Registers what runs just before a new thread first enters user mode (the scheduler's
+/// "has this process ended?" check).
+pub fn set_first_entry_hook(hook: fn()) {
+    FIRST_ENTRY_HOOK.call_once(|| hook);
+}
+
+extern "C" fn first_entry() {
+    if let Some(hook) = FIRST_ENTRY_HOOK.get() {
+        hook();
+    }
+}
 
 unsafe extern "C" {
     fn pikku_context_switch(save_rsp: *mut u64, load_rsp: u64);

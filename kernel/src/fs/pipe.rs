@@ -1,0 +1,123 @@
+//! Pipes: a 64-KiB byte queue between a read end and a write end. Linux: `fs/pipe.c`.
+//!
+//! A reader blocks while the pipe is empty and a writer exists, and sees end-of-file once every
+//! write end is closed. A writer blocks while the pipe is full and a reader exists; with no
+//! reader left it gets `EPIPE` and `SIGPIPE`, whose default action ends the process. The ends
+//! count themselves: each [`PipeEnd`] is one open file description (shared by `dup` and
+//! `fork`), and dropping the last reference to it closes that end.
+
+use alloc::collections::VecDeque;
+use alloc::sync::Arc;
+use core::sync::atomic::{AtomicUsize, Ordering};
+use pkeys::Errno;
+use spin::Mutex;
+
+use crate::task::sched::{self, WakeReason};
+use crate::task::{self, Thread};
+
+/// How much a pipe holds (Linux's default, 16 pages).
+pub const CAPACITY: usize = 64 * 1024;
+
+/// The shared part of a pipe.
+#[derive(Debug, Default)]
+pub struct Pipe {
+    buffer: Mutex<VecDeque<u8>>,
+    readers: AtomicUsize,
+    writers: AtomicUsize,
+    waiters: Mutex<VecDeque<Arc<Thread>>>,
+}
+
+/// One end of a pipe.
+#[derive(Debug)]
+pub struct PipeEnd {
+    pipe: Arc<Pipe>,
+    write: bool,
+}
+
+/// A new pipe: (read end, write end).
+pub fn new() -> (PipeEnd, PipeEnd) {
+    let pipe = Arc::new(Pipe::default());
+    pipe.readers.store(1, Ordering::Relaxed);
+    pipe.writers.store(1, Ordering::Relaxed);
+    (PipeEnd { pipe: pipe.clone(), write: false }, PipeEnd { pipe, write: true })
+}
+
+impl Pipe {
+    fn wake_all(&self) {
+        let waiters = core::mem::take(&mut *self.waiters.lock());
+        for t in waiters {
+            sched::wake(t, WakeReason::Woken);
+        }
+    }
+
+    /// Blocks until the pipe changes; `EINTR` if the process was killed meanwhile.
+    fn wait(&self) -> Result<(), Errno> {
+        self.waiters.lock().push_back(task::current());
+        sched::block_current();
+        if sched::killed() {
+            return Err(Errno::EINTR);
+        }
+        Ok(())
+    }
+}
+
+impl PipeEnd {
+    /// Is this the write end?
+    pub fn is_write_end(&self) -> bool {
+        self.write
+    }
+
+    /// Reads up to `max` bytes; `copy_out` moves them to the user. Blocks while empty.
+    pub fn read(&self, max: usize, copy_out: impl Fn(&[u8]) -> Result<(), Errno>) -> Result<u64, Errno> {
+        if max == 0 {
+            return Ok(0);
+        }
+        loop {
+            let chunk: alloc::vec::Vec<u8> = {
+                let mut buf = self.pipe.buffer.lock();
+                let n = max.min(buf.len());
+                buf.drain(..n).collect()
+            };
+            if !chunk.is_empty() {
+                self.pipe.wake_all();
+                copy_out(&chunk)?;
+                return Ok(chunk.len() as u64);
+            }
+            if self.pipe.writers.load(Ordering::Relaxed) == 0 {
+                return Ok(0);
+            }
+            self.pipe.wait()?;
+        }
+    }
+
+    /// Writes `data`, blocking while full. `Err(EPIPE)` if no reader is left.
+    pub fn write(&self, data: &[u8]) -> Result<u64, Errno> {
+        let mut done = 0;
+        while done < data.len() {
+            if self.pipe.readers.load(Ordering::Relaxed) == 0 {
+                return if done > 0 { Ok(done as u64) } else { Err(Errno::EPIPE) };
+            }
+            let n = {
+                let mut buf = self.pipe.buffer.lock();
+                let n = (CAPACITY - buf.len()).min(data.len() - done);
+                buf.extend(&data[done..done + n]);
+                n
+            };
+            if n > 0 {
+                done += n;
+                self.pipe.wake_all();
+            } else {
+                self.pipe.wait()?;
+            }
+        }
+        Ok(done as u64)
+    }
+}
+
+impl Drop for PipeEnd {
+    fn drop(&mut self) {
+        let count = if self.write { &self.pipe.writers } else { &self.pipe.readers };
+        count.fetch_sub(1, Ordering::Relaxed);
+        self.pipe.wake_all();
+    }
+}
