@@ -99,7 +99,16 @@ fn parse_args() -> Result<Args, String> {
 fn run(args: &Args) -> Result<i32, String> {
     qemu::check_installed(args.qemu.firmware)?;
     let kernel = build::kernel(Kernel::Run)?;
-    let result = boot::run::boot(&kernel, &args.qemu, args.log, args.init.as_ref(), false)?;
+    // Without --init: pikku's demo (user/musl/demo.c).
+    let demo;
+    let init = match &args.init {
+        Some(init) => init,
+        None => {
+            demo = boot::run::Init { program: build::user_programs()?.join("demo"), ..Default::default() };
+            &demo
+        }
+    };
+    let result = boot::run::boot(&kernel, &args.qemu, args.log, Some(init), false)?;
     match result.outcome {
         Outcome::Kernel(ExitCode::Success) => Ok(result.init.map_or(0, |end| end.shell_status())),
         Outcome::Kernel(ExitCode::Failed) => Err("the kernel reported failure".into()),

@@ -317,6 +317,50 @@ mod tests {
     }
 
     #[ktest]
+    fn fork_under_memory_exhaustion_is_enomem_and_leaves_the_parent_intact() {
+        as_fresh_program(|thread| {
+            let start = frame::free_count();
+            {
+                let mut mm = thread.mm.write();
+                let area = vma::Vma { start: USER_PAGE, end: USER_PAGE + 8 * 4096, prot: vma::Prot::READ | vma::Prot::WRITE, pkey: Pkey::DEFAULT, backing: vma::Backing::Anonymous };
+                mm.add_area(area).unwrap();
+                for i in 0..8 {
+                    mm.map_zeroed_user_page(VirtAddr::new(USER_PAGE + i * 4096), true, false, Pkey::DEFAULT).unwrap();
+                }
+            }
+            for i in 0..8u64 {
+                copy_to_user(USER_PAGE + i * 4096, &[i as u8 + 1; 16]).unwrap();
+            }
+            // Take every free frame, then give back just enough for fork to start, not finish.
+            let mut hoard = alloc::vec::Vec::new();
+            while let Some(f) = frame::alloc() {
+                hoard.push(f);
+            }
+            for _ in 0..3 {
+                frame::free(hoard.pop().unwrap());
+            }
+            let result = thread.mm.write().fork();
+            assert_eq!(result.err(), Some(Errno::ENOMEM));
+            for f in hoard {
+                frame::free(f);
+            }
+            // The parent still reads its data and can write again (its pages were shared
+            // copy-on-write for a moment; with the child gone it is the last sharer).
+            for i in 0..8u64 {
+                let mut buf = [0u8; 16];
+                copy_from_user(&mut buf, USER_PAGE + i * 4096).unwrap();
+                assert_eq!(buf, [i as u8 + 1; 16]);
+                copy_to_user(USER_PAGE + i * 4096, b"written again").unwrap();
+            }
+            let mut mm = thread.mm.write();
+            mm.unmap_range(USER_PAGE, USER_PAGE + 8 * 4096);
+            drop(mm);
+            // Page tables of the range stay until the address space goes; the pages are back.
+            assert!(frame::free_count() + 4 >= start, "{} vs {start}", frame::free_count());
+        });
+    }
+
+    #[ktest]
     fn kernel_addresses_are_refused() {
         let mut mm = Mm::new().unwrap();
         assert_eq!(mm.map_zeroed_user_page(VirtAddr::new(0xffff_8000_0000_0000), true, false, Pkey::DEFAULT), Err(Errno::EFAULT));
