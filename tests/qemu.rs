@@ -232,6 +232,33 @@ fn main() {
     // 3. User programs.
     user_programs(&mut tally, &run_kernel);
 
+    // The demo `make run` shows newcomers must run to its end and show what it promises.
+    tally.check(
+        "demo_runs_and_shows_keys_threads_fork_fault_exec",
+        (|| {
+            let dir = build::user_programs()?;
+            let init = boot::run::Init { program: dir.join("demo"), ..Default::default() };
+            let run = boot::run::boot(&run_kernel, &Qemu::default(), LogLevel::Info, Some(&init), true)?;
+            for needle in [
+                "initial PKRU = 0x55555554",
+                "pkey_alloc(0, 0) = 1 and pkey_alloc(0, PKEY_DISABLE_WRITE) = 2",
+                "read(fd, page, 4) = -1 (EFAULT)",
+                "thread B's PKRU = 0x55555560",
+                "thread A's PKRU = 0x55555540",
+                "child's PKRU = 0x55555540",
+                "SIGSEGV SEGV_PKUERR pkey=2",
+                "killed by signal 11",
+                "after exec, PKRU = 0x55555554",
+                "init exited with status 0",
+            ] {
+                if !run.output.contains(needle) {
+                    return Err(format!("the demo lacks {needle:?}:\n{}", run.output));
+                }
+            }
+            Ok(())
+        })(),
+    );
+
     // 4. The harness, on its own deliberately failing tests.
     let mut selftest = Suite::new(Firmware::Bios, "max");
     selftest.harness_selftest = true;
