@@ -6,6 +6,8 @@
 #   make test
 #   make conformance  the conformance programs on pikku and on Debian's Linux 6.12 (same QEMU);
 #                     refreshes tests/golden/ and prints the comparison
+#   make bench    instruction counts of the pkey hot paths, pikku against Linux, under
+#                 QEMU -icount; writes BENCHMARKS.md and docs/bench.svg
 #   make doc      API docs of the kernel and the host crates (target/doc, kernel/target/doc)
 
 BOOT ?= bios
@@ -24,7 +26,7 @@ PIKKU_FLAGS = --boot $(BOOT) --cpu $(CPU) --log $(LOG) $(if $(filter 1,$(KVM)),-
               $(if $(strip $(ARGS)),--args "$(ARGS)",) \
               $(if $(strip $(FILES)),--files "$(FILES)",)
 
-.PHONY: all setup run test test-host test-qemu conformance doc clean
+.PHONY: all setup run test test-host test-qemu conformance bench doc clean
 
 all: run
 
@@ -47,6 +49,9 @@ test-qemu: setup
 
 conformance: setup
 	@$(CARGO) run --quiet -p boot --bin pikku -- conformance
+
+bench: setup
+	@$(CARGO) run --quiet -p boot --bin pikku -- bench
 
 doc: setup
 	@$(CARGO) doc --quiet --no-deps --workspace --document-private-items

@@ -16,6 +16,8 @@ pub enum Kernel {
     Run,
     /// The test build: the same kernel plus every `#[ktest]` and the harness.
     Test,
+    /// The run kernel, optimized (`--release`): what the benchmarks measure.
+    Release,
 }
 
 /// Variables an outer cargo sets for its own build, which must not leak into a nested one.
@@ -42,6 +44,16 @@ pub fn kernel(which: Kernel) -> Result<PathBuf, Error> {
                 return Err("building the kernel failed (see the compiler's messages above)".into());
             }
             Ok(crate::repo_root().join("kernel/target/x86_64-unknown-none/debug/kernel"))
+        }
+        Kernel::Release => {
+            let status = cargo()
+                .args(["build", "--quiet", "--release", "--bin", "kernel"])
+                .status()
+                .map_err(|e| format!("cannot run cargo: {e}"))?;
+            if !status.success() {
+                return Err("building the release kernel failed".into());
+            }
+            Ok(crate::repo_root().join("kernel/target/x86_64-unknown-none/release/kernel"))
         }
         Kernel::Test => {
             let out = cargo()

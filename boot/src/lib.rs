@@ -15,6 +15,7 @@
 //! The `pikku` binary (`src/main.rs`) puts these together for `make run`; the host tests in
 //! `tests/` use the library directly.
 
+pub mod bench;
 pub mod build;
 pub mod conformance;
 pub mod image;

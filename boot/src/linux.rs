@@ -147,17 +147,27 @@ pub fn parse_end(output: &str) -> Option<InitEnd> {
 /// Runs `init` on Linux under CPU model `cpu`; returns the program's output (kernel lines
 /// dropped, `\r\n` → `\n`), the full console, and how init ended (`None`: it powered off).
 pub fn run(init: &Init, cpu: &str) -> Result<(String, String, Option<InitEnd>), Error> {
+    run_with(init, cpu, &[], "")
+}
+
+/// [`run`] with extra QEMU arguments (e.g. `-icount shift=0`) and extra kernel parameters.
+pub fn run_with(init: &Init, cpu: &str, qemu_args: &[&str], kernel_params: &str) -> Result<(String, String, Option<InitEnd>), Error> {
     let (vmlinuz, _) = kernel()?;
     let initrd = crate::image::unique_path("linux-initrd", "cpio");
     std::fs::write(&initrd, initramfs(init)?).map_err(|e| e.to_string())?;
     let mut append = String::from("console=ttyS0 quiet panic=-1");
+    if !kernel_params.is_empty() {
+        append.push(' ');
+        append.push_str(kernel_params);
+    }
     if !init.args.is_empty() {
         append.push_str(" -- ");
         append.push_str(&init.args.join(" "));
     }
-    let qemu = Qemu { cpu: cpu.into(), ..Qemu::default() };
+    let qemu = Qemu { cpu: cpu.into(), extra_args: qemu_args.iter().map(|a| a.to_string()).collect(), ..Qemu::default() };
     let out = qemu
         .machine()
+        .args(&qemu.extra_args)
         .arg("-kernel")
         .arg(&vmlinuz)
         .arg("-initrd")

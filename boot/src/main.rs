@@ -5,6 +5,7 @@
 //!            [--init PROGRAM [--args "…"] [--files "HOST[:DEST] …"]]
 //! pikku test [--boot bios|uefi] [--cpu MODEL] [--kvm] [--log …] [--qemu-args "…"] [--timeout SECS]
 //! pikku conformance [NAME-PREFIX]   (only the cases whose name starts with it)
+//! pikku bench                        (writes BENCHMARKS.md and docs/bench.svg)
 //! ```
 //!
 //! `run` boots the kernel with its serial console on this terminal. With `--init`, the program
@@ -185,6 +186,10 @@ fn main() -> ProcessExit {
         "run" => run(&args),
         "test" => test(&args),
         "conformance" => conformance(args.only.as_deref()),
+        "bench" => boot::bench::run().map(|md| {
+            println!("{md}");
+            0
+        }),
         other => Err(format!("unknown command {other}\n{}", usage())),
     });
     match result {

@@ -290,7 +290,11 @@ impl<F: Clone + PartialEq> VmaMap<F> {
             return None;
         }
         let mut top = ceiling;
-        for vma in self.areas.range(..ceiling).rev().map(|(_, v)| v) {
+        // An area that straddles the ceiling lowers it first.
+        if let Some(v) = self.find(ceiling.saturating_sub(1)) {
+            top = top.min(v.start);
+        }
+        for vma in self.areas.range(..top).rev().map(|(_, v)| v) {
             if vma.end <= top && top - vma.end >= len {
                 return Some(top - len);
             }

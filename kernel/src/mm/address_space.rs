@@ -33,6 +33,9 @@ pub struct Mm {
     pub brk_start: u64,
     /// The current program break (Linux: `mm->brk`).
     pub brk: u64,
+    /// Where the last top-down `mmap` placement landed: the next search starts below it
+    /// (Linux's former `free_area_cache`), so placing n mappings costs O(n log n), not O(n²).
+    pub free_area_cache: u64,
 }
 
 impl Mm {
@@ -46,6 +49,7 @@ impl Mm {
             vmas: vma::VmaMap::new(),
             brk_start: 0,
             brk: 0,
+            free_area_cache: 0,
         })
     }
 
@@ -70,6 +74,7 @@ impl Mm {
         child.vmas = self.vmas.clone();
         child.brk_start = self.brk_start;
         child.brk = self.brk;
+        child.free_area_cache = self.free_area_cache;
         let mut pages = alloc::vec::Vec::new();
         self.root().for_each_user_page(|page, frame, flags| pages.push((page, frame, flags)));
         let cow = |bits: u64| (bits & !PageTableFlags::WRITABLE.bits()) | paging::COW_BIT;

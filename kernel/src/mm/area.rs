@@ -89,6 +89,11 @@ impl Mm {
     /// Removes `[start, end)` from the areas and frees every page that was mapped there.
     /// Linux: `do_vmi_munmap()`.
     pub fn unmap_range(&mut self, start: u64, end: u64) {
+        // Freed space above the placement cache is found again by searching from the cache's
+        // new, higher position (as Linux reset `free_area_cache` on unmap).
+        if end > self.free_area_cache {
+            self.free_area_cache = end.min(MMAP_TOP);
+        }
         for piece in self.vmas.remove_range(start, end) {
             let mut addr = piece.start;
             while addr < piece.end {
@@ -100,9 +105,10 @@ impl Mm {
         }
     }
 
-    /// `mmap` placement: the highest free range of `len` bytes below [`MMAP_TOP`], or `hint`
-    /// if it is free. Linux: `get_unmapped_area()` with the top-down layout.
-    pub fn find_free_range(&self, hint: u64, len: u64) -> Option<u64> {
+    /// `mmap` placement: `hint` if it is free, else the highest free range of `len` bytes below
+    /// [`MMAP_TOP`] — searched first below the last placement ([`Mm::free_area_cache`]), then
+    /// from the top. Linux: `get_unmapped_area()` with the top-down layout.
+    pub fn find_free_range(&mut self, hint: u64, len: u64) -> Option<u64> {
         if hint != 0 && hint % PAGE_SIZE == 0 && hint >= MMAP_FLOOR {
             if let Some(end) = hint.checked_add(len) {
                 if end <= MMAP_TOP && !self.vmas.overlaps(hint, end) {
@@ -110,7 +116,13 @@ impl Mm {
                 }
             }
         }
-        self.vmas.find_free(len, MMAP_FLOOR, MMAP_TOP)
+        let cache = self.free_area_cache;
+        let found = (cache > MMAP_FLOOR && cache <= MMAP_TOP)
+            .then(|| self.vmas.find_free(len, MMAP_FLOOR, cache))
+            .flatten()
+            .or_else(|| self.vmas.find_free(len, MMAP_FLOOR, MMAP_TOP))?;
+        self.free_area_cache = found;
+        Some(found)
     }
 
     /// Linux `do_mprotect_pkey()` after its argument checks (done by the caller with

@@ -1,0 +1,176 @@
+//! `make bench`: the protection-key hot paths in instructions, pikku against Linux.
+//!
+//! The program `user/musl/bench.c` runs as `/init` on both kernels with QEMU `-icount shift=0`,
+//! where the guest TSC advances one tick per guest instruction, so its RDTSC differences are
+//! instruction counts: deterministic, and comparable across kernels on the same emulated CPU.
+//! pikku runs its release build; Linux boots with `transparent_hugepage=never norandmaps` so
+//! two runs agree. Each side runs twice; the report states how far the two runs differ.
+//! Output: `BENCHMARKS.md` and `docs/bench.svg` (the same comparison as a chart).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use crate::build::{self, Kernel};
+use crate::qemu::Qemu;
+use crate::run::Init;
+use crate::Error;
+
+const ICOUNT: [&str; 2] = ["-icount", "shift=0"];
+const LINUX_PARAMS: &str = "transparent_hugepage=never norandmaps";
+
+/// One figure: cheapest batch per operation and the mean, in instructions.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Figure {
+    pub min: f64,
+    pub mean: f64,
+}
+
+/// All figures of one run, in the program's order, plus its calibration line.
+#[derive(Debug, Clone, Default)]
+pub struct Run {
+    pub order: Vec<String>,
+    pub figures: BTreeMap<String, Figure>,
+    pub calibration: String,
+}
+
+/// Reads the `bench NAME MIN MEAN OPS` lines (names may contain spaces).
+pub fn parse(output: &str) -> Run {
+    let mut run = Run::default();
+    for line in output.lines() {
+        if line.starts_with("calibration:") || line.starts_with("empty loop:") {
+            run.calibration.push_str(line.trim());
+            run.calibration.push('\n');
+        }
+        let Some(rest) = line.strip_prefix("bench ") else { continue };
+        let words: Vec<&str> = rest.split_whitespace().collect();
+        if words.len() < 4 {
+            continue;
+        }
+        let n = words.len();
+        let (Ok(min), Ok(mean)) = (words[n - 3].parse::<f64>(), words[n - 2].parse::<f64>()) else { continue };
+        let name = words[..n - 3].join(" ");
+        run.order.push(name.clone());
+        run.figures.insert(name, Figure { min, mean });
+    }
+    run
+}
+
+fn pikku_run(kernel: &std::path::Path, init: &Init) -> Result<Run, Error> {
+    let qemu = Qemu { extra_args: ICOUNT.iter().map(|s| s.to_string()).collect(), ..Qemu::default() };
+    let r = crate::run::boot(kernel, &qemu, bootproto::options::LogLevel::Quiet, Some(init), true)?;
+    let run = parse(&r.output);
+    if !r.output.contains("bench done") {
+        return Err(format!("the benchmark did not finish on pikku:\n{}", r.output));
+    }
+    Ok(run)
+}
+
+fn linux_run(init: &Init) -> Result<Run, Error> {
+    let (out, console, _) = crate::linux::run_with(init, "max", &ICOUNT, LINUX_PARAMS)?;
+    if !out.contains("bench done") {
+        return Err(format!("the benchmark did not finish on Linux:\n{console}"));
+    }
+    Ok(parse(&out))
+}
+
+/// Largest relative difference between two runs' minimums.
+fn spread(a: &Run, b: &Run) -> f64 {
+    a.figures
+        .iter()
+        .filter_map(|(k, fa)| b.figures.get(k).map(|fb| (fa.min - fb.min).abs() / fa.min.abs().max(1.0)))
+        .fold(0.0, f64::max)
+}
+
+/// Runs everything and writes the report; returns the Markdown.
+pub fn run() -> Result<String, Error> {
+    let user = build::user_programs()?;
+    let kernel = build::kernel(Kernel::Release)?;
+    let (_, package) = crate::linux::kernel()?;
+    let init = Init { program: user.join("bench"), ..Default::default() };
+    eprintln!("bench: pikku, run 1 of 2");
+    let p1 = pikku_run(&kernel, &init)?;
+    eprintln!("bench: pikku, run 2 of 2");
+    let p2 = pikku_run(&kernel, &init)?;
+    eprintln!("bench: Linux, run 1 of 2");
+    let l1 = linux_run(&init)?;
+    eprintln!("bench: Linux, run 2 of 2");
+    let l2 = linux_run(&init)?;
+    let qemu_version = std::process::Command::new("qemu-system-x86_64")
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").to_string())
+        .unwrap_or_default();
+
+    let mut md = String::new();
+    writeln!(md, "# Benchmarks: pikku against Linux, in instructions\n").unwrap();
+    writeln!(md, "Made by `make bench` (`boot/src/bench.rs`, program `user/musl/bench.c`). Do not edit by hand.\n").unwrap();
+    writeln!(md, "- Machine: {qemu_version}, `-cpu max -m 512M -icount shift=0` (one guest TSC tick per guest instruction).").unwrap();
+    writeln!(md, "- Linux: Debian `{package}` (6.12.117-1~deb12u1), booted with `{LINUX_PARAMS}`.").unwrap();
+    writeln!(md, "- pikku: the release build of the kernel, at the commit this file was committed with.").unwrap();
+    writeln!(md, "- Method: per operation, the cheapest batch (100 operations; fewer for the large `pkey_mprotect` ranges) minus the empty loop, divided by the batch size; and the mean over all batches.").unwrap();
+    writeln!(md, "- Repeatability: two runs per kernel; largest difference between runs: pikku {:.3} %, Linux {:.3} %.\n", spread(&p1, &p2) * 100.0, spread(&l1, &l2) * 100.0).unwrap();
+    writeln!(md, "Calibration (pikku):\n\n```\n{}```\n", p1.calibration).unwrap();
+    writeln!(md, "| operation | pikku min | Linux min | pikku / Linux | pikku mean | Linux mean |").unwrap();
+    writeln!(md, "|---|---:|---:|---:|---:|---:|").unwrap();
+    for name in &p1.order {
+        let p = p1.figures[name];
+        match l1.figures.get(name) {
+            Some(l) => writeln!(md, "| {name} | {:.1} | {:.1} | {:.2} | {:.1} | {:.1} |", p.min, l.min, p.min / l.min.max(0.1), p.mean, l.mean),
+            None => writeln!(md, "| {name} | {:.1} | — | — | {:.1} | — |", p.min, p.mean),
+        }
+        .unwrap();
+    }
+    let diff = |run: &Run| -> Option<f64> {
+        Some(run.figures.get("yield round trip, other PKRU")?.min - run.figures.get("yield round trip, same PKRU")?.min)
+    };
+    writeln!(md).unwrap();
+    if let (Some(pd), Some(ld)) = (diff(&p1), diff(&l1)) {
+        writeln!(md, "The PKRU share of a context switch (a round trip has two switches; different PKRU minus same PKRU): pikku {:.1} instructions, Linux {:.1}.", pd, ld).unwrap();
+    }
+    writeln!(md, "\n![pikku and Linux, instructions per operation](docs/bench.svg)\n").unwrap();
+    writeln!(md, "Notes:\n").unwrap();
+    writeln!(md, "- The largest `pkey_mprotect` range is 32,768 pages (128 MiB), not 262,144 (1 GiB): the machine has 512 MiB, and every page is touched first so the call has PTEs to rewrite.").unwrap();
+    writeln!(md, "- The largest address space has 50,000 areas, not 100,000: Linux refuses more than `vm.max_map_count` = 65,530 mappings.").unwrap();
+    writeln!(md, "- Targets from the issue: getpid at most 1/3 of Linux and the pkey_alloc+pkey_free round trip at most 1/5 — see the ratio column for where pikku lands; the PKRU share of a switch at most 4 instructions when PKRU is unchanged (pikku skips WRPKRU then: an RDPKRU and a compare).").unwrap();
+    writeln!(md, "- Linux's means are far above its minimums for the calls where it does deferred work (RCU, timer ticks at 250 Hz land in some batches); the minimum is the figure to compare.").unwrap();
+    std::fs::write(crate::repo_root().join("BENCHMARKS.md"), &md).map_err(|e| e.to_string())?;
+    std::fs::write(crate::repo_root().join("docs").join("bench.svg"), chart(&p1, &l1)).map_err(|e| e.to_string())?;
+    Ok(md)
+}
+
+/// A horizontal bar chart (log scale) of the cheapest batch, pikku against Linux.
+pub fn chart(pikku: &Run, linux: &Run) -> String {
+    let rows: Vec<(&String, f64, Option<f64>)> =
+        pikku.order.iter().map(|n| (n, pikku.figures[n].min, linux.figures.get(n).map(|f| f.min))).collect();
+    let (left, width, row_h) = (250.0, 520.0, 34.0);
+    let max = rows.iter().flat_map(|(_, p, l)| [*p, l.unwrap_or(0.0)]).fold(1.0f64, f64::max);
+    let scale = |v: f64| if v <= 1.0 { 2.0 } else { (v.log10() / max.log10()) * width };
+    let height = 60.0 + rows.len() as f64 * row_h;
+    let mut svg = String::new();
+    writeln!(svg, r#"<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{height}" font-family="sans-serif" font-size="12">"#, left + width + 90.0).unwrap();
+    writeln!(svg, r#"<text x="10" y="20" font-size="14" font-weight="bold">Instructions per operation (log scale): pikku vs Linux 6.12, QEMU -icount</text>"#).unwrap();
+    writeln!(svg, r##"<rect x="10" y="30" width="12" height="10" fill="#2a7ab0"/><text x="26" y="39">pikku</text><rect x="80" y="30" width="12" height="10" fill="#c0c0c0"/><text x="96" y="39">Linux</text>"##).unwrap();
+    for (i, (name, p, l)) in rows.iter().enumerate() {
+        let y = 50.0 + i as f64 * row_h;
+        writeln!(svg, r#"<text x="{}" y="{}" text-anchor="end">{}</text>"#, left - 8.0, y + 18.0, name).unwrap();
+        writeln!(svg, r##"<rect x="{left}" y="{y}" width="{:.1}" height="13" fill="#2a7ab0"/><text x="{:.1}" y="{}">{:.0}</text>"##, scale(*p), left + scale(*p) + 4.0, y + 11.0, p).unwrap();
+        if let Some(l) = l {
+            writeln!(svg, r##"<rect x="{left}" y="{}" width="{:.1}" height="13" fill="#c0c0c0"/><text x="{:.1}" y="{}">{:.0}</text>"##, y + 15.0, scale(*l), left + scale(*l) + 4.0, y + 26.0, l).unwrap();
+        }
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_names_with_spaces() {
+        let r = parse("calibration: x\nbench getpid        205.0   205.2   10000\nbench yield round trip, same PKRU   1113.0  1115.8 10000\nbench done\n");
+        assert_eq!(r.order, ["getpid", "yield round trip, same PKRU"]);
+        assert_eq!(r.figures["getpid"], Figure { min: 205.0, mean: 205.2 });
+        assert!(chart(&r, &r).contains("<svg"));
+    }
+}

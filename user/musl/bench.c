@@ -1,0 +1,154 @@
+/* pikku's benchmarks: instruction counts of the protection-key hot paths. Run under QEMU
+ * `-icount shift=0`, where the guest TSC advances one tick per instruction, so an RDTSC
+ * difference is an instruction count — deterministic, and comparable with Linux on the same
+ * emulated CPU. Per operation: the cheapest batch (of `per` operations) minus the empty loop,
+ * divided by `per`, and the mean. One line per figure: `bench NAME MIN MEAN OPS`. */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#include "pikku_user.h"
+
+static inline uint64_t tsc(void) {
+    uint32_t lo, hi;
+    __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi)::"memory");
+    return ((uint64_t)hi << 32) | lo;
+}
+
+static inline long sys2(long n, long a, long b) {
+    long r;
+    __asm__ volatile("syscall" : "=a"(r) : "a"(n), "D"(a), "S"(b) : "rcx", "r11", "memory");
+    return r;
+}
+
+static inline long sys4(long n, long a, long b, long c, long d) {
+    long r;
+    register long r10 __asm__("r10") = d;
+    __asm__ volatile("syscall" : "=a"(r) : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10) : "rcx", "r11", "memory");
+    return r;
+}
+
+static double empty_min, empty_mean; /* per operation, for a batch of 100 */
+
+#define MEASURE(name, batches, per, body)                                                   \
+    do {                                                                                  \
+        uint64_t best = ~0ull, total = 0;                                                   \
+        for (int b_ = 0; b_ < (batches); b_++) {                                           \
+            uint64_t t0 = tsc();                                                          \
+            for (int i_ = 0; i_ < (per); i_++) {                                           \
+                body;                                                                     \
+                __asm__ volatile("" ::: "memory");                                        \
+            }                                                                             \
+            uint64_t d = tsc() - t0;                                                      \
+            if (d < best) best = d;                                                       \
+            total += d;                                                                   \
+        }                                                                                 \
+        report(name, (double)best / (per), (double)total / (batches) / (per), (long)(batches) * (per)); \
+    } while (0)
+
+static void report(const char *name, double min, double mean, long ops) {
+    printf("bench %-28s %12.1f %12.1f %8ld\n", name, min - empty_min, mean - empty_mean, ops);
+}
+
+static volatile int stop;
+static uint32_t partner_pkru;
+
+static void *partner(void *arg) {
+    (void)arg;
+    if (ospke()) wrpkru(partner_pkru);
+    while (!stop) sched_yield();
+    return 0;
+}
+
+static void ping_pong(const char *name, uint32_t theirs) {
+    partner_pkru = theirs;
+    stop = 0;
+    pthread_t t;
+    pthread_create(&t, 0, partner, 0);
+    sched_yield();
+    MEASURE(name, 100, 100, sched_yield());
+    stop = 1;
+    pthread_join(t, 0);
+}
+
+static char *touched(long pages) {
+    char *p = mmap(0, pages * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    for (long i = 0; i < pages; i++) p[i * 4096] = 1;
+    return p;
+}
+
+int main(void) {
+    /* Calibration: a loop of exactly 2,000,001 instructions (mov + 1,000,000 x (dec, jnz)). */
+    uint64_t t0 = tsc();
+    __asm__ volatile("mov $1000000, %%ecx\n1: dec %%ecx\njnz 1b" ::: "ecx", "cc");
+    uint64_t loop = tsc() - t0;
+    t0 = tsc();
+    uint64_t window = tsc() - t0;
+    printf("calibration: a 2000001-instruction loop reads as %llu ticks; an empty window as %llu\n",
+           (unsigned long long)(loop - window), (unsigned long long)window);
+
+    /* The empty loop: what MEASURE costs around nothing. */
+    empty_min = empty_mean = 0;
+    {
+        uint64_t best = ~0ull, total = 0;
+        for (int b = 0; b < 100; b++) {
+            uint64_t s = tsc();
+            for (int i = 0; i < 100; i++) __asm__ volatile("" ::: "memory");
+            uint64_t d = tsc() - s;
+            if (d < best) best = d;
+            total += d;
+        }
+        empty_min = (double)best / 100;
+        empty_mean = (double)total / 100 / 100;
+    }
+    printf("empty loop: %.2f instructions per iteration (subtracted below)\n", empty_min);
+    printf("%-34s %12s %12s %8s\n", "", "min", "mean", "ops");
+
+    MEASURE("getpid", 100, 100, sys2(39, 0, 0));
+    int pk = ospke();
+    if (pk) {
+        MEASURE("pkey_alloc+pkey_free", 100, 100, sys2(331, sys2(330, 0, 0), 0));
+        MEASURE("rdpkru", 100, 100, (void)rdpkru());
+        uint32_t v = 0x55555554;
+        MEASURE("wrpkru", 100, 100, (wrpkru(v), v ^= 0xc));
+        wrpkru(0x55555554);
+    }
+    ping_pong("yield round trip, same PKRU", 0x55555554);
+    if (pk) ping_pong("yield round trip, other PKRU", 0x55555554 ^ 0xc0);
+
+    if (pk) {
+        long k1 = sys2(330, 0, 0), k2 = sys2(330, 0, 0);
+        long sizes[] = {1, 512, 32768};
+        int batches[] = {100, 20, 4}, per[] = {100, 10, 2};
+        for (int s = 0; s < 3; s++) {
+            char *p = touched(sizes[s]);
+            char name[64];
+            snprintf(name, sizeof name, "pkey_mprotect %ld pages", sizes[s]);
+            long flip = 0;
+            MEASURE(name, batches[s], per[s], sys4(329, (long)p, sizes[s] * 4096, PROT_READ | PROT_WRITE, (flip++ & 1) ? k1 : k2));
+            munmap(p, sizes[s] * 4096);
+        }
+        /* One page's pkey_mprotect in an address space with many areas (neighbours alternate
+         * between read-only and read-write, so none merge). */
+        long counts[] = {1, 1000, 50000};
+        long made = 0;
+        char *middle = 0;
+        for (int c = 0; c < 3; c++) {
+            while (made < counts[c]) {
+                char *q = mmap(0, 4096, (made & 1) ? PROT_READ : PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+                if (made == 0) middle = q;
+                made++;
+            }
+            char name[64];
+            snprintf(name, sizeof name, "pkey_mprotect in %ld areas", counts[c]);
+            long flip = 0;
+            MEASURE(name, 100, 100, sys4(329, (long)middle, 4096, PROT_READ | PROT_WRITE, (flip++ & 1) ? k1 : k2));
+        }
+    }
+    printf("bench done\n");
+    return 0;
+}
