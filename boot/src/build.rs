@@ -34,27 +34,25 @@ fn cargo() -> Command {
 
 /// Builds the kernel and returns the path of its ELF file.
 pub fn kernel(which: Kernel) -> Result<PathBuf, Error> {
+    let profile = match which {
+        Kernel::Run => Some("debug"),
+        Kernel::Release => Some("release"),
+        Kernel::Test => None,
+    };
+    if let Some(profile) = profile {
+        let mut cmd = cargo();
+        cmd.args(["build", "--quiet", "--bin", "kernel"]);
+        if profile == "release" {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().map_err(|e| format!("cannot run cargo: {e}"))?;
+        if !status.success() {
+            return Err(format!("building the {profile} kernel failed (see the compiler's messages above)"));
+        }
+        return Ok(crate::repo_root().join("kernel/target/x86_64-unknown-none").join(profile).join("kernel"));
+    }
     match which {
-        Kernel::Run => {
-            let status = cargo()
-                .args(["build", "--quiet", "--bin", "kernel"])
-                .status()
-                .map_err(|e| format!("cannot run cargo: {e}"))?;
-            if !status.success() {
-                return Err("building the kernel failed (see the compiler's messages above)".into());
-            }
-            Ok(crate::repo_root().join("kernel/target/x86_64-unknown-none/debug/kernel"))
-        }
-        Kernel::Release => {
-            let status = cargo()
-                .args(["build", "--quiet", "--release", "--bin", "kernel"])
-                .status()
-                .map_err(|e| format!("cannot run cargo: {e}"))?;
-            if !status.success() {
-                return Err("building the release kernel failed".into());
-            }
-            Ok(crate::repo_root().join("kernel/target/x86_64-unknown-none/release/kernel"))
-        }
+        Kernel::Run | Kernel::Release => unreachable!("handled above"),
         Kernel::Test => {
             let out = cargo()
                 .args(["test", "--quiet", "--no-run", "--bin", "kernel", "--message-format=json"])
