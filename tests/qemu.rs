@@ -102,6 +102,7 @@ fn user_programs(tally: &mut Tally, kernel: &std::path::Path) {
         ("badptr.max", &["unknown system call 9999: -ENOSYS"]),
         ("poweroff.max", &["power off requested by pid 1 (reboot)"]),
         ("faults-priv.max", &["pid 1 (init): SIGSEGV general protection fault (SI_KERNEL)"]),
+        ("signals.max", &["bad rt_sigreturn frame: SIGSEGV", "cannot deliver signal 10 (bad frame): SIGSEGV"]),
         ("faults-rodata.max", &["pid 1 (init): SIGSEGV SEGV_ACCERR"]),
         ("faults-jump.max", &["pid 1 (init): SIGSEGV SEGV_MAPERR at rip=0x7000deadb000 addr=0x7000deadb000"]),
         ("faults-ud2.max", &["pid 1 (init): SIGILL ILL_ILLOPN"]),
@@ -248,6 +249,8 @@ fn main() {
                 "child's PKRU = 0x55555540",
                 "SIGSEGV SEGV_PKUERR pkey=2",
                 "killed by signal 11",
+                "it saw si_code 4 (SEGV_PKUERR) and si_pkey 2",
+                "the same write went through: 'Y'",
                 "after exec, PKRU = 0x55555554",
                 "init exited with status 0",
             ] {

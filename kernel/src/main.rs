@@ -32,6 +32,7 @@ mod loader;
 mod mm;
 mod panic;
 mod report;
+mod signal;
 mod syscall;
 mod task;
 #[cfg(test)]

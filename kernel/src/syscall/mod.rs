@@ -30,7 +30,9 @@ pub mod nr {
     pub const MPROTECT: u64 = 10;
     pub const MUNMAP: u64 = 11;
     pub const BRK: u64 = 12;
+    pub const RT_SIGACTION: u64 = 13;
     pub const RT_SIGPROCMASK: u64 = 14;
+    pub const RT_SIGRETURN: u64 = 15;
     pub const IOCTL: u64 = 16;
     pub const PREAD64: u64 = 17;
     pub const WRITEV: u64 = 20;
@@ -57,6 +59,7 @@ pub mod nr {
     pub const GETPPID: u64 = 110;
     pub const GETEUID: u64 = 107;
     pub const GETEGID: u64 = 108;
+    pub const SIGALTSTACK: u64 = 131;
     pub const ARCH_PRCTL: u64 = 158;
     pub const REBOOT: u64 = 169;
     pub const GETTID: u64 = 186;
@@ -94,6 +97,7 @@ pub fn dispatch(number: u64, args: [u64; 6]) -> u64 {
         nr::MUNMAP => mm::sys_munmap(a0, a1),
         nr::BRK => mm::sys_brk(a0),
         nr::RT_SIGPROCMASK => process::sys_rt_sigprocmask(a0, a1, a2, a3),
+        nr::RT_SIGACTION => crate::signal::sys_rt_sigaction(a0, a1, a2, a3),
         nr::IOCTL => fs::sys_ioctl(a0, a1, a2),
         nr::PREAD64 => fs::sys_pread64(a0, a1, a2, a3),
         nr::WRITEV => fs::sys_writev(a0, a1, a2),
@@ -147,17 +151,21 @@ pub fn dispatch(number: u64, args: [u64; 6]) -> u64 {
 
 /// The SYSCALL hook: number in `rax`, arguments in `rdi, rsi, rdx, r10, r8, r9` (the x86-64
 /// syscall convention — `r10` instead of `rcx`, which SYSCALL overwrites), result in `rax`.
-/// The calls that need the caller's whole register frame (`fork`, `clone`) are dispatched here.
+/// The calls that need the caller's whole register frame (`fork`, `clone`, `rt_sigreturn`,
+/// `sigaltstack`) are dispatched here. On the way out, pending signals are acted on.
 pub fn entry(frame: &mut TrapFrame) {
     let args = [frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9];
     frame.rax = match frame.rax {
         nr::FORK => crate::task::fork_process(frame).unwrap_or_else(|e| e.to_syscall_return()),
+        nr::RT_SIGRETURN => crate::signal::sys_rt_sigreturn(frame),
+        nr::SIGALTSTACK => crate::signal::sys_sigaltstack(args[0], args[1], frame.rsp).unwrap_or_else(|e| e.to_syscall_return()),
         nr::CLONE => {
             let r = crate::task::clone_thread(frame, args[0], args[1], args[2], args[3], args[4]);
             r.unwrap_or_else(|e| e.to_syscall_return())
         }
         number => dispatch(number, args),
     };
+    crate::signal::deliver_pending(frame);
     crate::task::sched::leave_if_process_ended();
 }
 

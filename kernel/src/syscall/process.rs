@@ -299,30 +299,28 @@ pub fn sys_wait4(pid: u64, wstatus: u64, options: u64, rusage: u64) -> Result<u6
         }
         me.child_waiters.lock().push_back(task::current());
         sched::block_current();
-        if sched::killed() {
+        if sched::killed() || sched::signal_pending() {
             return Err(Errno::EINTR);
         }
     }
 }
 
-/// What a signal does by default (no handlers yet): `None` = ignored.
-fn default_action(sig: u8) -> Option<ExitStatus> {
-    match sig {
-        // SIGCHLD, SIGCONT, SIGURG, SIGWINCH are ignored; the stop signals (SIGSTOP, SIGTSTP,
-        // SIGTTIN, SIGTTOU) would stop the process — pikku has no job control, so they are too.
-        17 | 18 | 23 | 28 | 19 | 20 | 21 | 22 => None,
-        _ => Some(ExitStatus::Signaled(sig)),
+/// Sends `sig` from the caller to process `target` (to its main thread, or any thread).
+fn send(target: &alloc::sync::Arc<task::Process>, sig: u8) {
+    let tid = {
+        let ids = target.thread_ids.lock();
+        if ids.contains(&target.pid) { Some(target.pid) } else { ids.first().copied() }
+    };
+    if let Some(thread) = tid.and_then(task::find_thread) {
+        send_to(&thread, sig, 0);
     }
 }
 
-/// Delivers `sig` to `target` by its default action.
-fn send(target: &alloc::sync::Arc<task::Process>, sig: u8) {
-    let Some(status) = default_action(sig) else { return };
-    if target.exit.lock().is_some() {
-        return;
-    }
-    // The caller's own process too: it ends when this syscall returns to the kernel exit.
-    sched::terminate(target, status);
+/// Sends `sig` to one thread, with Linux's `si_code` (`SI_USER` 0 for kill, `SI_TKILL` -6).
+fn send_to(thread: &alloc::sync::Arc<task::Thread>, sig: u8, code: i32) {
+    let me = task::current();
+    let sender = (me.process.pid as u64) | ((me.process.uid.load(Ordering::Relaxed) as u64) << 32);
+    crate::signal::send_to_thread(thread, crate::signal::SigInfo { signo: sig, code, addr: sender, pkey: 0 });
 }
 
 fn check_signal(sig: u64) -> Result<u8, Errno> {
@@ -369,8 +367,9 @@ pub fn sys_tgkill(tgid: u64, tid: u64, sig: u64) -> Result<u64, Errno> {
     if !p.thread_ids.lock().contains(&(tid as u32)) {
         return Err(Errno::ESRCH);
     }
+    let thread = task::find_thread(tid as u32).ok_or(Errno::ESRCH)?;
     if sig != 0 {
-        send(&p, sig);
+        send_to(&thread, sig, -6);
     }
     Ok(0)
 }
@@ -382,9 +381,9 @@ pub fn sys_tkill(tid: u64, sig: u64) -> Result<u64, Errno> {
         return Err(Errno::EINVAL);
     }
     let sig = check_signal(sig)?;
-    let p = task::process::all().into_iter().find(|p| p.thread_ids.lock().contains(&(tid as u32))).ok_or(Errno::ESRCH)?;
+    let thread = task::find_thread(tid as u32).ok_or(Errno::ESRCH)?;
     if sig != 0 {
-        send(&p, sig);
+        send_to(&thread, sig, -6);
     }
     Ok(0)
 }
@@ -432,6 +431,7 @@ pub fn sys_execve(path: u64, argv: u64, envp: u64) -> Result<u64, Errno> {
     sched::purge_threads(thread.process.pid, Some(thread.tid));
     thread.process.live_threads.store(1, Ordering::Relaxed);
     *thread.process.thread_ids.lock() = alloc::vec![thread.tid];
+    crate::signal::reset_for_exec(&thread.process.handlers);
     new.blocked.store(thread.blocked.load(Ordering::Relaxed), Ordering::Relaxed);
     // This thread ends at its kernel exit, once everything above has been dropped.
     thread.leaving.store(true, Ordering::Relaxed);

@@ -23,7 +23,7 @@
 use crate::arch::x86_64::trap::{vector, PageFaultError, TrapFrame};
 use crate::arch::x86_64::pkru;
 use crate::mm::area::{Access, SegvCode};
-use crate::task::{current, sched, ExitStatus};
+use crate::task::{current, sched};
 
 /// Signal numbers (x86-64 Linux).
 pub mod sig {
@@ -53,6 +53,7 @@ pub mod sig {
 /// The trap hook for exceptions from user mode.
 pub fn user_exception(frame: &mut TrapFrame, cr2: u64) {
     handle(frame, cr2);
+    crate::signal::deliver_pending(frame);
     // A fatal signal (or another thread's exit_group) ends the thread here, on a clean stack.
     sched::leave_if_process_ended();
 }
@@ -79,33 +80,37 @@ fn handle(frame: &mut TrapFrame, cr2: u64) {
             drop(thread);
             match result {
                 Ok(()) => {}
-                Err(SegvCode::OutOfMemory) => die(frame, sig::SIGBUS, "out of memory", Some(cr2)),
+                Err(SegvCode::OutOfMemory) => die(frame, sig::SIGBUS, 2, "out of memory", Some(cr2), 0),
                 Err(code) => {
-                    let text = match code {
-                        SegvCode::MapErr => alloc::format!("SEGV_MAPERR"),
-                        SegvCode::AccErr => alloc::format!("SEGV_ACCERR"),
-                        SegvCode::PkuErr(key) => alloc::format!("SEGV_PKUERR pkey={key}"),
+                    let (si_code, text, key) = match code {
+                        SegvCode::MapErr => (1, alloc::format!("SEGV_MAPERR"), 0),
+                        SegvCode::AccErr => (2, alloc::format!("SEGV_ACCERR"), 0),
+                        SegvCode::PkuErr(key) => (4, alloc::format!("SEGV_PKUERR pkey={key}"), key.index() as u32),
                         SegvCode::OutOfMemory => unreachable!(),
                     };
-                    die(frame, sig::SIGSEGV, &text, Some(cr2))
+                    die(frame, sig::SIGSEGV, si_code, &text, Some(cr2), key)
                 }
             }
         }
-        13 => die(frame, sig::SIGSEGV, "general protection fault (SI_KERNEL)", None),
-        6 => die(frame, sig::SIGILL, "ILL_ILLOPN invalid opcode", None),
-        0 => die(frame, sig::SIGFPE, "FPE_INTDIV divide error", None),
-        16 | 19 => die(frame, sig::SIGFPE, "floating-point exception", None),
-        1 | 3 => die(frame, sig::SIGTRAP, "trace/breakpoint trap", None),
-        11 | 12 | 17 => die(frame, sig::SIGBUS, crate::arch::x86_64::trap::vector_name(frame.vector), None),
-        v => die(frame, sig::SIGSEGV, crate::arch::x86_64::trap::vector_name(v), None),
+        13 => die(frame, sig::SIGSEGV, 0x80, "general protection fault (SI_KERNEL)", None, 0),
+        6 => die(frame, sig::SIGILL, 2, "ILL_ILLOPN invalid opcode", None, 0),
+        0 => die(frame, sig::SIGFPE, 1, "FPE_INTDIV divide error", None, 0),
+        16 | 19 => die(frame, sig::SIGFPE, 0, "floating-point exception", None, 0),
+        1 | 3 => die(frame, sig::SIGTRAP, 1, "trace/breakpoint trap", None, 0),
+        11 | 12 | 17 => die(frame, sig::SIGBUS, 2, crate::arch::x86_64::trap::vector_name(frame.vector), None, 0),
+        v => die(frame, sig::SIGSEGV, 0x80, crate::arch::x86_64::trap::vector_name(v), None, 0),
     }
 }
 
-/// The default action of a fatal signal: report, and end the whole process (the faulting
-/// thread leaves at the kernel exit, in `user_exception`).
-fn die(frame: &TrapFrame, signal: u8, what: &str, addr: Option<u64>) {
+/// A fault signal: its handler runs (when the fault hook returns), or — no handler, or the
+/// signal blocked — the process dies by it, and the console gets the report line (Linux prints
+/// its `segfault at …` line only for unhandled signals, too).
+fn die(frame: &TrapFrame, signal: u8, si_code: i32, what: &str, addr: Option<u64>, pkey: u32) {
+    let info = crate::signal::SigInfo { signo: signal, code: si_code, addr: addr.unwrap_or(0), pkey };
+    if crate::signal::force_fault(info) {
+        return;
+    }
     let process = current().process.clone();
     let addr = addr.map(|a| alloc::format!(" addr={a:#x}")).unwrap_or_default();
     crate::log_warn!("pid {} ({}): {} {} at rip={:#x}{}", process.pid, process.name.lock(), sig::name(signal), what, frame.rip, addr);
-    sched::terminate(&process, ExitStatus::Signaled(signal));
 }

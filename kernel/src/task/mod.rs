@@ -62,11 +62,25 @@ pub struct Thread {
     kernel_only: bool,
     /// Set by `execve`: this thread ends at its kernel exit (its successor runs the new program).
     pub leaving: core::sync::atomic::AtomicBool,
+    /// Pending signals and the alternate signal stack.
+    pub signals: crate::signal::ThreadSignals,
     /// Is the thread waiting in `sched::block_current`?
     pub waiting: core::sync::atomic::AtomicBool,
 }
 
 static NEXT_TID: AtomicU32 = AtomicU32::new(1);
+/// Every user thread by tid (weak), for signals aimed at a thread.
+static THREADS: Mutex<alloc::collections::BTreeMap<u32, alloc::sync::Weak<Thread>>> = Mutex::new(alloc::collections::BTreeMap::new());
+
+/// The live user thread with id `tid`.
+pub fn find_thread(tid: u32) -> Option<Arc<Thread>> {
+    let mut threads = THREADS.lock();
+    let t = threads.get(&tid).and_then(alloc::sync::Weak::upgrade);
+    if t.is_none() {
+        threads.remove(&tid);
+    }
+    t.filter(|t| t.process.exit.lock().is_none())
+}
 const MAX_CPUS: usize = 1;
 /// Each CPU's current thread (indexed by `PerCpu::cpu_id`).
 static CURRENT: [Mutex<Option<Arc<Thread>>>; MAX_CPUS] = [const { Mutex::new(None) }; MAX_CPUS];
@@ -96,6 +110,7 @@ impl Thread {
             wake_reason: AtomicU8::new(0),
             kernel_only: false,
             waiting: core::sync::atomic::AtomicBool::new(false),
+            signals: crate::signal::ThreadSignals::default(),
             leaving: core::sync::atomic::AtomicBool::new(false),
             tid,
             process,
@@ -117,7 +132,9 @@ impl Thread {
         let rsp = stack.prepare_first_entry(user);
         let thread = Self::build(tid, process, mm, pkru, Some(stack));
         thread.saved_rsp.store(rsp, Ordering::Relaxed);
-        Arc::new(thread)
+        let thread = Arc::new(thread);
+        THREADS.lock().insert(tid, Arc::downgrade(&thread));
+        thread
     }
 
     /// The boot thread: tid 0 in process 0 (Linux's "swapper"), so the first program is pid 1.
@@ -125,11 +142,6 @@ impl Thread {
         let mut t = Self::build(0, Process::new(0, "swapper"), mm, Pkru::INIT, None);
         t.kernel_only = true;
         Arc::new(t)
-    }
-
-    /// Does this thread run user code (has a kernel stack of its own)?
-    pub fn is_user(&self) -> bool {
-        self.kstack.is_some()
     }
 
     /// The top of its kernel stack, if it has one.
@@ -398,6 +410,7 @@ pub fn interrupt(frame: &mut TrapFrame, irq: u8) {
         sched::tick(frame.from_user());
     }
     if frame.from_user() {
+        crate::signal::deliver_pending(frame);
         sched::leave_if_process_ended();
     }
 }

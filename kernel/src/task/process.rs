@@ -71,6 +71,8 @@ pub struct Process {
     pub child_waiters: Mutex<VecDeque<Arc<Thread>>>,
     /// Ids of this process's threads (for `tgkill`).
     pub thread_ids: Mutex<Vec<u32>>,
+    /// Signal handlers (`rt_sigaction`), shared by the threads.
+    pub handlers: crate::signal::Handlers,
 }
 
 impl Process {
@@ -87,6 +89,7 @@ impl Process {
             children: Mutex::new(Vec::new()),
             child_waiters: Mutex::new(VecDeque::new()),
             thread_ids: Mutex::new(alloc::vec![pid]),
+            handlers: crate::signal::Handlers::default(),
             pid,
             name: Mutex::new(String::from(name)),
             files: Mutex::new(files),
@@ -100,7 +103,8 @@ impl Process {
     /// The child of `self` made by `fork`: a copy of the fd table (sharing the open files, as
     /// Linux does), the same credentials and name; registered as `self`'s child.
     pub fn fork_child(self: &Arc<Self>, pid: u32) -> Arc<Process> {
-        let child = Self::with_files(pid, &self.name.lock(), self.files.lock().clone());
+        let mut child = Self::with_files(pid, &self.name.lock(), self.files.lock().clone());
+        Arc::get_mut(&mut child).expect("just made").handlers = self.handlers.duplicate();
         child.uid.store(self.uid.load(Ordering::Relaxed), Ordering::Relaxed);
         child.gid.store(self.gid.load(Ordering::Relaxed), Ordering::Relaxed);
         child.parent.store(self.pid, Ordering::Relaxed);

@@ -94,6 +94,14 @@ pub fn killed() -> bool {
     current().process.exit.lock().is_some()
 }
 
+/// Does the current thread have a signal to handle (so a blocking call returns `EINTR`)?
+pub fn signal_pending() -> bool {
+    let me = current();
+    let blocked = me.blocked.load(Ordering::Relaxed);
+    let pending = me.signals.pending.lock().iter().any(|s| (1u64 << (s.signo - 1)) & blocked == 0);
+    pending
+}
+
 /// Records the idle thread (the boot thread, once, at boot).
 pub fn set_idle(thread: Arc<Thread>) {
     *IDLE.lock() = Some(thread);
@@ -202,7 +210,7 @@ pub fn exit_current() -> ! {
 /// `pause()`: sleeps until a signal ends the process (no handlers yet, so nothing else can
 /// wake it). Returns `EINTR`, as Linux does after a handled signal.
 pub fn pause() -> pkeys::Errno {
-    while !killed() {
+    while !killed() && !signal_pending() {
         block_current();
     }
     pkeys::Errno::EINTR

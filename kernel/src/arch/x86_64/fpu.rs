@@ -30,6 +30,7 @@ pub enum Method {
 }
 
 static METHOD: Once<Method> = Once::new();
+static MXCSR_MASK: Once<u32> = Once::new();
 
 /// XCR0 bit of PKRU.
 pub const XFEATURE_PKRU: u64 = 1 << 9;
@@ -56,6 +57,31 @@ pub fn init() -> Method {
         let size = cpu::cpuid(0xd, 0).ebx as usize;
         Method::Xsave { xcr0, size }
     })
+}
+
+/// The MXCSR bits this CPU allows (FXSAVE byte 28; 0 there means the default 0xFFBF). A
+/// signal frame whose MXCSR sets any other bit would make XRSTOR fault: refused instead.
+pub fn mxcsr_mask() -> u32 {
+    *MXCSR_MASK.call_once(|| {
+        #[repr(C, align(64))]
+        struct Area([u8; 512]);
+        let mut a = Area([0; 512]);
+        // SAFETY: a 512-byte, 16-byte aligned buffer; FXSAVE only writes it (SSE is enabled).
+        unsafe { core::arch::asm!("fxsave64 [{}]", in(reg) a.0.as_mut_ptr(), options(nostack)) };
+        match u32::from_le_bytes(a.0[28..32].try_into().unwrap()) {
+            0 => 0xffbf,
+            m => m,
+        }
+    })
+}
+
+/// The components an XRSTOR from a signal frame must always cover besides what the frame
+/// asks for (x87 and SSE: the legacy region is always there).
+pub fn user_restore_mask() -> u64 {
+    match method() {
+        Method::Xsave { xcr0, .. } => xcr0 & 0b11,
+        Method::Fxsave => 0,
+    }
 }
 
 /// The method in use (after [`init`]).
@@ -141,6 +167,28 @@ impl FpuState {
             }
             // SAFETY: as for FXSAVE; the area holds a valid FXSAVE image (MXCSR valid).
             Method::Fxsave => unsafe { core::arch::asm!("fxrstor64 [{}]", in(reg) self.area, options(nostack)) },
+        }
+    }
+
+    /// Replaces the area's first bytes with `bytes` (a signal frame's image, checked by the
+    /// caller).
+    pub fn load_bytes(&mut self, bytes: &[u8]) {
+        let n = bytes.len().min(self.layout.size());
+        // SAFETY: `n` bytes fit in the area, which `&mut self` owns.
+        unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), self.area, n) };
+    }
+
+    /// XRSTOR with an explicit component mask — PKRU *included* if the mask has bit 9: only
+    /// `rt_sigreturn` does this, because there the frame's PKRU is meant to become the live
+    /// one (Linux `restore_fpregs_from_user()` with `xfeatures & user_xfeatures`).
+    pub fn restore_with(&self, mask: u64) {
+        match method() {
+            Method::Xsave { .. } => {
+                // SAFETY: the caller validated the header (XSTATE_BV within XCR0, reserved
+                // bytes zero, standard format) and MXCSR, so XRSTOR cannot fault.
+                unsafe { core::arch::asm!("xrstor64 [{}]", in(reg) self.area, in("eax") mask as u32, in("edx") (mask >> 32) as u32, options(nostack)) };
+            }
+            Method::Fxsave => self.restore(),
         }
     }
 

@@ -8,7 +8,19 @@
 //! again while pushing the exception frame) still reaches a handler that prints a report.
 //!
 //! The segment order is fixed by SYSCALL/SYSRET (§5.8.8): kernel code, kernel data; then user
-//! data, user code, because SYSRET loads SS = STAR[63:48]+8 and CS = STAR[63:48]+16.
+//! data, user code, because SYSRET loads SS = STAR[63:48]+8 and CS = STAR[63:48]+16. pikku uses
+//! Linux's x86-64 layout exactly (`arch/x86/include/asm/segment.h`), so user programs see the
+//! same selectors — in `%cs`, and in every signal frame's `sigcontext`:
+//!
+//! | index | selector | segment |
+//! |---|---|---|
+//! | 1 | 0x08 | kernel 32-bit code (unused) |
+//! | 2 | 0x10 | kernel code |
+//! | 3 | 0x18 | kernel data |
+//! | 4 | 0x23 | user 32-bit code (unused: SYSRET's base) |
+//! | 5 | 0x2b | user data |
+//! | 6 | 0x33 | user code |
+//! | 7 | 0x38 | TSS (two slots) |
 
 use core::cell::UnsafeCell;
 use spin::Lazy;
@@ -42,14 +54,14 @@ static TSS: Lazy<Tss> = Lazy::new(|| {
     Tss(UnsafeCell::new(tss))
 });
 
-/// User code selector (GDT index 4, RPL 3), as SYSRET and IRET load it.
-pub const USER_CS: u16 = 0x20 | 3;
-/// User data/stack selector (GDT index 3, RPL 3).
-pub const USER_SS: u16 = 0x18 | 3;
-/// Kernel code selector; STAR[47:32].
-pub const KERNEL_CS: u16 = 0x08;
+/// User code selector (GDT index 6, RPL 3: Linux's `__USER_CS`), as SYSRET and IRET load it.
+pub const USER_CS: u16 = 0x30 | 3;
+/// User data/stack selector (GDT index 5, RPL 3: Linux's `__USER_DS`).
+pub const USER_SS: u16 = 0x28 | 3;
+/// Kernel code selector (Linux's `__KERNEL_CS`); STAR[47:32].
+pub const KERNEL_CS: u16 = 0x10;
 /// Base for SYSRET (STAR[63:48]): SS = base + 8, CS = base + 16 (SDM Vol. 2B "SYSRET").
-pub const SYSRET_BASE: u16 = 0x10;
+pub const SYSRET_BASE: u16 = 0x20;
 
 /// Sets the stack the CPU switches to when an interrupt or exception arrives from ring 3
 /// (TSS.RSP0, SDM Vol. 3A §7.7) — the current thread's kernel stack.
@@ -67,11 +79,14 @@ pub struct Selectors {
     pub tss: SegmentSelector,
 }
 
-static GDT: Lazy<(GlobalDescriptorTable, Selectors)> = Lazy::new(|| {
-    let mut gdt = GlobalDescriptorTable::new();
+static GDT: Lazy<(GlobalDescriptorTable<10>, Selectors)> = Lazy::new(|| {
+    let mut gdt = GlobalDescriptorTable::<10>::empty();
+    // 0x08: a 32-bit kernel code segment, as in Linux's table (never loaded).
+    gdt.append(Descriptor::UserSegment(0x00cf_9b00_0000_ffff));
     let kernel_code = gdt.append(Descriptor::kernel_code_segment());
     let kernel_data = gdt.append(Descriptor::kernel_data_segment());
-    // User data (0x18) and user code (0x20), in the order SYSRET needs; ring 3 arrives later.
+    // 0x23: 32-bit user code (SYSRET's base slot; pikku runs no 32-bit code).
+    gdt.append(Descriptor::UserSegment(0x00cf_fb00_0000_ffff));
     gdt.append(Descriptor::user_data_segment());
     gdt.append(Descriptor::user_code_segment());
     // SAFETY: the TSS lives forever; the descriptor only records its address and size.

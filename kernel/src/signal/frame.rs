@@ -1,0 +1,231 @@
+//! The x86-64 rt signal frame: building it (Linux `x64_setup_rt_frame()`, `get_sigframe()`,
+//! `copy_fpstate_to_sigframe()`) and taking it down (`rt_sigreturn`, `restore_sigcontext()`,
+//! `fpu__restore_sig()`).
+
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::Ordering;
+use pkeys::{Errno, Pkru};
+
+use super::{SigAction, SigInfo, SA_ONSTACK, SA_RESTORER};
+use crate::arch::x86_64::fpu::{self, FpuState, Method, XFEATURE_PKRU};
+use crate::arch::x86_64::gdt::{USER_CS, USER_SS};
+use crate::arch::x86_64::paging::USER_END;
+use crate::arch::x86_64::pkru;
+use crate::arch::x86_64::trap::TrapFrame;
+use crate::mm::user;
+use crate::task::Thread;
+
+const FP_XSTATE_MAGIC1: u32 = 0x4650_5853;
+const FP_XSTATE_MAGIC2: u32 = 0x4650_5845;
+const UC_FP_XSTATE: u64 = 1;
+const UC_SIGCONTEXT_SS: u64 = 2;
+const UC_STRICT_RESTORE_SS: u64 = 4;
+/// pretcode (8) + ucontext (304) + siginfo (128).
+const FRAME_SIZE: u64 = 440;
+const UC_OFFSET: u64 = 8;
+const SIGCONTEXT_OFFSET: u64 = UC_OFFSET + 40;
+const SIGMASK_OFFSET: u64 = UC_OFFSET + 296;
+const SIGINFO_OFFSET: u64 = UC_OFFSET + 304;
+/// RFLAGS bits a signal frame may change (Linux `FIX_EFLAGS`): AC, OF, DF, TF, SF, ZF, AF, PF,
+/// CF, RF.
+const FIX_EFLAGS: u64 = 0x40000 | 0x800 | 0x400 | 0x100 | 0x80 | 0x40 | 0x10 | 0x4 | 0x1 | 0x10000;
+
+fn xstate_size() -> usize {
+    match fpu::method() {
+        Method::Xsave { size, .. } => size,
+        Method::Fxsave => 512,
+    }
+}
+
+/// The sigcontext registers in their ABI order (r8 … rip, eflags).
+fn regs_of(f: &TrapFrame) -> [u64; 18] {
+    [f.r8, f.r9, f.r10, f.r11, f.r12, f.r13, f.r14, f.r15, f.rdi, f.rsi, f.rbp, f.rbx, f.rdx, f.rax, f.rcx, f.rsp, f.rip, f.rflags]
+}
+
+/// Builds the frame for `info` on the user stack (or the alternate stack) and points the
+/// thread's registers at the handler.
+pub fn setup(thread: &Arc<Thread>, frame: &mut TrapFrame, info: &SigInfo, action: &SigAction, blocked: u64) -> Result<(), Errno> {
+    if action.flags & SA_RESTORER == 0 {
+        // x86-64 has no kernel-provided return trampoline: Linux refuses (-EFAULT).
+        return Err(Errno::EFAULT);
+    }
+    let alt = *thread.signals.altstack.lock();
+    let on_alt = alt.is_some_and(|(sp, size)| frame.rsp > sp && frame.rsp <= sp + size);
+    let mut sp = match alt {
+        Some((base, size)) if action.flags & SA_ONSTACK != 0 && !on_alt => base + size,
+        _ => frame.rsp.wrapping_sub(128), // skip the red zone
+    };
+    let xsize = xstate_size() as u64;
+    sp = sp.wrapping_sub(xsize + 4) & !63;
+    let buf_fx = sp;
+    sp = (sp.wrapping_sub(FRAME_SIZE) & !15).wrapping_sub(8);
+    let frame_addr = sp;
+
+    // The FPU image: the live state, PKRU slot = the interrupted code's PKRU.
+    let orig_pkru = pkru::read();
+    let mut area: Vec<u8> = {
+        let fpu = thread.fpu.as_ref().ok_or(Errno::EFAULT)?;
+        let mut state = fpu.lock();
+        state.save();
+        state.bytes()[..xsize as usize].to_vec()
+    };
+    let xsave = matches!(fpu::method(), Method::Xsave { .. });
+    if let Method::Xsave { xcr0, .. } = fpu::method() {
+        area[464..468].copy_from_slice(&FP_XSTATE_MAGIC1.to_le_bytes());
+        area[468..472].copy_from_slice(&((xsize + 4) as u32).to_le_bytes());
+        area[472..480].copy_from_slice(&xcr0.to_le_bytes());
+        area[480..484].copy_from_slice(&(xsize as u32).to_le_bytes());
+        if let Some(off) = fpu::pkru_offset() {
+            area[off..off + 4].copy_from_slice(&orig_pkru.bits().to_le_bytes());
+            let bv = u64::from_le_bytes(area[512..520].try_into().unwrap()) | XFEATURE_PKRU;
+            area[512..520].copy_from_slice(&bv.to_le_bytes());
+        }
+    }
+
+    // ucontext, siginfo.
+    let mut f = alloc::vec![0u8; FRAME_SIZE as usize];
+    let mut put = |at: u64, bytes: &[u8]| f[at as usize..at as usize + bytes.len()].copy_from_slice(bytes);
+    put(0, &action.restorer.to_le_bytes());
+    let uc_flags = UC_SIGCONTEXT_SS | UC_STRICT_RESTORE_SS | if xsave { UC_FP_XSTATE } else { 0 };
+    put(UC_OFFSET, &uc_flags.to_le_bytes());
+    let (ss_sp, ss_flags, ss_size) = match alt {
+        Some((b, s)) => (b, if on_alt { 1 } else { 0 }, s),
+        None => (0, 2, 0),
+    };
+    put(UC_OFFSET + 16, &ss_sp.to_le_bytes());
+    put(UC_OFFSET + 24, &(ss_flags as i32).to_le_bytes());
+    put(UC_OFFSET + 32, &ss_size.to_le_bytes());
+    for (i, r) in regs_of(frame).iter().enumerate() {
+        put(SIGCONTEXT_OFFSET + 8 * i as u64, &r.to_le_bytes());
+    }
+    put(SIGCONTEXT_OFFSET + 144, &(frame.cs as u16).to_le_bytes());
+    put(SIGCONTEXT_OFFSET + 150, &(frame.ss as u16).to_le_bytes());
+    put(SIGCONTEXT_OFFSET + 152, &frame.error_code.to_le_bytes());
+    put(SIGCONTEXT_OFFSET + 160, &(if frame.vector < 32 { frame.vector } else { 0 }).to_le_bytes());
+    put(SIGCONTEXT_OFFSET + 168, &blocked.to_le_bytes());
+    put(SIGCONTEXT_OFFSET + 176, &(if frame.vector == 14 { info.addr } else { 0 }).to_le_bytes());
+    put(SIGCONTEXT_OFFSET + 184, &buf_fx.to_le_bytes());
+    put(SIGMASK_OFFSET, &blocked.to_le_bytes());
+    put(SIGINFO_OFFSET, &info.to_bytes());
+
+    // Write it all with every key open (Linux `sig_prepare_pkru()`): a stack guarded by a key
+    // can still take the frame.
+    pkru::write(Pkru::ALL_OPEN);
+    let written = user::copy_to_user(buf_fx, &area)
+        .and_then(|()| user::copy_to_user(buf_fx + xsize, &FP_XSTATE_MAGIC2.to_le_bytes()))
+        .and_then(|()| user::copy_to_user(frame_addr, &f));
+    if let Err(e) = written {
+        pkru::write(orig_pkru);
+        return Err(e);
+    }
+    // The handler runs with the default PKRU and a clean FPU (Linux `fpu__clear_user_states()`).
+    pkru::write(Pkru::INIT);
+    if let Some(fpu) = &thread.fpu {
+        let clean = FpuState::new_initial();
+        clean.restore();
+        *fpu.lock() = clean;
+    }
+    frame.rip = action.handler;
+    frame.rsp = frame_addr;
+    frame.rdi = info.signo as u64;
+    frame.rsi = frame_addr + SIGINFO_OFFSET;
+    frame.rdx = frame_addr + UC_OFFSET;
+    frame.rax = 0;
+    frame.rflags &= !(0x100 | 0x400 | 0x10000); // TF, DF, RF
+    frame.cs = USER_CS as u64;
+    frame.ss = USER_SS as u64;
+    Ok(())
+}
+
+/// `rt_sigreturn()`: restores what the frame at `rsp - 8` says — registers (only user
+/// selectors and a canonical RIP are accepted), the signal mask, the alternate stack, and the
+/// FPU state *including PKRU* from the frame's XSAVE area. A frame that fails any check kills
+/// the process with SIGSEGV (Linux: `badframe` → `signal_fault()`). Returns the restored `rax`.
+pub fn sigreturn(thread: &Arc<Thread>, frame: &mut TrapFrame) -> Result<u64, Errno> {
+    let frame_addr = frame.rsp.wrapping_sub(8);
+    let mut uc = [0u8; 304];
+    user::copy_from_user(&mut uc, frame_addr + UC_OFFSET)?;
+    let word = |at: usize| u64::from_le_bytes(uc[at..at + 8].try_into().unwrap());
+    let sc = |i: usize| word(40 + 8 * i);
+    let cs = u16::from_le_bytes(uc[40 + 144..40 + 146].try_into().unwrap()) as u64 | 3;
+    let ss = u16::from_le_bytes(uc[40 + 150..40 + 152].try_into().unwrap()) as u64 | 3;
+    let rip = sc(16);
+    if cs != USER_CS as u64 || ss != USER_SS as u64 || rip >= USER_END {
+        return Err(Errno::EFAULT);
+    }
+    let fpstate = word(40 + 184);
+    restore_fpu(thread, fpstate)?;
+    // The alternate stack, unless we are running on it (Linux ignores all but EFAULT there).
+    let (ss_sp, ss_flags, ss_size) = (word(16), i32::from_le_bytes(uc[24..28].try_into().unwrap()), word(32));
+    let on_alt = thread.signals.altstack.lock().is_some_and(|(b, s)| frame.rsp > b && frame.rsp <= b + s);
+    if !on_alt {
+        *thread.signals.altstack.lock() = if ss_flags & 2 != 0 || ss_size < 2048 { None } else { Some((ss_sp, ss_size)) };
+    }
+    let mask = word(296) & !((1 << 8) | (1 << 18));
+    thread.blocked.store(mask, Ordering::Relaxed);
+    let [r8, r9, r10, r11, r12, r13, r14, r15, rdi, rsi, rbp, rbx, rdx, rax, rcx, rsp, _, eflags] = core::array::from_fn(sc);
+    *frame = TrapFrame {
+        rax,
+        rbx,
+        rcx,
+        rdx,
+        rsi,
+        rdi,
+        rbp,
+        r8,
+        r9,
+        r10,
+        r11,
+        r12,
+        r13,
+        r14,
+        r15,
+        vector: frame.vector,
+        error_code: 0,
+        rip,
+        cs,
+        rflags: (frame.rflags & !FIX_EFLAGS) | (eflags & FIX_EFLAGS) | 0x200,
+        rsp,
+        ss,
+    };
+    Ok(rax)
+}
+
+/// Loads the FPU state (and PKRU) from the frame's XSAVE area, after checking everything
+/// XRSTOR would otherwise fault on inside the kernel. No area: the initial state and the
+/// default PKRU (Linux `fpu__clear_user_states()`).
+fn restore_fpu(thread: &Arc<Thread>, fpstate: u64) -> Result<(), Errno> {
+    let Some(fpu_slot) = &thread.fpu else { return Ok(()) };
+    if fpstate == 0 {
+        let clean = FpuState::new_initial();
+        clean.restore();
+        *fpu_slot.lock() = clean;
+        pkru::write(Pkru::INIT);
+        return Ok(());
+    }
+    let xsize = xstate_size();
+    let mut area = alloc::vec![0u8; xsize];
+    user::copy_from_user(&mut area, fpstate)?;
+    let mxcsr = u32::from_le_bytes(area[24..28].try_into().unwrap());
+    if mxcsr & !fpu::mxcsr_mask() != 0 {
+        return Err(Errno::EFAULT);
+    }
+    let mut state = FpuState::new_initial();
+    let mask = match fpu::method() {
+        Method::Xsave { xcr0, .. } => {
+            let magic_ok = u32::from_le_bytes(area[464..468].try_into().unwrap()) == FP_XSTATE_MAGIC1;
+            let xfeatures = if magic_ok { u64::from_le_bytes(area[472..480].try_into().unwrap()) } else { 0b11 };
+            let bv = u64::from_le_bytes(area[512..520].try_into().unwrap());
+            if bv & !xcr0 != 0 || area[520..576].iter().any(|&b| b != 0) {
+                return Err(Errno::EFAULT);
+            }
+            xfeatures & xcr0
+        }
+        Method::Fxsave => 0,
+    };
+    state.load_bytes(&area);
+    state.restore_with(mask | fpu::user_restore_mask());
+    *fpu_slot.lock() = state;
+    Ok(())
+}

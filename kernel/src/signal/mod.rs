@@ -1,0 +1,309 @@
+//! Signals: handlers, the x86-64 rt signal frame, delivery and `rt_sigreturn`.
+//!
+//! Linux is the model (`kernel/signal.c`, `arch/x86/kernel/signal.c`, `signal_64.c`,
+//! `fpu/signal.c`). A signal is made *pending* on a thread (by `kill`/`tgkill`/`tkill`, or by a
+//! fault); at every return to user mode ([`deliver_pending`], next to the scheduler's exit check)
+//! the lowest pending signal that is not blocked is acted on: ignored, its default action
+//! (usually ending the process), or its handler run on a frame built on the user stack:
+//!
+//! ```text
+//!   higher   [red zone, 128 bytes, skipped]
+//!            fpstate: the XSAVE area (x87, SSE, AVX and PKRU), `_fpx_sw_bytes` in its
+//!                     reserved bytes (FP_XSTATE_MAGIC1 at 464), FP_XSTATE_MAGIC2 after it
+//!            siginfo  (128 bytes; si_addr at 16, si_pkey at 0x20)
+//!            ucontext (uc_flags, uc_link, uc_stack, uc_mcontext = sigcontext, uc_sigmask)
+//!   rsp  →   return address = sa_restorer (which calls rt_sigreturn)
+//! ```
+//!
+//! **PKRU around delivery, as Linux 6.12**: the frame is written with PKRU = 0 (all keys open,
+//! `sig_prepare_pkru()`), so a stack tagged with a key can still take the frame; the frame's
+//! XSAVE area holds the PKRU the interrupted code had (XSTATE_BV bit 9 forced on,
+//! `update_pkru_in_sigframe()`); the handler runs with the default PKRU 0x55555554;
+//! `rt_sigreturn` XRSTORs the frame — PKRU included — so a handler that edits the saved PKRU
+//! changes the interrupted code's PKRU.
+
+pub mod frame;
+
+use alloc::sync::Arc;
+use core::sync::atomic::Ordering;
+use pkeys::Errno;
+use spin::Mutex;
+
+use crate::arch::x86_64::trap::TrapFrame;
+use crate::task::{self, sched, ExitStatus};
+
+/// `SIG_DFL`, `SIG_IGN`. (x86-64 passes `siginfo` and `ucontext` to every handler, so
+/// `SA_SIGINFO` changes nothing in the kernel.)
+pub const SIG_DFL: u64 = 0;
+pub const SIG_IGN: u64 = 1;
+pub const SA_ONSTACK: u64 = 0x0800_0000;
+pub const SA_RESTORER: u64 = 0x0400_0000;
+pub const SA_NODEFER: u64 = 0x4000_0000;
+pub const SA_RESETHAND: u64 = 0x8000_0000;
+pub const SIGKILL: u8 = 9;
+pub const SIGSEGV: u8 = 11;
+pub const SIGSTOP: u8 = 19;
+
+/// `struct sigaction` as the kernel ABI lays it out (x86-64): handler, flags, restorer, mask.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SigAction {
+    pub handler: u64,
+    pub flags: u64,
+    pub restorer: u64,
+    pub mask: u64,
+}
+
+/// The handlers of a process (shared by its threads; copied by fork; reset by exec).
+#[derive(Debug)]
+pub struct Handlers(pub Mutex<[SigAction; 64]>);
+
+impl Default for Handlers {
+    fn default() -> Self {
+        Handlers(Mutex::new([SigAction::default(); 64]))
+    }
+}
+
+impl Handlers {
+    /// A copy (fork).
+    pub fn duplicate(&self) -> Handlers {
+        Handlers(Mutex::new(*self.0.lock()))
+    }
+}
+
+/// What a handler learns about its signal (`siginfo_t`, 128 bytes).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SigInfo {
+    pub signo: u8,
+    pub code: i32,
+    /// `si_addr` (faults) or, for `kill`, `si_pid` in the low half and `si_uid` in the high.
+    pub addr: u64,
+    /// `si_pkey` (for `SEGV_PKUERR`).
+    pub pkey: u32,
+}
+
+impl SigInfo {
+    /// The 128 user-visible bytes.
+    pub fn to_bytes(&self) -> [u8; 128] {
+        let mut b = [0u8; 128];
+        b[0..4].copy_from_slice(&(self.signo as i32).to_le_bytes());
+        b[8..12].copy_from_slice(&self.code.to_le_bytes());
+        b[16..24].copy_from_slice(&self.addr.to_le_bytes());
+        b[32..36].copy_from_slice(&self.pkey.to_le_bytes());
+        b
+    }
+}
+
+/// Per-thread signal state: pending signals with their info, the alternate stack.
+#[derive(Debug, Default)]
+pub struct ThreadSignals {
+    pub pending: Mutex<alloc::vec::Vec<SigInfo>>,
+    /// (ss_sp, ss_size) when an alternate stack is set.
+    pub altstack: Mutex<Option<(u64, u64)>>,
+}
+
+/// What a signal does by default: `None` = ignored.
+pub fn default_action(sig: u8) -> Option<ExitStatus> {
+    match sig {
+        // SIGCHLD, SIGCONT, SIGURG, SIGWINCH are ignored; the stop signals (SIGSTOP, SIGTSTP,
+        // SIGTTIN, SIGTTOU) would stop the process — pikku has no job control, so they are too.
+        17 | 18 | 23 | 28 | 19 | 20 | 21 | 22 => None,
+        _ => Some(ExitStatus::Signaled(sig)),
+    }
+}
+
+fn bit(sig: u8) -> u64 {
+    1u64 << (sig - 1)
+}
+
+/// Makes `info` pending on `thread` (a signal sent by someone: `kill`, `tgkill`). Ignored
+/// signals are dropped at once; a thread blocked in a syscall is woken so the signal is acted
+/// on at its way out (the call returns `EINTR`).
+pub fn send_to_thread(thread: &Arc<task::Thread>, info: SigInfo) {
+    let action = thread.process.handlers.0.lock()[info.signo as usize - 1];
+    if action.handler == SIG_IGN || (action.handler == SIG_DFL && default_action(info.signo).is_none()) {
+        return;
+    }
+    if action.handler == SIG_DFL || info.signo == SIGKILL {
+        // A fatal default action: the whole process ends (each thread at its kernel exit).
+        sched::terminate(&thread.process, default_action(info.signo).unwrap_or(ExitStatus::Signaled(info.signo)));
+        return;
+    }
+    thread.signals.pending.lock().push(info);
+    if thread.waiting.load(Ordering::Relaxed) {
+        sched::wake(thread.clone(), sched::WakeReason::Woken);
+    }
+}
+
+/// A synchronous fault signal for the current thread (Linux: `force_sig_fault()`): if the
+/// signal is blocked or ignored, or has no handler, the process dies by it (a blocked fault
+/// cannot wait) and this returns `false`; otherwise the handler runs when the fault hook
+/// returns, and this returns `true`.
+pub fn force_fault(info: SigInfo) -> bool {
+    let thread = task::current();
+    let action = thread.process.handlers.0.lock()[info.signo as usize - 1];
+    let blocked = thread.blocked.load(Ordering::Relaxed) & bit(info.signo) != 0;
+    if action.handler == SIG_DFL || action.handler == SIG_IGN || blocked {
+        sched::terminate(&thread.process, ExitStatus::Signaled(info.signo));
+        return false;
+    }
+    thread.signals.pending.lock().push(info);
+    true
+}
+
+/// Acts on the lowest pending, unblocked signal of the current thread (called on every return
+/// to user mode). Handlers get a frame (see [`frame::setup`]); a frame that cannot be written
+/// kills the process with SIGSEGV, as Linux's `signal_setup_done()` → `force_sigsegv()`.
+pub fn deliver_pending(frame: &mut TrapFrame) {
+    let thread = task::current();
+    let blocked = thread.blocked.load(Ordering::Relaxed);
+    let info = {
+        let mut pending = thread.signals.pending.lock();
+        let Some(i) = pending
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| bit(s.signo) & blocked == 0)
+            .min_by_key(|(_, s)| s.signo)
+            .map(|(i, _)| i)
+        else {
+            return;
+        };
+        pending.remove(i)
+    };
+    let action = {
+        let mut handlers = thread.process.handlers.0.lock();
+        let a = handlers[info.signo as usize - 1];
+        if a.flags & SA_RESETHAND != 0 && a.handler > SIG_IGN {
+            handlers[info.signo as usize - 1].handler = SIG_DFL;
+        }
+        a
+    };
+    if action.handler == SIG_IGN {
+        return;
+    }
+    if action.handler == SIG_DFL {
+        if let Some(status) = default_action(info.signo) {
+            sched::terminate(&thread.process, status);
+        }
+        return;
+    }
+    match frame::setup(&thread, frame, &info, &action, blocked) {
+        Ok(()) => {
+            let mut new_blocked = blocked | action.mask;
+            if action.flags & SA_NODEFER == 0 {
+                new_blocked |= bit(info.signo);
+            }
+            thread.blocked.store(new_blocked & !(bit(SIGKILL) | bit(SIGSTOP)), Ordering::Relaxed);
+        }
+        Err(_) => {
+            crate::log_warn!("pid {}: cannot deliver signal {} (bad frame): SIGSEGV", thread.process.pid, info.signo);
+            sched::terminate(&thread.process, ExitStatus::Signaled(SIGSEGV));
+        }
+    }
+}
+
+/// `rt_sigaction(sig, act, oact, sigsetsize)`. Linux: `do_sigaction()`: `EINVAL` for a bad
+/// signal number or size, and for changing SIGKILL or SIGSTOP.
+pub fn sys_rt_sigaction(sig: u64, act: u64, oact: u64, sigsetsize: u64) -> Result<u64, Errno> {
+    let sig = sig as u32 as i32;
+    if sigsetsize != 8 || !(1..=64).contains(&sig) {
+        return Err(Errno::EINVAL);
+    }
+    let sig = sig as u8;
+    if act != 0 && (sig == SIGKILL || sig == SIGSTOP) {
+        return Err(Errno::EINVAL);
+    }
+    let new = if act != 0 {
+        let mut b = [0u8; 32];
+        crate::mm::user::copy_from_user(&mut b, act)?;
+        let w = |i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().unwrap());
+        Some(SigAction { handler: w(0), flags: w(1), restorer: w(2), mask: w(3) & !(bit(SIGKILL) | bit(SIGSTOP)) })
+    } else {
+        None
+    };
+    let thread = task::current();
+    let old = {
+        let mut handlers = thread.process.handlers.0.lock();
+        let old = handlers[sig as usize - 1];
+        if let Some(new) = new {
+            handlers[sig as usize - 1] = new;
+        }
+        old
+    };
+    if oact != 0 {
+        let mut b = [0u8; 32];
+        for (i, v) in [old.handler, old.flags, old.restorer, old.mask].iter().enumerate() {
+            b[i * 8..i * 8 + 8].copy_from_slice(&v.to_le_bytes());
+        }
+        crate::mm::user::copy_to_user(oact, &b)?;
+    }
+    Ok(0)
+}
+
+/// `sigaltstack(ss, old_ss)`. Linux: `do_sigaltstack()`: unknown flags `EINVAL`, a size below
+/// `MINSIGSTKSZ` (2048) `ENOMEM`, changing it while running on it `EPERM`.
+pub fn sys_sigaltstack(ss: u64, old: u64, user_rsp: u64) -> Result<u64, Errno> {
+    const SS_ONSTACK: i32 = 1;
+    const SS_DISABLE: i32 = 2;
+    const SS_AUTODISARM: i32 = 1 << 31;
+    let thread = task::current();
+    let current = *thread.signals.altstack.lock();
+    let on_stack = current.is_some_and(|(sp, size)| user_rsp > sp && user_rsp <= sp + size);
+    if old != 0 {
+        let mut b = [0u8; 24];
+        let (sp, size, flags) = match current {
+            Some((sp, size)) => (sp, size, if on_stack { SS_ONSTACK } else { 0 }),
+            None => (0, 0, SS_DISABLE),
+        };
+        b[0..8].copy_from_slice(&sp.to_le_bytes());
+        b[8..12].copy_from_slice(&flags.to_le_bytes());
+        b[16..24].copy_from_slice(&size.to_le_bytes());
+        crate::mm::user::copy_to_user(old, &b)?;
+    }
+    if ss != 0 {
+        let mut b = [0u8; 24];
+        crate::mm::user::copy_from_user(&mut b, ss)?;
+        let sp = u64::from_le_bytes(b[0..8].try_into().unwrap());
+        let flags = i32::from_le_bytes(b[8..12].try_into().unwrap());
+        let size = u64::from_le_bytes(b[16..24].try_into().unwrap());
+        if on_stack {
+            return Err(Errno::EPERM);
+        }
+        let mode = flags & !SS_AUTODISARM;
+        if mode != SS_DISABLE && mode != SS_ONSTACK && mode != 0 {
+            return Err(Errno::EINVAL);
+        }
+        if mode == SS_DISABLE {
+            *thread.signals.altstack.lock() = None;
+        } else {
+            if size < 2048 {
+                return Err(Errno::ENOMEM);
+            }
+            *thread.signals.altstack.lock() = Some((sp, size));
+        }
+    }
+    Ok(0)
+}
+
+/// `rt_sigreturn()`, with the caller's register frame. A frame that fails its checks ends the
+/// process with SIGSEGV.
+pub fn sys_rt_sigreturn(frame: &mut TrapFrame) -> u64 {
+    let thread = task::current();
+    match frame::sigreturn(&thread, frame) {
+        Ok(rax) => rax,
+        Err(_) => {
+            crate::log_warn!("pid {}: bad rt_sigreturn frame: SIGSEGV", thread.process.pid);
+            sched::terminate(&thread.process, ExitStatus::Signaled(SIGSEGV));
+            0
+        }
+    }
+}
+
+/// `execve` resets handled signals to their default action; ignored ones stay ignored
+/// (Linux `flush_signal_handlers()`).
+pub fn reset_for_exec(handlers: &Handlers) {
+    for a in handlers.0.lock().iter_mut() {
+        if a.handler != SIG_IGN {
+            *a = SigAction::default();
+        }
+    }
+}

@@ -1,0 +1,201 @@
+/* Signals that carry keys: a SEGV_PKUERR handler reads si_code, si_pkey, si_addr and the
+ * interrupted PKRU from the frame's XSAVE area, writes 0 there, and returns; the access then
+ * succeeds. Plus PKRU across a handled SIGUSR1, the handler's own PKRU, SA_RESETHAND, a signal
+ * that interrupts pause(), an alternate stack, and hostile frames. Printed facts only. */
+#define _GNU_SOURCE
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <ucontext.h>
+#include <unistd.h>
+#include "pikku_user.h"
+
+static volatile int segv_count, usr1_count, term_flag;
+static volatile int seen_code, seen_pkey, seen_addr_ok, seen_handler_pkru_ok;
+static volatile uint32_t seen_frame_pkru;
+static char *page;
+
+static uint32_t pkru_offset(void) {
+    uint32_t a = 0xd, b, c = 9, d;
+    __asm__ volatile("cpuid" : "+a"(a), "=b"(b), "+c"(c), "=d"(d));
+    return b;
+}
+
+static void on_segv(int sig, siginfo_t *si, void *ctx) {
+    (void)sig;
+    ucontext_t *uc = ctx;
+    segv_count++;
+    seen_code = si->si_code;
+    seen_pkey = *(int *)((char *)si + 0x20); /* si_pkey, as the selftest reads it */
+    seen_addr_ok = si->si_addr == page;
+    seen_handler_pkru_ok = rdpkru() == 0x55555554;
+    uint32_t *frame_pkru = (uint32_t *)((char *)uc->uc_mcontext.fpregs + pkru_offset());
+    seen_frame_pkru = *frame_pkru;
+    *frame_pkru = 0; /* the interrupted code resumes with every key open */
+}
+
+static void on_usr1(int sig) { (void)sig; usr1_count++; }
+
+/* pkey_sighandler_tests: the handler reports through its exit status, since the interrupted
+ * code cannot continue: 10 * si_code + (handler saw the default PKRU) + 2 * (si_addr == 1). */
+static void report_and_exit(int sig, siginfo_t *si, void *ctx) {
+    (void)sig; (void)ctx;
+    _exit(10 * si->si_code + (rdpkru() == 0x55555554) + 2 * (si->si_addr == (void *)1));
+}
+
+static void __attribute__((noinline)) deny_everything_and_return(void) {
+    wrpkru(0x55555555); /* key 0 too: the stack becomes inaccessible */
+}
+static void on_term(int sig) { (void)sig; term_flag = 1; }
+
+static volatile int on_alt;
+static char altstack[16384];
+static void on_usr2(int sig) {
+    (void)sig;
+    char local;
+    on_alt = &local >= altstack && &local < altstack + sizeof altstack;
+}
+
+static void status(const char *what, int st) {
+    if (WIFEXITED(st)) printf("%s: exited with %d\n", what, WEXITSTATUS(st));
+    else printf("%s: killed by signal %d\n", what, WTERMSIG(st));
+}
+
+int main(void) {
+    if (!ospke()) {
+        printf("no protection keys\n");
+        return 0;
+    }
+    /* 1. A protection-key fault caught and repaired by its handler. */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_segv;
+    sa.sa_flags = SA_SIGINFO;
+    printf("sigaction(SIGSEGV) = %d\n", sigaction(SIGSEGV, &sa, 0));
+    page = mmap(0, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    long k = pk_alloc(0, PKEY_DISABLE_ACCESS);
+    pk_mprotect(page, 4096, PROT_READ | PROT_WRITE, k);
+    wrpkru(0x55555544); /* key 1 access-disabled, key 2 open: not the default */
+    uint32_t before = rdpkru();
+    page[0] = 42; /* faults once; the handler opens every key in the frame */
+    __asm__ volatile("" ::: "memory");
+    printf("handler ran %d time(s); si_code = %d (SEGV_PKUERR = 4), si_pkey = %d (key %ld), si_addr is the page: %s\n",
+           segv_count, seen_code, seen_pkey, k, seen_addr_ok ? "yes" : "no");
+    printf("PKRU in the frame = 0x%08x (the interrupted value was 0x%08x); handler ran with 0x55555554: %s\n",
+           seen_frame_pkru, before, seen_handler_pkru_ok ? "yes" : "no");
+    printf("after sigreturn: rdpkru = 0x%08x, the write went through: %d\n", rdpkru(), page[0]);
+    wrpkru(0x55555554);
+
+    /* 2. PKRU is preserved across a handled signal (test_pkru_preserved_after_sigusr1). */
+    signal(SIGUSR1, on_usr1);
+    wrpkru(0x45454544);
+    raise(SIGUSR1);
+    printf("SIGUSR1 handled %d time(s); PKRU after it = 0x%08x\n", usr1_count, rdpkru());
+    wrpkru(0x55555554);
+
+    /* 3. An alternate stack. */
+    stack_t ss = {.ss_sp = altstack, .ss_size = sizeof altstack, .ss_flags = 0};
+    printf("sigaltstack = %d\n", sigaltstack(&ss, 0));
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_usr2;
+    sa.sa_flags = SA_ONSTACK;
+    sigaction(SIGUSR2, &sa, 0);
+    raise(SIGUSR2);
+    printf("SIGUSR2 handler ran on the alternate stack: %s\n", on_alt ? "yes" : "no");
+
+    /* 4. A signal from the parent interrupts pause() in the child, whose handler runs. */
+    fflush(stdout);
+    pid_t c = fork();
+    if (c == 0) {
+        signal(SIGTERM, on_term);
+        while (!term_flag) pause();
+        _exit(3);
+    }
+    struct timespec t = {0, 20000000};
+    nanosleep(&t, 0);
+    kill(c, SIGTERM);
+    int st;
+    waitpid(c, &st, 0);
+    status("child with a SIGTERM handler", st);
+
+    /* 5. SA_RESETHAND: the second signal takes the default action. */
+    if ((c = fork()) == 0) {
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_usr1;
+        sa.sa_flags = SA_RESETHAND;
+        sigaction(SIGUSR1, &sa, 0);
+        raise(SIGUSR1);
+        raise(SIGUSR1);
+        _exit(0);
+    }
+    waitpid(c, &st, 0);
+    status("SA_RESETHAND, raised twice", st);
+
+    /* 5b. test_sigsegv_handler_with_pkey0_disabled: PKRU = 0x55555555, *(int *)1 = 1 -> the
+     *     handler still runs (the frame is written with every key open), on the default PKRU,
+     *     with SEGV_MAPERR and si_addr 1. */
+    if ((c = fork()) == 0) {
+        memset(&sa, 0, sizeof sa);
+        sa.sa_sigaction = report_and_exit;
+        sa.sa_flags = SA_SIGINFO;
+        sigaction(SIGSEGV, &sa, 0);
+        wrpkru(0x55555555);
+        __asm__ volatile("movl $1, 1" ::: "memory"); /* *(int *)1 = 1, without the compiler's complaint */
+        _exit(99);
+    }
+    waitpid(c, &st, 0);
+    status("key 0 denied, write to address 1 (13 = SEGV_MAPERR, default PKRU, si_addr 1)", st);
+    /* 5c. test_sigsegv_handler_cannot_access_stack: PKRU = 0x55555555, then return: the stack
+     *     access faults with SEGV_PKUERR, and the handler still gets its frame. */
+    if ((c = fork()) == 0) {
+        memset(&sa, 0, sizeof sa);
+        sa.sa_sigaction = report_and_exit;
+        sa.sa_flags = SA_SIGINFO;
+        sigaction(SIGSEGV, &sa, 0);
+        deny_everything_and_return();
+        _exit(99);
+    }
+    waitpid(c, &st, 0);
+    status("key 0 denied, then a stack access (41 = SEGV_PKUERR, default PKRU)", st);
+
+    /* 6. Hostile frames and handlers: each kills the process with SIGSEGV. (The children put
+     * SIGSEGV back to its default first: with the handler above it would loop, on Linux too.) */
+    signal(SIGSEGV, SIG_DFL);
+    if ((c = fork()) == 0) {
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = (void (*)(int))0xffff800000001000UL; /* a kernel address */
+        sigaction(SIGUSR1, &sa, 0);
+        raise(SIGUSR1);
+        _exit(0);
+    }
+    waitpid(c, &st, 0);
+    status("handler at a kernel address", st);
+    for (int v = 0; v < 2; v++) {
+        if ((c = fork()) == 0) {
+            /* A forged frame: rt_sigreturn with kernel selectors / a non-canonical RIP. */
+            static unsigned long fake[64];
+            memset(fake, 0, sizeof fake);
+            unsigned long *sc = fake + 1 + 5; /* after pretcode and uc_flags/link/stack */
+            sc[16] = v ? 0x0000800000000000UL : (unsigned long)main; /* rip */
+            sc[18] = v ? 0x2b000000000033UL : 0x0018000000000010UL; /* cs, gs, fs, ss */
+            __asm__ volatile("mov %0, %%rsp\nmov $15, %%eax\nsyscall" ::"r"(fake + 1) : "memory");
+            _exit(0);
+        }
+        waitpid(c, &st, 0);
+        status(v ? "rt_sigreturn to a non-canonical RIP" : "rt_sigreturn with a kernel CS", st);
+    }
+    if ((c = fork()) == 0) {
+        /* No stack to write a frame on. */
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_usr1;
+        sigaction(SIGUSR1, &sa, 0);
+        __asm__ volatile("mov $0x10, %%rsp\nmov $62, %%eax\nmov $10, %%esi\nsyscall\nud2" ::"D"(getpid()) : "memory");
+        _exit(0);
+    }
+    waitpid(c, &st, 0);
+    status("a signal with no stack to deliver it on", st);
+    return 0;
+}
