@@ -9,6 +9,8 @@
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <sched.h>
+#include <sys/syscall.h>
 #include <ucontext.h>
 #include <unistd.h>
 #include "pikku_user.h"
@@ -46,6 +48,46 @@ static void report_and_exit(int sig, siginfo_t *si, void *ctx) {
     _exit(10 * si->si_code + (rdpkru() == 0x55555554) + 2 * (si->si_addr == (void *)1));
 }
 
+static void status(const char *what, int st) {
+    if (WIFEXITED(st)) printf("%s: exited with %d\n", what, WEXITSTATUS(st));
+    else printf("%s: killed by signal %d\n", what, WTERMSIG(st));
+}
+
+/* pkey_sighandler_tests with a thread whose stack has its own key. */
+static char alt2[16384];
+static long stack_key;
+
+__attribute__((no_stack_protector)) static void altstack_report(int sig, siginfo_t *si, void *ctx) {
+    (void)sig; (void)ctx;
+    char local;
+    int on_alt = &local >= alt2 && &local < alt2 + sizeof alt2;
+    syscall(SYS_exit_group, 10 * si->si_code + on_alt);
+}
+
+__attribute__((no_stack_protector)) static int stack_thread_mapping(void *arg) {
+    (void)arg;
+    stack_t ss = {.ss_sp = alt2, .ss_size = sizeof alt2};
+    sigaltstack(&ss, 0);
+    wrpkru(0x55555551 & ~(3u << (2 * stack_key))); /* key 0 denied, the stack's key open */
+    __asm__ volatile("movl $1, 1" ::: "memory"); /* *(int *)1 = 1 */
+    return 0;
+}
+
+static void run_on_keyed_stack(int (*fn)(void *), const char *what) {
+    fflush(stdout);
+    pid_t c = fork();
+    if (c == 0) {
+        stack_key = pk_alloc(0, 0);
+        char *stack = mmap(0, 65536, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        pk_mprotect(stack, 65536, PROT_READ | PROT_WRITE, stack_key);
+        clone(fn, stack + 65536 - 64, CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM, 0);
+        for (;;) pause();
+    }
+    int st;
+    waitpid(c, &st, 0);
+    status(what, st);
+}
+
 static void __attribute__((noinline)) deny_everything_and_return(void) {
     wrpkru(0x55555555); /* key 0 too: the stack becomes inaccessible */
 }
@@ -59,10 +101,6 @@ static void on_usr2(int sig) {
     on_alt = &local >= altstack && &local < altstack + sizeof altstack;
 }
 
-static void status(const char *what, int st) {
-    if (WIFEXITED(st)) printf("%s: exited with %d\n", what, WEXITSTATUS(st));
-    else printf("%s: killed by signal %d\n", what, WTERMSIG(st));
-}
 
 int main(void) {
     if (!ospke()) {
@@ -161,6 +199,13 @@ int main(void) {
     waitpid(c, &st, 0);
     status("key 0 denied, then a stack access (41 = SEGV_PKUERR, default PKRU)", st);
 
+    /* 5d. test_sigsegv_handler_with_different_pkey_for_stack: a thread on a key-1 stack with
+     *     PKRU 0x55555551, a key-0 alternate stack; *(int *)1 = 1 -> SEGV_MAPERR on the altstack. */
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = altstack_report;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigaction(SIGSEGV, &sa, 0);
+    run_on_keyed_stack(stack_thread_mapping, "thread on a keyed stack, key 0 denied, fault (11 = SEGV_MAPERR on the altstack)");
     /* 6. Hostile frames and handlers: each kills the process with SIGSEGV. (The children put
      * SIGSEGV back to its default first: with the handler above it would loop, on Linux too.) */
     signal(SIGSEGV, SIG_DFL);
