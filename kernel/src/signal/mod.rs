@@ -97,8 +97,19 @@ impl SigInfo {
 #[derive(Debug, Default)]
 pub struct ThreadSignals {
     pub pending: Mutex<alloc::vec::Vec<SigInfo>>,
+    /// How many signals are pending: the kernel exit reads this one word and skips the rest
+    /// when it is 0 (the common case).
+    pub count: core::sync::atomic::AtomicUsize,
     /// (ss_sp, ss_size) when an alternate stack is set.
     pub altstack: Mutex<Option<(u64, u64)>>,
+}
+
+impl ThreadSignals {
+    /// Makes `info` pending.
+    pub fn push(&self, info: SigInfo) {
+        self.pending.lock().push(info);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// What a signal does by default: `None` = ignored.
@@ -128,7 +139,7 @@ pub fn send_to_thread(thread: &Arc<task::Thread>, info: SigInfo) {
         sched::terminate(&thread.process, default_action(info.signo).unwrap_or(ExitStatus::Signaled(info.signo)));
         return;
     }
-    thread.signals.pending.lock().push(info);
+    thread.signals.push(info);
     if thread.waiting.load(Ordering::Relaxed) {
         sched::wake(thread.clone(), sched::WakeReason::Woken);
     }
@@ -146,15 +157,18 @@ pub fn force_fault(info: SigInfo) -> bool {
         sched::terminate(&thread.process, ExitStatus::Signaled(info.signo));
         return false;
     }
-    thread.signals.pending.lock().push(info);
+    thread.signals.push(info);
     true
 }
 
-/// Acts on the lowest pending, unblocked signal of the current thread (called on every return
-/// to user mode). Handlers get a frame (see [`frame::setup`]); a frame that cannot be written
+/// Acts on the lowest pending, unblocked signal of `thread`, the current thread (called on
+/// every return to user mode, by `sched::kernel_exit`; a single atomic load when nothing is
+/// pending). Handlers get a frame (see [`frame::setup`]); a frame that cannot be written
 /// kills the process with SIGSEGV, as Linux's `signal_setup_done()` → `force_sigsegv()`.
-pub fn deliver_pending(frame: &mut TrapFrame) {
-    let thread = task::current();
+pub fn deliver_pending(thread: &Arc<task::Thread>, frame: &mut TrapFrame) {
+    if thread.signals.count.load(Ordering::Relaxed) == 0 {
+        return;
+    }
     let blocked = thread.blocked.load(Ordering::Relaxed);
     let info = {
         let mut pending = thread.signals.pending.lock();
@@ -167,6 +181,7 @@ pub fn deliver_pending(frame: &mut TrapFrame) {
         else {
             return;
         };
+        thread.signals.count.fetch_sub(1, Ordering::Relaxed);
         pending.remove(i)
     };
     let action = {
@@ -186,7 +201,7 @@ pub fn deliver_pending(frame: &mut TrapFrame) {
         }
         return;
     }
-    match frame::setup(&thread, frame, &info, &action, blocked) {
+    match frame::setup(thread, frame, &info, &action, blocked) {
         Ok(()) => {
             let mut new_blocked = blocked | action.mask;
             if action.flags & SA_NODEFER == 0 {

@@ -165,8 +165,7 @@ pub fn entry(frame: &mut TrapFrame) {
         }
         number => dispatch(number, args),
     };
-    crate::signal::deliver_pending(frame);
-    crate::task::sched::leave_if_process_ended();
+    crate::task::sched::kernel_exit(frame);
 }
 
 /// Turns a `dispatch` return value back into a `Result` (for kernel callers and tests).

@@ -53,9 +53,9 @@ pub mod sig {
 /// The trap hook for exceptions from user mode.
 pub fn user_exception(frame: &mut TrapFrame, cr2: u64) {
     handle(frame, cr2);
-    crate::signal::deliver_pending(frame);
-    // A fatal signal (or another thread's exit_group) ends the thread here, on a clean stack.
-    sched::leave_if_process_ended();
+    // A handled signal runs now; a fatal one (or another thread's exit_group) ends the thread
+    // here, on a clean stack.
+    sched::kernel_exit(frame);
 }
 
 fn handle(frame: &mut TrapFrame, cr2: u64) {

@@ -410,7 +410,6 @@ pub fn interrupt(frame: &mut TrapFrame, irq: u8) {
         sched::tick(frame.from_user());
     }
     if frame.from_user() {
-        crate::signal::deliver_pending(frame);
-        sched::leave_if_process_ended();
+        sched::kernel_exit(frame);
     }
 }

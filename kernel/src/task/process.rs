@@ -58,6 +58,8 @@ pub struct Process {
     pub files: Mutex<FdTable>,
     /// Set once, when the process ends.
     pub exit: Mutex<Option<ExitStatus>>,
+    /// `exit.is_some()`, readable without the lock (checked on every kernel exit).
+    pub ended: core::sync::atomic::AtomicBool,
     /// Real = effective = saved user and group ids (pikku keeps one of each).
     pub uid: AtomicU32,
     pub gid: AtomicU32,
@@ -94,6 +96,7 @@ impl Process {
             name: Mutex::new(String::from(name)),
             files: Mutex::new(files),
             exit: Mutex::new(None),
+            ended: core::sync::atomic::AtomicBool::new(false),
             uid: AtomicU32::new(0),
             gid: AtomicU32::new(0),
             live_threads: AtomicUsize::new(1),

@@ -82,7 +82,19 @@ fn pick_next() -> Option<Arc<Thread>> {
 /// `exit_to_user_mode_loop()`.)
 pub fn leave_if_process_ended() {
     let me = current();
-    let ended = me.process.exit.lock().is_some() || me.leaving.load(Ordering::Relaxed);
+    let ended = me.process.ended.load(Ordering::Acquire) || me.leaving.load(Ordering::Relaxed);
+    drop(me);
+    if ended {
+        exit_current();
+    }
+}
+
+/// Everything a return to user mode must do, with one look at the current thread: act on a
+/// pending signal, then end the thread if its process has ended.
+pub fn kernel_exit(frame: &mut crate::arch::x86_64::trap::TrapFrame) {
+    let me = current();
+    crate::signal::deliver_pending(&me, frame);
+    let ended = me.process.ended.load(Ordering::Acquire) || me.leaving.load(Ordering::Relaxed);
     drop(me);
     if ended {
         exit_current();
@@ -91,12 +103,15 @@ pub fn leave_if_process_ended() {
 
 /// Has the current thread's process ended (so a blocking call should give up with `EINTR`)?
 pub fn killed() -> bool {
-    current().process.exit.lock().is_some()
+    current().process.ended.load(Ordering::Acquire)
 }
 
 /// Does the current thread have a signal to handle (so a blocking call returns `EINTR`)?
 pub fn signal_pending() -> bool {
     let me = current();
+    if me.signals.count.load(Ordering::Relaxed) == 0 {
+        return false;
+    }
     let blocked = me.blocked.load(Ordering::Relaxed);
     let pending = me.signals.pending.lock().iter().any(|s| (1u64 << (s.signo - 1)) & blocked == 0);
     pending
@@ -273,6 +288,7 @@ fn finish_process(process: &Arc<Process>, status: ExitStatus) {
             return;
         }
         *exit = Some(status);
+        process.ended.store(true, Ordering::Release);
     }
     // Close the files now; the address space goes when the last thread is reaped.
     *process.files.lock() = crate::fs::FdTable::empty();
