@@ -157,10 +157,9 @@ fn run_init() -> ! {
     log_info!("starting /init as pid {}", process.pid);
     task::sched::spawn(thread);
     arch::x86_64::timer::start();
-    fn thread_ref_dropped() {}
     let status = task::sched::wait_for(&process);
     x86_64::instructions::interrupts::disable();
-    drop((process, thread_ref_dropped()));
+    drop(process);
     task::sched::reap_now();
     console::finish_user_output();
     let left: alloc::vec::Vec<u32> = task::process::all().iter().map(|p| p.pid).filter(|&pid| pid > 0).collect();
@@ -182,7 +181,7 @@ fn run_init() -> ! {
     match status {
         task::ExitStatus::Exited(code) => console::announce(format_args!("init exited with status {code}")),
         task::ExitStatus::Signaled(sig) => {
-            console::announce(format_args!("init killed by signal {sig} ({})", task::fault::sig::name(sig)))
+            console::announce(format_args!("init killed by signal {sig} ({})", signal::sig::name(sig)))
         }
     }
     qemu::exit(ExitCode::Success)

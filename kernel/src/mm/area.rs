@@ -97,11 +97,17 @@ impl Mm {
         for piece in self.vmas.remove_range(start, end) {
             let mut addr = piece.start;
             while addr < piece.end {
-                if let Some(frame) = self.root().unmap_leaf(page(addr)) {
-                    frame::put(frame);
-                }
+                self.release_page(addr);
                 addr += PAGE_SIZE;
             }
+        }
+    }
+
+    /// Unmaps the page at `addr`, if mapped, and drops this address space's reference to its
+    /// frame (the frame is freed with its last sharer).
+    fn release_page(&mut self, addr: u64) {
+        if let Some(frame) = self.root().unmap_leaf(page(addr)) {
+            frame::put(frame);
         }
     }
 
@@ -197,8 +203,8 @@ impl Mm {
         while addr < end {
             if self.vmas.find(addr).is_none() {
                 hole = true;
-            } else if let Some(frame) = self.root().unmap_leaf(page(addr)) {
-                frame::put(frame);
+            } else {
+                self.release_page(addr);
             }
             addr += PAGE_SIZE;
         }

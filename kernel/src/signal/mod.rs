@@ -40,9 +40,33 @@ pub const SA_ONSTACK: u64 = 0x0800_0000;
 pub const SA_RESTORER: u64 = 0x0400_0000;
 pub const SA_NODEFER: u64 = 0x4000_0000;
 pub const SA_RESETHAND: u64 = 0x8000_0000;
-pub const SIGKILL: u8 = 9;
-pub const SIGSEGV: u8 = 11;
-pub const SIGSTOP: u8 = 19;
+pub use sig::{SIGKILL, SIGSEGV, SIGSTOP};
+
+/// Signal numbers (x86-64 Linux), in one place for the whole kernel.
+pub mod sig {
+    pub const SIGILL: u8 = 4;
+    pub const SIGTRAP: u8 = 5;
+    pub const SIGBUS: u8 = 7;
+    pub const SIGFPE: u8 = 8;
+    pub const SIGKILL: u8 = 9;
+    pub const SIGSEGV: u8 = 11;
+    pub const SIGPIPE: u8 = 13;
+    pub const SIGSTOP: u8 = 19;
+
+    /// The name of a signal, for reports.
+    pub fn name(sig: u8) -> &'static str {
+        match sig {
+            SIGILL => "SIGILL",
+            SIGTRAP => "SIGTRAP",
+            SIGBUS => "SIGBUS",
+            SIGFPE => "SIGFPE",
+            SIGKILL => "SIGKILL",
+            SIGSEGV => "SIGSEGV",
+            SIGPIPE => "SIGPIPE",
+            _ => "signal",
+        }
+    }
+}
 
 /// `struct sigaction` as the kernel ABI lays it out (x86-64): handler, flags, restorer, mask.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -105,6 +129,16 @@ pub struct ThreadSignals {
 }
 
 impl ThreadSignals {
+    /// The index of the lowest pending signal that `blocked` does not block.
+    pub fn first_deliverable(pending: &[SigInfo], blocked: u64) -> Option<usize> {
+        pending.iter().enumerate().filter(|(_, s)| bit(s.signo) & blocked == 0).min_by_key(|(_, s)| s.signo).map(|(i, _)| i)
+    }
+
+    /// Is a signal pending that `blocked` does not block? (One atomic load when none is.)
+    pub fn any_deliverable(&self, blocked: u64) -> bool {
+        self.count.load(Ordering::Relaxed) != 0 && Self::first_deliverable(&self.pending.lock(), blocked).is_some()
+    }
+
     /// Makes `info` pending.
     pub fn push(&self, info: SigInfo) {
         self.pending.lock().push(info);
@@ -172,13 +206,7 @@ pub fn deliver_pending(thread: &Arc<task::Thread>, frame: &mut TrapFrame) {
     let blocked = thread.blocked.load(Ordering::Relaxed);
     let info = {
         let mut pending = thread.signals.pending.lock();
-        let Some(i) = pending
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| bit(s.signo) & blocked == 0)
-            .min_by_key(|(_, s)| s.signo)
-            .map(|(i, _)| i)
-        else {
+        let Some(i) = ThreadSignals::first_deliverable(&pending, blocked) else {
             return;
         };
         thread.signals.count.fetch_sub(1, Ordering::Relaxed);

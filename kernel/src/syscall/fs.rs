@@ -91,7 +91,7 @@ fn write_from_user(f: &OpenFile, buf: u64, count: u64) -> Result<u64, Errno> {
                 Err(Errno::EPIPE) if done == 0 => {
                     // SIGPIPE's default action; the process ends at this syscall's kernel exit.
                     let me = task::current().process.clone();
-                    crate::task::sched::terminate(&me, crate::task::ExitStatus::Signaled(crate::task::fault::sig::SIGPIPE));
+                    crate::task::sched::terminate(&me, crate::task::ExitStatus::Signaled(crate::signal::sig::SIGPIPE));
                     return Err(Errno::EPIPE);
                 }
                 Err(_) => return Ok(done),

@@ -23,32 +23,8 @@
 use crate::arch::x86_64::trap::{vector, PageFaultError, TrapFrame};
 use crate::arch::x86_64::pkru;
 use crate::mm::area::{Access, SegvCode};
+use crate::signal::sig;
 use crate::task::{current, sched};
-
-/// Signal numbers (x86-64 Linux).
-pub mod sig {
-    pub const SIGILL: u8 = 4;
-    pub const SIGTRAP: u8 = 5;
-    pub const SIGBUS: u8 = 7;
-    pub const SIGFPE: u8 = 8;
-    pub const SIGKILL: u8 = 9;
-    pub const SIGSEGV: u8 = 11;
-    pub const SIGPIPE: u8 = 13;
-
-    /// The name of a signal.
-    pub fn name(sig: u8) -> &'static str {
-        match sig {
-            SIGILL => "SIGILL",
-            SIGTRAP => "SIGTRAP",
-            SIGBUS => "SIGBUS",
-            SIGFPE => "SIGFPE",
-            SIGKILL => "SIGKILL",
-            SIGSEGV => "SIGSEGV",
-            SIGPIPE => "SIGPIPE",
-            _ => "signal",
-        }
-    }
-}
 
 /// The trap hook for exceptions from user mode.
 pub fn user_exception(frame: &mut TrapFrame, cr2: u64) {

@@ -315,6 +315,16 @@ mod tests {
     }
 }
 
+/// A new thread or process starts with a copy of its creator's live FPU/SSE/AVX state (Linux:
+/// `fpu_clone()`).
+fn inherit_fpu(parent: &Thread, child: &Thread) {
+    if let (Some(mine), Some(theirs)) = (&parent.fpu, &child.fpu) {
+        let mut mine = mine.lock();
+        mine.save();
+        *theirs.lock() = mine.duplicate();
+    }
+}
+
 /// `clone()` flags pikku looks at (`include/uapi/linux/sched.h`).
 pub mod clone_flags {
     pub const CLONE_VM: u64 = 0x0000_0100;
@@ -356,11 +366,7 @@ pub fn clone_thread(parent_frame: &TrapFrame, flags: u64, stack: u64, parent_tid
     }
     let tid = Thread::allocate_tid();
     let child = Thread::new_user(parent.process.clone(), parent.mm.clone(), pkru::read(), &frame, Some(tid));
-    if let (Some(mine), Some(theirs)) = (&parent.fpu, &child.fpu) {
-        let mut mine = mine.lock();
-        mine.save();
-        *theirs.lock() = mine.duplicate();
-    }
+    inherit_fpu(&parent, &child);
     child.fs_base.store(if flags & CLONE_SETTLS != 0 { tls } else { cpu::fs_base() }, Ordering::Relaxed);
     if flags & CLONE_PARENT_SETTID != 0 {
         crate::mm::user::copy_to_user(parent_tid, &tid.to_le_bytes())?;
@@ -391,11 +397,7 @@ pub fn fork_process(parent_frame: &TrapFrame) -> Result<u64, pkeys::Errno> {
     let mut frame = parent_frame.clone();
     frame.rax = 0;
     let child = Thread::new_user(process, child_mm, pkru::read(), &frame, Some(pid));
-    if let (Some(mine), Some(theirs)) = (&parent.fpu, &child.fpu) {
-        let mut mine = mine.lock();
-        mine.save();
-        *theirs.lock() = mine.duplicate();
-    }
+    inherit_fpu(&parent, &child);
     child.fs_base.store(cpu::fs_base(), Ordering::Relaxed);
     child.blocked.store(parent.blocked.load(Ordering::Relaxed), Ordering::Relaxed);
     sched::spawn(child);

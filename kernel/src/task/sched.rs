@@ -81,12 +81,15 @@ fn pick_next() -> Option<Arc<Thread>> {
 /// kernel stack. (Linux checks pending fatal signals at the same place, in
 /// `exit_to_user_mode_loop()`.)
 pub fn leave_if_process_ended() {
-    let me = current();
-    let ended = me.process.ended.load(Ordering::Acquire) || me.leaving.load(Ordering::Relaxed);
-    drop(me);
-    if ended {
+    let leave = must_leave(&current());
+    if leave {
         exit_current();
     }
+}
+
+/// Must `me` end at this kernel exit? (Its process ended, or `execve` replaced it.)
+fn must_leave(me: &Thread) -> bool {
+    me.process.ended.load(Ordering::Acquire) || me.leaving.load(Ordering::Relaxed)
 }
 
 /// Everything a return to user mode must do, with one look at the current thread: act on a
@@ -94,9 +97,9 @@ pub fn leave_if_process_ended() {
 pub fn kernel_exit(frame: &mut crate::arch::x86_64::trap::TrapFrame) {
     let me = current();
     crate::signal::deliver_pending(&me, frame);
-    let ended = me.process.ended.load(Ordering::Acquire) || me.leaving.load(Ordering::Relaxed);
+    let leave = must_leave(&me);
     drop(me);
-    if ended {
+    if leave {
         exit_current();
     }
 }
@@ -109,11 +112,7 @@ pub fn killed() -> bool {
 /// Does the current thread have a signal to handle (so a blocking call returns `EINTR`)?
 pub fn signal_pending() -> bool {
     let me = current();
-    if me.signals.count.load(Ordering::Relaxed) == 0 {
-        return false;
-    }
-    let blocked = me.blocked.load(Ordering::Relaxed);
-    let pending = me.signals.pending.lock().iter().any(|s| (1u64 << (s.signo - 1)) & blocked == 0);
+    let pending = me.signals.any_deliverable(me.blocked.load(Ordering::Relaxed));
     pending
 }
 
