@@ -4,8 +4,9 @@
 #   make run  [BOOT=bios|uefi] [CPU=max|qemu64|…] [KVM=1] [LOG=quiet|info|debug] [QEMU_ARGS="…"]
 #             [INIT=path/to/static-elf [ARGS="…"] [FILES="host[:dest] …"]]
 #   make test
-#   make conformance  the conformance programs on pikku and on Debian's Linux 6.12 (same QEMU);
-#                     refreshes tests/golden/ and prints the comparison
+#   make conformance [ONLY=name-prefix]
+#                 the conformance programs on pikku and on Debian's Linux 6.12 (same QEMU);
+#                 refreshes tests/golden/ and prints the comparison
 #   make bench    instruction counts of the pkey hot paths, pikku against Linux, under
 #                 QEMU -icount; writes BENCHMARKS.md and docs/bench.svg
 #   make doc      API docs of the kernel and the host crates (target/doc, kernel/target/doc)
@@ -18,6 +19,7 @@ QEMU_ARGS ?=
 INIT ?=
 ARGS ?=
 FILES ?=
+ONLY ?=
 
 CARGO ?= cargo
 PIKKU_FLAGS = --boot $(BOOT) --cpu $(CPU) --log $(LOG) $(if $(filter 1,$(KVM)),--kvm,) \
@@ -48,7 +50,7 @@ test-qemu: setup
 	@$(CARGO) test --quiet -p tests --test qemu
 
 conformance: setup
-	@$(CARGO) run --quiet -p boot --bin pikku -- conformance
+	@$(CARGO) run --quiet -p boot --bin pikku -- conformance $(ONLY)
 
 bench: setup
 	@$(CARGO) run --quiet -p boot --bin pikku -- bench

@@ -165,7 +165,10 @@ fn conformance(only: Option<&str>) -> Result<i32, String> {
     let same = rows.iter().filter(|&&r| r).count();
     println!("{same} of {} identical ({:.0} s)", rows.len(), started.elapsed().as_secs_f64());
     if !changed.is_empty() {
-        eprintln!("\n*** LINUX ITSELF CHANGED: the golden files below were rewritten from this boot of Linux ***");
+        // Either a program under user/ changed (then this is expected: commit the new golden
+        // file) or Linux itself answers differently now (then find out why before committing).
+        eprintln!("\n*** LINUX'S OUTPUT CHANGED: the golden files below were rewritten from this boot of Linux;");
+        eprintln!("*** expected if the program changed, otherwise Linux itself did — review `git diff tests/golden` ***");
         for (name, diff) in &changed {
             eprintln!("  {name}: {diff:?}");
         }

@@ -73,6 +73,47 @@ __attribute__((no_stack_protector)) static int stack_thread_mapping(void *arg) {
     return 0;
 }
 
+/* test_pkru_sigreturn: the thread on the keyed stack denies key 0 (only its stack's key
+ * open), raises SIGUSR2 at itself, and the handler runs on the key-0 alternate stack with the
+ * default PKRU, so it may call printf. sigreturn must put back the thread's PKRU (and leave the
+ * alternate stack usable again), or the thread cannot resume. While key 0 is denied the thread
+ * touches nothing of key 0 — no libc call (raw `syscall` instructions), no global, no .rodata,
+ * no TLS, hence no stack protector (its canary is read from the main thread's TLS). */
+__attribute__((no_stack_protector)) static void sigusr2_printf(int sig, siginfo_t *si, void *ctx) {
+    (void)sig; (void)si; (void)ctx;
+    char local;
+    printf("SIGUSR2 handler: PKRU 0x%08x, on the alternate stack: %s\n", rdpkru(),
+           &local >= alt2 && &local < alt2 + sizeof alt2 ? "yes" : "no");
+    fflush(stdout);
+}
+
+static inline __attribute__((always_inline)) long raw_syscall3(long n, long a, long b, long c) {
+    long ret;
+    __asm__ volatile("syscall" : "=a"(ret) : "a"(n), "D"(a), "S"(b), "d"(c) : "rcx", "r11", "memory");
+    return ret;
+}
+
+__attribute__((no_stack_protector)) static int stack_thread_sigusr2(void *arg) {
+    (void)arg;
+    /* The message is built on this stack now: the compiler copies such initialisers from
+     * .rodata, which is key-0 memory and out of reach once key 0 is denied. */
+    volatile char msg[] = {'t', 'h', 'r', 'e', 'a', 'd', ' ', 'r', 'e', 's', 'u', 'm', 'e', 'd', ';', ' ',
+                           'P', 'K', 'R', 'U', ' ', 'a', 's', ' ', 'b', 'e', 'f', 'o', 'r', 'e', ':', ' ',
+                           'n', 'o', '\n', '\n'};
+    stack_t ss = {.ss_sp = alt2, .ss_size = sizeof alt2};
+    sigaltstack(&ss, 0);
+    uint32_t mine = 0x55555555u & ~(3u << (2 * stack_key)); /* key 0 denied, the stack's key open */
+    wrpkru(mine);
+    /* From here on: registers and this (keyed) stack only. */
+    raw_syscall3(SYS_tkill, raw_syscall3(SYS_gettid, 0, 0, 0), SIGUSR2, 0);
+    uint32_t now = rdpkru();
+    long len = sizeof msg - 1; /* "no\n" */
+    if (now == mine) { msg[32] = 'y'; msg[33] = 'e'; msg[34] = 's'; len = sizeof msg; }
+    raw_syscall3(SYS_write, 1, (long)msg, len);
+    raw_syscall3(SYS_exit, 0, 0, 0);
+    return 0;
+}
+
 static void run_on_keyed_stack(int (*fn)(void *), const char *what) {
     fflush(stdout);
     pid_t c = fork();
@@ -80,8 +121,10 @@ static void run_on_keyed_stack(int (*fn)(void *), const char *what) {
         stack_key = pk_alloc(0, 0);
         char *stack = mmap(0, 65536, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         pk_mprotect(stack, 65536, PROT_READ | PROT_WRITE, stack_key);
-        clone(fn, stack + 65536 - 64, CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM, 0);
-        for (;;) pause();
+        int tid = clone(fn, stack + 65536 - 64, CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM, 0);
+        /* As the selftest waits: until the thread is gone (or the process ends under us). */
+        while (syscall(SYS_tkill, tid, 0) == 0) sched_yield();
+        _exit(0);
     }
     int st;
     waitpid(c, &st, 0);
@@ -206,9 +249,16 @@ int main(void) {
     sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
     sigaction(SIGSEGV, &sa, 0);
     run_on_keyed_stack(stack_thread_mapping, "thread on a keyed stack, key 0 denied, fault (11 = SEGV_MAPERR on the altstack)");
-    /* 6. Hostile frames and handlers: each kills the process with SIGSEGV. (The children put
-     * SIGSEGV back to its default first: with the handler above it would loop, on Linux too.) */
+    /* 5e. test_pkru_sigreturn: SIGSEGV back to its default (a fault must kill); SIGUSR2 on the
+     *     alternate stack; the thread resumes after sigreturn with its own PKRU and writes. */
     signal(SIGSEGV, SIG_DFL);
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = sigusr2_printf;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigaction(SIGUSR2, &sa, 0);
+    run_on_keyed_stack(stack_thread_sigusr2, "thread on a keyed stack, key 0 denied, SIGUSR2 on the altstack, sigreturn");
+    /* 6. Hostile frames and handlers: each kills the process with SIGSEGV (SIGSEGV has its
+     * default action again since 5e). */
     if ((c = fork()) == 0) {
         memset(&sa, 0, sizeof sa);
         sa.sa_handler = (void (*)(int))0xffff800000001000UL; /* a kernel address */
