@@ -103,6 +103,7 @@ fn user_programs(tally: &mut Tally, kernel: &std::path::Path) {
         ("poweroff.max", &["power off requested by pid 1 (reboot)"]),
         ("faults-priv.max", &["pid 1 (init): SIGSEGV general protection fault (SI_KERNEL)"]),
         ("signals.max", &["bad rt_sigreturn frame: SIGSEGV", "cannot deliver signal 10 (bad frame): SIGSEGV"]),
+        ("signals.qemu64", &["bad rt_sigreturn frame: SIGSEGV", "cannot deliver signal 10 (bad frame): SIGSEGV"]),
         ("faults-rodata.max", &["pid 1 (init): SIGSEGV SEGV_ACCERR"]),
         ("faults-jump.max", &["pid 1 (init): SIGSEGV SEGV_MAPERR at rip=0x7000deadb000 addr=0x7000deadb000"]),
         ("faults-ud2.max", &["pid 1 (init): SIGILL ILL_ILLOPN"]),

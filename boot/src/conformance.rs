@@ -36,6 +36,7 @@ pub const CASES: &[Case] = &[
     Case { program: "faults", args: &["jump"], cpu: "max" },
     Case { program: "faults", args: &["ud2"], cpu: "max" },
     Case { program: "signals", args: &[], cpu: "max" },
+    Case { program: "signals", args: &[], cpu: "qemu64" },
     Case { program: "threads", args: &[], cpu: "max" },
     Case { program: "threads", args: &[], cpu: "qemu64" },
     Case { program: "procs", args: &[], cpu: "max" },

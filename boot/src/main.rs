@@ -1,7 +1,7 @@
 //! `pikku` — build, boot and test pikku from the host. `make run` and `make test` call it.
 //!
 //! ```text
-//! pikku run  [--boot bios|uefi] [--cpu MODEL] [--kvm] [--log quiet|info|debug] [--qemu-args "…"]
+//! pikku run  [--boot bios|uefi] [--cpu MODEL] [--kvm] [--release] [--log quiet|info|debug] [--qemu-args "…"]
 //!            [--init PROGRAM [--args "…"] [--files "HOST[:DEST] …"]]
 //! pikku test [--boot bios|uefi] [--cpu MODEL] [--kvm] [--log …] [--qemu-args "…"] [--timeout SECS]
 //! pikku conformance [NAME-PREFIX]   (only the cases whose name starts with it)
@@ -33,16 +33,18 @@ struct Args {
     qemu: Qemu,
     log: LogLevel,
     timeout: Duration,
+    /// `run --release`: boot the optimized kernel (the one `bench` measures).
+    release: bool,
 }
 
 fn usage() -> String {
-    "usage: pikku run|test [--boot bios|uefi] [--cpu MODEL] [--kvm] [--log quiet|info|debug] [--qemu-args \"…\"] [--timeout SECS]".into()
+    "usage: pikku run|test [--boot bios|uefi] [--cpu MODEL] [--kvm] [--release] [--log quiet|info|debug] [--qemu-args \"…\"] [--timeout SECS]".into()
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
     let command = it.next().ok_or_else(usage)?;
-    let mut args = Args { command, only: None, init: None, qemu: Qemu::default(), log: LogLevel::Info, timeout: Duration::from_secs(60) };
+    let mut args = Args { command, only: None, init: None, qemu: Qemu::default(), log: LogLevel::Info, timeout: Duration::from_secs(60), release: false };
     let (mut program_args, mut files) = (Vec::new(), Vec::new());
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value\n{}", usage()));
@@ -53,6 +55,7 @@ fn parse_args() -> Result<Args, String> {
             }
             "--cpu" => args.qemu.cpu = value()?,
             "--kvm" => args.qemu.kvm = true,
+            "--release" => args.release = true,
             "--log" => {
                 let v = value()?;
                 args.log = LogLevel::parse(&v).ok_or_else(|| format!("--log {v}: expected quiet, info or debug"))?;
@@ -99,7 +102,7 @@ fn parse_args() -> Result<Args, String> {
 
 fn run(args: &Args) -> Result<i32, String> {
     qemu::check_installed(args.qemu.firmware)?;
-    let kernel = build::kernel(Kernel::Run)?;
+    let kernel = build::kernel(if args.release { Kernel::Release } else { Kernel::Run })?;
     // Without --init: pikku's demo (user/musl/demo.c).
     let demo;
     let init = match &args.init {

@@ -131,6 +131,15 @@ static void run_on_keyed_stack(int (*fn)(void *), const char *what) {
     status(what, st);
 }
 
+static int corrupt_kind;
+static void corrupt_fpstate(int sig, siginfo_t *si, void *ctx) {
+    (void)sig; (void)si;
+    unsigned char *fx = (unsigned char *)((ucontext_t *)ctx)->uc_mcontext.fpregs;
+    if (corrupt_kind == 0) *(uint32_t *)(fx + 24) |= 1u << 31;   /* MXCSR bit 31: reserved */
+    else if (corrupt_kind == 1) fx[530] = 1;                     /* XSAVE header bytes 520..575 */
+    else *(uint64_t *)(fx + 512) |= 1ull << 62;                  /* XSTATE_BV bit 62 */
+}
+
 static void __attribute__((noinline)) deny_everything_and_return(void) {
     wrpkru(0x55555555); /* key 0 too: the stack becomes inaccessible */
 }
@@ -145,13 +154,49 @@ static void on_usr2(int sig) {
 }
 
 
-int main(void) {
-    if (!ospke()) {
-        printf("no protection keys\n");
-        return 0;
-    }
-    /* 1. A protection-key fault caught and repaired by its handler. */
+/* The interrupted code's FPU state survives a handler, and the handler starts from a clean
+ * one: xmm2 and MXCSR (rounding mode "down") are set, SIGUSR1 is raised by a `syscall` inside
+ * the same asm block (so the compiler cannot spill or reload them), and read back after
+ * sigreturn; the handler records what it found and then clobbers both. */
+static volatile uint64_t handler_xmm2;
+static volatile uint32_t handler_mxcsr;
+static void look_at_fpu(int sig) {
+    (void)sig;
+    uint64_t x;
+    uint32_t m, down = 0x3f80 ^ 0x6000; /* round up: not the caller's, not the default */
+    __asm__ volatile("movq %%xmm2, %0\n stmxcsr %1" : "=r"(x), "=m"(m));
+    handler_xmm2 = x;
+    handler_mxcsr = m;
+    __asm__ volatile("pcmpeqd %%xmm2, %%xmm2\n ldmxcsr %0" : : "m"(down) : "xmm2");
+}
+
+static void fpu_across_a_handler(void) {
+    signal(SIGUSR1, look_at_fpu);
+    uint64_t in = 0x1122334455667788ull, out;
+    uint32_t mx = 0x3f80, mx_after, dflt = 0x1f80;
+    long nr = SYS_kill;
+    __asm__ volatile("ldmxcsr %[mx]\n movq %[in], %%xmm2\n syscall\n movq %%xmm2, %[out]\n stmxcsr %[mxa]\n ldmxcsr %[dflt]"
+                     : [out] "=r"(out), [mxa] "=m"(mx_after), "+a"(nr)
+                     : [in] "r"(in), [mx] "m"(mx), [dflt] "m"(dflt), "D"((long)getpid()), "S"((long)SIGUSR1)
+                     : "rcx", "r11", "xmm2", "memory");
+    printf("FPU state across a handler: xmm2 %s, MXCSR 0x%04x; the handler started with xmm2 = %llu and MXCSR 0x%04x\n",
+           out == in ? "kept" : "LOST", mx_after, (unsigned long long)handler_xmm2, handler_mxcsr);
+    signal(SIGUSR1, SIG_DFL);
+}
+
+/* CPUID.1:ECX[27] — the OS has enabled XSAVE (so signal frames carry an XSAVE image). */
+static int osxsave(void) {
+    uint32_t a = 1, b, c = 0, d;
+    __asm__ volatile("cpuid" : "+a"(a), "=b"(b), "+c"(c), "=d"(d));
+    return (c >> 27) & 1;
+}
+
+/* The cases that need protection keys (skipped on a CPU without PKU). */
+static void key_cases(void) {
     struct sigaction sa;
+    pid_t c;
+    int st;
+    /* 1. A protection-key fault caught and repaired by its handler. */
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = on_segv;
     sa.sa_flags = SA_SIGINFO;
@@ -176,44 +221,6 @@ int main(void) {
     raise(SIGUSR1);
     printf("SIGUSR1 handled %d time(s); PKRU after it = 0x%08x\n", usr1_count, rdpkru());
     wrpkru(0x55555554);
-
-    /* 3. An alternate stack. */
-    stack_t ss = {.ss_sp = altstack, .ss_size = sizeof altstack, .ss_flags = 0};
-    printf("sigaltstack = %d\n", sigaltstack(&ss, 0));
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_usr2;
-    sa.sa_flags = SA_ONSTACK;
-    sigaction(SIGUSR2, &sa, 0);
-    raise(SIGUSR2);
-    printf("SIGUSR2 handler ran on the alternate stack: %s\n", on_alt ? "yes" : "no");
-
-    /* 4. A signal from the parent interrupts pause() in the child, whose handler runs. */
-    fflush(stdout);
-    pid_t c = fork();
-    if (c == 0) {
-        signal(SIGTERM, on_term);
-        while (!term_flag) pause();
-        _exit(3);
-    }
-    struct timespec t = {0, 20000000};
-    nanosleep(&t, 0);
-    kill(c, SIGTERM);
-    int st;
-    waitpid(c, &st, 0);
-    status("child with a SIGTERM handler", st);
-
-    /* 5. SA_RESETHAND: the second signal takes the default action. */
-    if ((c = fork()) == 0) {
-        memset(&sa, 0, sizeof sa);
-        sa.sa_handler = on_usr1;
-        sa.sa_flags = SA_RESETHAND;
-        sigaction(SIGUSR1, &sa, 0);
-        raise(SIGUSR1);
-        raise(SIGUSR1);
-        _exit(0);
-    }
-    waitpid(c, &st, 0);
-    status("SA_RESETHAND, raised twice", st);
 
     /* 5b. test_sigsegv_handler_with_pkey0_disabled: PKRU = 0x55555555, *(int *)1 = 1 -> the
      *     handler still runs (the frame is written with every key open), on the default PKRU,
@@ -257,8 +264,58 @@ int main(void) {
     sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
     sigaction(SIGUSR2, &sa, 0);
     run_on_keyed_stack(stack_thread_sigusr2, "thread on a keyed stack, key 0 denied, SIGUSR2 on the altstack, sigreturn");
-    /* 6. Hostile frames and handlers: each kills the process with SIGSEGV (SIGSEGV has its
-     * default action again since 5e). */
+}
+
+int main(void) {
+    int pk = ospke();
+    printf("protection keys: %s\n", pk ? "yes" : "no");
+    struct sigaction sa;
+    pid_t c;
+    int st;
+    fpu_across_a_handler();
+
+    /* 3. An alternate stack. */
+    stack_t ss = {.ss_sp = altstack, .ss_size = sizeof altstack, .ss_flags = 0};
+    printf("sigaltstack = %d\n", sigaltstack(&ss, 0));
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_usr2;
+    sa.sa_flags = SA_ONSTACK;
+    sigaction(SIGUSR2, &sa, 0);
+    raise(SIGUSR2);
+    printf("SIGUSR2 handler ran on the alternate stack: %s\n", on_alt ? "yes" : "no");
+
+    /* 4. A signal from the parent interrupts pause() in the child, whose handler runs. */
+    fflush(stdout);
+    c = fork();
+    if (c == 0) {
+        signal(SIGTERM, on_term);
+        while (!term_flag) pause();
+        _exit(3);
+    }
+    struct timespec t = {0, 20000000};
+    nanosleep(&t, 0);
+    kill(c, SIGTERM);
+    waitpid(c, &st, 0);
+    status("child with a SIGTERM handler", st);
+
+    /* 5. SA_RESETHAND: the second signal takes the default action. */
+    if ((c = fork()) == 0) {
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_usr1;
+        sa.sa_flags = SA_RESETHAND;
+        sigaction(SIGUSR1, &sa, 0);
+        raise(SIGUSR1);
+        raise(SIGUSR1);
+        _exit(0);
+    }
+    waitpid(c, &st, 0);
+    status("SA_RESETHAND, raised twice", st);
+
+    if (pk) key_cases();
+    /* From here on SIGSEGV has its default action. */
+    signal(SIGSEGV, SIG_DFL);
+
+    /* 6. Hostile frames and handlers: each kills the process with SIGSEGV. */
     if ((c = fork()) == 0) {
         memset(&sa, 0, sizeof sa);
         sa.sa_handler = (void (*)(int))0xffff800000001000UL; /* a kernel address */
@@ -281,6 +338,24 @@ int main(void) {
         }
         waitpid(c, &st, 0);
         status(v ? "rt_sigreturn to a non-canonical RIP" : "rt_sigreturn with a kernel CS", st);
+    }
+    /* A handler that corrupts the FPU image in its frame: a reserved MXCSR bit, a reserved
+     * byte of the XSAVE header, an XSTATE_BV bit XCR0 does not have. XRSTOR would #GP on each;
+     * rt_sigreturn must turn that into SIGSEGV for the program, not a kernel fault. */
+    for (int v = 0; v < (osxsave() ? 3 : 1); v++) { /* the header cases need an XSAVE image */
+        if ((c = fork()) == 0) {
+            corrupt_kind = v;
+            memset(&sa, 0, sizeof sa);
+            sa.sa_sigaction = corrupt_fpstate;
+            sa.sa_flags = SA_SIGINFO;
+            sigaction(SIGUSR1, &sa, 0);
+            raise(SIGUSR1);
+            _exit(0);
+        }
+        waitpid(c, &st, 0);
+        static const char *what[] = {"frame with a reserved MXCSR bit", "frame with a reserved XSAVE header byte",
+                                     "frame with an XSTATE_BV bit outside XCR0"};
+        status(what[v], st);
     }
     if ((c = fork()) == 0) {
         /* No stack to write a frame on. */

@@ -1,18 +1,27 @@
 //! The x86-64 rt signal frame: building it (Linux `x64_setup_rt_frame()`, `get_sigframe()`,
 //! `copy_fpstate_to_sigframe()`) and taking it down (`rt_sigreturn`, `restore_sigcontext()`,
 //! `fpu__restore_sig()`).
+//!
+//! The FPU image goes straight between the CPU and the user stack, as in Linux: XSAVE into the
+//! frame, XRSTOR out of it, both recoverable ([`uaccess::fpu_save_to_user`]). The thread's FPU
+//! state lives in the CPU while it runs (the context switch saves it), so nothing passes
+//! through the thread's kernel save area. Around the XSAVE the kernel adds what the CPU does
+//! not write: a zeroed XSAVE header first (XSAVE writes only XSTATE_BV, and XRSTOR refuses
+//! non-zero reserved bytes), the `_fpx_sw_bytes` in the legacy region's software bytes 464..511,
+//! FP_XSTATE_MAGIC2 after the area, and the PKRU the interrupted code had (Linux
+//! `update_pkru_in_sigframe()`): the live PKRU is 0 while the frame is written.
 
 use alloc::sync::Arc;
-use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 use pkeys::{Errno, Pkru};
 
 use super::{SigAction, SigInfo, SA_ONSTACK, SA_RESTORER};
-use crate::arch::x86_64::fpu::{self, FpuState, Method, XFEATURE_PKRU};
+use crate::arch::x86_64::fpu::{self, Method, XFEATURE_PKRU};
 use crate::arch::x86_64::gdt::{USER_CS, USER_SS};
 use crate::arch::x86_64::paging::USER_END;
 use crate::arch::x86_64::pkru;
 use crate::arch::x86_64::trap::TrapFrame;
+use crate::arch::x86_64::uaccess::{self, FpImage};
 use crate::mm::user;
 use crate::task::Thread;
 
@@ -31,11 +40,51 @@ const SIGINFO_OFFSET: u64 = UC_OFFSET + 304;
 /// CF, RF.
 const FIX_EFLAGS: u64 = 0x40000 | 0x800 | 0x400 | 0x100 | 0x80 | 0x40 | 0x10 | 0x4 | 0x1 | 0x10000;
 
+/// Offsets in the XSAVE image (Intel SDM Vol. 1 §13.4): MXCSR in the legacy region, the
+/// software-available bytes Linux fills with `struct _fpx_sw_bytes`, the XSAVE header.
+const SW_BYTES: u64 = 464;
+const XSAVE_HEADER: u64 = 512;
+const XSAVE_HEADER_SIZE: usize = 64;
+
+/// The image size (CPUID.(0Dh,0).EBX for the enabled components, or FXSAVE's 512 bytes).
 fn xstate_size() -> usize {
     match fpu::method() {
         Method::Xsave { size, .. } => size,
         Method::Fxsave => 512,
     }
+}
+
+/// `struct _fpx_sw_bytes` (arch/x86/include/uapi/asm/sigcontext.h): magic1, extended_size (the
+/// image plus MAGIC2), xfeatures, xstate_size, then 28 reserved bytes that stay zero.
+fn sw_bytes(xcr0: u64, xsize: u64) -> [u8; 48] {
+    let mut b = [0u8; 48];
+    b[0..4].copy_from_slice(&FP_XSTATE_MAGIC1.to_le_bytes());
+    b[4..8].copy_from_slice(&((xsize + 4) as u32).to_le_bytes());
+    b[8..16].copy_from_slice(&xcr0.to_le_bytes());
+    b[16..20].copy_from_slice(&(xsize as u32).to_le_bytes());
+    b
+}
+
+/// Writes the FPU image for a signal frame at `buf_fx` (Linux `copy_fpstate_to_sigframe()`),
+/// with `interrupted_pkru` in its PKRU slot. Runs with PKRU all open.
+fn save_fpstate(buf_fx: u64, interrupted_pkru: Pkru) -> Result<(), Errno> {
+    let xsize = xstate_size() as u64;
+    match fpu::method() {
+        Method::Fxsave => uaccess::fpu_save_to_user(buf_fx, FpImage::Fxsave, 512)?,
+        Method::Xsave { xcr0, .. } => {
+            user::copy_to_user(buf_fx + XSAVE_HEADER, &[0u8; XSAVE_HEADER_SIZE])?;
+            // PKRU is masked out: the live value is the "all open" one used for writing.
+            uaccess::fpu_save_to_user(buf_fx, FpImage::Xsave(xcr0 & !XFEATURE_PKRU), xsize as usize)?;
+            user::copy_to_user(buf_fx + SW_BYTES, &sw_bytes(xcr0, xsize))?;
+            user::copy_to_user(buf_fx + xsize, &FP_XSTATE_MAGIC2.to_le_bytes())?;
+            if let Some(off) = fpu::pkru_offset() {
+                user::copy_to_user(buf_fx + off as u64, &interrupted_pkru.bits().to_le_bytes())?;
+                let bv = user::read_u64(buf_fx + XSAVE_HEADER)?;
+                user::write_u64(buf_fx + XSAVE_HEADER, bv | XFEATURE_PKRU)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The sigcontext registers in their ABI order (r8 … rip, eflags).
@@ -62,29 +111,11 @@ pub fn setup(thread: &Arc<Thread>, frame: &mut TrapFrame, info: &SigInfo, action
     sp = (sp.wrapping_sub(FRAME_SIZE) & !15).wrapping_sub(8);
     let frame_addr = sp;
 
-    // The FPU image: the live state, PKRU slot = the interrupted code's PKRU.
     let orig_pkru = pkru::read();
-    let mut area: Vec<u8> = {
-        let fpu = thread.fpu.as_ref().ok_or(Errno::EFAULT)?;
-        let mut state = fpu.lock();
-        state.save();
-        state.bytes()[..xsize as usize].to_vec()
-    };
     let xsave = matches!(fpu::method(), Method::Xsave { .. });
-    if let Method::Xsave { xcr0, .. } = fpu::method() {
-        area[464..468].copy_from_slice(&FP_XSTATE_MAGIC1.to_le_bytes());
-        area[468..472].copy_from_slice(&((xsize + 4) as u32).to_le_bytes());
-        area[472..480].copy_from_slice(&xcr0.to_le_bytes());
-        area[480..484].copy_from_slice(&(xsize as u32).to_le_bytes());
-        if let Some(off) = fpu::pkru_offset() {
-            area[off..off + 4].copy_from_slice(&orig_pkru.bits().to_le_bytes());
-            let bv = u64::from_le_bytes(area[512..520].try_into().unwrap()) | XFEATURE_PKRU;
-            area[512..520].copy_from_slice(&bv.to_le_bytes());
-        }
-    }
 
-    // ucontext, siginfo.
-    let mut f = alloc::vec![0u8; FRAME_SIZE as usize];
+    // ucontext, siginfo: built on the kernel stack, copied out in one piece.
+    let mut f = [0u8; FRAME_SIZE as usize];
     let mut put = |at: u64, bytes: &[u8]| f[at as usize..at as usize + bytes.len()].copy_from_slice(bytes);
     put(0, &action.restorer.to_le_bytes());
     let uc_flags = UC_SIGCONTEXT_SS | UC_STRICT_RESTORE_SS | if xsave { UC_FP_XSTATE } else { 0 };
@@ -112,19 +143,15 @@ pub fn setup(thread: &Arc<Thread>, frame: &mut TrapFrame, info: &SigInfo, action
     // Write it all with every key open (Linux `sig_prepare_pkru()`): a stack guarded by a key
     // can still take the frame.
     pkru::write(Pkru::ALL_OPEN);
-    let written = user::copy_to_user(buf_fx, &area)
-        .and_then(|()| user::copy_to_user(buf_fx + xsize, &FP_XSTATE_MAGIC2.to_le_bytes()))
-        .and_then(|()| user::copy_to_user(frame_addr, &f));
+    let written = save_fpstate(buf_fx, orig_pkru).and_then(|()| user::copy_to_user(frame_addr, &f));
     if let Err(e) = written {
         pkru::write(orig_pkru);
         return Err(e);
     }
     // The handler runs with the default PKRU and a clean FPU (Linux `fpu__clear_user_states()`).
     pkru::write(Pkru::INIT);
-    if let Some(fpu) = &thread.fpu {
-        let clean = FpuState::new_initial();
-        clean.restore();
-        *fpu.lock() = clean;
+    if thread.fpu.is_some() {
+        fpu::load_initial();
     }
     frame.rip = action.handler;
     frame.rsp = frame_addr;
@@ -192,40 +219,36 @@ pub fn sigreturn(thread: &Arc<Thread>, frame: &mut TrapFrame) -> Result<u64, Err
     Ok(rax)
 }
 
-/// Loads the FPU state (and PKRU) from the frame's XSAVE area, after checking everything
-/// XRSTOR would otherwise fault on inside the kernel. No area: the initial state and the
-/// default PKRU (Linux `fpu__clear_user_states()`).
+/// Loads the FPU state (and PKRU) from the frame's image (Linux `fpu__restore_sig()`): the
+/// software bytes say which components the image holds (without MAGIC1, a legacy-only image:
+/// x87|SSE); one XRSTOR straight from user memory loads them — PKRU included — and puts the
+/// components the mask covers but the image's XSTATE_BV lacks in their initial state. Whatever
+/// XRSTOR refuses (reserved header bytes, XSTATE_BV outside XCR0, reserved MXCSR bits, a
+/// misaligned area) faults, is recovered, and becomes SIGSEGV, as on Linux. No image at all:
+/// the initial state and the default PKRU (Linux `fpu__clear_user_states()`).
+///
+/// (Measured: QEMU 7.2's XRSTOR does not check MXCSR's reserved bits, so there a frame with
+/// one loads — on Linux and pikku alike; a real CPU raises #GP, and both kernels kill.)
 fn restore_fpu(thread: &Arc<Thread>, fpstate: u64) -> Result<(), Errno> {
-    let Some(fpu_slot) = &thread.fpu else { return Ok(()) };
+    if thread.fpu.is_none() {
+        return Ok(());
+    }
     if fpstate == 0 {
-        let clean = FpuState::new_initial();
-        clean.restore();
-        *fpu_slot.lock() = clean;
+        fpu::load_initial();
         pkru::write(Pkru::INIT);
         return Ok(());
     }
     let xsize = xstate_size();
-    let mut area = alloc::vec![0u8; xsize];
-    user::copy_from_user(&mut area, fpstate)?;
-    let mxcsr = u32::from_le_bytes(area[24..28].try_into().unwrap());
-    if mxcsr & !fpu::mxcsr_mask() != 0 {
-        return Err(Errno::EFAULT);
-    }
-    let mut state = FpuState::new_initial();
-    let mask = match fpu::method() {
+    match fpu::method() {
+        Method::Fxsave => uaccess::fpu_restore_from_user(fpstate, FpImage::Fxsave, 512)?,
         Method::Xsave { xcr0, .. } => {
-            let magic_ok = u32::from_le_bytes(area[464..468].try_into().unwrap()) == FP_XSTATE_MAGIC1;
-            let xfeatures = if magic_ok { u64::from_le_bytes(area[472..480].try_into().unwrap()) } else { 0b11 };
-            let bv = u64::from_le_bytes(area[512..520].try_into().unwrap());
-            if bv & !xcr0 != 0 || area[520..576].iter().any(|&b| b != 0) {
-                return Err(Errno::EFAULT);
-            }
-            xfeatures & xcr0
+            let mut sw = [0u8; 48];
+            user::copy_from_user(&mut sw, fpstate + SW_BYTES)?;
+            let magic_ok = u32::from_le_bytes(sw[0..4].try_into().unwrap()) == FP_XSTATE_MAGIC1;
+            let xfeatures = if magic_ok { u64::from_le_bytes(sw[8..16].try_into().unwrap()) } else { 0b11 };
+            let mask = (xfeatures & xcr0) | fpu::user_restore_mask();
+            uaccess::fpu_restore_from_user(fpstate, FpImage::Xsave(mask), xsize)?;
         }
-        Method::Fxsave => 0,
-    };
-    state.load_bytes(&area);
-    state.restore_with(mask | fpu::user_restore_mask());
-    *fpu_slot.lock() = state;
+    }
     Ok(())
 }

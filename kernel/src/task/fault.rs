@@ -16,9 +16,10 @@
 //! | #DB, #BP                  | SIGTRAP | —                                  |
 //! | #NP, #SS, #AC             | SIGBUS  | —                                  |
 //!
-//! There are no signal handlers yet, so every one of these takes the default action: the
-//! process dies with that signal, and the console gets one line saying what happened, e.g.
-//! `[ 0.412 warn] pid 1 (init): SIGSEGV SEGV_PKUERR at rip=0x401136 addr=0x7f0000001000 pkey=1`.
+//! With a handler installed (and the signal not blocked) the handler runs; otherwise the process
+//! dies with that signal, and the console gets one line saying what happened, e.g.
+//! `[ 0.412 warn] pid 1 (init): SIGSEGV SEGV_PKUERR pkey=1 at rip=0x401136 addr=0x7f0000001000`.
+//! The line is formatted only when it is printed: a fault a handler catches costs no text.
 
 use crate::arch::x86_64::trap::{vector, PageFaultError, TrapFrame};
 use crate::arch::x86_64::pkru;
@@ -56,37 +57,58 @@ fn handle(frame: &mut TrapFrame, cr2: u64) {
             drop(thread);
             match result {
                 Ok(()) => {}
-                Err(SegvCode::OutOfMemory) => die(frame, sig::SIGBUS, 2, "out of memory", Some(cr2), 0),
+                Err(SegvCode::OutOfMemory) => die(frame, sig::SIGBUS, 2, "out of memory", Some(cr2), None),
                 Err(code) => {
-                    let (si_code, text, key) = match code {
-                        SegvCode::MapErr => (1, alloc::format!("SEGV_MAPERR"), 0),
-                        SegvCode::AccErr => (2, alloc::format!("SEGV_ACCERR"), 0),
-                        SegvCode::PkuErr(key) => (4, alloc::format!("SEGV_PKUERR pkey={key}"), key.index() as u32),
+                    let (si_code, what, key) = match code {
+                        SegvCode::MapErr => (1, "SEGV_MAPERR", None),
+                        SegvCode::AccErr => (2, "SEGV_ACCERR", None),
+                        SegvCode::PkuErr(key) => (4, "SEGV_PKUERR", Some(key.index() as u32)),
                         SegvCode::OutOfMemory => unreachable!(),
                     };
-                    die(frame, sig::SIGSEGV, si_code, &text, Some(cr2), key)
+                    die(frame, sig::SIGSEGV, si_code, what, Some(cr2), key)
                 }
             }
         }
-        13 => die(frame, sig::SIGSEGV, 0x80, "general protection fault (SI_KERNEL)", None, 0),
-        6 => die(frame, sig::SIGILL, 2, "ILL_ILLOPN invalid opcode", None, 0),
-        0 => die(frame, sig::SIGFPE, 1, "FPE_INTDIV divide error", None, 0),
-        16 | 19 => die(frame, sig::SIGFPE, 0, "floating-point exception", None, 0),
-        1 | 3 => die(frame, sig::SIGTRAP, 1, "trace/breakpoint trap", None, 0),
-        11 | 12 | 17 => die(frame, sig::SIGBUS, 2, crate::arch::x86_64::trap::vector_name(frame.vector), None, 0),
-        v => die(frame, sig::SIGSEGV, 0x80, crate::arch::x86_64::trap::vector_name(v), None, 0),
+        13 => die(frame, sig::SIGSEGV, 0x80, "general protection fault (SI_KERNEL)", None, None),
+        6 => die(frame, sig::SIGILL, 2, "ILL_ILLOPN invalid opcode", None, None),
+        0 => die(frame, sig::SIGFPE, 1, "FPE_INTDIV divide error", None, None),
+        16 | 19 => die(frame, sig::SIGFPE, 0, "floating-point exception", None, None),
+        1 | 3 => die(frame, sig::SIGTRAP, 1, "trace/breakpoint trap", None, None),
+        11 | 12 | 17 => die(frame, sig::SIGBUS, 2, crate::arch::x86_64::trap::vector_name(frame.vector), None, None),
+        v => die(frame, sig::SIGSEGV, 0x80, crate::arch::x86_64::trap::vector_name(v), None, None),
     }
 }
 
 /// A fault signal: its handler runs (when the fault hook returns), or — no handler, or the
 /// signal blocked — the process dies by it, and the console gets the report line (Linux prints
 /// its `segfault at …` line only for unhandled signals, too).
-fn die(frame: &TrapFrame, signal: u8, si_code: i32, what: &str, addr: Option<u64>, pkey: u32) {
-    let info = crate::signal::SigInfo { signo: signal, code: si_code, addr: addr.unwrap_or(0), pkey };
+fn die(frame: &TrapFrame, signal: u8, si_code: i32, what: &str, addr: Option<u64>, pkey: Option<u32>) {
+    let info = crate::signal::SigInfo { signo: signal, code: si_code, addr: addr.unwrap_or(0), pkey: pkey.unwrap_or(0) };
     if crate::signal::force_fault(info) {
         return;
     }
     let process = current().process.clone();
-    let addr = addr.map(|a| alloc::format!(" addr={a:#x}")).unwrap_or_default();
-    crate::log_warn!("pid {} ({}): {} {} at rip={:#x}{}", process.pid, process.name.lock(), sig::name(signal), what, frame.rip, addr);
+    crate::log_warn!(
+        "pid {} ({}): {} {}{} at rip={:#x}{}",
+        process.pid,
+        process.name.lock(),
+        sig::name(signal),
+        what,
+        Field(" pkey=", pkey.map(u64::from), false),
+        frame.rip,
+        Field(" addr=", addr, true)
+    );
+}
+
+/// ` name=value` in the report line when there is a value, nothing otherwise.
+struct Field(&'static str, Option<u64>, bool);
+
+impl core::fmt::Display for Field {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match (self.1, self.2) {
+            (None, _) => Ok(()),
+            (Some(v), true) => write!(f, "{}{v:#x}", self.0),
+            (Some(v), false) => write!(f, "{}{v}", self.0),
+        }
+    }
 }

@@ -30,7 +30,7 @@ pub enum Method {
 }
 
 static METHOD: Once<Method> = Once::new();
-static MXCSR_MASK: Once<u32> = Once::new();
+static INITIAL: Once<FpuState> = Once::new();
 
 /// XCR0 bit of PKRU.
 pub const XFEATURE_PKRU: u64 = 1 << 9;
@@ -59,22 +59,6 @@ pub fn init() -> Method {
     })
 }
 
-/// The MXCSR bits this CPU allows (FXSAVE byte 28; 0 there means the default 0xFFBF). A
-/// signal frame whose MXCSR sets any other bit would make XRSTOR fault: refused instead.
-pub fn mxcsr_mask() -> u32 {
-    *MXCSR_MASK.call_once(|| {
-        #[repr(C, align(64))]
-        struct Area([u8; 512]);
-        let mut a = Area([0; 512]);
-        // SAFETY: a 512-byte, 16-byte aligned buffer; FXSAVE only writes it (SSE is enabled).
-        unsafe { core::arch::asm!("fxsave64 [{}]", in(reg) a.0.as_mut_ptr(), options(nostack)) };
-        match u32::from_le_bytes(a.0[28..32].try_into().unwrap()) {
-            0 => 0xffbf,
-            m => m,
-        }
-    })
-}
-
 /// The components an XRSTOR from a signal frame must always cover besides what the frame
 /// asks for (x87 and SSE: the legacy region is always there).
 pub fn user_restore_mask() -> u64 {
@@ -82,6 +66,13 @@ pub fn user_restore_mask() -> u64 {
         Method::Xsave { xcr0, .. } => xcr0 & 0b11,
         Method::Fxsave => 0,
     }
+}
+
+/// Loads the initial FPU state into the CPU — every component in its initial configuration,
+/// FCW 0x37F, MXCSR 0x1F80 — leaving PKRU alone: what a signal handler starts with. One XRSTOR
+/// from a template made once (Linux `restore_fpregs_from_init_fpstate()` from `init_fpstate`).
+pub fn load_initial() {
+    INITIAL.call_once(FpuState::new_initial).restore();
 }
 
 /// The method in use (after [`init`]).
@@ -167,28 +158,6 @@ impl FpuState {
             }
             // SAFETY: as for FXSAVE; the area holds a valid FXSAVE image (MXCSR valid).
             Method::Fxsave => unsafe { core::arch::asm!("fxrstor64 [{}]", in(reg) self.area, options(nostack)) },
-        }
-    }
-
-    /// Replaces the area's first bytes with `bytes` (a signal frame's image, checked by the
-    /// caller).
-    pub fn load_bytes(&mut self, bytes: &[u8]) {
-        let n = bytes.len().min(self.layout.size());
-        // SAFETY: `n` bytes fit in the area, which `&mut self` owns.
-        unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), self.area, n) };
-    }
-
-    /// XRSTOR with an explicit component mask — PKRU *included* if the mask has bit 9: only
-    /// `rt_sigreturn` does this, because there the frame's PKRU is meant to become the live
-    /// one (Linux `restore_fpregs_from_user()` with `xfeatures & user_xfeatures`).
-    pub fn restore_with(&self, mask: u64) {
-        match method() {
-            Method::Xsave { .. } => {
-                // SAFETY: the caller validated the header (XSTATE_BV within XCR0, reserved
-                // bytes zero, standard format) and MXCSR, so XRSTOR cannot fault.
-                unsafe { core::arch::asm!("xrstor64 [{}]", in(reg) self.area, in("eax") mask as u32, in("edx") (mask >> 32) as u32, options(nostack)) };
-            }
-            Method::Fxsave => self.restore(),
         }
     }
 

@@ -42,38 +42,141 @@ fn check_range(addr: u64, len: usize) -> Result<(), UaccessError> {
     }
 }
 
-/// `rep movsb` of `len` bytes from `src` to `dst`, recovering from any fault.
-fn copy_recoverable(dst: u64, src: u64, len: usize) -> Result<(), UaccessError> {
+/// Runs `body` — one asm block whose faulting instructions are all in the exception table —
+/// with SMAP's door open (STAC before, CLAC after; only with SMAP, where they exist), and turns
+/// its `rax`/`rdx` status into a result.
+#[inline(always)]
+fn with_user_access(body: impl FnOnce() -> (u64, u64)) -> Result<(), UaccessError> {
     let smap = super::cpu::smap_enabled();
-    let status: u64;
-    let cr2: u64;
-    // SAFETY: the caller checked that the user side lies in the lower half and the kernel side
-    // is a valid slice; any fault on the user side is caught by the extable entry and reported
-    // through rax/rdx. STAC/CLAC (only with SMAP, where they exist) bracket the copy.
-    unsafe {
-        if smap {
-            core::arch::asm!("stac", options(nomem, nostack));
-        }
-        core::arch::asm!(
-            "2: rep movsb",
-            "xor eax, eax",
-            "3:",
-            crate::extable_entry!("2b", "3b"),
-            inout("rcx") len => _,
-            inout("rdi") dst => _,
-            inout("rsi") src => _,
-            inout("rax") 0u64 => status,
-            out("rdx") cr2,
-            options(nostack),
-        );
-        if smap {
-            core::arch::asm!("clac", options(nomem, nostack));
-        }
+    if smap {
+        // SAFETY: sets EFLAGS.AC for the user access that follows; cleared right after it.
+        unsafe { core::arch::asm!("stac", options(nomem, nostack)) };
+    }
+    let (status, cr2) = body();
+    if smap {
+        // SAFETY: closes the door STAC opened.
+        unsafe { core::arch::asm!("clac", options(nomem, nostack)) };
     }
     match Fault::from_rax(status, cr2) {
         Some(fault) => Err(UaccessError::Fault(fault)),
         None => Ok(()),
     }
+}
+
+/// Copies `len` bytes from `src` to `dst`, recovering from any fault: `rep movsq` for the
+/// 8-byte words, then `rep movsb` for the rest. (Real CPUs with fast strings copy as quickly
+/// with `rep movsb` alone; under QEMU's TCG every iteration is one instruction, so words are
+/// eight times cheaper to emulate — and the benchmarks count instructions.)
+fn copy_recoverable(dst: u64, src: u64, len: usize) -> Result<(), UaccessError> {
+    with_user_access(|| {
+        let (status, cr2): (u64, u64);
+        // SAFETY: the caller checked that the user side lies in the lower half and the kernel
+        // side is a valid slice; a fault on the user side in either loop is caught by its
+        // extable entry and reported through rax/rdx.
+        unsafe {
+            core::arch::asm!(
+                "2: rep movsq",
+                "mov rcx, {tail}",
+                "4: rep movsb",
+                "xor eax, eax",
+                "3:",
+                crate::extable_entry!("2b", "3b"),
+                crate::extable_entry!("4b", "3b"),
+                tail = in(reg) len % 8,
+                inout("rcx") len / 8 => _,
+                inout("rdi") dst => _,
+                inout("rsi") src => _,
+                inout("rax") 0u64 => status,
+                out("rdx") cr2,
+                options(nostack),
+            );
+        }
+        (status, cr2)
+    })
+}
+
+/// The user-memory side of saving and restoring FPU state in a signal frame: XSAVE straight
+/// into user memory, XRSTOR straight out of it (Linux `xsave_to_user_sigframe()`,
+/// `xrstor_from_user_sigframe()`), or FXSAVE/FXRSTOR on a CPU without XSAVE. One instruction
+/// each instead of a copy of the ~2.7 KiB area through a kernel buffer. `mask` is XSAVE's
+/// requested-feature bitmap (EDX:EAX, Intel SDM Vol. 1 §13.7–13.8).
+///
+/// A fault is recovered like a copy's: #PF on an unmapped or key-denied page, and #GP — which
+/// XRSTOR raises for an image it will not load (a misaligned area, XSTATE_BV bits outside XCR0,
+/// non-zero reserved header bytes, reserved MXCSR bits) — so a forged frame costs the program
+/// its life, never the kernel. The mask travels in EDX:EAX, the same registers the exception
+/// table rewrites on a fault: on success `xor eax, eax` makes the status 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FpImage {
+    /// XSAVE/XRSTOR (standard format) with this requested-feature bitmap.
+    Xsave(u64),
+    /// FXSAVE/FXRSTOR: the 512-byte legacy image.
+    Fxsave,
+}
+
+/// Saves the live FPU state to the image at user address `dst` (64-byte aligned for XSAVE).
+pub fn fpu_save_to_user(dst: u64, image: FpImage, size: usize) -> Result<(), UaccessError> {
+    check_range(dst, size)?;
+    with_user_access(|| {
+        let (status, cr2): (u64, u64);
+        // SAFETY: `dst..dst + size` is in the lower half (checked above) and `size` covers the
+        // image for this mask (the caller passes CPUID.(0Dh,0).EBX or 512); any fault is
+        // recovered through the extable entry. XSAVE only reads the FPU registers.
+        unsafe {
+            match image {
+                FpImage::Xsave(mask) => core::arch::asm!(
+                    "2: xsave64 [{dst}]", "xor eax, eax", "3:",
+                    crate::extable_entry!("2b", "3b"),
+                    dst = in(reg) dst,
+                    inout("rax") mask as u32 as u64 => status,
+                    inout("rdx") mask >> 32 => cr2,
+                    options(nostack),
+                ),
+                FpImage::Fxsave => core::arch::asm!(
+                    "2: fxsave64 [{dst}]", "xor eax, eax", "3:",
+                    crate::extable_entry!("2b", "3b"),
+                    dst = in(reg) dst,
+                    inout("rax") 0u64 => status,
+                    out("rdx") cr2,
+                    options(nostack),
+                ),
+            }
+        }
+        (status, cr2)
+    })
+}
+
+/// Loads the FPU state from the image at user address `src` — PKRU too, if `image`'s mask has
+/// bit 9 (the one place the kernel means to let a saved PKRU become the live one).
+pub fn fpu_restore_from_user(src: u64, image: FpImage, size: usize) -> Result<(), UaccessError> {
+    check_range(src, size)?;
+    with_user_access(|| {
+        let (status, cr2): (u64, u64);
+        // SAFETY: `src..src + size` is in the lower half (checked above). Whatever the image
+        // holds, XRSTOR/FXRSTOR either loads a valid state or faults (#GP/#PF), and every fault
+        // is recovered through the extable entry.
+        unsafe {
+            match image {
+                FpImage::Xsave(mask) => core::arch::asm!(
+                    "2: xrstor64 [{src}]", "xor eax, eax", "3:",
+                    crate::extable_entry!("2b", "3b"),
+                    src = in(reg) src,
+                    inout("rax") mask as u32 as u64 => status,
+                    inout("rdx") mask >> 32 => cr2,
+                    options(nostack),
+                ),
+                FpImage::Fxsave => core::arch::asm!(
+                    "2: fxrstor64 [{src}]", "xor eax, eax", "3:",
+                    crate::extable_entry!("2b", "3b"),
+                    src = in(reg) src,
+                    inout("rax") 0u64 => status,
+                    out("rdx") cr2,
+                    options(nostack),
+                ),
+            }
+        }
+        (status, cr2)
+    })
 }
 
 /// Copies `src` into user memory at `dst`. Linux: `copy_to_user()`.
