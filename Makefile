@@ -9,6 +9,8 @@
 #                 refreshes tests/golden/ and prints the comparison
 #   make bench    instruction counts of the pkey hot paths, pikku against Linux, under
 #                 QEMU -icount; writes BENCHMARKS.md and docs/bench.svg
+#   make trace    where those instructions go: each path single-stepped through QEMU's gdb
+#                 server, counted per function, pikku and Linux; writes docs/trace.md
 #   make doc      API docs of the kernel and the host crates (target/doc, kernel/target/doc)
 
 BOOT ?= bios
@@ -28,7 +30,7 @@ PIKKU_FLAGS = --boot $(BOOT) --cpu $(CPU) --log $(LOG) $(if $(filter 1,$(KVM)),-
               $(if $(strip $(ARGS)),--args "$(ARGS)",) \
               $(if $(strip $(FILES)),--files "$(FILES)",)
 
-.PHONY: all setup run test test-host test-qemu conformance bench doc clean
+.PHONY: all setup run test test-host test-qemu conformance bench trace doc clean
 
 all: run
 
@@ -54,6 +56,10 @@ conformance: setup
 
 bench: setup
 	@$(CARGO) run --quiet -p boot --bin pikku -- bench
+
+trace: setup
+	@bash scripts/setup.sh gdb
+	@$(CARGO) run --quiet -p boot --bin pikku -- trace
 
 doc: setup
 	@$(CARGO) doc --quiet --no-deps --workspace --document-private-items

@@ -7,7 +7,9 @@
 #   * the nightly pinned in rust-toolchain.toml, with rust-src, llvm-tools-preview and the
 #     x86_64-unknown-none target (RUSTUP_AUTO_INSTALL=0 means nobody else will install it);
 #   * Debian packages: qemu-system-x86 (the emulator), ovmf (UEFI firmware), musl-tools (user
-#     programs linked against musl), cpio (packing the Linux reference initramfs).
+#     programs linked against musl), cpio (packing the Linux reference initramfs);
+#   * extra Debian packages named as arguments, for the targets that need them
+#     (`scripts/setup.sh gdb` for `make trace`).
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -39,6 +41,9 @@ command -v qemu-system-x86_64 >/dev/null || missing+=(qemu-system-x86)
 [ -f /usr/share/OVMF/OVMF_CODE_4M.fd ] || missing+=(ovmf)
 command -v musl-gcc >/dev/null || missing+=(musl-tools)
 command -v cpio >/dev/null || missing+=(cpio)
+for extra in "$@"; do
+    command -v "$extra" >/dev/null || missing+=("$extra")
+done
 if [ ${#missing[@]} -gt 0 ]; then
     echo "pikku setup: installing ${missing[*]} with apt-get"
     command -v apt-get >/dev/null || fail "missing ${missing[*]} and no apt-get: install them by hand"

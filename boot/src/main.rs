@@ -6,6 +6,7 @@
 //! pikku test [--boot bios|uefi] [--cpu MODEL] [--kvm] [--log …] [--qemu-args "…"] [--timeout SECS]
 //! pikku conformance [NAME-PREFIX]   (only the cases whose name starts with it)
 //! pikku bench                        (writes BENCHMARKS.md and docs/bench.svg)
+//! pikku trace                        (writes docs/trace.md: where the instructions go)
 //! ```
 //!
 //! `run` boots the kernel with its serial console on this terminal. With `--init`, the program
@@ -193,6 +194,10 @@ fn main() -> ProcessExit {
         "test" => test(&args),
         "conformance" => conformance(args.only.as_deref()),
         "bench" => boot::bench::run().map(|md| {
+            println!("{md}");
+            0
+        }),
+        "trace" => boot::trace::run().map(|md| {
             println!("{md}");
             0
         }),

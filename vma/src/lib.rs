@@ -128,6 +128,16 @@ pub struct Hole {
     pub at: u64,
 }
 
+/// What [`VmaMap::protect`] did.
+#[derive(Debug)]
+#[must_use = "the changed areas need their page-table entries rewritten, and a hole is an error"]
+pub struct Protected<F> {
+    /// The areas that changed, as they were before the change (their pages need new PTEs).
+    pub changed: Vec<Vma<F>>,
+    /// The first unmapped address that stopped the change, if any (Linux: ENOMEM).
+    pub hole: Option<Hole>,
+}
+
 /// The areas of one address space, sorted by start address.
 #[derive(Debug, Clone)]
 pub struct VmaMap<F> {
@@ -210,43 +220,46 @@ impl<F: Clone + PartialEq> VmaMap<F> {
     }
 
     /// Changes the protection and key of `[start, end)`, area by area, as `mprotect` does:
-    /// `new(vma)` gives each area's new `(prot, pkey)`; the areas at the ends are split; equal
-    /// neighbours are merged afterwards. If part of the range is unmapped, everything before
-    /// the first hole has been changed and `Err(Hole)` says where it is (Linux: ENOMEM).
-    /// Returns the areas as they were before the change (for the page-table update).
-    pub fn protect(
-        &mut self,
-        start: u64,
-        end: u64,
-        mut new: impl FnMut(&Vma<F>) -> (Prot, Pkey),
-    ) -> Result<Vec<Vma<F>>, Hole> {
+    /// `new(vma)` gives each area's new `(prot, pkey)`; an area that already has them is left
+    /// alone — not split, not reported (Linux `mprotect_fixup()`: `newflags == oldflags`);
+    /// the others are split at the ends of the range, changed, and equal neighbours merged
+    /// afterwards. If part of the range is unmapped, everything before the first hole has been
+    /// changed and [`Protected::hole`] says where it is (Linux: ENOMEM).
+    pub fn protect(&mut self, start: u64, end: u64, mut new: impl FnMut(&Vma<F>) -> (Prot, Pkey)) -> Protected<F> {
         // Linux checks the start first: no area at `start` → ENOMEM before anything changes.
         if self.find(start).is_none() {
-            return Err(Hole { at: start });
+            return Protected { changed: Vec::new(), hole: Some(Hole { at: start }) };
         }
-        self.split_at(start);
         let mut changed = Vec::new();
         let mut cursor = start;
-        let mut result = Ok(());
-        // Area by area, splitting the last one only when it is reached (as `mprotect_fixup`
-        // does), so that areas beyond a hole are not touched at all.
+        let mut hole = None;
+        // Area by area, splitting only the areas that change and only when they are reached
+        // (as `mprotect_fixup` does), so that areas beyond a hole are not touched at all.
         while cursor < end {
-            let Some(vma) = self.areas.get(&cursor) else {
-                result = Err(Hole { at: cursor });
+            let Some(vma) = self.find(cursor) else {
+                hole = Some(Hole { at: cursor });
                 break;
             };
-            if vma.end > end {
+            let (prot, pkey) = new(vma);
+            if prot == vma.prot && pkey == vma.pkey {
+                cursor = vma.end;
+                continue;
+            }
+            let vma_end = vma.end;
+            self.split_at(cursor);
+            if vma_end > end {
                 self.split_at(end);
             }
-            let vma = self.areas.get_mut(&cursor).expect("present above");
+            let vma = self.areas.get_mut(&cursor).expect("split above");
             changed.push(vma.clone());
-            let (prot, pkey) = new(vma);
             vma.prot = prot;
             vma.pkey = pkey;
             cursor = vma.end;
         }
-        self.merge_around(start, cursor);
-        result.map(|()| changed)
+        if !changed.is_empty() {
+            self.merge_around(start, cursor.min(end));
+        }
+        Protected { changed, hole }
     }
 
     /// Merges every mergeable pair among the areas touching `[start, end]`.

@@ -30,10 +30,22 @@ fn a_range_split_in_three_by_key_merges_back_to_one() {
     let mut m = VmaMap::new();
     m.insert(anon(BASE, 3, Prot::READ | Prot::WRITE, 0));
     let mid = BASE + PAGE_SIZE;
-    m.protect(mid, mid + PAGE_SIZE, |v| (v.prot, key(5))).unwrap();
+    let _ = m.protect(mid, mid + PAGE_SIZE, |v| (v.prot, key(5)));
     assert_eq!(m.len(), 3, "differing only in key is enough to split");
-    m.protect(mid, mid + PAGE_SIZE, |v| (v.prot, key(0))).unwrap();
+    let _ = m.protect(mid, mid + PAGE_SIZE, |v| (v.prot, key(0)));
     assert_eq!(m.len(), 1);
+}
+
+#[test]
+fn protecting_with_what_an_area_already_has_changes_nothing() {
+    let mut m = VmaMap::new();
+    m.insert(anon(BASE, 3, Prot::READ | Prot::WRITE, 2));
+    let changed = m.protect(BASE + PAGE_SIZE, BASE + 2 * PAGE_SIZE, |v| (v.prot, v.pkey)).changed;
+    assert!(changed.is_empty(), "nothing to rewrite in the page tables");
+    assert_eq!(m.len(), 1, "not split (Linux mprotect_fixup: newflags == oldflags)");
+    let changed = m.protect(BASE, BASE + 3 * PAGE_SIZE, |v| (v.prot, key(3))).changed;
+    assert_eq!(changed.len(), 1);
+    assert_eq!(changed[0].pkey, key(2), "the area as it was");
 }
 
 #[test]
@@ -42,12 +54,12 @@ fn protect_stops_at_a_hole_after_changing_what_came_before() {
     m.insert(anon(BASE, 2, Prot::READ, 0));
     m.insert(anon(BASE + 3 * PAGE_SIZE, 2, Prot::READ, 0));
     let r = m.protect(BASE, BASE + 5 * PAGE_SIZE, |_| (Prot::READ | Prot::WRITE, key(0)));
-    assert_eq!(r.unwrap_err(), Hole { at: BASE + 2 * PAGE_SIZE });
+    assert_eq!(r.hole, Some(Hole { at: BASE + 2 * PAGE_SIZE }));
     assert_eq!(m.find(BASE).unwrap().prot, Prot::READ | Prot::WRITE);
     assert_eq!(m.find(BASE + 3 * PAGE_SIZE).unwrap().prot, Prot::READ, "after the hole: untouched");
     // A hole at the very start changes nothing.
     let r = m.protect(BASE - PAGE_SIZE, BASE + PAGE_SIZE, |_| (Prot::empty(), key(0)));
-    assert_eq!(r.unwrap_err(), Hole { at: BASE - PAGE_SIZE });
+    assert_eq!(r.hole, Some(Hole { at: BASE - PAGE_SIZE }));
     assert_eq!(m.find(BASE).unwrap().prot, Prot::READ | Prot::WRITE);
 }
 
@@ -55,7 +67,7 @@ fn protect_stops_at_a_hole_after_changing_what_came_before() {
 fn file_backing_follows_splits_and_merges_back() {
     let mut m = VmaMap::new();
     m.insert(Vma { start: BASE, end: BASE + 4 * PAGE_SIZE, prot: Prot::READ, pkey: key(0), backing: Backing::File { file: 7u32, offset: 0x2000, file_len: 0x2800 } });
-    m.protect(BASE + PAGE_SIZE, BASE + 2 * PAGE_SIZE, |_| (Prot::READ | Prot::WRITE, key(0))).unwrap();
+    let _ = m.protect(BASE + PAGE_SIZE, BASE + 2 * PAGE_SIZE, |_| (Prot::READ | Prot::WRITE, key(0)));
     let parts: Vec<_> = m.iter().map(|v| v.backing.clone()).collect();
     assert_eq!(
         parts,
@@ -65,7 +77,7 @@ fn file_backing_follows_splits_and_merges_back() {
             Backing::File { file: 7, offset: 0x4000, file_len: 0x800 },
         ]
     );
-    m.protect(BASE + PAGE_SIZE, BASE + 2 * PAGE_SIZE, |_| (Prot::READ, key(0))).unwrap();
+    let _ = m.protect(BASE + PAGE_SIZE, BASE + 2 * PAGE_SIZE, |_| (Prot::READ, key(0)));
     assert_eq!(m.len(), 1);
     assert_eq!(m.iter().next().unwrap().backing, Backing::File { file: 7, offset: 0x2000, file_len: 0x2800 });
 }
@@ -131,10 +143,13 @@ proptest! {
                 Op::Protect { page, pages, prot, pkey } => {
                     let end = (page + pages).min(PAGES);
                     let r = m.protect(addr(page), addr(end), |_| (Prot::from_bits_truncate(prot), key(pkey)));
-                    // The model: change pages up to the first hole.
+                    // The model: change pages up to the first hole; report exactly the pages
+                    // whose protection or key was different.
                     let hole = (page..end).find(|&p| model[p as usize].is_none());
+                    let differing = (page..hole.unwrap_or(end)).filter(|&p| model[p as usize] != Some((prot, pkey))).count() as u64;
                     for p in page..hole.unwrap_or(end) { model[p as usize] = Some((prot, pkey)); }
-                    prop_assert_eq!(r.err().map(|h| h.at), hole.map(addr));
+                    prop_assert_eq!(r.hole.map(|h| h.at), hole.map(addr));
+                    prop_assert_eq!(r.changed.iter().map(|v| v.len() / PAGE_SIZE).sum::<u64>(), differing);
                 }
             }
             // Same pages, same attributes.

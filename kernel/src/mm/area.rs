@@ -8,7 +8,7 @@
 //! range (Linux: `change_protection()`).
 
 use pkeys::{Errno, Pkey, Pkru, Support};
-use vma::{Backing, Hole, Prot, Vma, PAGE_SIZE};
+use vma::{Backing, Prot, Vma, PAGE_SIZE};
 use x86_64::structures::paging::{Page, PageTableFlags};
 use x86_64::VirtAddr;
 
@@ -152,15 +152,18 @@ impl Mm {
         let prot = Prot::from_bits_truncate(range.prot as u32);
         let support = self.pkeys.support();
         let pkeys = &mut self.pkeys;
-        let result = self.vmas.protect(range.start, range.end, |area| {
+        let done = self.vmas.protect(range.start, range.end, |area| {
             (prot, override_mprotect_pkey(support, pkeys, pkru, area, prot, explicit))
         });
-        let done_until = match result {
-            Ok(_) => range.end,
-            Err(Hole { at }) => at,
-        };
-        self.apply_area_protection(range.start, done_until);
-        result.map(|_| ()).map_err(|_| Errno::ENOMEM)
+        // Only the areas that changed get new PTEs (an unchanged one costs nothing, as in
+        // Linux's `mprotect_fixup()`).
+        for area in &done.changed {
+            self.apply_area_protection(area.start, area.end);
+        }
+        match done.hole {
+            None => Ok(()),
+            Some(_) => Err(Errno::ENOMEM),
+        }
     }
 
     /// Rewrites every present (or `PROT_NONE`-kept) PTE in `[start, end)` from its area's
@@ -176,18 +179,16 @@ impl Mm {
             };
             let bits = pte_bits(area.prot, area.pkey);
             let area_end = area.end.min(end);
-            while addr < area_end {
-                self.root().update_leaf_deferred(page(addr), |old| {
-                    let new = (old & 0x000f_ffff_ffff_f000) | bits;
-                    // A page shared copy-on-write stays read-only whatever the area allows.
-                    if old & paging::COW_BIT != 0 {
-                        (new & !PageTableFlags::WRITABLE.bits()) | paging::COW_BIT
-                    } else {
-                        new
-                    }
-                });
-                addr += PAGE_SIZE;
-            }
+            self.root().update_leaves(VirtAddr::new(addr), VirtAddr::new(area_end), |old| {
+                let new = (old & 0x000f_ffff_ffff_f000) | bits;
+                // A page shared copy-on-write stays read-only whatever the area allows.
+                if old & paging::COW_BIT != 0 {
+                    (new & !PageTableFlags::WRITABLE.bits()) | paging::COW_BIT
+                } else {
+                    new
+                }
+            });
+            addr = area_end;
         }
         if end > start {
             paging::invalidate_range(VirtAddr::new(start), (end - start) / PAGE_SIZE);

@@ -199,10 +199,17 @@ pub fn force_fault(info: SigInfo) -> bool {
 /// every return to user mode, by `sched::kernel_exit`; a single atomic load when nothing is
 /// pending). Handlers get a frame (see [`frame::setup`]); a frame that cannot be written
 /// kills the process with SIGSEGV, as Linux's `signal_setup_done()` → `force_sigsegv()`.
+#[inline]
 pub fn deliver_pending(thread: &Arc<task::Thread>, frame: &mut TrapFrame) {
-    if thread.signals.count.load(Ordering::Relaxed) == 0 {
-        return;
+    if thread.signals.count.load(Ordering::Relaxed) != 0 {
+        deliver_one(thread, frame);
     }
+}
+
+/// The slow part of [`deliver_pending`], out of line so that the check above costs the
+/// common return to user mode (nothing pending) two instructions.
+#[inline(never)]
+fn deliver_one(thread: &Arc<task::Thread>, frame: &mut TrapFrame) {
     let blocked = thread.blocked.load(Ordering::Relaxed);
     let info = {
         let mut pending = thread.signals.pending.lock();

@@ -154,18 +154,25 @@ pub fn dispatch(number: u64, args: [u64; 6]) -> u64 {
 /// The calls that need the caller's whole register frame (`fork`, `clone`, `rt_sigreturn`,
 /// `sigaltstack`) are dispatched here. On the way out, pending signals are acted on.
 pub fn entry(frame: &mut TrapFrame) {
-    let args = [frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9];
     frame.rax = match frame.rax {
-        nr::FORK => crate::task::fork_process(frame).unwrap_or_else(|e| e.to_syscall_return()),
-        nr::RT_SIGRETURN => crate::signal::sys_rt_sigreturn(frame),
-        nr::SIGALTSTACK => crate::signal::sys_sigaltstack(args[0], args[1], frame.rsp).unwrap_or_else(|e| e.to_syscall_return()),
-        nr::CLONE => {
-            let r = crate::task::clone_thread(frame, args[0], args[1], args[2], args[3], args[4]);
-            r.unwrap_or_else(|e| e.to_syscall_return())
-        }
-        number => dispatch(number, args),
+        nr::FORK | nr::RT_SIGRETURN | nr::SIGALTSTACK | nr::CLONE => with_frame(frame),
+        number => dispatch(number, [frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9]),
     };
     crate::task::sched::kernel_exit(frame);
+}
+
+/// The calls that read or rewrite the caller's whole register frame. Kept out of line so that
+/// the common path through [`entry`] stays short.
+#[inline(never)]
+fn with_frame(frame: &mut TrapFrame) -> u64 {
+    let result = match frame.rax {
+        nr::FORK => crate::task::fork_process(frame),
+        nr::RT_SIGRETURN => return crate::signal::sys_rt_sigreturn(frame),
+        nr::SIGALTSTACK => crate::signal::sys_sigaltstack(frame.rdi, frame.rsi, frame.rsp),
+        nr::CLONE => crate::task::clone_thread(frame, frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8),
+        _ => unreachable!("with_frame called for an ordinary system call"),
+    };
+    result.unwrap_or_else(|e| e.to_syscall_return())
 }
 
 /// Turns a `dispatch` return value back into a `Result` (for kernel callers and tests).

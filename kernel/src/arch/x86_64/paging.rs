@@ -24,6 +24,7 @@ use x86_64::structures::paging::mapper::{MapToError, MappedFrame, Mapper, Transl
 use x86_64::structures::paging::{
     FrameAllocator, OffsetPageTable, Page, PageTable, PageTableFlags, PhysFrame, Size4KiB,
 };
+use x86_64::structures::paging::page_table::PageTableEntry;
 use x86_64::{PhysAddr, VirtAddr};
 
 static PHYS_OFFSET: Once<u64> = Once::new();
@@ -226,13 +227,12 @@ impl PageTableRoot {
         }
     }
 
-    /// The 4-KiB leaf entry for `page`, if every table above it exists. Unlike
-    /// [`Self::translate`] this also finds entries whose PRESENT bit is clear but which still
-    /// hold a frame (pikku's `PROT_NONE` pages, see [`PROT_NONE_BIT`]).
-    pub fn leaf_entry(&mut self, page: Page) -> Option<&mut x86_64::structures::paging::page_table::PageTableEntry> {
+    /// The last-level table (the one holding 4-KiB leaf entries) that covers `addr`, if every
+    /// table above it exists (Intel SDM Vol. 3A §4.5: PML4 → PDPT → PD → PT).
+    fn last_level_table(&mut self, addr: VirtAddr) -> Option<&mut PageTable> {
+        let page = Page::<Size4KiB>::containing_address(addr);
         let mut table = table(&self.frame);
-        let indexes = [page.p4_index(), page.p3_index(), page.p2_index()];
-        for index in indexes {
+        for index in [page.p4_index(), page.p3_index(), page.p2_index()] {
             // SAFETY: `table` is a table of this tree (the root, or a child found through a
             // present, non-huge entry), reachable through the physical window; `&mut self`
             // excludes concurrent access.
@@ -242,8 +242,15 @@ impl PageTableRoot {
             }
             table = self::table(&PhysFrame::containing_address(entry.addr()));
         }
-        // SAFETY: as above, for the last-level table; the returned borrow is tied to `&mut self`.
-        let entry = unsafe { &mut (&mut *table)[page.p1_index()] };
+        // SAFETY: as above, for the last-level table; the borrow is tied to `&mut self`.
+        Some(unsafe { &mut *table })
+    }
+
+    /// The 4-KiB leaf entry for `page`, if every table above it exists. Unlike
+    /// [`Self::translate`] this also finds entries whose PRESENT bit is clear but which still
+    /// hold a frame (pikku's `PROT_NONE` pages, see [`PROT_NONE_BIT`]).
+    pub fn leaf_entry(&mut self, page: Page) -> Option<&mut PageTableEntry> {
+        let entry = &mut self.last_level_table(page.start_address())?[page.p1_index()];
         (!entry.is_unused()).then_some(entry)
     }
 
@@ -261,10 +268,29 @@ impl PageTableRoot {
     /// range afterwards with [`invalidate_range`].
     pub fn update_leaf_deferred(&mut self, page: Page, f: impl FnOnce(u64) -> u64) -> bool {
         let Some(entry) = self.leaf_entry(page) else { return false };
-        let old = entry.flags().bits() | entry.addr().as_u64();
-        let new = f(old);
-        entry.set_addr(PhysAddr::new(new & 0x000f_ffff_ffff_f000), PageTableFlags::from_bits_retain(new & !0x000f_ffff_ffff_f000));
+        rewrite(entry, f);
         true
+    }
+
+    /// Rewrites every leaf entry in `[start, end)` that is in use (present, or holding a frame)
+    /// with `f`, leaving the TLB alone like [`Self::update_leaf_deferred`]. The upper levels
+    /// are walked once per last-level table — 512 pages, 2 MiB — not once per page, as Linux's
+    /// `change_protection()` walks one page table at a time in `change_pte_range()`; a range
+    /// with no table at all is skipped 2 MiB at a time.
+    pub fn update_leaves(&mut self, start: VirtAddr, end: VirtAddr, mut f: impl FnMut(u64) -> u64) {
+        const TABLE_SPAN: u64 = 512 * 4096;
+        let mut addr = start.as_u64();
+        while addr < end.as_u64() {
+            let chunk_end = ((addr / TABLE_SPAN + 1) * TABLE_SPAN).min(end.as_u64());
+            if let Some(table) = self.last_level_table(VirtAddr::new(addr)) {
+                let first = (addr / 4096 % 512) as usize;
+                let last = ((chunk_end - 1) / 4096 % 512) as usize;
+                for entry in table.iter_mut().take(last + 1).skip(first).filter(|e| !e.is_unused()) {
+                    rewrite(entry, &mut f);
+                }
+            }
+            addr = chunk_end;
+        }
     }
 
     /// Removes the leaf entry of `page` (present or not), returning its frame, and invalidates
@@ -310,6 +336,13 @@ impl PageTableRoot {
     pub fn into_frame(self) -> PhysFrame {
         self.frame
     }
+}
+
+/// Replaces a leaf entry's raw value (frame address and flags together) with `f(old)`.
+fn rewrite(entry: &mut PageTableEntry, f: impl FnOnce(u64) -> u64) {
+    let old = entry.flags().bits() | entry.addr().as_u64();
+    let new = f(old);
+    entry.set_addr(PhysAddr::new(new & 0x000f_ffff_ffff_f000), PageTableFlags::from_bits_retain(new & !0x000f_ffff_ffff_f000));
 }
 
 /// The kernel's own tree (the bootloader's, adopted at boot).

@@ -1,0 +1,294 @@
+//! `make trace`: where the instructions of one system call go, function by function, on pikku
+//! and on Linux.
+//!
+//! `make bench` says *how many* instructions an operation costs; this says *where* they are.
+//! The program `user/musl/trace.c` surrounds each operation (getpid, pkey_alloc, pkey_free,
+//! pkey_mprotect, a pkey fault caught by a handler) with calls of `trace_mark(n)`. QEMU starts halted with its
+//! gdb server on; gdb (driven by a small Python script) puts a hardware breakpoint on
+//! `trace_mark`, and from each mark to the next single-steps the whole machine — user code,
+//! the SYSCALL entry, the kernel, SYSRET — recording every instruction pointer. QEMU's single
+//! step runs with interrupts and timers held off, so nothing else gets in between; a `rep`
+//! string instruction counts once per iteration, as under `-icount`.
+//!
+//! The host then names each address: user addresses from the program's symbols (`nm`), pikku's
+//! from its kernel ELF (`nm`), Linux's from `/proc/kallsyms` of the same boot — the program
+//! prints it after the last mark, because Debian ships the real `System.map` only in its
+//! debug package. pikku's bootloader picks the kernel's load base, so its offset is taken from
+//! the trace itself: the first kernel instruction after the user's `syscall` is the SYSCALL
+//! entry point, `pikku_syscall_entry`. (kallsyms already shows Linux's addresses as loaded.)
+//!
+//! Output: the tables on the terminal and in `docs/trace.md`. Needs gdb (installed by
+//! `scripts/setup.sh gdb`, which `make trace` runs).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::build::{self, Kernel};
+use crate::qemu::Qemu;
+use crate::run::Init;
+use crate::Error;
+
+/// The operations of `user/musl/trace.c`, by mark number.
+pub const OPERATIONS: [(u32, &str); 5] = [
+    (1, "getpid"),
+    (2, "pkey_alloc(0, 0)"),
+    (3, "pkey_free"),
+    (4, "pkey_mprotect of one present page to another key (via musl's syscall())"),
+    (5, "pkey fault → SIGSEGV handler → rt_sigreturn"),
+];
+
+/// Where the user/kernel boundary lies: addresses at or above it are the kernel's.
+const KERNEL_HALF: u64 = 0xffff_8000_0000_0000;
+
+/// The gdb script: connect, break on the mark, then record every instruction between marks.
+/// `rdi` holds the number of the operation that follows a mark; 0 ends the trace.
+const GDB_SCRIPT: &str = r#"
+import gdb
+gdb.execute("set pagination off")
+gdb.execute("set confirm off")
+gdb.execute("target remote 127.0.0.1:@PORT@")
+gdb.execute("hbreak *@MARK@")
+gdb.execute("continue")
+out = open("@OUT@", "w")
+try:
+    while True:
+        op = int(gdb.parse_and_eval("$rdi")) & 0xffffffff
+        if op == 0:
+            break
+        prev = None
+        steps = 0
+        while True:
+            gdb.execute("stepi", to_string=True)
+            pc = int(gdb.parse_and_eval("$pc")) & 0xffffffffffffffff
+            if pc == @MARK@:
+                break
+            # A step that reports the same address again executed nothing, unless the
+            # instruction is a `rep` string instruction iterating in place.
+            if pc == prev and bytes(gdb.selected_inferior().read_memory(pc, 1))[0] not in (0xf2, 0xf3):
+                continue
+            out.write("%d %x\n" % (op, pc))
+            prev = pc
+            steps += 1
+            if steps > 1000000:
+                raise Exception("no next mark after a million steps")
+    out.close()
+    # Let the program finish (on Linux it prints the kernel's symbols after the last mark).
+    gdb.execute("delete")
+    gdb.execute("detach")
+except BaseException:
+    out.close()
+    gdb.execute("kill")
+    raise
+"#;
+
+/// One kernel's trace: for each operation, the instruction count per function, in the order
+/// the functions were first reached.
+#[derive(Debug, Default)]
+pub struct Trace {
+    pub operations: BTreeMap<u32, Vec<(String, u64)>>,
+}
+
+impl Trace {
+    /// The total for operation `op`.
+    pub fn total(&self, op: u32) -> u64 {
+        self.operations.get(&op).map_or(0, |rows| rows.iter().map(|(_, n)| n).sum())
+    }
+}
+
+/// A sorted symbol table: (address, name).
+struct Symbols(Vec<(u64, String)>);
+
+impl Symbols {
+    /// `nm`-style lines ("ADDRESS TYPE NAME"), text symbols only, addresses shifted by `offset`.
+    fn parse(text: &str, offset: u64) -> Symbols {
+        let mut v: Vec<(u64, String)> = text
+            .lines()
+            .filter_map(|line| {
+                let mut parts = line.splitn(3, ' ');
+                let addr = u64::from_str_radix(parts.next()?, 16).ok()?;
+                let kind = parts.next()?;
+                let name = parts.next()?;
+                matches!(kind, "t" | "T" | "w" | "W").then(|| (addr.wrapping_add(offset), name.to_string()))
+            })
+            .collect();
+        v.sort();
+        Symbols(v)
+    }
+
+    fn address_of(&self, name: &str) -> Option<u64> {
+        self.0.iter().find(|(_, n)| n == name).map(|(a, _)| *a)
+    }
+
+    /// The function containing `pc` (the nearest symbol at or below it).
+    fn name(&self, pc: u64) -> &str {
+        match self.0.partition_point(|(a, _)| *a <= pc) {
+            0 => "?",
+            i => &self.0[i - 1].1,
+        }
+    }
+}
+
+fn nm(path: &Path) -> Result<String, Error> {
+    let out = Command::new("nm").args(["-C", "--defined-only"]).arg(path).output().map_err(|e| format!("cannot run nm: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("nm {} failed", path.display()));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A free TCP port on localhost for QEMU's gdb server.
+fn free_port() -> Result<u16, Error> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    Ok(listener.local_addr().map_err(|e| e.to_string())?.port())
+}
+
+/// Starts `boot` (which runs QEMU halted with its gdb server on `port`) on a thread, runs gdb
+/// against it, and returns the raw trace — (operation, instruction pointer) per step — and the
+/// program's output.
+fn record(port: u16, mark: u64, boot: impl FnOnce() -> Result<String, Error> + Send + 'static) -> Result<(Vec<(u32, u64)>, String), Error> {
+    let out = crate::image::unique_path("trace", "txt");
+    let script = crate::image::unique_path("trace", "py");
+    let text = GDB_SCRIPT.replace("@PORT@", &port.to_string()).replace("@MARK@", &format!("{mark:#x}")).replace("@OUT@", &out.to_string_lossy());
+    std::fs::write(&script, text).map_err(|e| e.to_string())?;
+    let qemu = std::thread::spawn(boot);
+    // Give QEMU a moment to open the port (gdb retries nothing by itself).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if std::time::Instant::now() > deadline {
+            return Err("QEMU's gdb server did not come up".into());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let gdb = Command::new("gdb").args(["-nx", "-batch", "-x"]).arg(&script).output().map_err(|e| format!("cannot run gdb: {e}"))?;
+    let _ = std::fs::remove_file(&script);
+    let console = qemu.join().map_err(|_| "the QEMU thread panicked")??;
+    let raw = std::fs::read_to_string(&out).unwrap_or_default();
+    let _ = std::fs::remove_file(&out);
+    if raw.is_empty() {
+        return Err(format!("gdb recorded nothing\n--- gdb\n{}{}\n--- console\n{console}", String::from_utf8_lossy(&gdb.stdout), String::from_utf8_lossy(&gdb.stderr)));
+    }
+    let steps = raw
+        .lines()
+        .filter_map(|l| {
+            let (op, pc) = l.split_once(' ')?;
+            Some((op.parse().ok()?, u64::from_str_radix(pc, 16).ok()?))
+        })
+        .collect();
+    Ok((steps, console))
+}
+
+/// Names every step and counts per function. `kernel_nm` holds the kernel's symbols at their
+/// link addresses; `entry` is the SYSCALL entry's name, used to find the load offset.
+/// `entry: None` means the symbols are already at their loaded addresses.
+fn summarise(steps: &[(u32, u64)], user: &Symbols, kernel_nm: &str, entry: Option<&str>) -> Result<Trace, Error> {
+    let offset = match entry {
+        None => 0,
+        Some(entry) => {
+            let linked = Symbols::parse(kernel_nm, 0);
+            let entry_at = linked.address_of(entry).ok_or_else(|| format!("no symbol {entry} in the kernel"))?;
+            let first = steps.iter().map(|&(_, pc)| pc).find(|&pc| pc >= KERNEL_HALF).ok_or("the trace never entered the kernel")?;
+            first.wrapping_sub(entry_at)
+        }
+    };
+    let kernel = Symbols::parse(kernel_nm, offset);
+    let mut trace = Trace::default();
+    for &(op, pc) in steps {
+        let name = if pc >= KERNEL_HALF { kernel.name(pc).to_string() } else { format!("(user) {}", user.name(pc)) };
+        let rows = trace.operations.entry(op).or_default();
+        match rows.iter_mut().find(|(n, _)| *n == name) {
+            Some(row) => row.1 += 1,
+            None => rows.push((name, 1)),
+        }
+    }
+    Ok(trace)
+}
+
+fn trace_pikku(program: &Path, user: &Symbols, mark: u64) -> Result<Trace, Error> {
+    let kernel = build::kernel(Kernel::Release)?;
+    let symbols = nm(&kernel)?;
+    let port = free_port()?;
+    let init = Init { program: program.to_path_buf(), ..Default::default() };
+    let qemu = Qemu { extra_args: vec!["-S".into(), "-gdb".into(), format!("tcp:127.0.0.1:{port}")], ..Qemu::default() };
+    let (steps, _) = record(port, mark, move || {
+        crate::run::boot(&kernel, &qemu, bootproto::options::LogLevel::Quiet, Some(&init), true).map(|r| r.output)
+    })?;
+    summarise(&steps, user, &symbols, Some("pikku_syscall_entry"))
+}
+
+fn trace_linux(program: &Path, user: &Symbols, mark: u64) -> Result<Trace, Error> {
+    let port = free_port()?;
+    let init = Init { program: program.to_path_buf(), ..Default::default() };
+    let (steps, output) = record(port, mark, move || {
+        let gdb = format!("tcp:127.0.0.1:{port}");
+        crate::linux::run_with(&init, "max", &["-S", "-gdb", &gdb], "").map(|(out, _, _)| out)
+    })?;
+    summarise(&steps, user, &output, None)
+}
+
+/// One operation's table: function and count, largest first within the order of arrival.
+fn table(md: &mut String, rows: &[(String, u64)]) {
+    writeln!(md, "| function | instructions |\n|---|---:|").unwrap();
+    for (name, n) in rows {
+        let short: String = name.chars().take(90).collect();
+        writeln!(md, "| `{}` | {n} |", short.replace('|', "\\|")).unwrap();
+    }
+}
+
+/// Runs both traces and writes `docs/trace.md`; returns the Markdown.
+pub fn run() -> Result<String, Error> {
+    let user_dir = build::user_programs()?;
+    let program: PathBuf = user_dir.join("trace");
+    let user = Symbols::parse(&nm(&program)?, 0);
+    let mark = user.address_of("trace_mark").ok_or("no trace_mark in the trace program")?;
+    eprintln!("trace: pikku");
+    let pikku = trace_pikku(&program, &user, mark)?;
+    eprintln!("trace: Linux");
+    let linux = trace_linux(&program, &user, mark)?;
+    let mut md = String::new();
+    writeln!(md, "# Where the instructions go: pikku and Linux, function by function\n").unwrap();
+    writeln!(md, "Made by `make trace` (`boot/src/trace.rs`, program `user/musl/trace.c`). Do not edit by hand.\n").unwrap();
+    writeln!(md, "Every instruction from one `trace_mark()` call to the next, single-stepped through QEMU's gdb server (`-cpu max`, interrupts held off), user and kernel alike, named by the nearest symbol: pikku's release kernel, Debian's Linux 6.12.117 (`/proc/kallsyms` of the same boot). Functions appear in the order they were first reached; inlined code counts for the function it was inlined into. Totals include the few user instructions around the operation, so they are a little above `make bench`'s figures, which subtract an empty loop.\n").unwrap();
+    for (op, name) in OPERATIONS {
+        writeln!(md, "## {name}: pikku {}, Linux {}\n", pikku.total(op), linux.total(op)).unwrap();
+        writeln!(md, "pikku:\n").unwrap();
+        table(&mut md, pikku.operations.get(&op).map_or(&[][..], |v| v));
+        writeln!(md, "\nLinux:\n").unwrap();
+        table(&mut md, linux.operations.get(&op).map_or(&[][..], |v| v));
+        writeln!(md).unwrap();
+    }
+    let path = crate::repo_root().join("docs").join("trace.md");
+    std::fs::write(&path, &md).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(md)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_addresses_by_the_nearest_symbol_below() {
+        let s = Symbols::parse("0000000000001000 T a\n0000000000001040 t b\n0000000000002000 D data\n", 0x10);
+        assert_eq!(s.name(0x1010), "a");
+        assert_eq!(s.name(0x104f), "a");
+        assert_eq!(s.name(0x1050), "b");
+        assert_eq!(s.name(0x100f), "?");
+        assert_eq!(s.address_of("b"), Some(0x1050));
+        assert_eq!(s.address_of("data"), None, "data symbols are not functions");
+    }
+
+    #[test]
+    fn finds_the_load_offset_from_the_syscall_entry() {
+        let nm = "0000000000001000 T pikku_syscall_entry\n0000000000001100 T kernel_fn\n";
+        let base = 0xffff_8000_0000_0000u64;
+        let steps = [(1, 0x401000), (1, base + 0x1000), (1, base + 0x1101), (1, base + 0x1102), (1, 0x401002)];
+        let user = Symbols::parse("0000000000401000 T main\n", 0);
+        let t = summarise(&steps, &user, nm, Some("pikku_syscall_entry")).unwrap();
+        assert_eq!(
+            t.operations[&1],
+            vec![("(user) main".to_string(), 2), ("pikku_syscall_entry".to_string(), 1), ("kernel_fn".to_string(), 2)]
+        );
+        assert_eq!(t.total(1), 5);
+    }
+}
