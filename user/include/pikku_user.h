@@ -39,6 +39,29 @@ static inline int ospke(void) {
     return (c >> 4) & 1;
 }
 
+#ifdef _GNU_SOURCE
+#include <signal.h>
+#include <ucontext.h>
+/* Signal handlers that read or edit keys. Needs _GNU_SOURCE (musl's full mcontext_t). */
+
+/* Where PKRU sits in an XSAVE image: CPUID.(EAX=0Dh,ECX=9):EBX (2688 under -cpu max). */
+static inline uint32_t xsave_pkru_offset(void) {
+    static uint32_t offset;
+    if (!offset) {
+        uint32_t a = 0xd, b, c = 9, d;
+        __asm__ volatile("cpuid" : "+a"(a), "=b"(b), "+c"(c), "=d"(d));
+        offset = b;
+    }
+    return offset;
+}
+
+/* The PKRU saved in a signal frame — uc_mcontext.fpregs points at the frame's XSAVE image —
+ * which the interrupted code gets back at rt_sigreturn: a handler may edit it. */
+static inline uint32_t *frame_pkru(void *ucontext) {
+    return (uint32_t *)((char *)((ucontext_t *)ucontext)->uc_mcontext.fpregs + xsave_pkru_offset());
+}
+#endif
+
 /* "-1 EINVAL" / "5": a syscall result the way the conformance transcripts print it. */
 static inline const char *errname(int e) {
     switch (e) {

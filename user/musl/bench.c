@@ -56,14 +56,10 @@ static void report(const char *name, double min, double mean, long ops) {
     printf("bench %-28s %12.1f %12.1f %8ld\n", name, min - empty_min, mean - empty_mean, ops);
 }
 
-static uint32_t xsave_pkru_offset;
-
 /* Opens the faulting key in the PKRU saved in the frame: after sigreturn the access completes. */
 static void open_key(int sig, siginfo_t *si, void *ctx) {
     (void)sig;
-    int key = *(int *)((char *)si + 0x20);
-    uint32_t *saved = (uint32_t *)((char *)((ucontext_t *)ctx)->uc_mcontext.fpregs + xsave_pkru_offset);
-    *saved &= ~(3u << (2 * key));
+    *frame_pkru(ctx) &= ~(3u << (2 * (int)si->si_pkey));
 }
 
 static volatile int stop;
@@ -163,9 +159,7 @@ int main(void) {
     }
     if (pk) {
         /* A protection-key fault, its handler, and rt_sigreturn: one round trip per access. */
-        uint32_t a = 0xd, b, c = 9, d;
-        __asm__ volatile("cpuid" : "+a"(a), "=b"(b), "+c"(c), "=d"(d));
-        xsave_pkru_offset = b;
+        xsave_pkru_offset(); /* the CPUID now, not in the measured handler */
         struct sigaction sa;
         memset(&sa, 0, sizeof sa);
         sa.sa_sigaction = open_key;

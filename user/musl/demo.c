@@ -35,11 +35,8 @@ static volatile int caught_code, caught_pkey;
 static void on_segv(int sig, siginfo_t *si, void *ctx) {
     (void)sig;
     caught_code = si->si_code;
-    caught_pkey = *(int *)((char *)si + 0x20);
-    uint32_t a = 0xd, b, c = 9, d;
-    __asm__ volatile("cpuid" : "+a"(a), "=b"(b), "+c"(c), "=d"(d));
-    uint32_t *saved = (uint32_t *)((char *)((ucontext_t *)ctx)->uc_mcontext.fpregs + b);
-    *saved &= ~(3u << (2 * caught_pkey));
+    caught_pkey = (int)si->si_pkey;
+    *frame_pkru(ctx) &= ~(3u << (2 * caught_pkey));
 }
 
 static void *thread_b(void *arg) {

@@ -20,23 +20,16 @@ static volatile int seen_code, seen_pkey, seen_addr_ok, seen_handler_pkru_ok;
 static volatile uint32_t seen_frame_pkru;
 static char *page;
 
-static uint32_t pkru_offset(void) {
-    uint32_t a = 0xd, b, c = 9, d;
-    __asm__ volatile("cpuid" : "+a"(a), "=b"(b), "+c"(c), "=d"(d));
-    return b;
-}
-
 static void on_segv(int sig, siginfo_t *si, void *ctx) {
     (void)sig;
     ucontext_t *uc = ctx;
     segv_count++;
     seen_code = si->si_code;
-    seen_pkey = *(int *)((char *)si + 0x20); /* si_pkey, as the selftest reads it */
+    seen_pkey = (int)si->si_pkey;
     seen_addr_ok = si->si_addr == page;
     seen_handler_pkru_ok = rdpkru() == 0x55555554;
-    uint32_t *frame_pkru = (uint32_t *)((char *)uc->uc_mcontext.fpregs + pkru_offset());
-    seen_frame_pkru = *frame_pkru;
-    *frame_pkru = 0; /* the interrupted code resumes with every key open */
+    seen_frame_pkru = *frame_pkru(uc);
+    *frame_pkru(uc) = 0; /* the interrupted code resumes with every key open */
 }
 
 static void on_usr1(int sig) { (void)sig; usr1_count++; }

@@ -15,13 +15,9 @@
 /* The debugger breaks here; `n` (in rdi) names the operation that follows. */
 __attribute__((noinline)) void trace_mark(int n) { __asm__ volatile("" ::"r"(n)); }
 
-static uint32_t pkru_offset;
-
 static void open_key(int sig, siginfo_t *si, void *ctx) {
     (void)sig;
-    int key = *(int *)((char *)si + 0x20);
-    uint32_t *saved = (uint32_t *)((char *)((ucontext_t *)ctx)->uc_mcontext.fpregs + pkru_offset);
-    *saved &= ~(3u << (2 * key));
+    *frame_pkru(ctx) &= ~(3u << (2 * (int)si->si_pkey));
 }
 
 static inline long sys(long n, long a, long b) {
@@ -33,9 +29,7 @@ static inline long sys(long n, long a, long b) {
 /* The traced operations, each once cold (first use: lazily built state, a stack page, a
  * heap buffer) and then between marks, warm — the steady state, as `make bench` measures. */
 static void traced(void) {
-    uint32_t a = 0xd, b, c = 9, d;
-    __asm__ volatile("cpuid" : "+a"(a), "=b"(b), "+c"(c), "=d"(d));
-    pkru_offset = b;
+    xsave_pkru_offset(); /* the CPUID now, not in the traced handler */
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = open_key;

@@ -114,35 +114,38 @@ pub enum FpImage {
     Fxsave,
 }
 
+/// One recoverable FPU-image instruction (`$insn [addr]`) with its requested-feature bitmap in
+/// EDX:EAX; evaluates to the (`rax`, `rdx`) status pair of the exception-table protocol.
+macro_rules! fp_image_insn {
+    ($insn:literal, $addr:expr, $mask:expr) => {{
+        let (status, cr2): (u64, u64);
+        let mask: u64 = $mask;
+        // SAFETY: the callers below check that the whole image lies in the lower half. A save
+        // only reads FPU registers and writes the image; a restore either loads a valid state
+        // or faults. Every fault (#PF, or the #GP XRSTOR raises for an image it refuses) is
+        // recovered through the extable entry and reported through rax/rdx.
+        unsafe {
+            core::arch::asm!(
+                concat!("2: ", $insn, " [{addr}]"),
+                "xor eax, eax",
+                "3:",
+                crate::extable_entry!("2b", "3b"),
+                addr = in(reg) $addr,
+                inout("rax") mask as u32 as u64 => status,
+                inout("rdx") mask >> 32 => cr2,
+                options(nostack),
+            )
+        };
+        (status, cr2)
+    }};
+}
+
 /// Saves the live FPU state to the image at user address `dst` (64-byte aligned for XSAVE).
 pub fn fpu_save_to_user(dst: u64, image: FpImage, size: usize) -> Result<(), UaccessError> {
     check_range(dst, size)?;
-    with_user_access(|| {
-        let (status, cr2): (u64, u64);
-        // SAFETY: `dst..dst + size` is in the lower half (checked above) and `size` covers the
-        // image for this mask (the caller passes CPUID.(0Dh,0).EBX or 512); any fault is
-        // recovered through the extable entry. XSAVE only reads the FPU registers.
-        unsafe {
-            match image {
-                FpImage::Xsave(mask) => core::arch::asm!(
-                    "2: xsave64 [{dst}]", "xor eax, eax", "3:",
-                    crate::extable_entry!("2b", "3b"),
-                    dst = in(reg) dst,
-                    inout("rax") mask as u32 as u64 => status,
-                    inout("rdx") mask >> 32 => cr2,
-                    options(nostack),
-                ),
-                FpImage::Fxsave => core::arch::asm!(
-                    "2: fxsave64 [{dst}]", "xor eax, eax", "3:",
-                    crate::extable_entry!("2b", "3b"),
-                    dst = in(reg) dst,
-                    inout("rax") 0u64 => status,
-                    out("rdx") cr2,
-                    options(nostack),
-                ),
-            }
-        }
-        (status, cr2)
+    with_user_access(|| match image {
+        FpImage::Xsave(mask) => fp_image_insn!("xsave64", dst, mask),
+        FpImage::Fxsave => fp_image_insn!("fxsave64", dst, 0),
     })
 }
 
@@ -150,32 +153,9 @@ pub fn fpu_save_to_user(dst: u64, image: FpImage, size: usize) -> Result<(), Uac
 /// bit 9 (the one place the kernel means to let a saved PKRU become the live one).
 pub fn fpu_restore_from_user(src: u64, image: FpImage, size: usize) -> Result<(), UaccessError> {
     check_range(src, size)?;
-    with_user_access(|| {
-        let (status, cr2): (u64, u64);
-        // SAFETY: `src..src + size` is in the lower half (checked above). Whatever the image
-        // holds, XRSTOR/FXRSTOR either loads a valid state or faults (#GP/#PF), and every fault
-        // is recovered through the extable entry.
-        unsafe {
-            match image {
-                FpImage::Xsave(mask) => core::arch::asm!(
-                    "2: xrstor64 [{src}]", "xor eax, eax", "3:",
-                    crate::extable_entry!("2b", "3b"),
-                    src = in(reg) src,
-                    inout("rax") mask as u32 as u64 => status,
-                    inout("rdx") mask >> 32 => cr2,
-                    options(nostack),
-                ),
-                FpImage::Fxsave => core::arch::asm!(
-                    "2: fxrstor64 [{src}]", "xor eax, eax", "3:",
-                    crate::extable_entry!("2b", "3b"),
-                    src = in(reg) src,
-                    inout("rax") 0u64 => status,
-                    out("rdx") cr2,
-                    options(nostack),
-                ),
-            }
-        }
-        (status, cr2)
+    with_user_access(|| match image {
+        FpImage::Xsave(mask) => fp_image_insn!("xrstor64", src, mask),
+        FpImage::Fxsave => fp_image_insn!("fxrstor64", src, 0),
     })
 }
 
