@@ -132,7 +132,8 @@ pub struct Hole {
 #[derive(Debug)]
 #[must_use = "the changed areas need their page-table entries rewritten, and a hole is an error"]
 pub struct Protected<F> {
-    /// The areas that changed, as they were before the change (their pages need new PTEs).
+    /// The parts of the range that changed, with their new protection and key (their pages
+    /// need new PTEs), before any merge with their neighbours.
     pub changed: Vec<Vma<F>>,
     /// The first unmapped address that stopped the change, if any (Linux: ENOMEM).
     pub hole: Option<Hole>,
@@ -224,12 +225,12 @@ impl<F: Clone + PartialEq> VmaMap<F> {
     /// alone — not split, not reported (Linux `mprotect_fixup()`: `newflags == oldflags`);
     /// the others are split at the ends of the range, changed, and equal neighbours merged
     /// afterwards. If part of the range is unmapped, everything before the first hole has been
-    /// changed and [`Protected::hole`] says where it is (Linux: ENOMEM).
+    /// changed and [`Protected::hole`] says where it is (Linux: ENOMEM; a hole at `start`
+    /// changes nothing).
+    ///
+    /// Each tree lookup costs a walk from the root, so the loop does one per area (plus one to
+    /// write back), and the merge afterwards walks the neighbourhood once.
     pub fn protect(&mut self, start: u64, end: u64, mut new: impl FnMut(&Vma<F>) -> (Prot, Pkey)) -> Protected<F> {
-        // Linux checks the start first: no area at `start` → ENOMEM before anything changes.
-        if self.find(start).is_none() {
-            return Protected { changed: Vec::new(), hole: Some(Hole { at: start }) };
-        }
         let mut changed = Vec::new();
         let mut cursor = start;
         let mut hole = None;
@@ -245,16 +246,30 @@ impl<F: Clone + PartialEq> VmaMap<F> {
                 cursor = vma.end;
                 continue;
             }
-            let vma_end = vma.end;
-            self.split_at(cursor);
-            if vma_end > end {
-                self.split_at(end);
-            }
-            let vma = self.areas.get_mut(&cursor).expect("split above");
-            changed.push(vma.clone());
-            vma.prot = prot;
-            vma.pkey = pkey;
-            cursor = vma.end;
+            let (vma_start, vma_end) = (vma.start, vma.end);
+            let mut middle = if vma_start < cursor || vma_end > end {
+                // Cut the part in the range out of the area: [vma_start, cursor) and
+                // [end, vma_end) keep the old protection.
+                let mut rest = self.areas.remove(&vma_start).expect("found above");
+                if vma_start < cursor {
+                    let (left, right) = rest.split(cursor);
+                    self.areas.insert(left.start, left);
+                    rest = right;
+                }
+                if vma_end > end {
+                    let (inside, right) = rest.split(end);
+                    self.areas.insert(right.start, right);
+                    rest = inside;
+                }
+                rest
+            } else {
+                self.areas.remove(&cursor).expect("found above")
+            };
+            middle.prot = prot;
+            middle.pkey = pkey;
+            cursor = middle.end;
+            changed.push(middle.clone());
+            self.areas.insert(middle.start, middle);
         }
         if !changed.is_empty() {
             self.merge_around(start, cursor.min(end));
@@ -262,37 +277,29 @@ impl<F: Clone + PartialEq> VmaMap<F> {
         Protected { changed, hole }
     }
 
-    /// Merges every mergeable pair among the areas touching `[start, end]`.
+    /// Merges every mergeable pair among the areas touching `[start, end]`: one walk from the
+    /// area before `start` to the first area at or after `end` finds the pairs; only the
+    /// merges themselves touch the tree again.
     fn merge_around(&mut self, start: u64, end: u64) {
-        // From the area before `start` (if any) to the area at or after `end`.
-        let from = self.areas.range(..start).next_back().map(|(k, _)| *k).unwrap_or(start);
-        let mut key = from;
-        loop {
-            let Some(current) = self.areas.get(&key) else {
-                match self.areas.range(key..).next() {
-                    Some((k, _)) if *k <= end => {
-                        key = *k;
-                        continue;
-                    }
-                    _ => break,
-                }
-            };
-            let next_start = current.end;
-            match self.areas.get(&next_start) {
-                Some(next) if current.can_merge(next) => {
-                    let next = self.areas.remove(&next_start).expect("just seen");
-                    self.areas.get_mut(&key).expect("current").absorb(next);
-                }
-                _ => {
-                    if next_start > end {
-                        break;
-                    }
-                    match self.areas.range(next_start..).next() {
-                        Some((k, _)) if *k <= end => key = *k,
-                        _ => break,
-                    }
-                }
+        let from = self.areas.range(..start).next_back().map_or(start, |(k, _)| *k);
+        // (the area that absorbs, the area absorbed), in address order.
+        let mut merges = Vec::new();
+        let mut walk = self.areas.range(from..);
+        let Some((mut head, mut previous)) = walk.next().map(|(k, v)| (*k, v)) else { return };
+        for (key, vma) in walk {
+            if previous.start > end {
+                break;
             }
+            if previous.can_merge(vma) {
+                merges.push((head, *key));
+            } else {
+                head = *key;
+            }
+            previous = vma;
+        }
+        for (head, key) in merges {
+            let next = self.areas.remove(&key).expect("walked above");
+            self.areas.get_mut(&head).expect("walked above").absorb(next);
         }
     }
 

@@ -158,7 +158,7 @@ impl Mm {
         // Only the areas that changed get new PTEs (an unchanged one costs nothing, as in
         // Linux's `mprotect_fixup()`).
         for area in &done.changed {
-            self.apply_area_protection(area.start, area.end);
+            self.rewrite_ptes(area.start, area.end, pte_bits(area.prot, area.pkey));
         }
         match done.hole {
             None => Ok(()),
@@ -166,30 +166,20 @@ impl Mm {
         }
     }
 
-    /// Rewrites every present (or `PROT_NONE`-kept) PTE in `[start, end)` from its area's
-    /// protection and key, keeping the frame, then invalidates the range's TLB entries (one
-    /// INVLPG per page, or a full flush for large ranges). Linux: `change_protection()` →
-    /// `pte_modify()`, then `flush_tlb_range()`.
-    fn apply_area_protection(&mut self, start: u64, end: u64) {
-        let mut addr = start;
-        while addr < end {
-            let Some(area) = self.vmas.find(addr) else {
-                addr += PAGE_SIZE;
-                continue;
-            };
-            let bits = pte_bits(area.prot, area.pkey);
-            let area_end = area.end.min(end);
-            self.root().update_leaves(VirtAddr::new(addr), VirtAddr::new(area_end), |old| {
-                let new = (old & 0x000f_ffff_ffff_f000) | bits;
-                // A page shared copy-on-write stays read-only whatever the area allows.
-                if old & paging::COW_BIT != 0 {
-                    (new & !PageTableFlags::WRITABLE.bits()) | paging::COW_BIT
-                } else {
-                    new
-                }
-            });
-            addr = area_end;
-        }
+    /// Rewrites every present (or `PROT_NONE`-kept) PTE in `[start, end)` — one area's pages —
+    /// with the protection and key `bits`, keeping the frame, then invalidates the range's TLB
+    /// entries (one INVLPG per page, or a full flush for large ranges). Linux:
+    /// `change_protection()` → `pte_modify()`, then `flush_tlb_range()`.
+    fn rewrite_ptes(&mut self, start: u64, end: u64, bits: u64) {
+        self.root().update_leaves(VirtAddr::new(start), VirtAddr::new(end), |old| {
+            let new = (old & 0x000f_ffff_ffff_f000) | bits;
+            // A page shared copy-on-write stays read-only whatever the area allows.
+            if old & paging::COW_BIT != 0 {
+                (new & !PageTableFlags::WRITABLE.bits()) | paging::COW_BIT
+            } else {
+                new
+            }
+        });
         if end > start {
             paging::invalidate_range(VirtAddr::new(start), (end - start) / PAGE_SIZE);
         }
