@@ -4,8 +4,12 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#define FUTEX_WAIT 0 /* <linux/futex.h>, which musl-gcc does not ship */
+#define FUTEX_WAKE 1
+#include <sched.h>
 #include <sys/mman.h>
 #include <sys/utsname.h>
+#include <sys/wait.h>
 #include "pikku_user.h"
 
 #define SHOW(expr) do { errno = 0; long r_ = (long)(expr); fflush(stdout); \
@@ -36,12 +40,50 @@ static void no_pkeys(void) {
     printf("an execute-only request leaves the page readable and writable: yes\n");
 }
 
+/* Test 15, test_pkey_init_state: with every key allocated and open, PKRU is 0; a user-mode
+ * XRSTOR of an image whose XSTATE_BV has the PKRU bit clear puts PKRU into its *initial*
+ * state (0, and "not in use" as far as XSAVE is concerned). The kernel must keep it 0 across
+ * interrupts and context switches — here against a parent with another PKRU that keeps
+ * yielding — for a million reads. Then every key is freed again. */
+static void init_state_child(void) {
+    int keys[16], n = 0, k;
+    while ((k = pk_alloc(0, 0)) > 0) keys[n++] = k;
+    printf("child: pkey_alloc succeeded %d times, then %s; PKRU = 0x%08x\n", n, errname(errno), rdpkru());
+    wrpkru(0x0000000c); /* key 1 closed: not the initial state */
+    static uint8_t image[4096] __attribute__((aligned(64)));
+    const uint32_t pkru_bit = 1u << 9;
+    __asm__ volatile("xsave64 %0" : "+m"(image) : "a"(pkru_bit), "d"(0));
+    image[512 + 1] &= ~(pkru_bit >> 8); /* XSTATE_BV: PKRU "in its initial state" */
+    __asm__ volatile("xrstor64 %0" : : "m"(image), "a"(pkru_bit), "d"(0) : "memory");
+    uint32_t first = rdpkru();
+    long nonzero = 0;
+    for (long i = 0; i < 1000000; i++) nonzero += rdpkru() != 0;
+    printf("child: PKRU after the XRSTOR = 0x%08x; a million reads later, %ld were not 0\n", first, nonzero);
+    int freed = 0;
+    for (int i = 0; i < n; i++) freed += pk_free(keys[i]) == 0;
+    printf("child: freed %d of %d keys\n", freed, n);
+    fflush(stdout);
+}
+
+static void init_state(void) {
+    fflush(stdout);
+    pid_t c = fork();
+    if (c == 0) {
+        init_state_child();
+        _exit(0);
+    }
+    int st;
+    while (waitpid(c, &st, WNOHANG) == 0) sched_yield(); /* PKRU 0x55555554 in between */
+    printf("child exited with %d\n", WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st));
+}
+
 int main(void) {
     printf("ospke = %d\n", ospke());
     if (!ospke()) {
         no_pkeys();
         return 0;
     }
+    init_state();
     int fd = open("/etc/passwd", O_RDONLY);
     char *p = page(RW);
     int k = pk_alloc(0, 0);
@@ -127,5 +169,34 @@ int main(void) {
     SHOW(pk_mprotect(y, PAGE, RWX, k2));
     ((void (*)(void))y)();
     printf("executed code on a page whose key %d has AD: yes\n", k2);
+
+    /* Test 10, test_kernel_gup_write_to_write_disabled_region: FUTEX_WAIT on a word whose key
+     * is write-disabled. A private futex (FUTEX_PRIVATE_FLAG, 128) only reads the word: WD
+     * lets it (the value differs: EAGAIN), AD does not (EFAULT); a private WAKE never touches
+     * the word. A shared futex first pins the page — for writing, else read-only, and a
+     * read-only anonymous page is refused — so under WD, and under AD, it is EFAULT, WAKE too.
+     * (The selftest asserts nothing here; Linux's answers are these.) */
+    int *w = (int *)page(RW);
+    *w = 7;
+    SHOW(syscall(SYS_futex, w, FUTEX_WAIT, 6, NULL, NULL, 0));
+    SHOW(syscall(SYS_futex, w, FUTEX_WAIT | 128, 6, NULL, NULL, 0));
+    SHOW(pk_mprotect(w, PAGE, RW, k));
+    SHOW(syscall(SYS_futex, w, FUTEX_WAIT, 6, NULL, NULL, 0));
+    set_rights(k, PKEY_DISABLE_WRITE);
+    SHOW(syscall(SYS_futex, w, FUTEX_WAIT | 128, 6, NULL, NULL, 0));
+    set_rights(k, PKEY_DISABLE_ACCESS);
+    SHOW(syscall(SYS_futex, w, FUTEX_WAIT | 128, 6, NULL, NULL, 0));
+    SHOW(syscall(SYS_futex, w, FUTEX_WAKE | 128, 1, NULL, NULL, 0));
+    set_rights(k, PKEY_DISABLE_WRITE);
+    SHOW(syscall(SYS_futex, w, FUTEX_WAIT, 6, NULL, NULL, 0));
+    SHOW(syscall(SYS_futex, w, FUTEX_WAKE, 1, NULL, NULL, 0));
+    set_rights(k, PKEY_DISABLE_ACCESS);
+    SHOW(syscall(SYS_futex, w, FUTEX_WAIT, 7, NULL, NULL, 0));
+    SHOW(syscall(SYS_futex, w, FUTEX_WAKE, 1, NULL, NULL, 0));
+    set_rights(k, 0);
+    /* A read-only anonymous mapping: a shared futex cannot pin it for writing either. */
+    int *ro = (int *)page(PROT_READ);
+    SHOW(syscall(SYS_futex, ro, FUTEX_WAIT, 1, NULL, NULL, 0));
+    SHOW(syscall(SYS_futex, ro, FUTEX_WAIT | 128, 1, NULL, NULL, 0));
     return 0;
 }

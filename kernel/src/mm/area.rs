@@ -223,23 +223,7 @@ impl Mm {
         if pk {
             return Err(SegvCode::PkuErr(area.pkey));
         }
-        let allowed = match access {
-            Access::Write => area.prot.contains(Prot::WRITE),
-            Access::Execute => area.prot.contains(Prot::EXEC),
-            Access::Read => !area.prot.is_empty(),
-        };
-        if !allowed {
-            return Err(SegvCode::AccErr);
-        }
-        if access != Access::Execute && self.pkeys.support() == Support::Enabled {
-            let ok = match access {
-                Access::Write => pkru.allows_write(area.pkey),
-                _ => pkru.allows_read(area.pkey),
-            };
-            if !ok {
-                return Err(SegvCode::PkuErr(area.pkey));
-            }
-        }
+        self.permits(&area, access, pkru)?;
         if access == Access::Write {
             if let Some(entry) = self.root().leaf_entry(page(addr)) {
                 let bits = entry.flags().bits();
@@ -271,6 +255,50 @@ impl Mm {
             return Err(SegvCode::OutOfMemory);
         }
         Ok(())
+    }
+
+    /// Steps 3 and 4 of [`Self::handle_fault`]: may this thread, with `pkru`, make `access`
+    /// to `area`? The area's protection first (`SEGV_ACCERR`; a read needs any of R/W/X — x86
+    /// pages without keys cannot be execute-only), then, for data accesses, the key
+    /// (`SEGV_PKUERR`; Linux `arch_vma_access_permitted()`, which GUP asks too).
+    fn permits(&self, area: &Area, access: Access, pkru: Pkru) -> Result<(), SegvCode> {
+        let allowed = match access {
+            Access::Write => area.prot.contains(Prot::WRITE),
+            Access::Execute => area.prot.contains(Prot::EXEC),
+            Access::Read => !area.prot.is_empty(),
+        };
+        if !allowed {
+            return Err(SegvCode::AccErr);
+        }
+        if access != Access::Execute && self.pkeys.support() == Support::Enabled {
+            let ok = match access {
+                Access::Write => pkru.allows_write(area.pkey),
+                _ => pkru.allows_read(area.pkey),
+            };
+            if !ok {
+                return Err(SegvCode::PkuErr(area.pkey));
+            }
+        }
+        Ok(())
+    }
+
+    /// Can a *shared* futex (no `FUTEX_PRIVATE_FLAG`) use the word at `addr`? Linux's
+    /// `get_futex_key()` pins the page with `get_user_pages_fast(FOLL_WRITE)` and, for an
+    /// operation that only reads the word (all pikku has: WAIT, WAKE), retries read-only — and
+    /// GUP honours protection keys (reference §5.7). A page pinned read-only is refused if it
+    /// is anonymous ("a read-only anonymous page will never change"). So under a key's WD bit
+    /// a shared FUTEX_WAIT on anonymous memory is `EFAULT`, while a private one only reads the
+    /// word and gets `EAGAIN` or sleeps. (pikku's file mappings are private copies of the
+    /// ramdisk; all of their pages count as file pages here.)
+    pub fn shared_futex_allowed(&self, addr: u64, pkru: Pkru) -> Result<(), Errno> {
+        let area = self.vmas.find(addr).ok_or(Errno::EFAULT)?;
+        if self.permits(area, Access::Write, pkru).is_ok() {
+            return Ok(());
+        }
+        match (self.permits(area, Access::Read, pkru), &area.backing) {
+            (Ok(()), Backing::File { .. }) => Ok(()),
+            _ => Err(Errno::EFAULT),
+        }
     }
 
     /// A write to a page shared copy-on-write (Linux: `do_wp_page()`): the last sharer just gets

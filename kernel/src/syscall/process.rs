@@ -4,7 +4,7 @@
 use core::sync::atomic::Ordering;
 use pkeys::Errno;
 
-use crate::arch::x86_64::{cpu, paging::USER_END, rtc, time};
+use crate::arch::x86_64::{cpu, paging::USER_END, pkru, rtc, time};
 use crate::mm::user;
 use crate::task::{self, sched, ExitStatus};
 
@@ -185,26 +185,32 @@ pub fn sys_sched_yield() -> Result<u64, Errno> {
 }
 
 /// `futex(uaddr, op, val, timeout, uaddr2, val3)`: `FUTEX_WAIT` (0) and `FUTEX_WAKE` (1), with
-/// or without `FUTEX_PRIVATE_FLAG` (128) — pikku has no shared memory between processes, so
-/// private and shared futexes are the same. `FUTEX_WAIT`'s timeout is relative; a bad one is
-/// `EINVAL`. Other operations: `ENOSYS`.
+/// or without `FUTEX_PRIVATE_FLAG` (128). pikku has no memory shared between processes, so
+/// both kinds wait on (address space, address); but a shared futex first passes Linux's page
+/// pin, which protection keys can refuse ([`crate::mm::address_space::Mm::shared_futex_allowed`]).
+/// `FUTEX_WAIT`'s timeout is relative; a bad one is `EINVAL`. Other operations: `ENOSYS`.
 pub fn sys_futex(uaddr: u64, op: u64, val: u64, timeout: u64) -> Result<u64, Errno> {
     const FUTEX_WAIT: u64 = 0;
     const FUTEX_WAKE: u64 = 1;
     const FUTEX_PRIVATE_FLAG: u64 = 128;
     const FUTEX_CLOCK_REALTIME: u64 = 256;
-    match op & !(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME) {
-        FUTEX_WAIT => {
-            let timeout_us = if timeout == 0 { None } else { Some(read_timespec_us(timeout)?) };
-            task::futex::wait(uaddr, val as u32, timeout_us)
-        }
-        FUTEX_WAKE => {
-            if uaddr % 4 != 0 {
-                return Err(Errno::EINVAL);
-            }
-            Ok(task::futex::wake(&task::current().mm, uaddr, val as u32))
-        }
-        _ => Err(Errno::ENOSYS),
+    // Linux's order: the timeout (`sys_futex`), the command (`do_futex`), then
+    // `get_futex_key()`: alignment, then — shared futexes only — the page pin.
+    let command = op & !(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME);
+    let timeout_us = if command == FUTEX_WAIT && timeout != 0 { Some(read_timespec_us(timeout)?) } else { None };
+    if command != FUTEX_WAIT && command != FUTEX_WAKE {
+        return Err(Errno::ENOSYS);
+    }
+    if uaddr % 4 != 0 {
+        return Err(Errno::EINVAL);
+    }
+    if op & FUTEX_PRIVATE_FLAG == 0 {
+        task::current().mm.read().shared_futex_allowed(uaddr, pkru::read())?;
+    }
+    if command == FUTEX_WAIT {
+        task::futex::wait(uaddr, val as u32, timeout_us)
+    } else {
+        Ok(task::futex::wake(&task::current().mm, uaddr, val as u32))
     }
 }
 

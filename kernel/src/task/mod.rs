@@ -81,9 +81,8 @@ pub fn find_thread(tid: u32) -> Option<Arc<Thread>> {
     }
     t.filter(|t| t.process.exit.lock().is_none())
 }
-const MAX_CPUS: usize = 1;
-/// Each CPU's current thread (indexed by `PerCpu::cpu_id`).
-static CURRENT: [Mutex<Option<Arc<Thread>>>; MAX_CPUS] = [const { Mutex::new(None) }; MAX_CPUS];
+/// Each CPU's current thread (Linux: `current`).
+static CURRENT: percpu::CpuLocalArc<Thread> = percpu::CpuLocalArc::new();
 
 /// Context switches that went through [`switch_pkru`].
 pub static SWITCHES: AtomicU64 = AtomicU64::new(0);
@@ -182,14 +181,12 @@ pub fn current() -> Arc<Thread> {
 
 /// The thread running on this CPU, if any.
 pub fn try_current() -> Option<Arc<Thread>> {
-    let cpu = percpu::this_cpu().cpu_id as usize;
-    CURRENT[cpu].lock().clone()
+    CURRENT.get()
 }
 
 fn set_current(thread: Arc<Thread>) -> Option<Arc<Thread>> {
-    let cpu = percpu::this_cpu();
-    cpu.set_current_tid(thread.tid);
-    CURRENT[cpu.cpu_id as usize].lock().replace(thread)
+    percpu::this_cpu().set_current_tid(thread.tid);
+    CURRENT.replace(thread)
 }
 
 /// The PKRU part of a context switch from `prev` to `next`. Linux: `x86_pkru_load()`.
@@ -221,21 +218,20 @@ pub fn switch_pkru(prev: Option<&Thread>, next: &Thread) {
 /// back to whatever ran before. Returns what `f` returns.
 pub fn run_as<R>(thread: &Arc<Thread>, f: impl FnOnce() -> R) -> R {
     let cpu = percpu::this_cpu();
-    let slot = &CURRENT[cpu.cpu_id as usize];
-    let prev = slot.lock().replace(thread.clone());
+    let prev = CURRENT.replace(thread.clone());
     switch_pkru(prev.as_deref(), thread);
     thread.mm.read().activate();
     cpu.set_current_tid(thread.tid);
 
     let result = f();
 
-    let ours = slot.lock().take();
+    let ours = CURRENT.take();
     match prev {
         Some(prev) => {
             switch_pkru(ours.as_deref(), &prev);
             prev.mm.read().activate();
             cpu.set_current_tid(prev.tid);
-            *slot.lock() = Some(prev);
+            CURRENT.replace(prev);
         }
         None => {
             if let Some(ours) = ours {
@@ -255,7 +251,7 @@ pub fn install_boot_thread(thread: Arc<Thread>) {
     thread.mm.read().activate();
     cpu.set_current_tid(thread.tid);
     sched::set_idle(thread.clone());
-    *CURRENT[cpu.cpu_id as usize].lock() = Some(thread);
+    CURRENT.replace(thread);
 }
 
 #[cfg(test)]

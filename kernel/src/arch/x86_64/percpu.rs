@@ -10,7 +10,9 @@
 //! `gs:[16]`, a scratch slot for the user RSP), which is why the structure is `repr(C)` and why
 //! those fields are atomics: assembly writes them behind Rust's back.
 
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use alloc::sync::Arc;
+use core::marker::PhantomData;
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
 use x86_64::registers::model_specific::GsBase;
 use x86_64::VirtAddr;
 
@@ -25,8 +27,8 @@ pub struct PerCpu {
     pub user_rsp_scratch: AtomicU64,
     /// This CPU's number.
     pub cpu_id: u32,
-    /// The thread id this CPU runs (0 = none yet). The thread itself is found through
-    /// `task::current()`, which keeps its own per-CPU slot behind a lock.
+    /// The thread id this CPU runs (0 = none yet), for reports. The thread itself is found
+    /// through `task::current()`, a [`CpuLocalArc`].
     pub current_tid: AtomicU32,
 }
 
@@ -65,5 +67,64 @@ impl PerCpu {
     /// Records which thread runs here (for reports).
     pub fn set_current_tid(&self, tid: u32) {
         self.current_tid.store(tid, Ordering::Relaxed);
+    }
+}
+
+/// How many CPUs the per-CPU tables have room for. pikku boots one.
+pub const MAX_CPUS: usize = 1;
+
+/// One `Arc<T>` per CPU that only its own CPU reads or replaces, always with interrupts off —
+/// the shape of Linux's `current` (a per-CPU pointer to the running task, read with one `mov`
+/// from `gs:`). Reading needs no lock because there is nobody to race with: another CPU never
+/// touches this CPU's slot, and nothing else runs on this CPU in between, since interrupts are
+/// off (the kernel is not preemptible; the checks below enforce it in debug builds). A read
+/// costs one load and one reference-count increment.
+pub struct CpuLocalArc<T> {
+    slots: [AtomicPtr<T>; MAX_CPUS],
+    /// Shared between CPUs like the `Arc<T>`s it holds (so only for `T: Send + Sync`).
+    _holds: PhantomData<Arc<T>>,
+}
+
+impl<T> CpuLocalArc<T> {
+    /// Every CPU's slot empty.
+    pub const fn new() -> Self {
+        CpuLocalArc { slots: [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_CPUS], _holds: PhantomData }
+    }
+
+    fn slot(&self) -> &AtomicPtr<T> {
+        debug_assert!(!x86_64::instructions::interrupts::are_enabled(), "per-CPU slot used with interrupts on");
+        &self.slots[this_cpu().cpu_id as usize]
+    }
+
+    /// A new reference to this CPU's value, if it has one.
+    pub fn get(&self) -> Option<Arc<T>> {
+        let ptr = self.slot().load(Ordering::Relaxed);
+        if ptr.is_null() {
+            return None;
+        }
+        // SAFETY: `ptr` came from `Arc::into_raw` in `replace`, and the slot still owns that
+        // reference: only `replace`/`take` on this CPU give it up, and they cannot run before
+        // this returns (interrupts are off; other CPUs never use this slot). So the count is at
+        // least 1 while we add ours, and the `Arc` we make owns exactly the one we added.
+        unsafe {
+            Arc::increment_strong_count(ptr);
+            Some(Arc::from_raw(ptr))
+        }
+    }
+
+    /// Makes `value` this CPU's value; returns the previous one.
+    pub fn replace(&self, value: Arc<T>) -> Option<Arc<T>> {
+        Self::owned(self.slot().swap(Arc::into_raw(value).cast_mut(), Ordering::Relaxed))
+    }
+
+    /// Empties this CPU's slot; returns what it held.
+    pub fn take(&self) -> Option<Arc<T>> {
+        Self::owned(self.slot().swap(core::ptr::null_mut(), Ordering::Relaxed))
+    }
+
+    fn owned(ptr: *mut T) -> Option<Arc<T>> {
+        // SAFETY: a non-null slot pointer came from `Arc::into_raw` and carries the slot's own
+        // reference, which the swap that produced `ptr` has just handed to us.
+        (!ptr.is_null()).then(|| unsafe { Arc::from_raw(ptr) })
     }
 }
