@@ -163,6 +163,29 @@ static void look_at_fpu(int sig) {
     __asm__ volatile("pcmpeqd %%xmm2, %%xmm2\n ldmxcsr %0" : : "m"(down) : "xmm2");
 }
 
+/* Who sent it: si_code SI_USER (0) for kill(), SI_TKILL (-6) for tgkill()/tkill() (musl's
+ * raise()), and si_pid/si_uid of the sender. */
+static volatile int sender_code, sender_pid_ok, sender_uid;
+static void who_sent(int sig, siginfo_t *si, void *ctx) {
+    (void)sig; (void)ctx;
+    sender_code = si->si_code;
+    sender_pid_ok = si->si_pid == getpid();
+    sender_uid = (int)si->si_uid;
+}
+
+static void senders(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = who_sent;
+    sa.sa_flags = SA_SIGINFO;
+    sigaction(SIGUSR1, &sa, 0);
+    kill(getpid(), SIGUSR1);
+    printf("kill(): si_code %d, si_pid is mine: %s, si_uid %d\n", sender_code, sender_pid_ok ? "yes" : "no", sender_uid);
+    raise(SIGUSR1);
+    printf("raise(): si_code %d, si_pid is mine: %s, si_uid %d\n", sender_code, sender_pid_ok ? "yes" : "no", sender_uid);
+    signal(SIGUSR1, SIG_DFL);
+}
+
 static void fpu_across_a_handler(void) {
     signal(SIGUSR1, look_at_fpu);
     uint64_t in = 0x1122334455667788ull, out;
@@ -266,6 +289,7 @@ int main(void) {
     pid_t c;
     int st;
     fpu_across_a_handler();
+    senders();
 
     /* 3. An alternate stack. */
     stack_t ss = {.ss_sp = altstack, .ss_size = sizeof altstack, .ss_flags = 0};
