@@ -9,7 +9,10 @@
 #include <sched.h>
 #include <sys/mman.h>
 #include <sys/utsname.h>
+#include <sys/random.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
+#include <time.h>
 #include "pikku_user.h"
 
 #define SHOW(expr) do { errno = 0; long r_ = (long)(expr); fflush(stdout); \
@@ -194,6 +197,45 @@ int main(void) {
     SHOW(syscall(SYS_futex, w, FUTEX_WAIT, 7, NULL, NULL, 0));
     SHOW(syscall(SYS_futex, w, FUTEX_WAKE, 1, NULL, NULL, 0));
     set_rights(k, 0);
+    /* Kernel copies that cross from an open page into a keyed one stop at the boundary:
+     * whatever was copied before the fault counts (a short read or write), and only a copy
+     * that got nothing is EFAULT. */
+    {
+        char *two = mmap(0, 2 * PAGE, RW, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        memset(two, 'x', 2 * PAGE);
+        SHOW(pk_mprotect(two + PAGE, PAGE, RW, k));
+        char *edge = two + PAGE - 2; /* two bytes open, then the keyed page */
+        set_rights(k, PKEY_DISABLE_WRITE);
+        SHOW(pread(fd, edge, 4, 0));
+        printf("the two open bytes now read \"%.2s\"\n", edge);
+        SHOW(getrandom(edge, 4, 0));
+        SHOW(uname((struct utsname *)edge));
+        SHOW(syscall(SYS_clock_gettime, CLOCK_MONOTONIC, edge)); /* not the vDSO: it would write in user mode and fault */
+        set_rights(k, PKEY_DISABLE_ACCESS);
+        memcpy(edge, "ok", 2);
+        SHOW(write(1, edge, 4));
+        printf("\n");
+        struct iovec iov[2] = {{(void *)"iov0\n", 5}, {two + PAGE, 4}};
+        SHOW(writev(1, iov, 2));
+        int *fds = (int *)(two + PAGE);
+        SHOW(pipe(fds));
+        int p[2];
+        pipe(p);
+        SHOW(write(p[1], edge, 4));
+        SHOW(writev(p[1], iov, 2));
+        SHOW(write(p[1], "abcd", 4));
+        char got[16] = {0};
+        SHOW(read(p[0], got, sizeof got));
+        printf("the pipe held \"%.4s\"\n", got);
+        SHOW(write(p[1], "efgh", 4));
+        set_rights(k, PKEY_DISABLE_WRITE);
+        SHOW(read(p[0], edge, 4));
+        SHOW(read(p[0], got, sizeof got));
+        printf("then the pipe held \"%.4s\"\n", got);
+        close(p[0]);
+        close(p[1]);
+        set_rights(k, 0);
+    }
     /* A read-only anonymous mapping: a shared futex cannot pin it for writing either. */
     int *ro = (int *)page(PROT_READ);
     SHOW(syscall(SYS_futex, ro, FUTEX_WAIT, 1, NULL, NULL, 0));

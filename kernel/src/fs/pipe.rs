@@ -67,21 +67,27 @@ impl PipeEnd {
         self.write
     }
 
-    /// Reads up to `max` bytes; `copy_out` moves them to the user. Blocks while empty.
+    /// Reads up to `max` bytes; `copy_out` moves them to the user. Blocks while empty. The
+    /// bytes leave the pipe only once they have arrived: if `copy_out` fails (the buffer
+    /// faults), the data stays for the next read and the call is `EFAULT` — Linux
+    /// `pipe_read()` consumes a buffer only after `copy_page_to_iter()` took all of it.
     pub fn read(&self, max: usize, copy_out: impl Fn(&[u8]) -> Result<(), Errno>) -> Result<u64, Errno> {
         if max == 0 {
             return Ok(0);
         }
         loop {
-            let chunk: alloc::vec::Vec<u8> = {
+            let n = {
                 let mut buf = self.pipe.buffer.lock();
                 let n = max.min(buf.len());
-                buf.drain(..n).collect()
+                if n > 0 {
+                    copy_out(&buf.make_contiguous()[..n])?;
+                    buf.drain(..n);
+                }
+                n
             };
-            if !chunk.is_empty() {
+            if n > 0 {
                 self.pipe.wake_all();
-                copy_out(&chunk)?;
-                return Ok(chunk.len() as u64);
+                return Ok(n as u64);
             }
             if self.pipe.writers.load(Ordering::Relaxed) == 0 {
                 return Ok(0);

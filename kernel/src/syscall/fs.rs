@@ -21,9 +21,6 @@ const O_CREAT: u64 = 0o100;
 const O_TRUNC: u64 = 0o1000;
 const O_DIRECTORY: u64 = 0o200000;
 
-/// Bytes moved per chunk between user memory and the console or a file.
-const CHUNK: usize = 4096;
-
 fn file(fd: u64) -> Result<Arc<OpenFile>, Errno> {
     task::current().process.files.lock().get(fd)
 }
@@ -34,7 +31,7 @@ pub fn sys_read(fd: u64, buf: u64, count: u64) -> Result<u64, Errno> {
         OpenFile::Console => Ok(0), // nobody types into pikku's console: end of file
         OpenFile::Dir { .. } => Err(Errno::EISDIR),
         OpenFile::Pipe(end) if end.is_write_end() => Err(Errno::EBADF),
-        OpenFile::Pipe(end) => end.read(count.min(0x7fff_f000) as usize, |bytes| user::copy_to_user(buf, bytes)),
+        OpenFile::Pipe(end) => end.read(count.min(MAX_RW_COUNT) as usize, |bytes| user::copy_to_user(buf, bytes)),
         OpenFile::File { file, pos, .. } => {
             let mut pos = pos.lock();
             let n = read_at(file.data, *pos, buf, count)?;
@@ -57,32 +54,109 @@ pub fn sys_pread64(fd: u64, buf: u64, count: u64, offset: u64) -> Result<u64, Er
     }
 }
 
+/// Copies file bytes from `offset` to the user. Linux `filemap_read()`: a buffer that faults
+/// part-way gets a short count (what arrived, and the file position moves by that much); only
+/// a copy that got nothing is `EFAULT`.
 fn read_at(data: &[u8], offset: u64, buf: u64, count: u64) -> Result<u64, Errno> {
     let start = (offset as usize).min(data.len());
     let len = (count as usize).min(data.len() - start).min(0x7fff_f000);
-    user::copy_to_user(buf, &data[start..start + len])?;
-    Ok(len as u64)
+    match user::copy_to_user_partial(buf, &data[start..start + len]) {
+        0 if len > 0 => Err(Errno::EFAULT),
+        copied => Ok(copied as u64),
+    }
 }
 
 /// Linux: `ksys_write()`. Console output goes to the serial port byte for byte; a pipe with no
 /// reader left is `EPIPE` plus `SIGPIPE`, whose default action ends the process.
 pub fn sys_write(fd: u64, buf: u64, count: u64) -> Result<u64, Errno> {
-    write_from_user(&*file(fd)?, buf, count)
+    let f = file(fd)?;
+    write_from_user(&f, UserStream::new(vec![(buf, count.min(MAX_RW_COUNT))]))
 }
 
-/// Writes `count` bytes from user address `buf` to `f`, in chunks. Returns what was written
-/// before a bad address, or `EFAULT` if nothing was.
-fn write_from_user(f: &OpenFile, buf: u64, count: u64) -> Result<u64, Errno> {
-    if matches!(f, OpenFile::File { .. } | OpenFile::Dir { .. }) || matches!(f, OpenFile::Pipe(end) if !end.is_write_end()) {
-        // Ramdisk files are opened read-only; writing to an fd not open for writing is EBADF.
-        return Err(Errno::EBADF);
+/// Linux: `do_writev()` — `iovcnt` outside 0..=1024 is `EINVAL`; the iovec array is read and
+/// every length checked (`import_iovec()`) before anything is written; the buffers are then
+/// written as one stream.
+pub fn sys_writev(fd: u64, iov: u64, iovcnt: u64) -> Result<u64, Errno> {
+    let f = file(fd)?;
+    let iovcnt = iovcnt as u32 as i32;
+    if !(0..=1024).contains(&iovcnt) {
+        return Err(Errno::EINVAL);
     }
-    let count = count.min(0x7fff_f000);
+    let mut raw = vec![0u8; iovcnt as usize * 16];
+    user::copy_from_user(&mut raw, iov)?;
+    let mut segments = alloc::vec::Vec::with_capacity(iovcnt as usize);
+    let mut total = 0u64;
+    for v in raw.chunks_exact(16) {
+        let base = u64::from_le_bytes(v[..8].try_into().unwrap());
+        let len = u64::from_le_bytes(v[8..].try_into().unwrap());
+        if (len as i64) < 0 {
+            return Err(Errno::EINVAL);
+        }
+        // The total is capped at MAX_RW_COUNT; later buffers are cut (Linux does the same).
+        let len = len.min(MAX_RW_COUNT - total);
+        total += len;
+        segments.push((base, len));
+    }
+    write_from_user(&f, UserStream::new(segments))
+}
+
+/// The most one read or write moves (Linux `MAX_RW_COUNT`, INT_MAX rounded down to a page).
+const MAX_RW_COUNT: u64 = 0x7fff_f000;
+
+/// User buffers read front to back as one stream — `write`'s one buffer or `writev`'s iovecs
+/// (Linux: an `iov_iter`).
+struct UserStream {
+    segments: alloc::vec::Vec<(u64, u64)>,
+    at: usize,
+    offset: u64,
+}
+
+impl UserStream {
+    fn new(segments: alloc::vec::Vec<(u64, u64)>) -> UserStream {
+        UserStream { segments, at: 0, offset: 0 }
+    }
+
+    fn remaining(&self) -> u64 {
+        self.segments[self.at.min(self.segments.len())..].iter().map(|&(_, len)| len).sum::<u64>() - self.offset
+    }
+
+    /// Fills `out` from the stream, or fails with `EFAULT` if a byte of it cannot be read
+    /// (Linux: `copy_from_iter()` came back short).
+    fn gather(&mut self, out: &mut [u8]) -> Result<(), Errno> {
+        let mut filled = 0;
+        while filled < out.len() {
+            let (base, len) = self.segments[self.at];
+            let n = ((len - self.offset) as usize).min(out.len() - filled);
+            user::copy_from_user(&mut out[filled..filled + n], base + self.offset)?;
+            filled += n;
+            self.offset += n as u64;
+            if self.offset == len {
+                self.at += 1;
+                self.offset = 0;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes the stream to `f` chunk by chunk, each chunk gathered whole before it is written:
+/// the console takes 2,048 bytes at a time (Linux `iterate_tty_write()`), a pipe a page (Linux
+/// `pipe_write()`, one buffer page at a time). A chunk that cannot be gathered ends the write:
+/// what earlier chunks wrote counts, and if there were none it is `EFAULT` — so a buffer whose
+/// end is unreadable writes nothing of a short write, as on Linux.
+fn write_from_user(f: &OpenFile, mut stream: UserStream) -> Result<u64, Errno> {
+    let chunk_size = match f {
+        OpenFile::Console => 2048,
+        OpenFile::Pipe(end) if end.is_write_end() => 4096,
+        // Ramdisk files are opened read-only; writing to an fd not open for writing is EBADF.
+        _ => return Err(Errno::EBADF),
+    };
+    let count = stream.remaining();
     let mut done = 0u64;
-    let mut chunk = vec![0u8; CHUNK];
+    let mut chunk = vec![0u8; chunk_size];
     while done < count {
-        let n = ((count - done) as usize).min(CHUNK);
-        if let Err(e) = user::copy_from_user(&mut chunk[..n], buf + done) {
+        let n = ((count - done) as usize).min(chunk_size);
+        if let Err(e) = stream.gather(&mut chunk[..n]) {
             return if done > 0 { Ok(done) } else { Err(e) };
         }
         match f {
@@ -101,31 +175,6 @@ fn write_from_user(f: &OpenFile, buf: u64, count: u64) -> Result<u64, Errno> {
         done += n as u64;
     }
     Ok(done)
-}
-
-/// Linux: `do_writev()` — `iovcnt` outside 0..=1024 is `EINVAL`; the iovec array is read first.
-pub fn sys_writev(fd: u64, iov: u64, iovcnt: u64) -> Result<u64, Errno> {
-    let f = file(fd)?;
-    let iovcnt = iovcnt as u32 as i32;
-    if !(0..=1024).contains(&iovcnt) {
-        return Err(Errno::EINVAL);
-    }
-    let mut raw = vec![0u8; iovcnt as usize * 16];
-    user::copy_from_user(&mut raw, iov)?;
-    let mut total = 0u64;
-    for v in raw.chunks_exact(16) {
-        let base = u64::from_le_bytes(v[..8].try_into().unwrap());
-        let len = u64::from_le_bytes(v[8..].try_into().unwrap());
-        if (len as i64) < 0 {
-            return Err(Errno::EINVAL);
-        }
-        match write_from_user(&f, base, len) {
-            Ok(n) => total += n,
-            Err(e) if total == 0 => return Err(e),
-            Err(_) => break,
-        }
-    }
-    Ok(total)
 }
 
 /// Linux: `do_sys_openat2()` on a read-only file system.

@@ -117,8 +117,12 @@ pub fn sys_getrandom(buf: u64, len: u64, flags: u64) -> Result<u64, Errno> {
     while done < len {
         let n = (len - done).min(chunk.len());
         cpu::random_bytes(&mut chunk[..n]);
-        user::copy_to_user(buf + done as u64, &chunk[..n])?;
-        done += n;
+        // Linux `get_random_bytes_user()`: the bytes that arrived count; none at all is EFAULT.
+        let copied = user::copy_to_user_partial(buf + done as u64, &chunk[..n]);
+        done += copied;
+        if copied < n {
+            return if done > 0 { Ok(done as u64) } else { Err(Errno::EFAULT) };
+        }
     }
     Ok(len as u64)
 }

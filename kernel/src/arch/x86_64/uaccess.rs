@@ -66,24 +66,31 @@ fn with_user_access(body: impl FnOnce() -> (u64, u64)) -> Result<(), UaccessErro
 /// Copies `len` bytes from `src` to `dst`, recovering from any fault: `rep movsq` for the
 /// 8-byte words, then `rep movsb` for the rest. (Real CPUs with fast strings copy as quickly
 /// with `rep movsb` alone; under QEMU's TCG every iteration is one instruction, so words are
-/// eight times cheaper to emulate — and the benchmarks count instructions.)
-fn copy_recoverable(dst: u64, src: u64, len: usize) -> Result<(), UaccessError> {
+/// eight times cheaper to emulate — and the benchmarks count instructions.) On a fault, also
+/// says how many bytes were *not* copied — counted from the faulting word, so up to 7 bytes
+/// before the faulting byte may be among them (see [`copy_partial`]).
+fn copy_recoverable(dst: u64, src: u64, len: usize) -> Result<(), (UaccessError, usize)> {
+    let mut left = 0usize;
     with_user_access(|| {
         let (status, cr2): (u64, u64);
         // SAFETY: the caller checked that the user side lies in the lower half and the kernel
         // side is a valid slice; a fault on the user side in either loop is caught by its
-        // extable entry and reported through rax/rdx.
+        // extable entry and reported through rax/rdx, with RCX still counting what was left
+        // (in words in the first loop: the fixup at 5 turns that into bytes).
         unsafe {
             core::arch::asm!(
                 "2: rep movsq",
                 "mov rcx, {tail}",
                 "4: rep movsb",
                 "xor eax, eax",
+                "jmp 3f",
+                "5: shl rcx, 3",
+                "add rcx, {tail}",
                 "3:",
-                crate::extable_entry!("2b", "3b"),
+                crate::extable_entry!("2b", "5b"),
                 crate::extable_entry!("4b", "3b"),
                 tail = in(reg) len % 8,
-                inout("rcx") len / 8 => _,
+                inout("rcx") len / 8 => left,
                 inout("rdi") dst => _,
                 inout("rsi") src => _,
                 inout("rax") 0u64 => status,
@@ -93,6 +100,46 @@ fn copy_recoverable(dst: u64, src: u64, len: usize) -> Result<(), UaccessError> 
         }
         (status, cr2)
     })
+    .map_err(|e| (e, left))
+}
+
+/// `rep movsb` alone: on a fault, RCX says exactly how many bytes were left.
+fn copy_bytes_recoverable(dst: u64, src: u64, len: usize) -> usize {
+    let mut left = 0usize;
+    let _ = with_user_access(|| {
+        let (status, cr2): (u64, u64);
+        // SAFETY: as in `copy_recoverable`.
+        unsafe {
+            core::arch::asm!(
+                "2: rep movsb",
+                "xor eax, eax",
+                "3:",
+                crate::extable_entry!("2b", "3b"),
+                inout("rcx") len => left,
+                inout("rdi") dst => _,
+                inout("rsi") src => _,
+                inout("rax") 0u64 => status,
+                out("rdx") cr2,
+                options(nostack),
+            );
+        }
+        (status, cr2)
+    });
+    left
+}
+
+/// Copies as much as the user memory allows and returns how many bytes were copied — every
+/// byte before the first one that faults, exactly (Linux: `len - copy_to_user()`, which
+/// `read()` and friends turn into a short count). The word copy runs first; only after a
+/// fault does a byte copy find the exact spot.
+fn copy_partial(dst: u64, src: u64, len: usize) -> usize {
+    match copy_recoverable(dst, src, len) {
+        Ok(()) => len,
+        Err((_, left)) => {
+            let done = len - left;
+            len - copy_bytes_recoverable(dst + done as u64, src + done as u64, left)
+        }
+    }
 }
 
 /// The user-memory side of saving and restoring FPU state in a signal frame: XSAVE straight
@@ -162,13 +209,31 @@ pub fn fpu_restore_from_user(src: u64, image: FpImage, size: usize) -> Result<()
 /// Copies `src` into user memory at `dst`. Linux: `copy_to_user()`.
 pub fn copy_to_user(dst: u64, src: &[u8]) -> Result<(), UaccessError> {
     check_range(dst, src.len())?;
-    copy_recoverable(dst, src.as_ptr() as u64, src.len())
+    copy_recoverable(dst, src.as_ptr() as u64, src.len()).map_err(|(e, _)| e)
 }
 
 /// Copies user memory at `src` into `dst`. Linux: `copy_from_user()`.
 pub fn copy_from_user(dst: &mut [u8], src: u64) -> Result<(), UaccessError> {
     check_range(src, dst.len())?;
-    copy_recoverable(dst.as_mut_ptr() as u64, src, dst.len())
+    copy_recoverable(dst.as_mut_ptr() as u64, src, dst.len()).map_err(|(e, _)| e)
+}
+
+/// Copies the start of `src` to user memory at `dst`, as far as it goes; returns how many
+/// bytes arrived (0 for a range outside user space, as Linux's `access_ok()` refuses it whole).
+pub fn copy_to_user_partial(dst: u64, src: &[u8]) -> usize {
+    if check_range(dst, src.len()).is_err() {
+        return 0;
+    }
+    copy_partial(dst, src.as_ptr() as u64, src.len())
+}
+
+/// Fills the start of `dst` from user memory at `src`, as far as it goes; returns how many
+/// bytes arrived.
+pub fn copy_from_user_partial(dst: &mut [u8], src: u64) -> usize {
+    if check_range(src, dst.len()).is_err() {
+        return 0;
+    }
+    copy_partial(dst.as_mut_ptr() as u64, src, dst.len())
 }
 
 #[cfg(test)]
