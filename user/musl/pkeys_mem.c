@@ -2,6 +2,8 @@
  * the process (the faulting ones are in pkey_fault.c). One observable fact per line. */
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <string.h>
 #define FUTEX_WAIT 0 /* <linux/futex.h>, which musl-gcc does not ship */
@@ -219,6 +221,31 @@ int main(void) {
         SHOW(writev(1, iov, 2));
         int *fds = (int *)(two + PAGE);
         SHOW(pipe(fds));
+        /* The kernel writes results to user memory *after* acting: an answer buffer it cannot
+         * write is EFAULT, yet the new action, mask or alternate stack is in place (Linux:
+         * rt_sigaction, rt_sigprocmask and sigaltstack copy the old value out last). A pipe()
+         * whose fds cannot be stored leaves no descriptors behind. */
+        set_rights(k, PKEY_DISABLE_WRITE);
+        void *answer = two + PAGE;
+        struct { unsigned long handler, flags, restorer, mask; } act = {1 /* SIG_IGN */, 0x04000000, 0, 0}, now;
+        SHOW(syscall(SYS_rt_sigaction, SIGUSR2, &act, answer, 8));
+        syscall(SYS_rt_sigaction, SIGUSR2, NULL, &now, 8);
+        printf("SIGUSR2 ignored now: %s\n", now.handler == 1 ? "yes" : "no");
+        unsigned long block = 1ul << (SIGUSR2 - 1), mask = 0;
+        SHOW(syscall(SYS_rt_sigprocmask, SIG_BLOCK, &block, answer, 8));
+        syscall(SYS_rt_sigprocmask, SIG_UNBLOCK, &block, &mask, 8);
+        printf("SIGUSR2 was blocked: %s\n", mask & block ? "yes" : "no");
+        static char alt[16384];
+        stack_t ss = {.ss_sp = alt, .ss_size = sizeof alt}, cur;
+        SHOW(syscall(SYS_sigaltstack, &ss, answer));
+        syscall(SYS_sigaltstack, NULL, &cur);
+        printf("alternate stack in place: %s\n", cur.ss_sp == alt ? "yes" : "no");
+        SHOW(syscall(SYS_fstat, fd, answer)); /* raw: musl may go through statx and a user-mode copy */
+        SHOW(pipe(answer));
+        SHOW(dup(0)); /* the lowest free descriptor: nothing leaked */
+        set_rights(k, PKEY_DISABLE_ACCESS);
+        SHOW(syscall(SYS_nanosleep, answer, NULL));
+        set_rights(k, 0);
         int p[2];
         pipe(p);
         SHOW(write(p[1], edge, 4));

@@ -295,26 +295,22 @@ pub fn sys_sigaltstack(ss: u64, old: u64, user_rsp: u64) -> Result<u64, Errno> {
     const SS_ONSTACK: i32 = 1;
     const SS_DISABLE: i32 = 2;
     const SS_AUTODISARM: i32 = 1 << 31;
-    let thread = task::current();
-    let current = *thread.signals.altstack.lock();
-    let on_stack = current.is_some_and(|(sp, size)| user_rsp > sp && user_rsp <= sp + size);
-    if old != 0 {
-        let mut b = [0u8; 24];
-        let (sp, size, flags) = match current {
-            Some((sp, size)) => (sp, size, if on_stack { SS_ONSTACK } else { 0 }),
-            None => (0, 0, SS_DISABLE),
-        };
-        b[0..8].copy_from_slice(&sp.to_le_bytes());
-        b[8..12].copy_from_slice(&flags.to_le_bytes());
-        b[16..24].copy_from_slice(&size.to_le_bytes());
-        crate::mm::user::copy_to_user(old, &b)?;
-    }
-    if ss != 0 {
+    // Linux's order: read the new stack (EFAULT before anything changes), act on it, and only
+    // then write the old one out — so an unwritable `old` is EFAULT with the new stack set.
+    let new = if ss != 0 {
         let mut b = [0u8; 24];
         crate::mm::user::copy_from_user(&mut b, ss)?;
         let sp = u64::from_le_bytes(b[0..8].try_into().unwrap());
         let flags = i32::from_le_bytes(b[8..12].try_into().unwrap());
         let size = u64::from_le_bytes(b[16..24].try_into().unwrap());
+        Some((sp, flags, size))
+    } else {
+        None
+    };
+    let thread = task::current();
+    let current = *thread.signals.altstack.lock();
+    let on_stack = current.is_some_and(|(sp, size)| user_rsp > sp && user_rsp <= sp + size);
+    if let Some((sp, flags, size)) = new {
         if on_stack {
             return Err(Errno::EPERM);
         }
@@ -330,6 +326,17 @@ pub fn sys_sigaltstack(ss: u64, old: u64, user_rsp: u64) -> Result<u64, Errno> {
             }
             *thread.signals.altstack.lock() = Some((sp, size));
         }
+    }
+    if old != 0 {
+        let mut b = [0u8; 24];
+        let (sp, size, flags) = match current {
+            Some((sp, size)) => (sp, size, if on_stack { SS_ONSTACK } else { 0 }),
+            None => (0, 0, SS_DISABLE),
+        };
+        b[0..8].copy_from_slice(&sp.to_le_bytes());
+        b[8..12].copy_from_slice(&flags.to_le_bytes());
+        b[16..24].copy_from_slice(&size.to_le_bytes());
+        crate::mm::user::copy_to_user(old, &b)?;
     }
     Ok(0)
 }
