@@ -245,6 +245,21 @@ int main(void) {
         SHOW(dup(0)); /* the lowest free descriptor: nothing leaked */
         set_rights(k, PKEY_DISABLE_ACCESS);
         SHOW(syscall(SYS_nanosleep, answer, NULL));
+        SHOW(read(fd, answer, 0));
+        SHOW(write(1, answer, 0));
+        SHOW(getrandom(answer, 0, 0));
+        SHOW(execve(answer, NULL, NULL));
+        SHOW(execve("/init", (char **)answer, NULL)); /* the argv array itself is unreadable */
+        /* clone() with CLONE_PARENT_SETTID / CLONE_CHILD_SETTID into a page the caller cannot
+         * write: Linux ignores a failed tid store (the child is created, the call succeeds). */
+        fflush(stdout);
+        long child = syscall(SYS_clone, SIGCHLD | 0x00100000 /* CLONE_PARENT_SETTID */ | 0x01000000 /* CLONE_CHILD_SETTID */,
+                             0, answer, answer, 0);
+        if (child == 0) _exit(42);
+        int st = 0;
+        waitpid((pid_t)child, &st, 0);
+        printf("clone with tid pointers in a keyed page: child created: %s, exit status %d\n", child > 0 ? "yes" : "no",
+               WIFEXITED(st) ? WEXITSTATUS(st) : -1);
         set_rights(k, 0);
         int p[2];
         pipe(p);
