@@ -186,6 +186,47 @@ static void senders(void) {
     signal(SIGUSR1, SIG_DFL);
 }
 
+/* Nested handlers, each level with its own PKRU: main runs with A; H1 (SIGUSR1) starts with
+ * the default, switches to B and raises SIGUSR2; H2 sees B in its frame, writes C there and
+ * returns, so H1 resumes with C; H1 returns and main has A again. With SIGUSR2 in H1's sa_mask
+ * instead, SIGUSR2 waits until H1's sigreturn and then interrupts main: H2's frame holds A, H2
+ * writes D, and main resumes with D. */
+static volatile uint32_t h1_start, h1_after, h2_start, h2_frame;
+static void h2(int sig, siginfo_t *si, void *ctx) {
+    (void)sig; (void)si;
+    h2_start = rdpkru();
+    h2_frame = *frame_pkru(ctx);
+    *frame_pkru(ctx) = h2_frame == 0x55555544 ? 0x55555514 /* C */ : 0x55555410 /* D */;
+}
+static void h1(int sig) {
+    (void)sig;
+    h1_start = rdpkru();
+    wrpkru(0x55555544); /* B */
+    raise(SIGUSR2);
+    h1_after = rdpkru();
+}
+
+static void nested(int mask_usr2) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = h2;
+    sa.sa_flags = SA_SIGINFO;
+    sigaction(SIGUSR2, &sa, 0);
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = h1;
+    if (mask_usr2) sigaddset(&sa.sa_mask, SIGUSR2);
+    sigaction(SIGUSR1, &sa, 0);
+    h1_start = h1_after = h2_start = h2_frame = 0;
+    wrpkru(0x55555550); /* A */
+    raise(SIGUSR1);
+    uint32_t main_after = rdpkru();
+    wrpkru(0x55555554);
+    printf("nested%s: H1 started with 0x%08x, resumed with 0x%08x; H2 started with 0x%08x, its frame held 0x%08x; main resumed with 0x%08x\n",
+           mask_usr2 ? " (SIGUSR2 in H1's sa_mask)" : "", h1_start, h1_after, h2_start, h2_frame, main_after);
+    signal(SIGUSR1, SIG_DFL);
+    signal(SIGUSR2, SIG_DFL);
+}
+
 static void fpu_across_a_handler(void) {
     signal(SIGUSR1, look_at_fpu);
     uint64_t in = 0x1122334455667788ull, out;
@@ -328,7 +369,11 @@ int main(void) {
     waitpid(c, &st, 0);
     status("SA_RESETHAND, raised twice", st);
 
-    if (pk) key_cases();
+    if (pk) {
+        key_cases();
+        nested(0);
+        nested(1);
+    }
     /* From here on SIGSEGV has its default action. */
     signal(SIGSEGV, SIG_DFL);
 
