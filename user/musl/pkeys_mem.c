@@ -278,6 +278,34 @@ int main(void) {
         close(p[1]);
         set_rights(k, 0);
     }
+    /* Test 9, test_kernel_gup_of_access_disabled_region: vmsplice() makes the kernel pin the
+     * user page; under AD that fails (EFAULT), under WD reading is allowed. And the call's own
+     * checks: flags, fd, a descriptor that is not a pipe; out of a read end into keyed pages. */
+    {
+        int vp[2];
+        pipe(vp);
+        char *buf = page(RW);
+        memcpy(buf, "spliced", 8);
+        SHOW(pk_mprotect(buf, PAGE, RW, k));
+        struct iovec one = {buf, PAGE};
+        set_rights(k, PKEY_DISABLE_ACCESS);
+        SHOW(vmsplice(vp[1], &one, 1, SPLICE_F_GIFT));
+        set_rights(k, PKEY_DISABLE_WRITE);
+        SHOW(vmsplice(vp[1], &one, 1, SPLICE_F_GIFT));
+        SHOW(vmsplice(vp[1], &one, 1, 0x10));
+        SHOW(vmsplice(99, &one, 1, 0));
+        SHOW(vmsplice(1, &one, 1, 0));
+        SHOW(vmsplice(vp[1], &one, 0, 0));
+        struct iovec into = {buf, 8};
+        SHOW(vmsplice(vp[0], &into, 1, 0)); /* WD: the kernel cannot write the bytes out */
+        set_rights(k, 0);
+        char *plain = page(RW);
+        struct iovec out = {plain, 8};
+        SHOW(vmsplice(vp[0], &out, 1, 0));
+        printf("vmsplice out of the pipe: \"%s\"\n", plain);
+        close(vp[0]);
+        close(vp[1]);
+    }
     /* A read-only anonymous mapping: a shared futex cannot pin it for writing either. */
     int *ro = (int *)page(PROT_READ);
     SHOW(syscall(SYS_futex, ro, FUTEX_WAIT, 1, NULL, NULL, 0));

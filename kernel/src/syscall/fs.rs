@@ -78,6 +78,13 @@ pub fn sys_write(fd: u64, buf: u64, count: u64) -> Result<u64, Errno> {
 /// written as one stream.
 pub fn sys_writev(fd: u64, iov: u64, iovcnt: u64) -> Result<u64, Errno> {
     let f = file(fd)?;
+    write_from_user(&f, UserStream::new(read_iovecs(iov, iovcnt)?))
+}
+
+/// Reads and checks an iovec array (Linux `import_iovec()`): a count outside 0..=1024 is
+/// `EINVAL`, an unreadable array `EFAULT`, a negative length `EINVAL`; the total is capped at
+/// `MAX_RW_COUNT`, later buffers cut short.
+fn read_iovecs(iov: u64, iovcnt: u64) -> Result<alloc::vec::Vec<(u64, u64)>, Errno> {
     let iovcnt = iovcnt as u32 as i32;
     if !(0..=1024).contains(&iovcnt) {
         return Err(Errno::EINVAL);
@@ -92,12 +99,47 @@ pub fn sys_writev(fd: u64, iov: u64, iovcnt: u64) -> Result<u64, Errno> {
         if (len as i64) < 0 {
             return Err(Errno::EINVAL);
         }
-        // The total is capped at MAX_RW_COUNT; later buffers are cut (Linux does the same).
         let len = len.min(MAX_RW_COUNT - total);
         total += len;
         segments.push((base, len));
     }
-    write_from_user(&f, UserStream::new(segments))
+    Ok(segments)
+}
+
+/// `vmsplice(fd, iov, nr_segs, flags)` (Linux `fs/splice.c`), the call the protection-key
+/// selftest uses to make the kernel *pin* a user buffer: flags beyond `SPLICE_F_ALL` are
+/// `EINVAL`, then the fd (`EBADF`), then the iovecs; nothing to move is 0; an fd that is not a
+/// pipe is `EBADF`. Into a pipe's write end the buffers go in like `writev()` — a page that
+/// cannot be read (its key denies access) stops it, and with nothing moved it is `EFAULT`, as
+/// Linux's pinning of that page fails. Out of a read end, the pipe's bytes are spread over the
+/// buffers. pikku copies where Linux lends the pages to the pipe, so a program that changes
+/// its buffer after `vmsplice` does not see the change in the pipe, as it would on Linux.
+pub fn sys_vmsplice(fd: u64, iov: u64, nr_segs: u64, flags: u64) -> Result<u64, Errno> {
+    const SPLICE_F_ALL: u64 = 0xf;
+    if flags & !SPLICE_F_ALL != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let f = file(fd)?;
+    let segments = read_iovecs(iov, nr_segs)?;
+    if segments.iter().all(|&(_, len)| len == 0) {
+        return Ok(0);
+    }
+    match &*f {
+        OpenFile::Pipe(end) if end.is_write_end() => write_from_user(&f, UserStream::new(segments)),
+        OpenFile::Pipe(end) => {
+            let total: u64 = segments.iter().map(|&(_, len)| len).sum();
+            end.read(total as usize, |bytes| {
+                let mut rest = bytes;
+                for &(base, len) in &segments {
+                    let n = rest.len().min(len as usize);
+                    user::copy_to_user(base, &rest[..n])?;
+                    rest = &rest[n..];
+                }
+                Ok(())
+            })
+        }
+        _ => Err(Errno::EBADF),
+    }
 }
 
 /// The most one read or write moves (Linux `MAX_RW_COUNT`, INT_MAX rounded down to a page).

@@ -74,6 +74,7 @@ pub mod nr {
     pub const NEWFSTATAT: u64 = 262;
     pub const DUP3: u64 = 292;
     pub const PIPE2: u64 = 293;
+    pub const VMSPLICE: u64 = 278;
     pub const GETRANDOM: u64 = 318;
     pub const PKEY_MPROTECT: u64 = 329;
     pub const PKEY_ALLOC: u64 = 330;
@@ -134,6 +135,7 @@ pub fn dispatch(number: u64, args: [u64; 6]) -> u64 {
         nr::EXIT_GROUP => process::sys_exit_group(a0),
         nr::OPENAT => fs::sys_openat(a0, a1, a2, a3),
         nr::NEWFSTATAT => fs::sys_newfstatat(a0, a1, a2, a3),
+        nr::VMSPLICE => fs::sys_vmsplice(a0, a1, a2, a3),
         nr::GETRANDOM => process::sys_getrandom(a0, a1, a2),
         nr::PKEY_MPROTECT => mm::sys_pkey_mprotect(a0, a1, a2, a3),
         nr::PKEY_ALLOC => pkey::sys_pkey_alloc(a0, a1),
