@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -42,6 +43,12 @@ static void show(const char *what, long r) {
     else printf("%s = %ld\n", what, r);
 }
 
+static long cow_key;
+static void cow_fault(int sig, siginfo_t *si, void *ctx) {
+    (void)sig; (void)ctx;
+    _exit(10 * si->si_code + ((long)si->si_pkey == cow_key));
+}
+
 int main(int argc, char **argv) {
     if (argc > 1 && !strcmp(argv[1], "after-exec")) after_exec();
     int pk = ospke();
@@ -67,6 +74,36 @@ int main(int argc, char **argv) {
     printf("parent's PKRU unchanged by the child: %s\n", !pk || rdpkru() == parent_pkru ? "yes" : "no");
     printf("parent's key %ld still allocated: pkey_free = %ld\n", k1, pk_free(k1));
     printf("parent's memory unchanged by the child's write (copy-on-write): %d\n", shared);
+
+    /* 1b. Keys on copy-on-write pages: the page's key travels with the copy. A child whose
+     *     PKRU write-disables the key gets SEGV_PKUERR for its write (the key is checked
+     *     before any copy is made); with the key open the write makes the child its own copy. */
+    if (pk) {
+        long kc = pk_alloc(0, 0);
+        char *cow = mmap(0, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        pk_mprotect(cow, 4096, PROT_READ | PROT_WRITE, kc);
+        cow[0] = 'P';
+        if ((c = spawn()) == 0) {
+            cow_key = kc;
+            struct sigaction sa;
+            memset(&sa, 0, sizeof sa);
+            sa.sa_sigaction = cow_fault;
+            sa.sa_flags = SA_SIGINFO;
+            sigaction(SIGSEGV, &sa, 0);
+            wrpkru(rdpkru() | (2u << (2 * kc)));
+            cow[0] = 'C';
+            _exit(0);
+        }
+        waitpid(c, &st, 0);
+        status("child writes a shared page under WD (41 = SEGV_PKUERR with the page's key)", st);
+        if ((c = spawn()) == 0) {
+            cow[0] = 'C';
+            _exit(cow[0] == 'C' ? 3 : 4);
+        }
+        waitpid(c, &st, 0);
+        status("child writes it with the key open (3 = its own copy)", st);
+        printf("parent's copy still reads '%c', key %ld: pkey_free = %ld\n", cow[0], kc, pk_free(kc));
+    }
 
     /* 2. A pipe and dup2: the child's stdout comes back to the parent. */
     int fds[2];
