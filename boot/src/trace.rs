@@ -8,7 +8,9 @@
 //! `trace_mark`, and from each mark to the next single-steps the whole machine — user code,
 //! the SYSCALL entry, the kernel, SYSRET — recording every instruction pointer. QEMU's single
 //! step runs with interrupts and timers held off, so nothing else gets in between; a `rep`
-//! string instruction counts once per iteration, as under `-icount`.
+//! string instruction counts once per iteration, as under `-icount` (an iteration is told from
+//! a step that executed nothing — gdb sometimes reports one — by RCX counting down). Two runs
+//! give the same file.
 //!
 //! The host then names each address: user addresses from the program's symbols (`nm`), pikku's
 //! from its kernel ELF (`nm`), Linux's from `/proc/kallsyms` of the same boot — the program
@@ -62,14 +64,15 @@ try:
         while True:
             gdb.execute("stepi", to_string=True)
             pc = int(gdb.parse_and_eval("$pc")) & 0xffffffffffffffff
+            rcx = int(gdb.parse_and_eval("$rcx")) & 0xffffffffffffffff
             if pc == @MARK@:
                 break
-            # A step that reports the same address again executed nothing, unless the
-            # instruction is a `rep` string instruction iterating in place.
-            if pc == prev and bytes(gdb.selected_inferior().read_memory(pc, 1))[0] not in (0xf2, 0xf3):
+            # A step that reports the same address again executed nothing — unless it is a
+            # `rep` string instruction iterating in place, which counts RCX down each time.
+            if (pc, rcx) == prev or (prev is not None and pc == prev[0] and bytes(gdb.selected_inferior().read_memory(pc, 1))[0] not in (0xf2, 0xf3)):
                 continue
             out.write("%d %x\n" % (op, pc))
-            prev = pc
+            prev = (pc, rcx)
             steps += 1
             if steps > 1000000:
                 raise Exception("no next mark after a million steps")
