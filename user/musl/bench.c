@@ -56,12 +56,6 @@ static void report(const char *name, double min, double mean, long ops) {
     printf("bench %-28s %12.1f %12.1f %8ld\n", name, min - empty_min, mean - empty_mean, ops);
 }
 
-/* Opens the faulting key in the PKRU saved in the frame: after sigreturn the access completes. */
-static void open_key(int sig, siginfo_t *si, void *ctx) {
-    (void)sig;
-    *frame_pkru(ctx) &= ~(3u << (2 * (int)si->si_pkey));
-}
-
 static volatile int stop;
 static uint32_t partner_pkru;
 
@@ -159,12 +153,7 @@ int main(void) {
     }
     if (pk) {
         /* A protection-key fault, its handler, and rt_sigreturn: one round trip per access. */
-        xsave_pkru_offset(); /* the CPUID now, not in the measured handler */
-        struct sigaction sa;
-        memset(&sa, 0, sizeof sa);
-        sa.sa_sigaction = open_key;
-        sa.sa_flags = SA_SIGINFO;
-        sigaction(SIGSEGV, &sa, 0);
+        catch_key_faults();
         long k = sys2(330, 0, 1);
         volatile char *p = mmap(0, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         sys4(329, (long)p, 4096, PROT_READ | PROT_WRITE, k);

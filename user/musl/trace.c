@@ -15,11 +15,6 @@
 /* The debugger breaks here; `n` (in rdi) names the operation that follows. */
 __attribute__((noinline)) void trace_mark(int n) { __asm__ volatile("" ::"r"(n)); }
 
-static void open_key(int sig, siginfo_t *si, void *ctx) {
-    (void)sig;
-    *frame_pkru(ctx) &= ~(3u << (2 * (int)si->si_pkey));
-}
-
 static inline long sys(long n, long a, long b) {
     long r;
     __asm__ volatile("syscall" : "=a"(r) : "a"(n), "D"(a), "S"(b) : "rcx", "r11", "memory");
@@ -29,12 +24,7 @@ static inline long sys(long n, long a, long b) {
 /* The traced operations, each once cold (first use: lazily built state, a stack page, a
  * heap buffer) and then between marks, warm — the steady state, as `make bench` measures. */
 static void traced(void) {
-    xsave_pkru_offset(); /* the CPUID now, not in the traced handler */
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_sigaction = open_key;
-    sa.sa_flags = SA_SIGINFO;
-    sigaction(SIGSEGV, &sa, 0);
+    catch_key_faults();
     volatile char *p = mmap(0, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     p[0] = 0;
     long k = sys(SYS_pkey_alloc, 0, PKEY_DISABLE_ACCESS);

@@ -63,13 +63,14 @@ fn with_user_access(body: impl FnOnce() -> (u64, u64)) -> Result<(), UaccessErro
     }
 }
 
-/// Copies `len` bytes from `src` to `dst`, recovering from any fault: `rep movsq` for the
-/// 8-byte words, then `rep movsb` for the rest. (Real CPUs with fast strings copy as quickly
-/// with `rep movsb` alone; under QEMU's TCG every iteration is one instruction, so words are
-/// eight times cheaper to emulate — and the benchmarks count instructions.) On a fault, also
-/// says how many bytes were *not* copied — counted from the faulting word, so up to 7 bytes
-/// before the faulting byte may be among them (see [`copy_partial`]).
-fn copy_recoverable(dst: u64, src: u64, len: usize) -> Result<(), (UaccessError, usize)> {
+/// Copies `words` 8-byte words and then `tail` bytes from `src` to `dst` (`rep movsq`, then
+/// `rep movsb`), recovering from any fault. (Real CPUs with fast strings copy as quickly with
+/// `rep movsb` alone; under QEMU's TCG every iteration is one instruction, so words are eight
+/// times cheaper to emulate — and the benchmarks count instructions.) On a fault, also says how
+/// many bytes were *not* copied: exact in the byte loop, counted from the faulting word in the
+/// word loop (so up to 7 bytes before the faulting byte may be among them; see
+/// [`copy_partial`]).
+fn copy_recoverable(dst: u64, src: u64, words: usize, tail: usize) -> Result<(), (UaccessError, usize)> {
     let mut left = 0usize;
     with_user_access(|| {
         let (status, cr2): (u64, u64);
@@ -89,8 +90,8 @@ fn copy_recoverable(dst: u64, src: u64, len: usize) -> Result<(), (UaccessError,
                 "3:",
                 crate::extable_entry!("2b", "5b"),
                 crate::extable_entry!("4b", "3b"),
-                tail = in(reg) len % 8,
-                inout("rcx") len / 8 => left,
+                tail = in(reg) tail,
+                inout("rcx") words => left,
                 inout("rdi") dst => _,
                 inout("rsi") src => _,
                 inout("rax") 0u64 => status,
@@ -103,29 +104,9 @@ fn copy_recoverable(dst: u64, src: u64, len: usize) -> Result<(), (UaccessError,
     .map_err(|e| (e, left))
 }
 
-/// `rep movsb` alone: on a fault, RCX says exactly how many bytes were left.
-fn copy_bytes_recoverable(dst: u64, src: u64, len: usize) -> usize {
-    let mut left = 0usize;
-    let _ = with_user_access(|| {
-        let (status, cr2): (u64, u64);
-        // SAFETY: as in `copy_recoverable`.
-        unsafe {
-            core::arch::asm!(
-                "2: rep movsb",
-                "xor eax, eax",
-                "3:",
-                crate::extable_entry!("2b", "3b"),
-                inout("rcx") len => left,
-                inout("rdi") dst => _,
-                inout("rsi") src => _,
-                inout("rax") 0u64 => status,
-                out("rdx") cr2,
-                options(nostack),
-            );
-        }
-        (status, cr2)
-    });
-    left
+/// [`copy_recoverable`] of `len` bytes: as many whole words as fit, then the rest.
+fn copy_words(dst: u64, src: u64, len: usize) -> Result<(), (UaccessError, usize)> {
+    copy_recoverable(dst, src, len / 8, len % 8)
 }
 
 /// Copies as much as the user memory allows and returns how many bytes were copied — every
@@ -133,12 +114,12 @@ fn copy_bytes_recoverable(dst: u64, src: u64, len: usize) -> usize {
 /// `read()` and friends turn into a short count). The word copy runs first; only after a
 /// fault does a byte copy find the exact spot.
 fn copy_partial(dst: u64, src: u64, len: usize) -> usize {
-    match copy_recoverable(dst, src, len) {
+    let Err((_, left)) = copy_words(dst, src, len) else { return len };
+    // Again from the faulting word, byte by byte: RCX then stops at the exact byte.
+    let done = len - left;
+    match copy_recoverable(dst + done as u64, src + done as u64, 0, left) {
         Ok(()) => len,
-        Err((_, left)) => {
-            let done = len - left;
-            len - copy_bytes_recoverable(dst + done as u64, src + done as u64, left)
-        }
+        Err((_, still_left)) => len - still_left,
     }
 }
 
@@ -209,13 +190,13 @@ pub fn fpu_restore_from_user(src: u64, image: FpImage, size: usize) -> Result<()
 /// Copies `src` into user memory at `dst`. Linux: `copy_to_user()`.
 pub fn copy_to_user(dst: u64, src: &[u8]) -> Result<(), UaccessError> {
     check_range(dst, src.len())?;
-    copy_recoverable(dst, src.as_ptr() as u64, src.len()).map_err(|(e, _)| e)
+    copy_words(dst, src.as_ptr() as u64, src.len()).map_err(|(e, _)| e)
 }
 
 /// Copies user memory at `src` into `dst`. Linux: `copy_from_user()`.
 pub fn copy_from_user(dst: &mut [u8], src: u64) -> Result<(), UaccessError> {
     check_range(src, dst.len())?;
-    copy_recoverable(dst.as_mut_ptr() as u64, src, dst.len()).map_err(|(e, _)| e)
+    copy_words(dst.as_mut_ptr() as u64, src, dst.len()).map_err(|(e, _)| e)
 }
 
 /// Copies the start of `src` to user memory at `dst`, as far as it goes; returns how many
