@@ -12,6 +12,7 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
@@ -99,6 +100,36 @@ int main(void) {
     __asm__("mov %%fs:0, %0" : "=r"(self));
     FACT("FS base is musl's thread pointer (fs:0 points at itself)", fs != 0 && fs == self);
     SHOW(syscall(SYS_arch_prctl, 0x9999, 0));
+
+    /* readv: musl's fread() reads through it (a buffer and the FILE's own, in one call). */
+    FILE *pf = fopen("/etc/passwd", "r");
+    char big[64];
+    size_t got = fread(big, 1, sizeof big, pf);
+    printf("fread = %zu, starting \"%.4s\"\n", got, big);
+    fclose(pf);
+    int rf = open("/etc/passwd", O_RDONLY);
+    char first[3], then[5];
+    struct iovec v[2] = {{first, 3}, {then, 5}};
+    SHOW(readv(rf, v, 2));
+    printf("\"%.3s\" then \"%.5s\"\n", first, then);
+    SHOW(readv(rf, (struct iovec *)8, 1));
+    SHOW(readv(rf, v, -1));
+    SHOW(readv(rf, v, 1025));
+    SHOW(readv(99, v, 2));
+    close(rf);
+    int pp[2];
+    pipe(pp);
+    write(pp[1], "hello", 5);
+    char c2[2], c10[10] = {0};
+    struct iovec pv[2] = {{c2, 2}, {c10, 10}};
+    SHOW(readv(pp[0], pv, 2));
+    printf("\"%.2s\" then \"%s\"\n", c2, c10);
+    SHOW(readv(pp[1], pv, 2));
+    SHOW(writev(pp[0], pv, 2));
+    SHOW(readv(pp[1], (struct iovec *)8, 1));
+    SHOW(writev(pp[0], (struct iovec *)8, 1));
+    close(pp[0]);
+    close(pp[1]);
 
     SHOW(syscall(SYS_reboot, 0xfee1dead, 12345, 0x4321fedc, 0));
     SHOW(setuid(1000));

@@ -78,6 +78,7 @@ pub fn sys_write(fd: u64, buf: u64, count: u64) -> Result<u64, Errno> {
 /// written as one stream.
 pub fn sys_writev(fd: u64, iov: u64, iovcnt: u64) -> Result<u64, Errno> {
     let f = file(fd)?;
+    write_chunk_size(&f)?; // Linux `vfs_writev()`: an fd not open for writing is EBADF first
     write_from_user(&f, UserStream::new(read_iovecs(iov, iovcnt)?))
 }
 
@@ -126,20 +127,58 @@ pub fn sys_vmsplice(fd: u64, iov: u64, nr_segs: u64, flags: u64) -> Result<u64, 
     }
     match &*f {
         OpenFile::Pipe(end) if end.is_write_end() => write_from_user(&f, UserStream::new(segments)),
-        OpenFile::Pipe(end) => {
-            let total: u64 = segments.iter().map(|&(_, len)| len).sum();
-            end.read(total as usize, |bytes| {
-                let mut rest = bytes;
-                for &(base, len) in &segments {
-                    let n = rest.len().min(len as usize);
-                    user::copy_to_user(base, &rest[..n])?;
-                    rest = &rest[n..];
-                }
-                Ok(())
-            })
-        }
+        OpenFile::Pipe(end) => end.read(total_len(&segments) as usize, |bytes| scatter_to_user(&segments, bytes)),
         _ => Err(Errno::EBADF),
     }
+}
+
+/// Linux: `do_readv()` — the iovecs are read and checked as for `writev()`, then filled front
+/// to back as if by one `read()`: a file gives a short count where a buffer faults part-way, a
+/// pipe's bytes leave it only if they all arrived. (musl's stdio reads through `readv`.)
+pub fn sys_readv(fd: u64, iov: u64, iovcnt: u64) -> Result<u64, Errno> {
+    let f = file(fd)?;
+    // Linux `vfs_readv()`: an fd not open for reading is EBADF before the iovecs are read.
+    if matches!(&*f, OpenFile::Pipe(end) if end.is_write_end()) {
+        return Err(Errno::EBADF);
+    }
+    let segments = read_iovecs(iov, iovcnt)?;
+    match &*f {
+        OpenFile::Console => Ok(0),
+        OpenFile::Dir { .. } => Err(Errno::EISDIR),
+        OpenFile::Pipe(end) => end.read(total_len(&segments) as usize, |bytes| scatter_to_user(&segments, bytes)),
+        OpenFile::File { file, pos, .. } => {
+            let mut pos = pos.lock();
+            let mut done = 0u64;
+            for &(base, len) in &segments {
+                let n = match read_at(file.data, *pos + done, base, len) {
+                    Ok(n) => n,
+                    Err(e) if done == 0 => return Err(e),
+                    Err(_) => break,
+                };
+                done += n;
+                if n < len {
+                    break; // end of file, or a buffer that faulted part-way
+                }
+            }
+            *pos += done;
+            Ok(done)
+        }
+    }
+}
+
+fn total_len(segments: &[(u64, u64)]) -> u64 {
+    segments.iter().map(|&(_, len)| len).sum()
+}
+
+/// Spreads `bytes` over the user buffers in order; `EFAULT` if any part cannot be written.
+fn scatter_to_user(segments: &[(u64, u64)], bytes: &[u8]) -> Result<(), Errno> {
+    let mut rest = bytes;
+    for &(base, len) in segments {
+        let n = rest.len().min(len as usize);
+        user::copy_to_user(base, &rest[..n])?;
+        rest = &rest[n..];
+    }
+    Ok(())
 }
 
 /// The most one read or write moves (Linux `MAX_RW_COUNT`, INT_MAX rounded down to a page).
@@ -181,18 +220,23 @@ impl UserStream {
     }
 }
 
+/// How much of a write `f` takes at a time; `EBADF` if it is not open for writing (ramdisk
+/// files are opened read-only, and a pipe's read end cannot be written).
+fn write_chunk_size(f: &OpenFile) -> Result<usize, Errno> {
+    match f {
+        OpenFile::Console => Ok(2048),
+        OpenFile::Pipe(end) if end.is_write_end() => Ok(4096),
+        _ => Err(Errno::EBADF),
+    }
+}
+
 /// Writes the stream to `f` chunk by chunk, each chunk gathered whole before it is written:
 /// the console takes 2,048 bytes at a time (Linux `iterate_tty_write()`), a pipe a page (Linux
 /// `pipe_write()`, one buffer page at a time). A chunk that cannot be gathered ends the write:
 /// what earlier chunks wrote counts, and if there were none it is `EFAULT` — so a buffer whose
 /// end is unreadable writes nothing of a short write, as on Linux.
 fn write_from_user(f: &OpenFile, mut stream: UserStream) -> Result<u64, Errno> {
-    let chunk_size = match f {
-        OpenFile::Console => 2048,
-        OpenFile::Pipe(end) if end.is_write_end() => 4096,
-        // Ramdisk files are opened read-only; writing to an fd not open for writing is EBADF.
-        _ => return Err(Errno::EBADF),
-    };
+    let chunk_size = write_chunk_size(f)?;
     let count = stream.remaining();
     let mut done = 0u64;
     let mut chunk = vec![0u8; chunk_size];

@@ -35,6 +35,7 @@ pub mod nr {
     pub const RT_SIGRETURN: u64 = 15;
     pub const IOCTL: u64 = 16;
     pub const PREAD64: u64 = 17;
+    pub const READV: u64 = 19;
     pub const WRITEV: u64 = 20;
     pub const PIPE: u64 = 22;
     pub const SCHED_YIELD: u64 = 24;
@@ -101,6 +102,7 @@ pub fn dispatch(number: u64, args: [u64; 6]) -> u64 {
         nr::RT_SIGACTION => crate::signal::sys_rt_sigaction(a0, a1, a2, a3),
         nr::IOCTL => fs::sys_ioctl(a0, a1, a2),
         nr::PREAD64 => fs::sys_pread64(a0, a1, a2, a3),
+        nr::READV => fs::sys_readv(a0, a1, a2),
         nr::WRITEV => fs::sys_writev(a0, a1, a2),
         nr::PIPE => fs::sys_pipe(a0),
         nr::PIPE2 => fs::sys_pipe2(a0, a1),
