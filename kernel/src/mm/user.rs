@@ -39,12 +39,6 @@ pub fn copy_to_user_partial(addr: u64, data: &[u8]) -> usize {
     uaccess::copy_to_user_partial(addr, data)
 }
 
-/// Fills as much of `buf` from user address `addr` as the memory gives; returns how many
-/// bytes arrived before the first fault.
-pub fn copy_from_user_partial(buf: &mut [u8], addr: u64) -> usize {
-    uaccess::copy_from_user_partial(buf, addr)
-}
-
 /// Reads a `u64` from user memory.
 pub fn read_u64(addr: u64) -> Result<u64, Errno> {
     let mut b = [0u8; 8];

@@ -40,8 +40,8 @@ const SIGINFO_OFFSET: u64 = UC_OFFSET + 304;
 /// CF, RF.
 const FIX_EFLAGS: u64 = 0x40000 | 0x800 | 0x400 | 0x100 | 0x80 | 0x40 | 0x10 | 0x4 | 0x1 | 0x10000;
 
-/// Offsets in the XSAVE image (Intel SDM Vol. 1 §13.4): MXCSR in the legacy region, the
-/// software-available bytes Linux fills with `struct _fpx_sw_bytes`, the XSAVE header.
+/// Offsets in the XSAVE image (Intel SDM Vol. 1 §13.4): the legacy region's software-available
+/// bytes, which Linux fills with `struct _fpx_sw_bytes`, and the XSAVE header.
 const SW_BYTES: u64 = 464;
 const XSAVE_HEADER: u64 = 512;
 const XSAVE_HEADER_SIZE: usize = 64;
@@ -70,7 +70,7 @@ fn sw_bytes(xcr0: u64, xsize: u64) -> [u8; 48] {
 fn save_fpstate(buf_fx: u64, interrupted_pkru: Pkru) -> Result<(), Errno> {
     let xsize = xstate_size() as u64;
     match fpu::method() {
-        Method::Fxsave => uaccess::fpu_save_to_user(buf_fx, FpImage::Fxsave, 512)?,
+        Method::Fxsave => uaccess::fpu_save_to_user(buf_fx, FpImage::Fxsave, xsize as usize)?,
         Method::Xsave { xcr0, .. } => {
             user::copy_to_user(buf_fx + XSAVE_HEADER, &[0u8; XSAVE_HEADER_SIZE])?;
             // PKRU is masked out: the live value is the "all open" one used for writing.
@@ -240,7 +240,7 @@ fn restore_fpu(thread: &Arc<Thread>, fpstate: u64) -> Result<(), Errno> {
     }
     let xsize = xstate_size();
     match fpu::method() {
-        Method::Fxsave => uaccess::fpu_restore_from_user(fpstate, FpImage::Fxsave, 512)?,
+        Method::Fxsave => uaccess::fpu_restore_from_user(fpstate, FpImage::Fxsave, xsize)?,
         Method::Xsave { xcr0, .. } => {
             let mut sw = [0u8; 48];
             user::copy_from_user(&mut sw, fpstate + SW_BYTES)?;

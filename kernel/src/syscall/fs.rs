@@ -122,7 +122,7 @@ pub fn sys_vmsplice(fd: u64, iov: u64, nr_segs: u64, flags: u64) -> Result<u64, 
     }
     let f = file(fd)?;
     let segments = read_iovecs(iov, nr_segs)?;
-    if segments.iter().all(|&(_, len)| len == 0) {
+    if total_len(&segments) == 0 {
         return Ok(0);
     }
     match &*f {
@@ -197,10 +197,6 @@ impl UserStream {
         UserStream { segments, at: 0, offset: 0 }
     }
 
-    fn remaining(&self) -> u64 {
-        self.segments[self.at.min(self.segments.len())..].iter().map(|&(_, len)| len).sum::<u64>() - self.offset
-    }
-
     /// Fills `out` from the stream, or fails with `EFAULT` if a byte of it cannot be read
     /// (Linux: `copy_from_iter()` came back short).
     fn gather(&mut self, out: &mut [u8]) -> Result<(), Errno> {
@@ -237,7 +233,7 @@ fn write_chunk_size(f: &OpenFile) -> Result<usize, Errno> {
 /// end is unreadable writes nothing of a short write, as on Linux.
 fn write_from_user(f: &OpenFile, mut stream: UserStream) -> Result<u64, Errno> {
     let chunk_size = write_chunk_size(f)?;
-    let count = stream.remaining();
+    let count = total_len(&stream.segments);
     let mut done = 0u64;
     let mut chunk = vec![0u8; chunk_size];
     while done < count {

@@ -25,11 +25,9 @@ fn key(mm: &MmRef, addr: u64) -> Key {
     (Arc::as_ptr(mm) as usize, addr)
 }
 
-/// `FUTEX_WAIT`: sleep while `*addr == val`, at most `timeout_us` (relative) if given.
+/// `FUTEX_WAIT`: sleep while `*addr == val`, at most `timeout_us` (relative) if given. The
+/// caller has checked the address (aligned; for a shared futex, the page pin).
 pub fn wait(addr: u64, val: u32, timeout_us: Option<u64>) -> Result<u64, Errno> {
-    if addr % 4 != 0 {
-        return Err(Errno::EINVAL);
-    }
     let mut word = [0u8; 4];
     crate::mm::user::copy_from_user(&mut word, addr)?;
     if u32::from_le_bytes(word) != val {

@@ -31,6 +31,7 @@ pub enum Method {
 
 static METHOD: Once<Method> = Once::new();
 static INITIAL: Once<FpuState> = Once::new();
+static PKRU_OFFSET: Once<Option<usize>> = Once::new();
 
 /// XCR0 bit of PKRU.
 pub const XFEATURE_PKRU: u64 = 1 << 9;
@@ -82,10 +83,11 @@ pub fn method() -> Method {
 
 /// The byte offset of PKRU in the standard-format XSAVE area: CPUID.(0Dh,9).EBX.
 pub fn pkru_offset() -> Option<usize> {
-    match method() {
+    // CPUID once: every signal frame asks, and CPUID is slow (in a VM, an exit).
+    *PKRU_OFFSET.call_once(|| match method() {
         Method::Xsave { xcr0, .. } if xcr0 & XFEATURE_PKRU != 0 => Some(cpu::cpuid(0xd, 9).ebx as usize),
         _ => None,
-    }
+    })
 }
 
 /// One thread's saved FPU/SSE/AVX state: a 64-byte aligned save area.
@@ -126,7 +128,7 @@ impl FpuState {
         state
     }
 
-    /// The raw save area (for signal frames and tests).
+    /// The raw save area (for tests).
     pub fn bytes(&self) -> &[u8] {
         // SAFETY: the area is `layout.size()` bytes, owned by self.
         unsafe { core::slice::from_raw_parts(self.area, self.layout.size()) }

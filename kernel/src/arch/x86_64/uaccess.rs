@@ -208,14 +208,6 @@ pub fn copy_to_user_partial(dst: u64, src: &[u8]) -> usize {
     copy_partial(dst, src.as_ptr() as u64, src.len())
 }
 
-/// Fills the start of `dst` from user memory at `src`, as far as it goes; returns how many
-/// bytes arrived.
-pub fn copy_from_user_partial(dst: &mut [u8], src: u64) -> usize {
-    if check_range(src, dst.len()).is_err() {
-        return 0;
-    }
-    copy_partial(dst.as_mut_ptr() as u64, src, dst.len())
-}
 
 #[cfg(test)]
 mod tests {
