@@ -3,6 +3,7 @@
 #
 #   make run  [BOOT=bios|uefi] [CPU=max|qemu64|…] [KVM=1] [LOG=quiet|info|debug] [QEMU_ARGS="…"]
 #             [INIT=path/to/static-elf [ARGS="…"] [FILES="host[:dest] …"]]
+#                 ARGS is split as a shell splits words: ARGS='"one arg" two' gives two arguments
 #   make test
 #   make conformance [ONLY=name-prefix]
 #                 the conformance programs on pikku and on Debian's Linux 6.12 (same QEMU);
@@ -11,7 +12,10 @@
 #                 QEMU -icount; writes BENCHMARKS.md and docs/bench.svg
 #   make trace    where those instructions go: each path single-stepped through QEMU's gdb
 #                 server, counted per function, pikku and Linux; writes docs/trace.md
-#   make doc      API docs of the kernel and the host crates (target/doc, kernel/target/doc)
+#   make doc      API docs of the kernel and the host crates (target/doc, kernel/target/doc),
+#                 warnings denied (a broken intra-doc link fails the build)
+#   make lint     clippy on the host crates and on the kernel (its run and test builds),
+#                 warnings denied: the house rules the compiler checks (see README)
 
 BOOT ?= bios
 CPU ?= max
@@ -27,10 +31,10 @@ CARGO ?= cargo
 PIKKU_FLAGS = --boot $(BOOT) --cpu $(CPU) --log $(LOG) $(if $(filter 1,$(KVM)),--kvm,) \
               $(if $(strip $(QEMU_ARGS)),--qemu-args "$(QEMU_ARGS)",) \
               $(if $(strip $(INIT)),--init "$(abspath $(INIT))",) \
-              $(if $(strip $(ARGS)),--args "$(ARGS)",) \
-              $(if $(strip $(FILES)),--files "$(FILES)",)
+              $(if $(strip $(FILES)),--files "$(FILES)",) \
+              $(if $(strip $(ARGS)),-- $(ARGS),)
 
-.PHONY: all setup run test test-host test-qemu conformance bench trace doc clean
+.PHONY: all setup run test test-host test-qemu lint conformance bench trace doc clean
 
 all: run
 
@@ -40,8 +44,9 @@ setup:
 run: setup
 	@$(CARGO) run --quiet -p boot --bin pikku -- run $(PIKKU_FLAGS)
 
-# Host unit and property tests first, then the QEMU matrix, whose last line is the total.
-test: setup test-host test-qemu
+# The compiler's checks first (clippy, docs), then host unit and property tests, then the QEMU
+# matrix, whose last line is the total.
+test: setup lint doc test-host test-qemu
 
 test-host: setup
 	@echo "== host tests (pure logic: pkeys, bootproto, boot) =="
@@ -61,9 +66,16 @@ trace: setup
 	@bash scripts/setup.sh gdb
 	@$(CARGO) run --quiet -p boot --bin pikku -- trace
 
+lint: setup
+	@echo "== clippy (host crates; kernel run and test builds), warnings denied =="
+	@$(CARGO) clippy --quiet --workspace --all-targets -- -D warnings
+	@cd kernel && $(CARGO) clippy --quiet -- -D warnings
+	@cd kernel && $(CARGO) clippy --quiet --tests -- -D warnings
+
 doc: setup
-	@$(CARGO) doc --quiet --no-deps --workspace --document-private-items
-	@cd kernel && $(CARGO) doc --quiet --no-deps --document-private-items
+	@echo "== docs (host crates and kernel), warnings denied =="
+	@RUSTDOCFLAGS="-D warnings" $(CARGO) doc --quiet --no-deps --workspace --document-private-items
+	@cd kernel && RUSTDOCFLAGS="-D warnings" $(CARGO) doc --quiet --no-deps --document-private-items
 	@echo "docs: target/doc/pkeys/index.html, kernel/target/x86_64-unknown-none/doc/kernel/index.html"
 
 clean:

@@ -4,8 +4,8 @@
 # Idempotent and quiet when everything is already there (it prints nothing then).
 # Called by every Makefile target that builds or boots, so `make run` / `make test` work on a
 # fresh machine. What it installs:
-#   * the nightly pinned in rust-toolchain.toml, with rust-src, llvm-tools-preview and the
-#     x86_64-unknown-none target (RUSTUP_AUTO_INSTALL=0 means nobody else will install it);
+#   * the nightly pinned in rust-toolchain.toml, with rust-src, llvm-tools-preview, clippy and
+#     the x86_64-unknown-none target (RUSTUP_AUTO_INSTALL=0 means nobody else will install it);
 #   * Debian packages: qemu-system-x86 (the emulator), ovmf (UEFI firmware), musl-tools (user
 #     programs linked against musl), cpio (packing the Linux reference initramfs);
 #   * extra Debian packages named as arguments, for the targets that need them
@@ -27,11 +27,12 @@ else
     [ -d "$sysroot/lib/rustlib/src/rust/library" ] || need_rust=1
     [ -d "$sysroot/lib/rustlib/x86_64-unknown-none" ] || need_rust=1
     ls "$sysroot"/lib/rustlib/*/bin/llvm-objcopy >/dev/null 2>&1 || need_rust=1
+    [ -x "$sysroot/bin/cargo-clippy" ] || need_rust=1
 fi
 if [ "$need_rust" = 1 ]; then
-    echo "pikku setup: installing Rust $toolchain (rust-src, llvm-tools-preview, x86_64-unknown-none)"
+    echo "pikku setup: installing Rust $toolchain (rust-src, llvm-tools-preview, clippy, x86_64-unknown-none)"
     rustup toolchain install "$toolchain" --profile minimal \
-        -c rust-src -c llvm-tools-preview -t x86_64-unknown-none >/dev/null \
+        -c rust-src -c llvm-tools-preview -c clippy -t x86_64-unknown-none >/dev/null \
         || fail "could not install Rust $toolchain through rustup (no network to the Rust dist server?)"
 fi
 

@@ -68,7 +68,7 @@ pub fn kernel(which: Kernel) -> Result<PathBuf, Error> {
                 .lines()
                 .filter(|l| l.contains("\"reason\":\"compiler-artifact\"") && l.contains("\"test\":true"))
                 .filter_map(|l| json_string_field(l, "executable"))
-                .last()
+                .next_back()
                 .map(PathBuf::from)
                 .ok_or_else(|| "cargo built the test kernel but named no executable".into())
         }

@@ -9,7 +9,7 @@
 //! * [`run`] — boots the kernel once in run mode;
 //! * [`linux`] — the Linux reference runner (Debian's kernel, same QEMU machine);
 //! * [`conformance`] — the cases compared between pikku and Linux, and their golden files;
-//! * [`bench`] and [`trace`] — instruction counts against Linux, and where they go;
+//! * [`bench`](mod@bench) and [`trace`] — instruction counts against Linux, and where they go;
 //! * [`ktest`] — boots the test kernel, parses its serial output, and re-boots after a test
 //!   that panicked, hung or triple-faulted, so that every test gets its line.
 //!

@@ -57,7 +57,7 @@ fn newest_612() -> Option<String> {
         .filter_map(|l| l.split_whitespace().next().map(String::from))
         .filter(|n| !n.contains("unsigned") && !n.contains("dbg"))
         .collect();
-    names.sort_by(|a, b| version_key(a).cmp(&version_key(b)));
+    names.sort_by_key(|a| version_key(a));
     names.pop()
 }
 

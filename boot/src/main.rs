@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! pikku run  [--boot bios|uefi] [--cpu MODEL] [--kvm] [--release] [--log quiet|info|debug] [--qemu-args "…"]
-//!            [--init PROGRAM [--args "…"] [--files "HOST[:DEST] …"]]
+//!            [--init PROGRAM [--files "HOST[:DEST] …"] [-- ARG …]]
 //! pikku test [--boot bios|uefi] [--cpu MODEL] [--kvm] [--log …] [--qemu-args "…"] [--timeout SECS]
 //! pikku conformance [NAME-PREFIX]   (only the cases whose name starts with it)
 //! pikku bench                        (writes BENCHMARKS.md and docs/bench.svg)
@@ -10,7 +10,8 @@
 //! ```
 //!
 //! `run` boots the kernel with its serial console on this terminal. With `--init`, the program
-//! runs as `/init` (argv[0] = "/init", then `--args` split at spaces; extra `--files` go into
+//! runs as `/init` (`argv[0]` = "/init", then every word after `--`, each exactly as the shell
+//! passed it — `pikku run --init prog -- "one arg" two` gives two arguments; extra `--files` go into
 //! the ramdisk at DEST, default `/` + their name) and `run` exits with its status — N for
 //! `exit(N)`, 128 + N for death by signal N. Without `--init` it exits 0 when the kernel powered
 //! off normally. Anything else (panic, triple fault, QEMU error) is 1 with a message. `test` runs the
@@ -39,7 +40,7 @@ struct Args {
 }
 
 fn usage() -> String {
-    "usage: pikku run|test [--boot bios|uefi] [--cpu MODEL] [--kvm] [--release] [--log quiet|info|debug] [--qemu-args \"…\"] [--timeout SECS]".into()
+    "usage: pikku run|test [--boot bios|uefi] [--cpu MODEL] [--kvm] [--release] [--log quiet|info|debug] [--qemu-args \"…\"] [--timeout SECS]\n       pikku run … --init PROGRAM [--files \"HOST[:DEST] …\"] [-- ARG …]".into()
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -50,6 +51,8 @@ fn parse_args() -> Result<Args, String> {
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value\n{}", usage()));
         match flag.as_str() {
+            // The program's own arguments: every word after `--`, as the shell split them.
+            "--" => program_args.extend(it.by_ref()),
             "--boot" => {
                 let v = value()?;
                 args.qemu.firmware = Firmware::parse(&v).ok_or_else(|| format!("--boot {v}: expected bios or uefi"))?;
@@ -68,7 +71,6 @@ fn parse_args() -> Result<Args, String> {
                     args.init = Some(boot::run::Init { program: path.into(), ..Default::default() });
                 }
             }
-            "--args" => program_args = value()?.split_whitespace().map(String::from).collect(),
             "--files" => {
                 for spec in value()?.split_whitespace() {
                     let (host, dest) = match spec.split_once(':') {
@@ -93,7 +95,7 @@ fn parse_args() -> Result<Args, String> {
         init.args = program_args;
         init.files = files;
     } else if !program_args.is_empty() || !files.is_empty() {
-        return Err("--args and --files need --init".into());
+        return Err("program arguments (after --) and --files need --init".into());
     }
     if args.qemu.kvm && !qemu::kvm_available() {
         return Err("KVM=1, but /dev/kvm is not usable here".into());

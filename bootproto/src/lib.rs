@@ -16,6 +16,9 @@
 //!   device; QEMU then exits with `(value << 1) | 1`. The table of values and what the host makes
 //!   of them lives in one place.
 #![cfg_attr(not(feature = "std"), no_std)]
+// Pure logic, compiled for the host and the kernel alike: the compiler guarantees there is no
+// `unsafe` here (the house rule: `unsafe` lives only in the kernel's `arch` layer).
+#![forbid(unsafe_code)]
 
 pub mod cpio;
 pub mod exit;

@@ -1,6 +1,6 @@
 //! `#[ktest]` — registers an in-kernel test right where it is written.
 //!
-//! ```ignore
+//! ```text
 //! #[ktest]                      // runs on every CPU model
 //! fn allocation_map_starts_with_key_0() { … }
 //!

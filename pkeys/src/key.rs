@@ -2,7 +2,8 @@
 //!
 //! x86 page-table entries have four key bits (59–62), so there are 16 keys, 0..=15
 //! (Intel SDM Vol. 3A §4.6.2). [`Pkey`] can only hold those values: every place that turns a
-//! user's number into a key goes through [`Pkey::new`] or [`Pkey::from_syscall_int`], so an
+//! user's number into a key goes through [`Pkey::new`] or [`Pkey::from_int`] (after
+//! [`Pkey::syscall_int`] has read the register as Linux's `int`), so an
 //! out-of-range key cannot reach the page tables or PKRU.
 
 /// Number of protection keys the architecture defines (Linux: `arch_max_pkey()` with OSPKE).

@@ -30,6 +30,9 @@
 //! * [`syscall`] — `pkey_alloc` / `pkey_free` with Linux's checks, over a lock and a register.
 //! * [`errno`] — [`errno::Errno`], Linux's error numbers.
 #![cfg_attr(not(test), no_std)]
+// Pure logic, compiled for the host and the kernel alike: the compiler guarantees there is no
+// `unsafe` here (the house rule: `unsafe` lives only in the kernel's `arch` layer).
+#![forbid(unsafe_code)]
 
 pub mod errno;
 pub mod key;

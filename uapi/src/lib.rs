@@ -10,6 +10,9 @@
 //! * [`layout`] — `struct stat`, `struct utsname`, `struct timespec`, terminal structs, as the
 //!   x86-64 ABI lays them out.
 #![cfg_attr(not(test), no_std)]
+// Pure logic, compiled for the host and the kernel alike: the compiler guarantees there is no
+// `unsafe` here (the house rule: `unsafe` lives only in the kernel's `arch` layer).
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 

@@ -20,6 +20,9 @@
 //! This crate is pure logic; the kernel supplies the page tables and frames.
 
 #![cfg_attr(not(test), no_std)]
+// Pure logic, compiled for the host and the kernel alike: the compiler guarantees there is no
+// `unsafe` here (the house rule: `unsafe` lives only in the kernel's `arch` layer).
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 
@@ -81,7 +84,7 @@ impl<F: Clone + PartialEq> Vma<F> {
     /// Splits the area at `at` (strictly inside, page-aligned) into `[start, at)` and
     /// `[at, end)`. Linux: `split_vma()`.
     pub fn split(self, at: u64) -> (Vma<F>, Vma<F>) {
-        debug_assert!(self.start < at && at < self.end && at % PAGE_SIZE == 0);
+        debug_assert!(self.start < at && at < self.end && at.is_multiple_of(PAGE_SIZE));
         let left_len = at - self.start;
         let (left_backing, right_backing) = match self.backing {
             Backing::Anonymous => (Backing::Anonymous, Backing::Anonymous),

@@ -12,4 +12,4 @@ pub mod pipe;
 pub mod ramdisk;
 
 pub use file::{FdTable, OpenFile};
-pub use ramdisk::{Node, RamFile};
+pub use ramdisk::Node;

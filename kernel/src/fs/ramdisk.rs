@@ -13,19 +13,10 @@ pub fn init(archive: &'static [u8]) {
     ARCHIVE.call_once(|| archive);
 }
 
-/// A regular file's contents. Two `RamFile`s are the same file when they have the same inode
-/// number (used to merge adjacent file-backed memory areas).
-#[derive(Debug, Clone, Copy)]
-pub struct RamFile {
-    pub ino: u64,
-    pub data: &'static [u8],
-}
-
-impl PartialEq for RamFile {
-    fn eq(&self, other: &Self) -> bool {
-        self.ino == other.ino
-    }
-}
+/// A regular file's contents: its bytes and inode number. It is the very type a file-backed
+/// memory area maps ([`FilePages`](crate::mm::area::FilePages), defined in `mm` so that `mm`
+/// needs nothing of `fs`); two are the same file when their inode numbers are equal.
+pub type RamFile = crate::mm::area::FilePages;
 
 /// What a path names.
 #[derive(Debug, Clone, Copy, PartialEq)]

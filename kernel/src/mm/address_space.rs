@@ -9,13 +9,11 @@
 //! forgetting the lock does not compile.
 
 use alloc::sync::Arc;
-use pkeys::{Errno, Pkey, PkeyState};
+use pkeys::{Errno, PkeyState};
 use spin::RwLock;
-use x86_64::structures::paging::{Page, PageTableFlags, PhysFrame};
-use x86_64::VirtAddr;
+use x86_64::structures::paging::PageTableFlags;
 
 use crate::arch::x86_64::{cpu, paging};
-use crate::fs::RamFile;
 use crate::mm::frame;
 
 /// A shared, lockable address space.
@@ -28,7 +26,7 @@ pub struct Mm {
     /// Linux: `mm->context.pkey_allocation_map` and `execute_only_pkey`.
     pub pkeys: PkeyState,
     /// The memory areas (Linux: the maple tree of VMAs).
-    pub vmas: vma::VmaMap<RamFile>,
+    pub vmas: vma::VmaMap<super::area::FilePages>,
     /// Where the heap (`brk`) starts: the end of the program's highest segment.
     pub brk_start: u64,
     /// The current program break (Linux: `mm->brk`).
@@ -79,7 +77,7 @@ impl Mm {
         self.root().for_each_user_page(|page, frame, flags| pages.push((page, frame, flags)));
         let cow = |bits: u64| (bits & !PageTableFlags::WRITABLE.bits()) | paging::COW_BIT;
         for (page, frame, flags) in pages {
-            self.root().update_leaf_deferred(page, |old| cow(old));
+            self.root().update_leaf_deferred(page, cow);
             frame::share(frame);
             let shared = PageTableFlags::from_bits_retain(cow(flags.bits()));
             if child.root().map(page, frame, shared, frame::alloc).is_err() {
@@ -102,52 +100,6 @@ impl Mm {
         if let Some(root) = &self.root {
             root.activate();
         }
-    }
-
-    /// Maps one fresh zeroed user page at `addr` with protection key `key`.
-    /// `writable` / `executable` pick the page's R/W and NX bits.
-    pub fn map_zeroed_user_page(&mut self, addr: VirtAddr, writable: bool, executable: bool, key: Pkey) -> Result<(), Errno> {
-        if addr.as_u64() >= paging::USER_END {
-            return Err(Errno::EFAULT);
-        }
-        let frame = frame::alloc_user().ok_or(Errno::ENOMEM)?;
-        paging::zero_frame(frame);
-        let mut flags = PageTableFlags::PRESENT | PageTableFlags::USER_ACCESSIBLE;
-        if writable {
-            flags |= PageTableFlags::WRITABLE;
-        }
-        if !executable {
-            flags |= PageTableFlags::NO_EXECUTE;
-        }
-        let flags = PageTableFlags::from_bits_retain(pkeys::pte::with_pkey(flags.bits(), key));
-        let page = Page::containing_address(addr);
-        self.root().map(page, frame, flags, frame::alloc).map_err(|_| {
-            frame::put(frame);
-            Errno::ENOMEM
-        })
-    }
-
-    /// Writes `key` into the page-table entry of the page at `addr` (PTE bits 59–62) and
-    /// invalidates its TLB entry. `false` if the page is not mapped.
-    pub fn set_page_pkey(&mut self, addr: VirtAddr, key: Pkey) -> bool {
-        self.root().update_leaf(Page::containing_address(addr), |bits| pkeys::pte::with_pkey(bits, key))
-    }
-
-    /// The key in the page-table entry of the page at `addr`, if mapped.
-    pub fn page_pkey(&mut self, addr: VirtAddr) -> Option<Pkey> {
-        self.root().translate(addr).map(|(_, flags)| pkeys::pte::pkey_of(flags.bits()))
-    }
-
-    /// The frame mapped at `addr`, if any.
-    pub fn page_frame(&mut self, addr: VirtAddr) -> Option<PhysFrame> {
-        self.root().translate(addr).map(|(frame, _)| frame)
-    }
-
-    /// Frames this address space holds (user pages and page tables) — for leak checks.
-    pub fn user_frame_count(&mut self) -> usize {
-        let mut n = 0;
-        self.root().for_each_user_page(|_, _, _| n += 1);
-        n
     }
 }
 
@@ -179,6 +131,59 @@ impl AsMut<PkeyState> for Mm {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pkeys::Pkey;
+    use x86_64::structures::paging::{Page, PhysFrame};
+    use x86_64::VirtAddr;
+
+    /// Inspection helpers for the in-kernel tests (here and in `mm::area`): they reach into the
+    /// page tables directly, which no kernel path outside a test should do.
+    impl Mm {
+    /// Maps one fresh zeroed user page at `addr` with protection key `key`.
+    /// `writable` / `executable` pick the page's R/W and NX bits.
+    pub(crate) fn map_zeroed_user_page(&mut self, addr: VirtAddr, writable: bool, executable: bool, key: Pkey) -> Result<(), Errno> {
+        if addr.as_u64() >= paging::USER_END {
+            return Err(Errno::EFAULT);
+        }
+        let frame = frame::alloc_user().ok_or(Errno::ENOMEM)?;
+        paging::zero_frame(frame);
+        let mut flags = PageTableFlags::PRESENT | PageTableFlags::USER_ACCESSIBLE;
+        if writable {
+            flags |= PageTableFlags::WRITABLE;
+        }
+        if !executable {
+            flags |= PageTableFlags::NO_EXECUTE;
+        }
+        let flags = PageTableFlags::from_bits_retain(pkeys::pte::with_pkey(flags.bits(), key));
+        let page = Page::containing_address(addr);
+        self.root().map(page, frame, flags, frame::alloc).map_err(|_| {
+            frame::put(frame);
+            Errno::ENOMEM
+        })
+    }
+
+    /// Writes `key` into the page-table entry of the page at `addr` (PTE bits 59–62) and
+    /// invalidates its TLB entry. `false` if the page is not mapped.
+    pub(crate) fn set_page_pkey(&mut self, addr: VirtAddr, key: Pkey) -> bool {
+        self.root().update_leaf(Page::containing_address(addr), |bits| pkeys::pte::with_pkey(bits, key))
+    }
+
+    /// The key in the page-table entry of the page at `addr`, if mapped.
+    pub(crate) fn page_pkey(&mut self, addr: VirtAddr) -> Option<Pkey> {
+        self.root().translate(addr).map(|(_, flags)| pkeys::pte::pkey_of(flags.bits()))
+    }
+
+    /// The frame mapped at `addr`, if any.
+    pub(crate) fn page_frame(&mut self, addr: VirtAddr) -> Option<PhysFrame> {
+        self.root().translate(addr).map(|(frame, _)| frame)
+    }
+
+    /// Frames this address space holds (user pages and page tables) — for leak checks.
+    pub(crate) fn user_frame_count(&mut self) -> usize {
+        let mut n = 0;
+        self.root().for_each_user_page(|_, _, _| n += 1);
+        n
+    }
+    }
     use crate::arch::x86_64::extable::Fault;
     use crate::arch::x86_64::trap::PageFaultError as E;
     use crate::arch::x86_64::uaccess::{copy_from_user, copy_to_user, UaccessError};

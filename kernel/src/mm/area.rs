@@ -15,7 +15,6 @@ use x86_64::VirtAddr;
 use super::address_space::Mm;
 use super::frame;
 use crate::arch::x86_64::paging::{self, PROT_NONE_BIT};
-use crate::fs::RamFile;
 
 /// Lowest address `mmap` hands out without `MAP_FIXED` (Linux: `mmap_min_addr` is 64 KiB; the
 /// program's own segments usually sit above 4 MiB).
@@ -27,8 +26,25 @@ pub const STACK_SIZE: u64 = 8 << 20;
 /// Top of the `mmap` region: below the stack, with a gap (as Linux's `mmap_base`).
 pub const MMAP_TOP: u64 = STACK_TOP - STACK_SIZE - (1 << 30);
 
+/// The file a file-backed area maps, as `mm` sees it: the file's bytes, and its identity (the
+/// inode number) so that two adjacent areas of one file can merge. The ramdisk's files are
+/// exactly this (`fs::ramdisk::RamFile` is this type), so `mm` needs nothing of `fs` — the arrow points
+/// from `fs` down to `mm` (Linux's `vma->vm_file`, reduced to what a read-only file needs).
+#[derive(Debug, Clone, Copy)]
+pub struct FilePages {
+    pub ino: u64,
+    pub data: &'static [u8],
+}
+
+impl PartialEq for FilePages {
+    /// The same file, whatever the bytes: same inode number.
+    fn eq(&self, other: &Self) -> bool {
+        self.ino == other.ino
+    }
+}
+
 /// One memory area as pikku stores it.
-pub type Area = Vma<RamFile>;
+pub type Area = Vma<FilePages>;
 
 /// What kind of access faulted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,7 +92,7 @@ impl Mm {
     /// Adds an area where nothing is mapped (`EEXIST` if something is, `ENOMEM` outside user
     /// space).
     pub fn add_area(&mut self, area: Area) -> Result<(), Errno> {
-        if area.end > paging::USER_END || area.start >= area.end || area.start % PAGE_SIZE != 0 || area.end % PAGE_SIZE != 0 {
+        if area.end > paging::USER_END || area.start >= area.end || !area.start.is_multiple_of(PAGE_SIZE) || !area.end.is_multiple_of(PAGE_SIZE) {
             return Err(Errno::ENOMEM);
         }
         if self.vmas.insert(area) {
@@ -115,7 +131,7 @@ impl Mm {
     /// [`MMAP_TOP`] — searched first below the last placement ([`Mm::free_area_cache`]), then
     /// from the top. Linux: `get_unmapped_area()` with the top-down layout.
     pub fn find_free_range(&mut self, hint: u64, len: u64) -> Option<u64> {
-        if hint != 0 && hint % PAGE_SIZE == 0 && hint >= MMAP_FLOOR {
+        if hint != 0 && hint.is_multiple_of(PAGE_SIZE) && hint >= MMAP_FLOOR {
             if let Some(end) = hint.checked_add(len) {
                 if end <= MMAP_TOP && !self.vmas.overlaps(hint, end) {
                     return Some(hint);
@@ -384,7 +400,7 @@ mod tests {
         as_fresh_program(|t| {
             let before = frame::free_count();
             let p = mmap(3 * P, RW);
-            assert!(p % P == 0 && (MMAP_FLOOR..MMAP_TOP).contains(&p), "{p:#x}");
+            assert!(p.is_multiple_of(P) && (MMAP_FLOOR..MMAP_TOP).contains(&p), "{p:#x}");
             assert_eq!(areas(t), 1);
             assert_eq!(t.mm.write().user_frame_count(), 0, "nothing is mapped before it is touched");
             copy_to_user(p + P + 5, b"x").unwrap();

@@ -11,9 +11,9 @@
 //!
 //! User pages can be shared — `fork` maps the same frame into parent and child, copy-on-write —
 //! so each frame also has a **reference count** (a `u16` per frame, on the heap, sized to the
-//! highest usable frame): [`alloc`] starts it at 1, [`share`] adds a reference, [`put`] drops
+//! highest usable frame): [`alloc()`] starts it at 1, [`share`] adds a reference, [`put`] drops
 //! one and frees the frame with the last. Page-table frames are never shared and use
-//! [`alloc`]/[`free`] directly.
+//! [`alloc()`]/[`free`] directly.
 
 use alloc::vec::Vec;
 use bootloader_api::info::{MemoryRegionKind, MemoryRegions};
@@ -133,6 +133,7 @@ pub fn free_count() -> usize {
 }
 
 /// Usable frames in total (free or not).
+#[cfg(test)] // used by the in-kernel tests only
 pub fn total_usable() -> usize {
     FRAMES.lock().total_usable
 }

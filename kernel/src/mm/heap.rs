@@ -3,10 +3,10 @@
 //! A fixed virtual range in the upper half, [`HEAP_START`] .. + [`HEAP_SIZE`], is backed with
 //! frames at boot and handed to `linked_list_allocator` (rust-osdev's maintained first-fit
 //! allocator). The range sits in its own PML4 slot (index 448), which [`init`] checks is unused,
-//! so it can collide with nothing the bootloader mapped.
+//! so it can collide with nothing the bootloader mapped
+//! ([`paging::map_fresh_kernel_region`] checks that it is unused).
 
 use linked_list_allocator::LockedHeap;
-use x86_64::structures::paging::{Page, PageTableFlags};
 use x86_64::VirtAddr;
 
 use crate::arch::x86_64::paging;
@@ -22,23 +22,12 @@ static ALLOCATOR: LockedHeap = LockedHeap::empty();
 
 /// Maps the heap range and gives it to the allocator.
 pub fn init() {
-    let mut root = paging::kernel_root().lock();
-    assert!(
-        root.translate(VirtAddr::new(HEAP_START)).is_none(),
-        "the heap range {HEAP_START:#x} is already mapped"
-    );
-    let flags = PageTableFlags::PRESENT | PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE;
-    for i in 0..HEAP_SIZE / 4096 {
-        let page = Page::containing_address(VirtAddr::new(HEAP_START + i * 4096));
-        let frame = frame::alloc().expect("out of memory while mapping the kernel heap");
-        root.map(page, frame, flags, frame::alloc).expect("mapping the kernel heap");
-    }
-    // SAFETY: the range was just mapped writable, is used by nothing else, and stays mapped for
-    // the life of the kernel; `init` runs once.
-    unsafe { ALLOCATOR.lock().init(HEAP_START as *mut u8, HEAP_SIZE as usize) };
+    let memory = paging::map_fresh_kernel_region(VirtAddr::new(HEAP_START), HEAP_SIZE, frame::alloc);
+    ALLOCATOR.lock().init_from_slice(memory);
 }
 
 /// Bytes of heap in use.
+#[cfg(test)] // used by the in-kernel tests only
 pub fn used() -> usize {
     ALLOCATOR.lock().used()
 }

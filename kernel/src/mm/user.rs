@@ -5,8 +5,9 @@
 //!
 //! * the arch layer refuses any range that leaves the lower half (kernel or non-canonical
 //!   addresses, lengths that wrap);
-//! * a page not mapped yet faults inside the copy; the fault path ([`kernel_fault_on_user_address`])
-//!   checks the area — it must exist and allow the access, and the caller's PKRU must allow the
+//! * a page not mapped yet faults inside the copy; the fault path (the trap hook
+//!   `task::fault::kernel_fault_on_user_address`, which knows whose address space it is) checks
+//!   the area — it must exist and allow the access, and the caller's PKRU must allow the
 //!   key — and maps the page, and the copy continues;
 //! * anything else (no area, wrong protection, a key PKRU denies, no memory) leaves the copy
 //!   through the exception table and becomes `EFAULT` — no signal, no kernel panic. That is how
@@ -17,10 +18,7 @@
 use alloc::vec::Vec;
 use pkeys::Errno;
 
-use super::area::Access;
-use crate::arch::x86_64::trap::PageFaultError;
-use crate::arch::x86_64::{pkru, uaccess};
-use crate::task;
+use crate::arch::x86_64::uaccess;
 
 /// Copies `data` to user address `addr`.
 pub fn copy_to_user(addr: u64, data: &[u8]) -> Result<(), Errno> {
@@ -70,18 +68,4 @@ pub fn read_c_string(addr: u64, max: usize) -> Result<Vec<u8>, Errno> {
         at += chunk as u64;
     }
     Err(Errno::ENAMETOOLONG)
-}
-
-/// The trap hook for a kernel-mode page fault on a user address: resolve it like a user
-/// fault (demand paging) if the current thread's area allows the access; never for a
-/// protection-key fault (that one must become `EFAULT`).
-pub fn kernel_fault_on_user_address(addr: u64, error: PageFaultError) -> bool {
-    if error.contains(PageFaultError::PROTECTION_KEY) {
-        return false;
-    }
-    let Some(thread) = task::try_current() else { return false };
-    // A caller holding the lock across a copy would deadlock here; refuse instead (EFAULT).
-    let Some(mut mm) = thread.mm.try_write() else { return false };
-    let access = if error.contains(PageFaultError::WRITE) { Access::Write } else { Access::Read };
-    mm.handle_fault(addr, access, error.contains(PageFaultError::PRESENT), false, pkru::read()).is_ok()
 }

@@ -121,11 +121,11 @@ pub fn setup(thread: &Arc<Thread>, frame: &mut TrapFrame, info: &SigInfo, action
     let uc_flags = UC_SIGCONTEXT_SS | UC_STRICT_RESTORE_SS | if xsave { UC_FP_XSTATE } else { 0 };
     put(UC_OFFSET, &uc_flags.to_le_bytes());
     let (ss_sp, ss_flags, ss_size) = match alt {
-        Some((b, s)) => (b, if on_alt { 1 } else { 0 }, s),
+        Some((b, s)) => (b, i32::from(on_alt), s),
         None => (0, 2, 0),
     };
     put(UC_OFFSET + 16, &ss_sp.to_le_bytes());
-    put(UC_OFFSET + 24, &(ss_flags as i32).to_le_bytes());
+    put(UC_OFFSET + 24, &ss_flags.to_le_bytes());
     put(UC_OFFSET + 32, &ss_size.to_le_bytes());
     for (i, r) in regs_of(frame).iter().enumerate() {
         put(SIGCONTEXT_OFFSET + 8 * i as u64, &r.to_le_bytes());

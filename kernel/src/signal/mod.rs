@@ -107,7 +107,7 @@ pub struct SigInfo {
 
 impl SigInfo {
     /// The 128 user-visible bytes.
-    pub fn to_bytes(&self) -> [u8; 128] {
+    pub fn to_bytes(self) -> [u8; 128] {
         let mut b = [0u8; 128];
         b[0..4].copy_from_slice(&(self.signo as i32).to_le_bytes());
         b[8..12].copy_from_slice(&self.code.to_le_bytes());

@@ -94,7 +94,7 @@ fn read_iovecs(iov: u64, iovcnt: u64) -> Result<alloc::vec::Vec<(u64, u64)>, Err
     user::copy_from_user(&mut raw, iov)?;
     let mut segments = alloc::vec::Vec::with_capacity(iovcnt as usize);
     let mut total = 0u64;
-    for v in raw.chunks_exact(16) {
+    for v in raw.as_chunks::<16>().0 {
         let base = u64::from_le_bytes(v[..8].try_into().unwrap());
         let len = u64::from_le_bytes(v[8..].try_into().unwrap());
         if (len as i64) < 0 {
@@ -387,34 +387,6 @@ pub fn sys_ioctl(fd: u64, request: u64, arg: u64) -> Result<u64, Errno> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::super::{decode, dispatch, nr};
-    use crate::ktest::as_fresh_program;
-    use crate::mm::user::copy_to_user;
-    use ktest_macros::ktest;
-    use pkeys::Errno;
-
-    /// The one deliberate difference from Linux here: pikku's ramdisk is read-only (Linux's
-    /// initramfs is a writable tmpfs), so asking for write access is `EROFS`.
-    #[ktest]
-    fn the_ramdisk_is_read_only() {
-        as_fresh_program(|_| {
-            let buf = decode(dispatch(nr::MMAP, [0, 4096, 3, 0x22, u64::MAX, 0])).unwrap();
-            copy_to_user(buf, b"/etc/passwd\0").unwrap();
-            for flags in [0o1 /* O_WRONLY */, 0o2 /* O_RDWR */, 0o1000 /* O_TRUNC */] {
-                assert_eq!(decode(dispatch(nr::OPEN, [buf, flags, 0, 0, 0, 0])), Err(Errno::EROFS), "flags {flags:#o}");
-            }
-            copy_to_user(buf, b"/etc/new\0").unwrap();
-            assert_eq!(decode(dispatch(nr::OPEN, [buf, 0o101 /* O_CREAT|O_WRONLY */, 0o644, 0, 0, 0])), Err(Errno::EROFS));
-            copy_to_user(buf, b"/etc\0").unwrap();
-            assert_eq!(decode(dispatch(nr::OPEN, [buf, 0o2, 0, 0, 0, 0])), Err(Errno::EISDIR));
-            let fd = decode(dispatch(nr::OPEN, [buf, 0, 0, 0, 0, 0])).unwrap();
-            assert_eq!(decode(dispatch(nr::READ, [fd, buf, 10, 0, 0, 0])), Err(Errno::EISDIR));
-        });
-    }
-}
-
 /// `pipe2(fds, flags)`: a pipe, read end in `fds[0]`, write end in `fds[1]`. Flags beyond
 /// `O_CLOEXEC | O_NONBLOCK | O_DIRECT` are `EINVAL` (pikku accepts those three; it has no
 /// `exec`-time closing or non-blocking mode yet, which are documented differences).
@@ -482,4 +454,32 @@ pub fn sys_dup3(old: u64, new: u64, flags: u64) -> Result<u64, Errno> {
         return Err(Errno::EINVAL);
     }
     sys_dup2(old, new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{decode, dispatch, nr};
+    use crate::ktest::as_fresh_program;
+    use crate::mm::user::copy_to_user;
+    use ktest_macros::ktest;
+    use pkeys::Errno;
+
+    /// The one deliberate difference from Linux here: pikku's ramdisk is read-only (Linux's
+    /// initramfs is a writable tmpfs), so asking for write access is `EROFS`.
+    #[ktest]
+    fn the_ramdisk_is_read_only() {
+        as_fresh_program(|_| {
+            let buf = decode(dispatch(nr::MMAP, [0, 4096, 3, 0x22, u64::MAX, 0])).unwrap();
+            copy_to_user(buf, b"/etc/passwd\0").unwrap();
+            for flags in [0o1 /* O_WRONLY */, 0o2 /* O_RDWR */, 0o1000 /* O_TRUNC */] {
+                assert_eq!(decode(dispatch(nr::OPEN, [buf, flags, 0, 0, 0, 0])), Err(Errno::EROFS), "flags {flags:#o}");
+            }
+            copy_to_user(buf, b"/etc/new\0").unwrap();
+            assert_eq!(decode(dispatch(nr::OPEN, [buf, 0o101 /* O_CREAT|O_WRONLY */, 0o644, 0, 0, 0])), Err(Errno::EROFS));
+            copy_to_user(buf, b"/etc\0").unwrap();
+            assert_eq!(decode(dispatch(nr::OPEN, [buf, 0o2, 0, 0, 0, 0])), Err(Errno::EISDIR));
+            let fd = decode(dispatch(nr::OPEN, [buf, 0, 0, 0, 0, 0])).unwrap();
+            assert_eq!(decode(dispatch(nr::READ, [fd, buf, 10, 0, 0, 0])), Err(Errno::EISDIR));
+        });
+    }
 }

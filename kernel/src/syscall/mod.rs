@@ -179,7 +179,8 @@ fn with_frame(frame: &mut TrapFrame) -> u64 {
     result.unwrap_or_else(|e| e.to_syscall_return())
 }
 
-/// Turns a `dispatch` return value back into a `Result` (for kernel callers and tests).
+/// Turns a `dispatch` return value back into a `Result` (for the in-kernel tests).
+#[cfg(test)] // used by the in-kernel tests only
 pub fn decode(rax: u64) -> Result<u64, Errno> {
     Errno::from_syscall_return(rax)
 }

@@ -205,7 +205,7 @@ pub fn sys_futex(uaddr: u64, op: u64, val: u64, timeout: u64) -> Result<u64, Err
     if command != FUTEX_WAIT && command != FUTEX_WAKE {
         return Err(Errno::ENOSYS);
     }
-    if uaddr % 4 != 0 {
+    if !uaddr.is_multiple_of(4) {
         return Err(Errno::EINVAL);
     }
     if op & FUTEX_PRIVATE_FLAG == 0 {

@@ -25,7 +25,7 @@ use crate::arch::x86_64::trap::{vector, PageFaultError, TrapFrame};
 use crate::arch::x86_64::pkru;
 use crate::mm::area::{Access, SegvCode};
 use crate::signal::sig;
-use crate::task::{current, sched};
+use crate::task::{current, sched, try_current};
 
 /// The trap hook for exceptions from user mode.
 pub fn user_exception(frame: &mut TrapFrame, cr2: u64) {
@@ -111,4 +111,18 @@ impl core::fmt::Display for Field {
             (Some(v), false) => write!(f, "{}{v}", self.0),
         }
     }
+}
+
+/// The trap hook for a kernel-mode page fault on a user address: resolve it like a user
+/// fault (demand paging) if the current thread's area allows the access; never for a
+/// protection-key fault (that one must become `EFAULT`).
+pub fn kernel_fault_on_user_address(addr: u64, error: PageFaultError) -> bool {
+    if error.contains(PageFaultError::PROTECTION_KEY) {
+        return false;
+    }
+    let Some(thread) = try_current() else { return false };
+    // A caller holding the lock across a copy would deadlock here; refuse instead (EFAULT).
+    let Some(mut mm) = thread.mm.try_write() else { return false };
+    let access = if error.contains(PageFaultError::WRITE) { Access::Write } else { Access::Read };
+    mm.handle_fault(addr, access, error.contains(PageFaultError::PRESENT), false, pkru::read()).is_ok()
 }

@@ -91,12 +91,14 @@ impl Thread {
     /// The first thread of a freshly exec'd program: PKRU = [`Pkru::INIT`] (Linux:
     /// `pkru_flush_thread()` at exec writes `init_pkru_value`). A kernel-made thread: it has
     /// no kernel stack of its own and runs only through [`run_as`].
+    #[cfg(test)] // used by the in-kernel tests only
     pub fn new_program(mm: MmRef) -> Arc<Thread> {
         Self::with_pkru(mm, Pkru::INIT)
     }
 
     /// A new kernel-made thread that starts with `pkru` (a clone starts with its creator's
     /// *current* PKRU, Linux `copy_thread()`: `p->thread.pkru = read_pkru()`).
+    #[cfg(test)] // used by the in-kernel tests only
     pub fn with_pkru(mm: MmRef, pkru: Pkru) -> Arc<Thread> {
         let tid = NEXT_TID.fetch_add(1, Ordering::Relaxed);
         Arc::new(Self::build(tid, Process::new(tid, "kernel"), mm, pkru, None))
@@ -164,6 +166,7 @@ impl Thread {
     }
 
     /// A new thread in the same address space, inheriting the *calling* thread's live PKRU.
+    #[cfg(test)] // used by the in-kernel tests only
     pub fn clone_current(mm: MmRef) -> Arc<Thread> {
         Self::with_pkru(mm, pkru::read())
     }
@@ -278,7 +281,7 @@ mod tests {
             });
             assert_eq!(seen_by_second, (0x5555_5554, Ok(0)), "second thread: its own PKRU, the shared map");
             assert_eq!(pkru::read().bits() & 0b1100, 0, "first thread's PKRU survived the switches");
-            assert_eq!(decode(dispatch(nr::PKEY_FREE, [1, 0, 0, 0, 0, 0])).is_err(), true, "freed by the sibling");
+            assert!(decode(dispatch(nr::PKEY_FREE, [1, 0, 0, 0, 0, 0])).is_err(), "freed by the sibling");
         });
     }
 
@@ -405,9 +408,9 @@ pub fn fork_process(parent_frame: &TrapFrame) -> Result<u64, pkeys::Errno> {
 pub fn interrupt(frame: &mut TrapFrame, irq: u8) {
     crate::arch::x86_64::timer::end_of_interrupt();
     if irq == 0 {
-        sched::tick(frame.from_user());
+        sched::tick(frame.interrupted_user_mode());
     }
-    if frame.from_user() {
+    if frame.interrupted_user_mode() {
         sched::kernel_exit(frame);
     }
 }

@@ -6,9 +6,9 @@
 //!
 //! | bit                       | where                  | meaning                                    |
 //! |---------------------------|------------------------|--------------------------------------------|
-//! | PKU                       | CPUID.(7,0):ECX[3]     | the CPU implements user protection keys    |
-//! | OSPKE                     | CPUID.(7,0):ECX[4]     | reads 1 once the OS has set CR4.PKE        |
-//! | PKS                       | CPUID.(7,0):ECX[31]    | supervisor protection keys (reported only) |
+//! | PKU                       | `CPUID.(7,0):ECX[3]`   | the CPU implements user protection keys    |
+//! | OSPKE                     | `CPUID.(7,0):ECX[4]`   | reads 1 once the OS has set CR4.PKE        |
+//! | PKS                       | `CPUID.(7,0):ECX[31]`  | supervisor protection keys (reported only) |
 //! | CR4.PKE                   | CR4 bit 22             | enables PKRU checks and PTE key bits       |
 //! | CR4.PKS                   | CR4 bit 24             | supervisor keys (pikku leaves it off)      |
 //!
@@ -28,15 +28,15 @@ pub struct Features {
     pub family: u32,
     pub model: u32,
     pub stepping: u32,
-    /// CPUID.(7,0):ECX[3] — user protection keys.
+    /// `CPUID.(7,0):ECX[3]` — user protection keys.
     pub pku: bool,
-    /// CPUID.(7,0):ECX[31] — supervisor protection keys.
+    /// `CPUID.(7,0):ECX[31]` — supervisor protection keys.
     pub pks: bool,
-    /// CPUID.(7,0):EBX[7] — supervisor-mode execution prevention.
+    /// `CPUID.(7,0):EBX[7]` — supervisor-mode execution prevention.
     pub smep: bool,
-    /// CPUID.(7,0):EBX[20] — supervisor-mode access prevention.
+    /// `CPUID.(7,0):EBX[20]` — supervisor-mode access prevention.
     pub smap: bool,
-    /// CPUID.1:ECX[26] — XSAVE and friends.
+    /// `CPUID.1:ECX[26]` — XSAVE and friends.
     pub xsave: bool,
 }
 
@@ -108,7 +108,7 @@ pub fn features() -> &'static Features {
     FEATURES.call_once(read_features)
 }
 
-/// Reads CPUID.(7,0):ECX[4], OSPKE: 1 exactly when CR4.PKE is set on a CPU with PKU.
+/// Reads `CPUID.(7,0):ECX[4]`, OSPKE: 1 exactly when CR4.PKE is set on a CPU with PKU.
 pub fn cpuid_ospke() -> bool {
     cpuid(0, 0).eax >= 7 && bit(cpuid(7, 0).ecx, 4)
 }
@@ -215,7 +215,7 @@ pub fn fs_base() -> u64 {
 }
 
 /// Fills `buf` with random bytes: RDRAND (SDM Vol. 2B "RDRAND") where the CPU has it
-/// (CPUID.1:ECX[30]), otherwise a xorshift generator seeded from the TSC — fine for AT_RANDOM
+/// (`CPUID.1:ECX[30]`), otherwise a xorshift generator seeded from the TSC — fine for AT_RANDOM
 /// and `getrandom` in an emulator, not for cryptography.
 pub fn random_bytes(buf: &mut [u8]) {
     use core::sync::atomic::AtomicU64;

@@ -73,6 +73,7 @@ fn entries() -> &'static [Entry] {
 }
 
 /// How many recoverable instructions the kernel has.
+#[cfg(test)] // used by the in-kernel tests only
 pub fn entry_count() -> usize {
     entries().len()
 }
@@ -103,7 +104,7 @@ pub struct Fault {
 impl Fault {
     /// Decodes the registers a recovery point receives; `None` if nothing faulted.
     pub fn from_rax(rax: u64, rdx: u64) -> Option<Fault> {
-        (rax & FAULT_FLAG != 0).then(|| Fault { vector: (rax >> 32) as u8, error_code: rax as u32, address: rdx })
+        (rax & FAULT_FLAG != 0).then_some(Fault { vector: (rax >> 32) as u8, error_code: rax as u32, address: rdx })
     }
 
     /// The page-fault error code, decoded.

@@ -97,8 +97,11 @@ pub struct FpuState {
 }
 
 // SAFETY: the area is owned by exactly one FpuState and only touched through `&mut self`
-// (save) or `&self` while the thread is not running (restore).
+// (save) or `&self` while the thread is not running (restore), so moving the owner to another
+// CPU moves the only access path with it.
 unsafe impl Send for FpuState {}
+// SAFETY: every `&self` method (`restore`'s XRSTOR, `duplicate`'s copy, the test-only
+// `bytes`) only reads the area, so two CPUs holding `&FpuState` can only read it at once.
 unsafe impl Sync for FpuState {}
 
 impl core::fmt::Debug for FpuState {
@@ -129,6 +132,7 @@ impl FpuState {
     }
 
     /// The raw save area (for tests).
+    #[cfg(test)] // used by the in-kernel tests only
     pub fn bytes(&self) -> &[u8] {
         // SAFETY: the area is `layout.size()` bytes, owned by self.
         unsafe { core::slice::from_raw_parts(self.area, self.layout.size()) }

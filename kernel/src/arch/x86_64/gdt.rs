@@ -8,7 +8,7 @@
 //! again while pushing the exception frame) still reaches a handler that prints a report.
 //!
 //! The segment order is fixed by SYSCALL/SYSRET (§5.8.8): kernel code, kernel data; then user
-//! data, user code, because SYSRET loads SS = STAR[63:48]+8 and CS = STAR[63:48]+16. pikku uses
+//! data, user code, because SYSRET loads SS = `STAR[63:48]+8` and CS = `STAR[63:48]+16`. pikku uses
 //! Linux's x86-64 layout exactly (`arch/x86/include/asm/segment.h`), so user programs see the
 //! same selectors — in `%cs`, and in every signal frame's `sigcontext`:
 //!
@@ -58,9 +58,9 @@ static TSS: Lazy<Tss> = Lazy::new(|| {
 pub const USER_CS: u16 = 0x30 | 3;
 /// User data/stack selector (GDT index 5, RPL 3: Linux's `__USER_DS`).
 pub const USER_SS: u16 = 0x28 | 3;
-/// Kernel code selector (Linux's `__KERNEL_CS`); STAR[47:32].
+/// Kernel code selector (Linux's `__KERNEL_CS`); `STAR[47:32]`.
 pub const KERNEL_CS: u16 = 0x10;
-/// Base for SYSRET (STAR[63:48]): SS = base + 8, CS = base + 16 (SDM Vol. 2B "SYSRET").
+/// Base for SYSRET (`STAR[63:48]`): SS = base + 8, CS = base + 16 (SDM Vol. 2B "SYSRET").
 pub const SYSRET_BASE: u16 = 0x20;
 
 /// Sets the stack the CPU switches to when an interrupt or exception arrives from ring 3

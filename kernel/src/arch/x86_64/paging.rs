@@ -350,6 +350,32 @@ pub fn kernel_root() -> &'static Mutex<PageTableRoot> {
     KERNEL_ROOT.get().expect("paging::init not called")
 }
 
+/// Backs the unused kernel range `start .. start + len` (page-aligned) with fresh frames from
+/// `alloc`, mapped writable and not executable, and hands it out as memory nobody else can
+/// reach — the one way kernel code outside `arch` gets a new region of its own (the heap's
+/// memory comes from here). Panics if any page of the range is already mapped: two owners of
+/// one region would break the exclusive borrow this returns.
+pub fn map_fresh_kernel_region(
+    start: VirtAddr,
+    len: u64,
+    mut alloc: impl FnMut() -> Option<PhysFrame>,
+) -> &'static mut [core::mem::MaybeUninit<u8>] {
+    assert!(start.is_aligned(4096u64) && len.is_multiple_of(4096) && len > 0, "unaligned kernel region");
+    let flags = PageTableFlags::PRESENT | PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE;
+    let mut root = kernel_root().lock();
+    for offset in (0..len).step_by(4096) {
+        let page = Page::containing_address(start + offset);
+        assert!(root.translate(page.start_address()).is_none(), "kernel region {start:?} is already mapped");
+        let frame = alloc().expect("out of memory while mapping a kernel region");
+        root.map(page, frame, flags, &mut alloc).expect("mapping a kernel region");
+    }
+    // SAFETY: every page of the range was unmapped a moment ago (checked above, under the
+    // kernel root's lock) and is now backed by a frame that nothing else owns; the mapping is
+    // never removed. So the range is valid, writable memory for `'static`, and this is the only
+    // reference to it. `MaybeUninit` makes no claim about its contents.
+    unsafe { core::slice::from_raw_parts_mut(start.as_mut_ptr(), len as usize) }
+}
+
 /// The PML4 frame CR3 holds now.
 pub fn active_root_frame() -> PhysFrame {
     Cr3::read().0

@@ -6,9 +6,10 @@
 //! global "current CPU" variable. pikku boots one CPU today; when more come, each gets its own
 //! `PerCpu` and its own GS base, and nothing above this module changes.
 //!
-//! The SYSCALL entry stub reaches two fields by fixed offset (`gs:[8]`, the kernel stack top;
-//! `gs:[16]`, a scratch slot for the user RSP), which is why the structure is `repr(C)` and why
-//! those fields are atomics: assembly writes them behind Rust's back.
+//! The SYSCALL entry stub reaches two fields through GS (the kernel stack top, and a scratch slot
+//! for the user RSP) at offsets it is handed as `offset_of!` constants; the structure is
+//! `repr(C)` so that those offsets are fixed, and the fields are atomics because assembly
+//! writes them behind Rust's back.
 
 use alloc::sync::Arc;
 use core::marker::PhantomData;
@@ -19,11 +20,11 @@ use x86_64::VirtAddr;
 /// One CPU's private data. `repr(C)`: assembly reaches fields by offset.
 #[repr(C)]
 pub struct PerCpu {
-    /// This structure's own address (offset 0): `gs:[0]`.
+    /// This structure's own address, so that one GS-relative load yields the structure.
     self_ptr: AtomicU64,
-    /// Kernel stack top for entries from user mode (offset 8).
+    /// Kernel stack top for entries from user mode (read by the SYSCALL entry stub).
     pub kernel_stack_top: AtomicU64,
-    /// Scratch slot for the user RSP during SYSCALL entry (offset 16; written by the stub).
+    /// Scratch slot for the user RSP during SYSCALL entry (written by the stub).
     pub user_rsp_scratch: AtomicU64,
     /// This CPU's number.
     pub cpu_id: u32,
@@ -47,7 +48,7 @@ pub fn init_boot_cpu() {
     GsBase::write(VirtAddr::from_ptr(ptr));
 }
 
-/// Records the kernel stack top for SYSCALL entries from user mode (`gs:[8]`).
+/// Records the kernel stack top for SYSCALL entries from user mode.
 pub fn set_kernel_stack_top(top: u64) {
     this_cpu().kernel_stack_top.store(top, Ordering::Relaxed);
 }
@@ -55,9 +56,16 @@ pub fn set_kernel_stack_top(top: u64) {
 /// This CPU's per-CPU area.
 pub fn this_cpu() -> &'static PerCpu {
     let ptr: *const PerCpu;
-    // SAFETY: after `init_boot_cpu`, gs:[0] holds the address of a `PerCpu` that lives forever.
-    // The read has no side effects.
-    unsafe { core::arch::asm!("mov {}, gs:[0]", out(reg) ptr, options(nostack, readonly, preserves_flags)) };
+    // SAFETY: after `init_boot_cpu`, the GS-relative `self_ptr` field holds the address of a
+    // `PerCpu` that lives forever. The read has no side effects.
+    unsafe {
+        core::arch::asm!(
+            "mov {ptr}, gs:[{self_ptr}]",
+            ptr = out(reg) ptr,
+            self_ptr = const core::mem::offset_of!(PerCpu, self_ptr),
+            options(nostack, readonly, preserves_flags),
+        )
+    };
     assert!(!ptr.is_null(), "per-CPU data used before percpu::init_boot_cpu");
     // SAFETY: non-null and pointing at a 'static PerCpu (see above).
     unsafe { &*ptr }

@@ -9,6 +9,7 @@
 //! [`CurrentPkru`] is the calling thread's PKRU as the pure `pkeys` logic sees it: while a thread
 //! runs, the hardware register *is* its PKRU.
 
+#[cfg(test)]
 use super::extable::Fault;
 use core::sync::atomic::{AtomicU64, Ordering};
 use pkeys::{Pkru, PkruRegister};
@@ -81,6 +82,7 @@ impl PkruRegister for CurrentPkru {
 
 /// Executes RDPKRU *without* the OSPKE guard, recovering from the #UD it raises on a CPU (or
 /// CR4) without protection keys. Exists only so a test can show that the guard above is needed.
+#[cfg(test)] // used by the in-kernel tests only
 pub fn rdpkru_unguarded() -> Result<u32, Fault> {
     let status: u64;
     let cr2: u64;

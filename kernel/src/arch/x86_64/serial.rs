@@ -2,62 +2,39 @@
 //!
 //! QEMU connects it to `-serial stdio`, so whatever the kernel writes here appears on the
 //! terminal that ran `make run`. Polled, transmit only: the kernel never reads the console.
+//!
+//! The device itself is driven by rust-osdev's `uart_16550` crate (0.9: its only dependency is
+//! `bitflags`, so it adds no second register library beside `x86_64`): it programs the divisor,
+//! 8-N-1 and the FIFOs, checks that a UART answers at all, and sends up to a FIFO's worth of bytes
+//! per "transmitter empty" poll. What stays here is pikku's policy: one lock around the port,
+//! and a way for the panic path to break it.
 
 use spin::Mutex;
-use x86_64::instructions::port::Port;
+use uart_16550::backend::PioBackend;
+use uart_16550::{BaudRate, Config, Uart16550};
 
 const COM1: u16 = 0x3f8;
 
-/// The UART registers, offsets from the base port.
-struct Uart {
-    data: Port<u8>,
-    interrupt_enable: Port<u8>,
-    fifo_control: Port<u8>,
-    line_control: Port<u8>,
-    modem_control: Port<u8>,
-    line_status: Port<u8>,
-}
+/// The console's UART, once [`init`] has found and programmed it. `None` before that, or if no
+/// UART answered: the console then writes nowhere rather than spinning on absent hardware.
+static UART: Mutex<Option<Uart16550<PioBackend>>> = Mutex::new(None);
 
-/// Line-status bit: the transmit holding register is empty.
-const LSR_THR_EMPTY: u8 = 1 << 5;
-
-static UART: Mutex<Uart> = Mutex::new(Uart {
-    data: Port::new(COM1),
-    interrupt_enable: Port::new(COM1 + 1),
-    fifo_control: Port::new(COM1 + 2),
-    line_control: Port::new(COM1 + 3),
-    modem_control: Port::new(COM1 + 4),
-    line_status: Port::new(COM1 + 5),
-});
-
-/// Programs COM1 for 115200 baud, 8 data bits, no parity, one stop bit, FIFOs on.
+/// Programs COM1 for 115200 baud, 8 data bits, no parity, one stop bit, FIFOs on, no UART
+/// interrupts (the console polls).
 pub fn init() {
-    let mut u = UART.lock();
-    // SAFETY: COM1 is the standard PC serial port; these writes only configure the UART and
-    // touch no memory.
-    unsafe {
-        u.interrupt_enable.write(0x00); // polled: no UART interrupts
-        u.line_control.write(0x80); // DLAB on: the next two registers are the divisor
-        u.data.write(0x01); // divisor 1 = 115200 baud (low byte)
-        u.interrupt_enable.write(0x00); // (high byte)
-        u.line_control.write(0x03); // DLAB off, 8N1
-        u.fifo_control.write(0xc7); // enable and clear FIFOs
-        u.modem_control.write(0x03); // DTR + RTS
+    // SAFETY: COM1's eight registers at 0x3f8..0x400 are the standard PC serial port, present
+    // for the kernel's whole life, and this module is their only user.
+    let Ok(mut uart) = (unsafe { Uart16550::new_port(COM1) }) else { return };
+    let config = Config { baud_rate: BaudRate::Baud115200, ..Config::DEFAULT };
+    if uart.init(config).is_ok() {
+        *UART.lock() = Some(uart);
     }
 }
 
-/// Writes bytes, waiting for the transmitter before each one.
+/// Writes bytes, waiting for the transmitter whenever its FIFO is full.
 pub fn write_bytes(bytes: &[u8]) {
-    let mut u = UART.lock();
-    for &b in bytes {
-        // SAFETY: reading the line status and writing the data register of COM1 has no effect
-        // beyond the UART.
-        unsafe {
-            while u.line_status.read() & LSR_THR_EMPTY == 0 {
-                core::hint::spin_loop();
-            }
-            u.data.write(b);
-        }
+    if let Some(uart) = UART.lock().as_mut() {
+        uart.send_bytes_exact(bytes);
     }
 }
 

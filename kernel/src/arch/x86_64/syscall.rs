@@ -4,7 +4,8 @@
 //! ring 0, with RCX = the user RIP, R11 = the user RFLAGS, RFLAGS &= ~IA32_FMASK, CS/SS from
 //! IA32_STAR — and **no stack switch**: RSP is still the user's. So the entry stub:
 //!
-//! 1. `swapgs` — GS now points at this CPU's `PerCpu` (offset 8: kernel stack top, 16: scratch);
+//! 1. `swapgs` — GS now points at this CPU's `PerCpu` (its kernel stack top and a scratch slot,
+//!    reached at their `offset_of!` offsets, passed to the assembly as constants);
 //! 2. parks the user RSP in the scratch slot and loads the thread's kernel stack;
 //! 3. pushes a frame shaped exactly like an exception's [`TrapFrame`] (user SS, RSP, RFLAGS, CS,
 //!    RIP; error 0; "vector" [`SYSCALL_VECTOR`]; then every general register), so syscalls,
@@ -28,8 +29,11 @@ use x86_64::registers::model_specific::{Efer, EferFlags, LStar, SFMask, Star};
 use x86_64::registers::rflags::RFlags;
 use x86_64::VirtAddr;
 
+use core::mem::offset_of;
+
 use super::gdt::{KERNEL_CS, SYSRET_BASE, USER_CS, USER_SS};
 use super::paging::USER_END;
+use super::percpu::PerCpu;
 use super::trap::TrapFrame;
 use crate::{pop_gprs, push_gprs};
 
@@ -44,10 +48,10 @@ core::arch::global_asm!(
 .global pikku_syscall_entry
 pikku_syscall_entry:
     swapgs
-    mov gs:[16], rsp
-    mov rsp, gs:[8]
+    mov gs:[{scratch}], rsp
+    mov rsp, gs:[{stack_top}]
     push {user_ss}
-    push qword ptr gs:[16]
+    push qword ptr gs:[{scratch}]
     push r11
     push {user_cs}
     push rcx
@@ -63,7 +67,7 @@ pikku_syscall_entry:
 "#,
     pop_gprs!(),
     r#"    add rsp, 16
-    mov rsp, [rsp + 24]
+    mov rsp, [rsp + {user_rsp_above_rip}]
     swapgs
     sysretq
 2:
@@ -73,6 +77,10 @@ pikku_syscall_entry:
     user_cs = const USER_CS as u64,
     vector = const SYSCALL_VECTOR,
     dispatch = sym syscall_dispatch,
+    scratch = const offset_of!(PerCpu, user_rsp_scratch),
+    stack_top = const offset_of!(PerCpu, kernel_stack_top),
+    // After the general registers, vector and error code are gone, RSP points at the frame's rip.
+    user_rsp_above_rip = const offset_of!(TrapFrame, rsp) - offset_of!(TrapFrame, rip),
 );
 
 unsafe extern "C" {

@@ -54,7 +54,7 @@ pub struct TrapFrame {
 
 impl TrapFrame {
     /// Did the exception interrupt user mode (CPL 3)?
-    pub fn from_user(&self) -> bool {
+    pub fn interrupted_user_mode(&self) -> bool {
         self.cs & 3 == 3
     }
 }
@@ -109,6 +109,26 @@ pub fn vector_name(vector: u64) -> &'static str {
 
 // The 32 entry stubs and the common path. `ISR_ERR` is for vectors where the CPU pushes an
 // error code; `ISR_NOERR` pushes a 0 in its place so the frame has one shape.
+/// The frame's layout is a contract with the assembly below and in `syscall`: fifteen general
+/// registers (pushed by [`push_gprs!`](crate::push_gprs!), `rax` lowest), then the vector and error code (pushed by
+/// the stubs), then the five words the CPU pushes. The compiler checks it here, so a field moved
+/// in the struct cannot silently disagree with the stubs.
+const _: () = {
+    use core::mem::{offset_of, size_of};
+    assert!(offset_of!(TrapFrame, rax) == 0);
+    assert!(offset_of!(TrapFrame, r15) == 14 * 8);
+    assert!(offset_of!(TrapFrame, vector) == 15 * 8);
+    assert!(offset_of!(TrapFrame, error_code) == 16 * 8);
+    assert!(offset_of!(TrapFrame, rip) == 17 * 8);
+    assert!(offset_of!(TrapFrame, ss) == 21 * 8);
+    assert!(size_of::<TrapFrame>() == 22 * 8);
+};
+
+/// Where the interrupted CS sits while the stubs hold RSP at the frame's `vector` word (before
+/// the general registers are pushed, and after they are popped again): its low two bits are
+/// the CPL the exception came from.
+const CS_ABOVE_VECTOR: usize = core::mem::offset_of!(TrapFrame, cs) - core::mem::offset_of!(TrapFrame, vector);
+
 /// The general registers in [`TrapFrame`] order, pushed (`rax` ends up at the lowest address).
 /// Shared by the exception stubs and the SYSCALL entry, so both build the same frame.
 #[macro_export]
@@ -118,7 +138,7 @@ macro_rules! push_gprs {
     };
 }
 
-/// The inverse of [`push_gprs!`].
+/// The inverse of [`push_gprs!`](crate::push_gprs!).
 #[macro_export]
 macro_rules! pop_gprs {
     () => {
@@ -199,8 +219,8 @@ pikku_isr_spurious:
 
 pikku_trap_common:
     // From user mode, GS still holds the user's base: swap in the kernel's per-CPU base.
-    // (cs is at +24 from here: vector, error code, rip, cs.)
-    test byte ptr [rsp + 24], 3
+    // (cs is above vector, error code and rip.)
+    test byte ptr [rsp + {cs_above_vector}], 3
     jz 1f
     swapgs
 1:
@@ -215,7 +235,7 @@ pikku_trap_common:
 pikku_trap_return:
 "#,
         pop_gprs!(),
-        r#"    test byte ptr [rsp + 24], 3
+        r#"    test byte ptr [rsp + {cs_above_vector}], 3
     jz 2f
     swapgs
 2:
@@ -224,6 +244,7 @@ pikku_trap_return:
 "#
     ),
     dispatch = sym trap_dispatch,
+    cs_above_vector = const CS_ABOVE_VECTOR,
 );
 
 /// Stubs: the 32 exceptions and the 16 legacy IRQs (vectors 32–47, where the PICs were moved).
@@ -320,10 +341,26 @@ pub fn init() {
     unsafe { x86_64::instructions::tables::lidt(&pointer) };
 }
 
+/// Ends the machine with a triple fault, on purpose: with an empty IDT every exception becomes
+/// a double fault, then a triple fault (SDM Vol. 3A §6.15, "Interrupt 8—Double Fault
+/// Exception"), which `-no-reboot` turns into QEMU exiting with status 0. Exists only for the
+/// test harness's self-test, which proves the host reports such a boot as a failure.
+#[cfg(test)] // used by the in-kernel tests only
+pub fn triple_fault() -> ! {
+    let empty = x86_64::structures::DescriptorTablePointer { limit: 0, base: x86_64::VirtAddr::new(0) };
+    // SAFETY: deliberately destroys the machine state: an empty IDT and a breakpoint leave the
+    // CPU no way to deliver the exception, so it shuts down; nothing after it runs.
+    unsafe {
+        x86_64::instructions::tables::lidt(&empty);
+        core::arch::asm!("int3", options(noreturn));
+    }
+}
+
 /// How many exceptions of each vector the kernel recovered from (fault recovery), for tests.
 static RECOVERED: [AtomicU64; STUBS] = [const { AtomicU64::new(0) }; STUBS];
 
 /// Number of recovered exceptions of `vector` so far.
+#[cfg(test)] // used by the in-kernel tests only
 pub fn recovered_count(vector: u64) -> u64 {
     RECOVERED.get(vector as usize).map_or(0, |c| c.load(Ordering::Relaxed))
 }
@@ -360,7 +397,7 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         }
     }
     let cr2 = if v == vector::PAGE_FAULT { Cr2::read_raw() } else { 0 };
-    if frame.from_user() {
+    if frame.interrupted_user_mode() {
         match HOOKS.get() {
             Some(hooks) => return (hooks.user_exception)(frame, cr2),
             None => panic!("exception {} from user mode before trap hooks were set", vector_name(v)),
