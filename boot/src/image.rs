@@ -1,7 +1,7 @@
 //! The ramdisk and the disk images.
 //!
-//! The ramdisk is a cpio newc archive (`bootproto::cpio`) holding the boot options at
-//! `bootproto::options::CMDLINE_PATH`, plus any extra files. The `bootloader` crate
+//! The ramdisk is a cpio newc archive ([`bootproto::cpio`]) holding the boot options at
+//! [`bootproto::options::CMDLINE_PATH`], plus any extra files. The `bootloader` crate
 //! (`BiosBoot` / `UefiBoot`) writes kernel + ramdisk into a bootable disk image; the bootloader
 //! loads both and tells the kernel where the ramdisk is.
 

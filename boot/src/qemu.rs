@@ -1,10 +1,10 @@
 //! QEMU's command line, written in one place.
 //!
-//! Every boot of pikku — `make run`, the test matrix, later the benchmarks — goes through
+//! Every boot of pikku — `make run`, the test matrix, the benchmarks and traces — goes through
 //! [`Qemu::command`], so all of them agree on the machine: `-cpu max` (which under TCG emulates
 //! PKU and PKS) unless told otherwise, 512 MiB, no display, COM1 on standard output, no reboot
 //! (a triple fault ends QEMU with status 0 instead of looping), and the `isa-debug-exit` device
-//! the kernel ends QEMU with (`bootproto::exit`).
+//! the kernel ends QEMU with ([`bootproto::exit`]).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

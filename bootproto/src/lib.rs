@@ -4,7 +4,7 @@
 //! targets, yet they must agree on three things. Each is defined once, here, and both sides
 //! compile this crate:
 //!
-//! * [`cpio`] — the **ramdisk archive**. `boot` packs files (the boot options below; later the
+//! * [`cpio`] — the **ramdisk archive**. `boot` packs files (the boot options below, the
 //!   user programs and their data files) into a cpio "newc" archive and hands it to the
 //!   bootloader as its ramdisk; the kernel finds the archive in memory and reads it. newc is
 //!   also what Linux's initramfs uses, so the same archive boots Debian's kernel for the

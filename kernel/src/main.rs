@@ -2,7 +2,7 @@
 //!
 //! This file is the boot sequence, one readable step after another. Where things live:
 //!
-//! * `arch::x86_64` — every hardware access (and almost every `unsafe`): serial, CPUID/CR4,
+//! * [`arch::x86_64`] — every hardware access (and almost every `unsafe`): serial, CPUID/CR4,
 //!   GDT/IDT, exception stubs, fault recovery, RDPKRU/WRPKRU, page tables.
 //! * `mm` — frames, the heap, address spaces (`Mm`: page tables + the key allocation map).
 //! * `task` — threads and the PKRU part of a context switch.

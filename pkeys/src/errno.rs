@@ -40,7 +40,7 @@ pub enum Errno {
     ETIMEDOUT = 110,
 }
 
-/// Every `Errno`, for reverse lookups.
+/// Every [`Errno`], for reverse lookups.
 const ALL: [Errno; 31] = [
     Errno::EPERM, Errno::ENOENT, Errno::ESRCH, Errno::EINTR, Errno::EIO, Errno::E2BIG, Errno::ENOEXEC,
     Errno::EBADF, Errno::ECHILD, Errno::EAGAIN, Errno::ENOMEM, Errno::EACCES, Errno::EFAULT, Errno::EBUSY,
@@ -60,7 +60,7 @@ impl Errno {
         (-(self as i64)) as u64
     }
 
-    /// The `Errno` with Linux number `n`, if pikku knows it.
+    /// The [`Errno`] with Linux number `n`, if pikku knows it.
     pub fn from_number(n: i32) -> Option<Errno> {
         ALL.into_iter().find(|e| e.number() == n)
     }

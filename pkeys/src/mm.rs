@@ -4,7 +4,7 @@
 //! `u16 pkey_allocation_map` — one bit per key, set when the key belongs to the program — and
 //! `s16 execute_only_pkey`, the key lazily taken for `mprotect(PROT_EXEC)` memory. Both are
 //! "protected by mmap_lock": every function here that changes them takes `&mut self`, and the
-//! kernel keeps each address space behind a `spin::RwLock`, so the only way to get `&mut` is the
+//! kernel keeps each address space behind a [`spin::RwLock`], so the only way to get `&mut` is the
 //! write lock (Linux's `mmap_write_lock`). Threads share one address space and so one map;
 //! PKRU, by contrast, is per thread.
 

@@ -1,7 +1,8 @@
 //! PKRU — the protection-key rights register — as a type.
 //!
-//! PKRU is a 32-bit per-thread register (Intel SDM Vol. 1 §13.x "PKRU state" and Vol. 3A §2.7
-//! "PKRU", §4.6.2 "Protection Keys"). It holds two bits for each of the 16 keys:
+//! PKRU is a 32-bit per-thread register (Intel SDM Vol. 3A §2.7 "Protection Key Rights Register
+//! (PKRU)" and §4.6.2 "Protection Keys"; saved as XSAVE state component 9, Vol. 1 §13.5.7 "PKRU
+//! State"). It holds two bits for each of the 16 keys:
 //!
 //! ```text
 //!  bit:  31 30 29 28 ...  5  4  3  2  1  0
@@ -199,7 +200,7 @@ mod tests {
             prop_assert_eq!(after.rights(key(k)), rights);
             let mask = 0b11u32 << (2 * k);
             prop_assert_eq!(after.bits() & !mask, bits & !mask);
-            // The bit positions follow the SDM: AD = bit 2k, WD = bit 2k+1.
+            // The bit positions follow the SDM (Vol. 3A §2.7): AD = bit 2k, WD = bit 2k+1.
             prop_assert_eq!((after.bits() >> (2 * k)) & 1 == 1, rights.contains(AccessRights::DISABLE_ACCESS));
             prop_assert_eq!((after.bits() >> (2 * k + 1)) & 1 == 1, rights.contains(AccessRights::DISABLE_WRITE));
         }

@@ -2,7 +2,7 @@
 //! and any PKRU register.
 //!
 //! These are the very functions the kernel's syscall table calls (with its real address-space
-//! lock and the live PKRU register); the host tests call them with a `spin::RwLock` and a
+//! lock and the live PKRU register); the host tests call them with a [`spin::RwLock`] and a
 //! [`SavedPkru`](crate::pkru::SavedPkru). Linux: `SYSCALL_DEFINE2(pkey_alloc)` and
 //! `SYSCALL_DEFINE1(pkey_free)` in `mm/mprotect.c`.
 

@@ -1,6 +1,6 @@
 //! Files: the ramdisk as a read-only file tree, open files, and each process's fd table.
 //!
-//! The ramdisk is the cpio newc archive `boot` packed (`bootproto::cpio`): user programs, their
+//! The ramdisk is the cpio newc archive `boot` packed ([`bootproto::cpio`]): user programs, their
 //! data files (`/etc/passwd`, …) and the boot options. pikku exposes it read-only, like an
 //! initramfs nobody writes to: `open` of an existing path with `O_RDONLY` works; asking for write
 //! access gives `EROFS`, as Linux does on a read-only file system. File descriptors 0, 1 and 2

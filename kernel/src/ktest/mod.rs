@@ -69,7 +69,7 @@ impl Needs {
 
 /// One registered test (made by `#[ktest]`).
 pub struct KTest {
-    /// `module::path::function`, as `module_path!()` spells it.
+    /// [`module::path::function`], as `module_path!()` spells it.
     pub name: &'static str,
     pub needs: Needs,
     pub run: fn(),

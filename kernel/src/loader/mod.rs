@@ -1,6 +1,6 @@
 //! Starting a program: the ELF loader and the initial stack. Linux: `load_elf_binary()`.
 //!
-//! 1. Read the file from the ramdisk; plan its segments (`uapi::elf::plan`, which refuses
+//! 1. Read the file from the ramdisk; plan its segments ([`uapi::elf::plan`], which refuses
 //!    anything malformed: `ENOEXEC`).
 //! 2. A fresh address space (`Mm::new`: key map = key 0 only, no execute-only key).
 //! 3. One memory area per `PT_LOAD` segment, backed by the file (`.text`, `.data`) and by zeros

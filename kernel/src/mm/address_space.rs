@@ -1,12 +1,15 @@
-//! `Mm` — one address space: its page tables and its protection-key state.
+//! [`Mm`] — one address space: its page tables and its protection-key state.
 //!
 //! Linux's `struct mm_struct`, reduced to what pikku needs so far: the page-table root
-//! (`mm->pgd`) and `mm->context`'s two pkey fields ([`pkeys::PkeyState`]). Every `Mm` lives
+//! (`mm->pgd`) and `mm->context`'s two pkey fields ([`pkeys::PkeyState`]). Every [`Mm`] lives
 //! behind a [`spin::RwLock`] ([`MmRef`]); the threads of one process share it. The write lock is
-//! Linux's `mmap_write_lock`: `pkey_alloc`, `pkey_free` and (later) `mmap`/`mprotect` take it;
-//! readers (the page-fault path) take the read lock. Because changing the key map or the page
-//! tables needs `&mut Mm`, and the only way to get `&mut Mm` from an `MmRef` is `.write()`,
-//! forgetting the lock does not compile.
+//! Linux's `mmap_write_lock`: `pkey_alloc`, `pkey_free`, `mmap`, `munmap`, `mprotect` and
+//! `pkey_mprotect` take it — and so does the page-fault path, because filling a page table needs
+//! `&mut Mm` (Linux lets faults share the lock as readers and serialises them with per-table
+//! locks instead; pikku has one CPU's worth of faults at a time). Pure queries (`activate`, the
+//! shared-futex check) take the read lock. Because changing the key map or the page tables
+//! needs `&mut Mm`, and the only way to get `&mut Mm` from an [`MmRef`] is `.write()`, forgetting
+//! the lock does not compile.
 
 use alloc::sync::Arc;
 use pkeys::{Errno, PkeyState};
@@ -135,7 +138,7 @@ mod tests {
     use x86_64::structures::paging::{Page, PhysFrame};
     use x86_64::VirtAddr;
 
-    /// Inspection helpers for the in-kernel tests (here and in `mm::area`): they reach into the
+    /// Inspection helpers for the in-kernel tests (here and in [`mm::area`]): they reach into the
     /// page tables directly, which no kernel path outside a test should do.
     impl Mm {
     /// Maps one fresh zeroed user page at `addr` with protection key `key`.
@@ -225,7 +228,7 @@ mod tests {
     }
 
     /// The hardware honours a key on a kernel write to a user page: with CR0.WP = 1, WD blocks
-    /// supervisor writes (SDM Vol. 3A §4.6.1); the fault is recovered through the extable.
+    /// supervisor writes (SDM Vol. 3A §4.6.1 "Determination of Access Rights"); the fault is recovered through the extable.
     #[ktest(needs = pku)]
     fn wd_blocks_kernel_writes_to_user_pages_and_ad_blocks_reads() {
         as_fresh_program(|thread| {

@@ -148,7 +148,7 @@ impl Mm {
     }
 
     /// Linux `do_mprotect_pkey()` after its argument checks (done by the caller with
-    /// `pkeys::syscall::check_mprotect_args`): validate the key, walk the areas, give each its
+    /// [`pkeys::syscall::check_mprotect_args`]): validate the key, walk the areas, give each its
     /// new protection and key (`arch_override_mprotect_pkey()` decides the key when `pkey` is
     /// -1), rewrite the present PTEs. Changes before a hole stay; the hole gives `ENOMEM`.
     pub fn mprotect(&mut self, range: pkeys::syscall::MprotectRange, pkey: i32, pkru: &mut impl pkeys::PkruRegister) -> Result<(), Errno> {
@@ -249,8 +249,8 @@ impl Mm {
             }
         }
         if present || self.root().leaf_entry(page(addr)).is_some() {
-            // The page exists and the area allows the access, yet the CPU refused it: nothing
-            // pikku could change would help (there is no copy-on-write yet).
+            // The page exists and the area allows the access, yet the CPU refused it — and it is
+            // not a copy-on-write page (broken above): nothing pikku could change would help.
             return Err(SegvCode::AccErr);
         }
         let page_start = addr & !(PAGE_SIZE - 1);

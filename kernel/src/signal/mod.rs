@@ -196,7 +196,7 @@ pub fn force_fault(info: SigInfo) -> bool {
 }
 
 /// Acts on the lowest pending, unblocked signal of `thread`, the current thread (called on
-/// every return to user mode, by `sched::kernel_exit`; a single atomic load when nothing is
+/// every return to user mode, by [`sched::kernel_exit`]; a single atomic load when nothing is
 /// pending). Handlers get a frame (see [`frame::setup`]); a frame that cannot be written
 /// kills the process with SIGSEGV, as Linux's `signal_setup_done()` → `force_sigsegv()`.
 #[inline]

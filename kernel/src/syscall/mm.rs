@@ -108,7 +108,7 @@ pub fn sys_pkey_mprotect(start: u64, len: u64, prot: u64, pkey: u64) -> Result<u
     do_mprotect_pkey(start, len, prot, Pkey::syscall_int(pkey))
 }
 
-/// Linux `do_mprotect_pkey()`: the argument checks (pure, in `pkeys::syscall`), then the
+/// Linux `do_mprotect_pkey()`: the argument checks (pure, in [`pkeys::syscall`]), then the
 /// write lock, then the key and the areas (`Mm::mprotect`).
 fn do_mprotect_pkey(start: u64, len: u64, prot: u64, pkey: i32) -> Result<u64, Errno> {
     let Some(range) = pkeys::syscall::check_mprotect_args(start, len, prot)? else { return Ok(0) };

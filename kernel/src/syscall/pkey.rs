@@ -1,6 +1,6 @@
 //! `pkey_alloc(330)` and `pkey_free(331)`.
 //!
-//! The rules live in `pkeys::syscall` (pure, host-tested); these handlers only supply the
+//! The rules live in [`pkeys::syscall`] (pure, host-tested); these handlers only supply the
 //! current thread's address space — whose `RwLock` is Linux's `mmap_lock` — and the live PKRU
 //! register. Linux: `SYSCALL_DEFINE2(pkey_alloc)`, `SYSCALL_DEFINE1(pkey_free)`
 //! (`mm/mprotect.c`).
@@ -25,9 +25,9 @@ pub fn sys_pkey_free(pkey: u64) -> Result<u64, Errno> {
 
 #[cfg(test)]
 mod tests {
-    //! Through the syscall table (`syscall::dispatch`), on a fresh program each time — the path a
+    //! Through the syscall table ([`syscall::dispatch`]), on a fresh program each time — the path a
     //! user program's `syscall` instruction will take. Expected PKRU values are computed from the
-    //! SDM's bit layout (AD = bit 2k, WD = bit 2k+1), not from the `pkeys` crate.
+    //! SDM's bit layout (Vol. 3A §2.7: AD = bit 2k, WD = bit 2k+1), not from the `pkeys` crate.
     use super::super::{decode, dispatch, nr};
     use crate::arch::x86_64::pkru;
     use crate::ktest::as_fresh_program;

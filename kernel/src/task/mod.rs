@@ -49,13 +49,14 @@ pub struct Thread {
     saved_rsp: AtomicU64,
     /// IA32_FS_BASE (the user's TLS pointer), saved while switched out.
     pub fs_base: AtomicU64,
-    /// `set_tid_address()`'s pointer (cleared and woken at thread exit — with futexes, later).
+    /// `set_tid_address()`'s pointer: at thread exit, 0 is written there and a futex waiter on
+    /// it is woken (how `pthread_join` learns a thread ended).
     pub clear_child_tid: AtomicU64,
     /// Blocked signals (`rt_sigprocmask`).
     pub blocked: AtomicU64,
     /// The user FPU/SSE/AVX state while switched out (none for kernel-made threads).
     pub fpu: Option<Mutex<FpuState>>,
-    /// Why the thread was last woken from a block (`sched::WakeReason`).
+    /// Why the thread was last woken from a block ([`sched::WakeReason`]).
     pub wake_reason: AtomicU8,
     /// A kernel-only thread (the idle/boot thread): it never runs user code, so the PKRU path
     /// of a switch skips it entirely.
@@ -64,7 +65,7 @@ pub struct Thread {
     pub leaving: core::sync::atomic::AtomicBool,
     /// Pending signals and the alternate signal stack.
     pub signals: crate::signal::ThreadSignals,
-    /// Is the thread waiting in `sched::block_current`?
+    /// Is the thread waiting in [`sched::block_current`]?
     pub waiting: core::sync::atomic::AtomicBool,
 }
 

@@ -1,7 +1,7 @@
 //! The scheduler: a run queue, sleeping and blocking, preemption, and the context switch.
 //!
 //! * **Round robin.** Ready threads wait in [`READY`]; the timer tick ([`tick`], every
-//!   `timer::HZ`-th of a second) preempts a thread running in user mode if another is ready, and
+//!   [`timer::HZ`]-th of a second) preempts a thread running in user mode if another is ready, and
 //!   puts it at the back. The kernel itself is not preemptible: it runs with interrupts off
 //!   (interrupt gates and SYSCALL's FMASK clear IF), so no lock is ever taken by an interrupt
 //!   that interrupted its holder.
@@ -164,7 +164,7 @@ pub fn wake(thread: Arc<Thread>, reason: WakeReason) {
 }
 
 /// Registers a deadline (micros since boot) for the current thread; the tick wakes it with
-/// `TimedOut` once the deadline has passed. Follow with [`block_current`].
+/// `TimedOut` once the deadline has passed. Follow with `block_current`.
 pub fn arm_deadline(deadline_us: u64) {
     let t = current();
     t.set_wake(WakeReason::None);

@@ -1,7 +1,8 @@
 //! What this CPU can do (CPUID), and turning on what pikku uses (CR4).
 //!
 //! CPUID (Intel SDM Vol. 2A, "CPUID—CPU Identification") answers feature questions; CR4
-//! (Vol. 3A §2.5 "Control Registers", Table 2-x "CR4 bits") switches features on. The protection
+//! (Vol. 3A §2.5 "Control Registers", and §4.1.3 "Paging-Mode Modifiers" for WP, SMEP, SMAP and
+//! PKE) switches features on. The protection
 //! key bits pikku cares about:
 //!
 //! | bit                       | where                  | meaning                                    |
@@ -155,7 +156,8 @@ pub fn cr4_pke() -> bool {
 }
 
 /// Sets CR0.WP, so that supervisor writes honour read-only pages and PKRU's WD bits
-/// (SDM Vol. 3A §4.6.1). The bootloader leaves it set; pikku makes sure.
+/// (SDM Vol. 3A §4.6.1 "Determination of Access Rights"; the bit: §2.5 "Control Registers").
+/// The bootloader leaves it set; pikku makes sure.
 pub fn enable_write_protect() {
     use x86_64::registers::control::{Cr0, Cr0Flags};
     // SAFETY: CR0.WP only makes supervisor writes stricter; the kernel writes its own read-only
@@ -163,7 +165,7 @@ pub fn enable_write_protect() {
     unsafe { Cr0::update(|f| f.insert(Cr0Flags::WRITE_PROTECT)) };
 }
 
-/// Turns on SMEP and SMAP where the CPU has them (CR4 bits 20 and 21, SDM Vol. 3A §4.6.1):
+/// Turns on SMEP and SMAP where the CPU has them (CR4 bits 20 and 21, SDM Vol. 3A §4.1.3 "Paging-Mode Modifiers"; their effect: §4.6.1):
 /// the kernel then can neither execute user pages (SMEP) nor read or write them outside the
 /// STAC/CLAC window of the user-copy functions (SMAP). Returns (smep, smap) as enabled.
 pub fn enable_smep_smap() -> (bool, bool) {
@@ -189,7 +191,7 @@ pub fn smap_enabled() -> bool {
 }
 
 /// Lets user code use SSE (every x86-64 program does): CR0.EM = 0, CR0.MP = 1,
-/// CR4.OSFXSR = 1, CR4.OSXMMEXCPT = 1 (SDM Vol. 3A §13.1.3). The kernel itself is built
+/// CR4.OSFXSR = 1, CR4.OSXMMEXCPT = 1 (SDM Vol. 3A §13.1.3 "Initialization of the SSE Extensions"). The kernel itself is built
 /// without SSE (`x86_64-unknown-none` is soft-float), so it never disturbs the XMM registers.
 pub fn enable_sse() {
     use x86_64::registers::control::{Cr0, Cr0Flags};
@@ -204,7 +206,8 @@ pub fn enable_sse() {
     }
 }
 
-/// Writes IA32_FS_BASE (the user's TLS pointer; `arch_prctl(ARCH_SET_FS)`).
+/// Writes IA32_FS_BASE (the user's TLS pointer; `arch_prctl(ARCH_SET_FS)`; SDM Vol. 3A §3.4.4
+/// "Segment Loading Instructions in IA-32e Mode").
 pub fn set_fs_base(base: u64) {
     x86_64::registers::model_specific::FsBase::write(x86_64::VirtAddr::new_truncate(base));
 }
@@ -214,7 +217,7 @@ pub fn fs_base() -> u64 {
     x86_64::registers::model_specific::FsBase::read().as_u64()
 }
 
-/// Fills `buf` with random bytes: RDRAND (SDM Vol. 2B "RDRAND") where the CPU has it
+/// Fills `buf` with random bytes: RDRAND (SDM Vol. 2B "RDRAND—Read Random Number") where the CPU has it
 /// (`CPUID.1:ECX[30]`), otherwise a xorshift generator seeded from the TSC — fine for AT_RANDOM
 /// and `getrandom` in an emulator, not for cryptography.
 pub fn random_bytes(buf: &mut [u8]) {

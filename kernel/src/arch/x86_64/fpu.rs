@@ -5,9 +5,11 @@
 //! only a context switch between two user threads must save one and load the other (eagerly,
 //! on every switch, as Linux does since 4.x).
 //!
-//! XSAVE (Intel SDM Vol. 1 §13) saves the components enabled in XCR0 and selected by an
-//! instruction mask EDX:EAX. pikku enables x87 | SSE | AVX (as the CPU offers) **and PKRU**
-//! (component 9) in XCR0, so that later a signal frame's XSAVE area can hold PKRU exactly where
+//! XSAVE (Intel SDM Vol. 1 chapter 13 "Managing State Using the XSAVE Feature Set"; the
+//! instructions in Vol. 2C "XSAVE" / "XRSTOR", and Vol. 2A "FXSAVE" / "FXRSTOR" for the legacy
+//! 512-byte form) saves the components enabled in XCR0 (Vol. 3A §2.6 "Extended Control Registers
+//! (Including XCR0)") and selected by an instruction mask EDX:EAX. pikku enables x87 | SSE | AVX (as the CPU offers) **and PKRU**
+//! (component 9) in XCR0, so that a signal frame's XSAVE area can hold PKRU exactly where
 //! Linux puts it (CPUID.(0Dh,9).EBX, 2688 under `-cpu max`). But the context switch masks PKRU
 //! *out* of both XSAVE and XRSTOR: PKRU is switched eagerly by `task::switch_pkru` (Linux:
 //! `x86_pkru_load()`; its `XFEATURE_MASK_USER_RESTORE` excludes PKRU for the same reason), so an
@@ -42,15 +44,20 @@ pub fn init() -> Method {
         if !cpu::features().xsave {
             return Method::Fxsave;
         }
+        // CR4.OSXSAVE (bit 18; SDM Vol. 3A §2.5 "Control Registers", Vol. 1 §13.3 "Enabling the
+        // XSAVE Feature Set and XSAVE-Enabled Features").
         // SAFETY: the CPU reports XSAVE, so CR4.OSXSAVE (bit 18) is defined; setting it lets
         // XGETBV/XSETBV/XSAVE run and makes CPUID report OSXSAVE to user programs.
         unsafe { Cr4::update(|c| c.insert(Cr4Flags::OSXSAVE)) };
+        // CPUID.(0Dh,0).EDX:EAX: the components XCR0 may enable (SDM Vol. 1 §13.2
+        // "Enumeration of CPU Support for XSAVE Instructions and XSAVE-Supported Features").
         let supported = {
             let r = cpu::cpuid(0xd, 0);
             (r.edx as u64) << 32 | r.eax as u64
         };
         let wanted = XCr0Flags::X87.bits() | XCr0Flags::SSE.bits() | XCr0Flags::AVX.bits() | XFEATURE_PKRU;
         let xcr0 = supported & wanted;
+        // XSETBV (SDM Vol. 2C "XSETBV—Set Extended Control Register").
         // SAFETY: only components the CPU supports are enabled (x87 is always among them);
         // AVX only together with SSE, as XSETBV requires.
         unsafe { XCr0::write_raw(xcr0) };

@@ -1,9 +1,9 @@
 //! The GDT, the TSS, and the stack a double fault runs on.
 //!
-//! In 64-bit mode segmentation is mostly gone, but the CPU still needs (Intel SDM Vol. 3A §3.4.5,
-//! §7.2.3): a code segment for each privilege level, a data segment, and a TSS — which no longer
+//! In 64-bit mode segmentation is mostly gone, but the CPU still needs (Intel SDM Vol. 3A §3.4.5
+//! "Segment Descriptors", §7.2.3 "TSS Descriptor in 64-bit mode"): a code segment for each privilege level, a data segment, and a TSS — which no longer
 //! holds task state, only stack pointers: RSP0 (the stack ring 3 → ring 0 transitions switch
-//! to) and the Interrupt Stack Table (IST, §6.14.5), seven known-good stacks an IDT gate can
+//! to) and the Interrupt Stack Table (IST, §6.14.5 "Interrupt Stack Table"), seven known-good stacks an IDT gate can
 //! demand. The double-fault gate uses IST slot 0, so a kernel stack overflow (which faults
 //! again while pushing the exception frame) still reaches a handler that prints a report.
 //!
@@ -40,7 +40,7 @@ struct Stack(#[allow(dead_code)] [u8; DOUBLE_FAULT_STACK_SIZE]); // used only th
 static mut DOUBLE_FAULT_STACK: Stack = Stack([0; DOUBLE_FAULT_STACK_SIZE]);
 
 /// The TSS. The CPU reads it from memory on every ring 3 → ring 0 transition, and the scheduler
-/// rewrites RSP0 on every switch, so it lives in an `UnsafeCell` rather than behind a lock.
+/// rewrites RSP0 on every switch, so it lives in an [`UnsafeCell`] rather than behind a lock.
 struct Tss(UnsafeCell<TaskStateSegment>);
 
 // SAFETY: only the CPU that owns this TSS writes it ([`set_kernel_stack`], with interrupts off
@@ -60,11 +60,11 @@ pub const USER_CS: u16 = 0x30 | 3;
 pub const USER_SS: u16 = 0x28 | 3;
 /// Kernel code selector (Linux's `__KERNEL_CS`); `STAR[47:32]`.
 pub const KERNEL_CS: u16 = 0x10;
-/// Base for SYSRET (`STAR[63:48]`): SS = base + 8, CS = base + 16 (SDM Vol. 2B "SYSRET").
+/// Base for SYSRET (`STAR[63:48]`): SS = base + 8, CS = base + 16 (SDM Vol. 2B "SYSRET—Return From Fast System Call").
 pub const SYSRET_BASE: u16 = 0x20;
 
 /// Sets the stack the CPU switches to when an interrupt or exception arrives from ring 3
-/// (TSS.RSP0, SDM Vol. 3A §7.7) — the current thread's kernel stack.
+/// (TSS.RSP0, SDM Vol. 3A §7.7 "Task Management in 64-bit Mode", Figure 7-11 "64-Bit TSS Format") — the current thread's kernel stack.
 pub fn set_kernel_stack(top: u64) {
     // SAFETY: see `Tss`: this CPU's own TSS, written between instructions that could read it
     // (we are in ring 0, so no ring transition reads RSP0 concurrently).
@@ -106,6 +106,7 @@ pub fn init() {
         SS::set_reg(sel.kernel_data);
         DS::set_reg(sel.kernel_data);
         ES::set_reg(sel.kernel_data);
+        // LTR (SDM Vol. 2A "LTR"; Vol. 3A §7.7: 64-bit mode still needs a loaded TSS).
         load_tss(sel.tss);
     }
 }

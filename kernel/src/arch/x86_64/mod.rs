@@ -1,24 +1,28 @@
 //! x86-64: registers, instructions, descriptor tables, exception entry, page-table writes.
 //!
-//! | module       | what it owns                                        | Intel SDM              |
-//! |--------------|-----------------------------------------------------|------------------------|
-//! | [`serial`]   | the 16550 UART on COM1, the console's wire          | —                      |
-//! | [`qemu`]     | ending QEMU through `isa-debug-exit`                 | —                      |
-//! | [`time`]     | the TSC, calibrated against the PIT                  | Vol. 3B §18.17         |
-//! | [`rtc`]      | the CMOS clock, read once for CLOCK_REALTIME         | —                      |
-//! | [`cpu`]      | CPUID features, CR4 (PKE, SMEP, SMAP), OSPKE         | Vol. 3A §2.5, Vol. 2A CPUID |
-//! | [`gdt`]      | GDT, TSS and the double-fault IST stack              | Vol. 3A §3.4, §7.7     |
-//! | [`trap`]     | IDT, exception entry stubs, the trap frame, reports  | Vol. 3A §6.14, §6.15   |
-//! | [`extable`]  | recoverable instructions (Linux's exception table)   | —                      |
-//! | [`pkru`]     | RDPKRU / WRPKRU                                      | Vol. 3A §2.7, Vol. 2B  |
-//! | [`paging`]   | page-table writes, CR3, TLB invalidation             | Vol. 3A §4.5, §4.10    |
-//! | [`uaccess`]  | kernel accesses to user memory (STAC/CLAC + extable) | Vol. 3A §4.6           |
-//! | [`percpu`]   | per-CPU data reached through GS                      | Vol. 3A §3.4.4         |
-//! | [`pic`]      | the legacy 8259s, remapped and masked                | —                      |
-//! | [`syscall`]  | SYSCALL entry, SYSRET/IRET exit                      | Vol. 3A §5.8.8         |
-//! | [`context`]  | kernel stacks, the context switch                    | —                      |
-//! | [`fpu`]      | XSAVE/XRSTOR of user FPU state (PKRU masked out)     | Vol. 1 §13             |
-//! | [`timer`]    | PIT channel 0: the scheduler's tick                  | —                      |
+//! Intel SDM citations are to the June 2016 edition (Vol. 1 253665-059US, Vol. 2 325383-059US,
+//! Vol. 3 325384-059US), with section and table titles so that a reader with a newer edition
+//! can find them (see `docs/ARCHITECTURE.md`, "Which SDM").
+//!
+//! | module       | what it owns                                        | Intel SDM (June 2016)        |
+//! |--------------|-----------------------------------------------------|------------------------------|
+//! | [`serial`]   | the 16550 UART on COM1, the console's wire          | —                            |
+//! | [`qemu`]     | ending QEMU through `isa-debug-exit`                 | —                            |
+//! | [`time`]     | the TSC, calibrated against the PIT                  | Vol. 3B §17.15               |
+//! | [`rtc`]      | the CMOS clock, read once for CLOCK_REALTIME         | —                            |
+//! | [`cpu`]      | CPUID features, CR4 (PKE, SMEP, SMAP), OSPKE         | Vol. 3A §2.5, §4.1.3; Vol. 2A CPUID |
+//! | [`gdt`]      | GDT, TSS and the double-fault IST stack              | Vol. 3A §3.4.5, §7.2.3, §7.7 |
+//! | [`trap`]     | IDT, exception entry stubs, the trap frame, reports  | Vol. 3A §6.14, §6.15         |
+//! | [`extable`]  | recoverable instructions (Linux's exception table)   | —                            |
+//! | [`pkru`]     | RDPKRU / WRPKRU                                      | Vol. 3A §2.7; Vol. 2B, 2C    |
+//! | [`paging`]   | page-table writes, CR3, TLB invalidation             | Vol. 3A §4.5, §4.10          |
+//! | [`uaccess`]  | kernel accesses to user memory (STAC/CLAC + extable) | Vol. 3A §4.6                 |
+//! | [`percpu`]   | per-CPU data reached through GS                      | Vol. 3A §3.4.4               |
+//! | [`pic`]      | the legacy 8259s, remapped and masked                | —                            |
+//! | [`syscall`]  | SYSCALL entry, SYSRET/IRET exit                      | Vol. 3A §5.8.8               |
+//! | [`context`]  | kernel stacks, the context switch                    | —                            |
+//! | [`fpu`]      | XSAVE/XRSTOR of user FPU state (PKRU masked out)     | Vol. 1 ch. 13                |
+//! | [`timer`]    | PIT channel 0: the scheduler's tick                  | —                            |
 pub mod context;
 pub mod cpu;
 pub mod extable;

@@ -1,9 +1,9 @@
 //! Page tables: the only code that writes paging structures, loads CR3 or flushes the TLB.
 //!
-//! x86-64 4-level paging (Intel SDM Vol. 3A §4.5): CR3 → PML4 → PDPT → PD → PT → 4-KiB page.
+//! x86-64 4-level paging (Intel SDM Vol. 3A §4.5 "IA-32e Paging"): CR3 → PML4 → PDPT → PD → PT → 4-KiB page.
 //! The bootloader maps all physical memory at a fixed offset in the upper half
 //! (`BootloaderConfig::mappings.physical_memory`), so any frame — including page-table frames —
-//! is reachable at `phys + offset`. The `x86_64` crate's `OffsetPageTable` walks and edits the
+//! is reachable at `phys + offset`. The `x86_64` crate's [`OffsetPageTable`] walks and edits the
 //! tables through that window.
 //!
 //! Ownership: a [`PageTableRoot`] is a PML4 frame. It is neither `Clone` nor `Copy`, and every
@@ -12,7 +12,7 @@
 //!
 //! The upper half (PML4 entries 256..511) is the kernel's and is shared by every address space:
 //! a new root copies those 256 entries from the kernel's root. The lower half belongs to user
-//! space. Protection keys live in bits 59–62 of the leaf entries (see `pkeys::pte`).
+//! space. Protection keys live in bits 59–62 of the leaf entries (see [`pkeys::pte`]).
 //!
 //! TLB: every function that changes a present entry invalidates that page (INVLPG) before it
 //! returns; freeing a whole user half of the active tree reloads CR3. When pikku runs on
@@ -33,13 +33,14 @@ static KERNEL_ROOT: Once<Mutex<PageTableRoot>> = Once::new();
 /// First address above user space: the lower canonical half ends here.
 pub const USER_END: u64 = 0x0000_8000_0000_0000;
 
-/// A software bit (bit 9 is "available to software", SDM Vol. 3A Table 4-19) marking a leaf
+/// A software bit (bit 9 is "Ignored" — free for software — in SDM Vol. 3A Table 4-19
+/// "Format of an IA-32e Page-Table Entry that Maps a 4-KByte Page") marking a leaf
 /// entry whose PRESENT bit was cleared by `mprotect(PROT_NONE)` while it keeps its frame — the
 /// idea of Linux's `_PAGE_PROTNONE`. Such a page faults on every access, and becomes present
 /// again, with its data, when its area becomes accessible.
 pub const PROT_NONE_BIT: u64 = 1 << 9;
 
-/// A software bit (bit 10, also "available", SDM Vol. 3A Table 4-19) marking a page shared
+/// A software bit (bit 10, also "Ignored" in SDM Vol. 3A Table 4-19) marking a page shared
 /// copy-on-write after `fork`: read-only in every address space that maps it, whatever its
 /// area allows, until a write fault gives the writer its own copy.
 pub const COW_BIT: u64 = 1 << 10;
@@ -61,7 +62,7 @@ pub enum MapError {
     HugePage,
 }
 
-/// Hands `OffsetPageTable` frames for intermediate tables from any source.
+/// Hands [`OffsetPageTable`] frames for intermediate tables from any source.
 struct FrameSource<'a>(&'a mut dyn FnMut() -> Option<PhysFrame>);
 
 // SAFETY: the closure hands out frames the frame allocator marked as used; each frame is
@@ -147,7 +148,7 @@ impl PageTableRoot {
 
     /// Maps `page` to `frame` with `flags` (which may carry key bits 59–62). Intermediate tables
     /// get PRESENT | WRITABLE, plus USER_ACCESSIBLE in the lower half: a page is a user page
-    /// only if U/S is set at every level (SDM Vol. 3A §4.6.1).
+    /// only if U/S is set at every level (SDM Vol. 3A §4.6.1 "Determination of Access Rights").
     pub fn map(
         &mut self,
         page: Page,
@@ -182,7 +183,8 @@ impl PageTableRoot {
         }
     }
 
-    /// Loads this tree into CR3 (SDM Vol. 3A §4.5; a CR3 write flushes non-global TLB entries).
+    /// Loads this tree into CR3 (SDM Vol. 3A §4.5; a CR3 write flushes non-global TLB entries: §4.10.4.1
+    /// "Operations that Invalidate TLBs and Paging-Structure Caches").
     pub fn activate(&self) {
         // SAFETY: the tree contains the kernel's upper half (copied at creation), so the code,
         // stack and data in use stay mapped across the switch.
@@ -392,7 +394,8 @@ pub fn activate_kernel_root() {
 pub const FLUSH_ALL_THRESHOLD: u64 = 33;
 
 /// Invalidates the TLB entries of `pages` pages from `start`: INVLPG each (SDM Vol. 2A
-/// "INVLPG"), or a full flush past [`FLUSH_ALL_THRESHOLD`]. The one place that will send
+/// "INVLPG—Invalidate TLB Entries"; Vol. 3A §4.10.4 "Invalidation of TLBs and Paging-Structure
+/// Caches"), or a full flush past [`FLUSH_ALL_THRESHOLD`]. The one place that will send
 /// shootdown IPIs when pikku runs on several CPUs.
 pub fn invalidate_range(start: VirtAddr, pages: u64) {
     if pages > FLUSH_ALL_THRESHOLD {

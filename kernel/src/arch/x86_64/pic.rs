@@ -3,7 +3,7 @@
 //! At power-on the two 8259 PICs deliver IRQ 0–7 on vectors 8–15 — the same vectors as CPU
 //! exceptions (IRQ 0, the PIT timer, would arrive as a "double fault"). User code runs with
 //! interrupts enabled, so before the first return to ring 3 the PICs are reprogrammed to
-//! vectors 32–47 and every line is masked. (A timer for preemption comes with the scheduler.)
+//! vectors 32–47 and every line is masked; the scheduler's tick (`timer`) unmasks IRQ 0 alone.
 
 use x86_64::instructions::port::Port;
 

@@ -1,6 +1,6 @@
 //! Ending QEMU: the `isa-debug-exit` device.
 //!
-//! The exit-code table lives in `bootproto::exit`, shared with the host that interprets it.
+//! The exit-code table lives in [`bootproto::exit`], shared with the host that interprets it.
 
 use bootproto::exit::{ExitCode, PORT};
 use x86_64::instructions::port::Port;

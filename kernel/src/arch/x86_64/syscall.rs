@@ -1,10 +1,11 @@
 //! The SYSCALL instruction's way into the kernel, and SYSRET/IRET back out.
 //!
-//! SYSCALL (Intel SDM Vol. 2B "SYSCALL", Vol. 3A §5.8.8) jumps to the address in IA32_LSTAR in
+//! SYSCALL (Intel SDM Vol. 2B "SYSCALL—Fast System Call", Vol. 3A §5.8.8 "Fast System Calls in
+//! 64-Bit Mode") jumps to the address in IA32_LSTAR in
 //! ring 0, with RCX = the user RIP, R11 = the user RFLAGS, RFLAGS &= ~IA32_FMASK, CS/SS from
 //! IA32_STAR — and **no stack switch**: RSP is still the user's. So the entry stub:
 //!
-//! 1. `swapgs` — GS now points at this CPU's `PerCpu` (its kernel stack top and a scratch slot,
+//! 1. `swapgs` — GS now points at this CPU's [`PerCpu`] (its kernel stack top and a scratch slot,
 //!    reached at their `offset_of!` offsets, passed to the assembly as constants);
 //! 2. parks the user RSP in the scratch slot and loads the thread's kernel stack;
 //! 3. pushes a frame shaped exactly like an exception's [`TrapFrame`] (user SS, RSP, RFLAGS, CS,
@@ -13,11 +14,12 @@
 //! 4. calls the registered handler, which reads the number from `rax`, the arguments from
 //!    `rdi, rsi, rdx, r10, r8, r9`, and writes the result into the frame's `rax`.
 //!
-//! Back out: SYSRET is fast but has a trap: on Intel CPUs, SYSRET with a non-canonical RCX
+//! Back out: SYSRET (SDM Vol. 2B "SYSRET—Return From Fast System Call"; SWAPGS before it, Vol. 2B
+//! "SWAPGS—Swap GS Base Register") is fast but has a trap: on Intel CPUs, SYSRET with a non-canonical RCX
 //! raises #GP *in ring 0 on the user's stack* — a classic privilege-escalation bug. So SYSRET is
 //! used only when [`sysret_is_safe`] says the frame is an ordinary syscall return (RIP
 //! canonical, RCX = RIP, R11 = RFLAGS, user selectors, no TF/RF); everything else — a frame
-//! rewritten by `execve` or (later) `rt_sigreturn` — leaves through IRETQ, which checks and
+//! rewritten by `execve` or `rt_sigreturn` — leaves through IRETQ, which checks and
 //! restores everything.
 //!
 //! FMASK clears IF (no interrupts until the kernel is on its own stack), DF (the ABI), TF (no
@@ -105,7 +107,9 @@ pub fn sysret_is_safe(frame: &TrapFrame) -> bool {
         && !rflags.intersects(RFlags::TRAP_FLAG | RFlags::RESUME_FLAG)
 }
 
-/// Programs the SYSCALL MSRs and registers `handler` (once, at boot).
+/// Programs the SYSCALL MSRs — IA32_STAR, IA32_LSTAR, IA32_FMASK and EFER.SCE, with WRMSR (SDM
+/// Vol. 3A §5.8.8 "Fast System Calls in 64-Bit Mode", Vol. 2C "WRMSR") — and registers `handler`
+/// (once, at boot).
 pub fn init(handler: fn(&mut TrapFrame)) {
     HANDLER.call_once(|| handler);
     // STAR[47:32] = kernel CS (SS = CS + 8); STAR[63:48] = SYSRET base (SS = +8, CS = +16).

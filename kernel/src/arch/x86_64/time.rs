@@ -1,6 +1,6 @@
 //! Time since boot from the TSC, calibrated once against the PIT.
 //!
-//! The time-stamp counter counts at a constant rate (Intel SDM Vol. 3B §18.17 "Time-Stamp
+//! The time-stamp counter counts at a constant rate (Intel SDM Vol. 3B §17.15 "Time-Stamp
 //! Counter"); its rate is not architecturally known, so at boot we count TSC ticks across a
 //! 10 ms interval measured by PIT channel 2 (the 8254's 1.193182 MHz clock, gated through port
 //! 0x61 — the classic PC speaker-gate trick, no interrupt needed). Under QEMU `-icount shift=0`
@@ -15,7 +15,7 @@ static TSC_PER_MS: AtomicU64 = AtomicU64::new(0);
 const PIT_HZ: u64 = 1_193_182;
 const CALIBRATION_MS: u64 = 10;
 
-/// Reads the TSC (RDTSC, SDM Vol. 2B).
+/// Reads the TSC (SDM Vol. 2B "RDTSC—Read Time-Stamp Counter").
 pub fn rdtsc() -> u64 {
     // SAFETY: RDTSC reads a counter; CR4.TSD is clear, so it is allowed in ring 0 and has no
     // side effects.

@@ -1,12 +1,12 @@
 //! Exceptions: the IDT, the entry stubs, the trap frame, and the reports.
 //!
 //! Every one of the 32 exception vectors enters through a small assembly stub that makes the
-//! stack look the same for all of them (Intel SDM Vol. 3A §6.14 "Exception and interrupt
-//! handling in 64-bit mode"):
+//! stack look the same for all of them (Intel SDM Vol. 3A §6.14 "Exception and Interrupt
+//! Handling in 64-bit Mode"):
 //!
 //! ```text
 //!   higher addresses
-//!   ss, rsp, rflags, cs, rip   pushed by the CPU (§6.14.2)
+//!   ss, rsp, rflags, cs, rip   pushed by the CPU (§6.14.2 "64-Bit Mode Stack Frame")
 //!   error code                 pushed by the CPU for vectors 8, 10-14, 17, 21, 29, 30; else a 0 by the stub
 //!   vector number              pushed by the stub
 //!   r15 … rax                  pushed by `trap_common`
@@ -14,8 +14,8 @@
 //! ```
 //!
 //! `trap_dispatch` sees the whole interrupted register state as a [`TrapFrame`] and may change
-//! it: fault recovery ([`super::extable`]) rewrites `rip` and `rax`; later, signal delivery will
-//! rewrite the user context the same way. Every unrecoverable exception in the kernel prints a
+//! it: fault recovery ([`super::extable`]) rewrites `rip` and `rax`; signal delivery
+//! rewrites the user context the same way. Every unrecoverable exception in the kernel prints a
 //! decoded report and panics; the page-fault report decodes every error-code bit, including
 //! PK (bit 5), the protection-key bit.
 
@@ -59,7 +59,8 @@ impl TrapFrame {
     }
 }
 
-/// Exception vectors by name (SDM Vol. 3A Table 6-1).
+/// Exception vectors by name (SDM Vol. 3A Table 6-1 "Protected-Mode Exceptions and
+/// Interrupts"; that edition reserves 21–31 — #CP, #VC and #SX are later Intel and AMD names).
 pub mod vector {
     pub const NMI: u64 = 2;
     pub const BREAKPOINT: u64 = 3;
@@ -218,7 +219,9 @@ pikku_isr_spurious:
     iretq
 
 pikku_trap_common:
-    // From user mode, GS still holds the user's base: swap in the kernel's per-CPU base.
+    // From user mode, GS still holds the user's base: swap in the kernel's per-CPU base
+    // (SWAPGS, SDM Vol. 2B "SWAPGS—Swap GS Base Register"; the way back is IRETQ, Vol. 3A §6.14.3
+    // "IRET in IA-32e Mode").
     // (cs is above vector, error code and rip.)
     test byte ptr [rsp + {cs_above_vector}], 3
     jz 1f
@@ -253,7 +256,8 @@ const STUBS: usize = 48;
 /// First vector of the remapped PIC IRQs.
 pub const IRQ_BASE: u64 = 32;
 
-/// One IDT gate (SDM Vol. 3A §6.14.1, Figure 6-8: 64-bit interrupt/trap gate).
+/// One IDT gate (SDM Vol. 3A §6.14.1 "64-Bit Mode IDT", Figure 6-7 "64-Bit IDT Gate
+/// Descriptors").
 #[derive(Clone, Copy)]
 #[repr(C)]
 struct Gate {
@@ -329,7 +333,7 @@ static IDT: Lazy<Idt> = Lazy::new(|| {
     idt
 });
 
-/// Loads the IDT (SDM Vol. 3A §6.10, LIDT).
+/// Loads the IDT (SDM Vol. 3A §6.10 "Interrupt Descriptor Table (IDT)"; Vol. 2A "LGDT/LIDT").
 pub fn init() {
     let idt: &'static Idt = &IDT;
     let pointer = x86_64::structures::DescriptorTablePointer {
@@ -396,6 +400,8 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
             None => return super::timer::end_of_interrupt(),
         }
     }
+    // CR2 holds the faulting linear address (SDM Vol. 3A §6.15 "Interrupt 14—Page-Fault
+    // Exception (#PF)").
     let cr2 = if v == vector::PAGE_FAULT { Cr2::read_raw() } else { 0 };
     if frame.interrupted_user_mode() {
         match HOOKS.get() {
@@ -428,7 +434,8 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
 }
 
 bitflags::bitflags! {
-    /// The page-fault error code (SDM Vol. 3A §4.7, Figure 4-12).
+    /// The page-fault error code (SDM Vol. 3A §4.7 "Page-Fault Exceptions", Figure 4-12 "Page-Fault
+    /// Error Code").
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     pub struct PageFaultError: u64 {
         /// P: 0 = the page was not present; 1 = a protection violation.
