@@ -23,8 +23,18 @@ use crate::mm::frame;
 pub type MmRef = Arc<RwLock<Mm>>;
 
 /// One address space.
+///
+/// Locking: every field is protected by the `RwLock` of its [`MmRef`] (write = Linux's
+/// `mmap_write_lock`), taken after an open file's or a pipe's lock and before the kernel root,
+/// the frame allocator and the heap. Never held across a block, a switch or a user copy (the
+/// kernel-fault hook only `try_write`s, so a copy under the lock is `EFAULT`, not a deadlock).
+/// The sharing counts of the frames it maps live in `frame` (atomics, shared between address
+/// spaces), not here.
 #[derive(Debug)]
 pub struct Mm {
+    /// The page-table root. Set at creation, taken only by `Drop`; the user half of the tree
+    /// changes only through `&mut Mm` (write lock), each change invalidating the TLB before the
+    /// lock is released. `activate` (the CR3 load) needs only the read lock.
     root: Option<paging::PageTableRoot>,
     /// Linux: `mm->context.pkey_allocation_map` and `execute_only_pkey`.
     pub pkeys: PkeyState,

@@ -120,11 +120,15 @@ impl SigInfo {
 /// Per-thread signal state: pending signals with their info, the alternate stack.
 #[derive(Debug, Default)]
 pub struct ThreadSignals {
+    /// Its `Mutex`, taken after the process's `handlers` are released: any thread pushes
+    /// (`kill`, `tgkill`), only the thread itself takes signals out (delivery).
     pub pending: Mutex<alloc::vec::Vec<SigInfo>>,
     /// How many signals are pending: the kernel exit reads this one word and skips the rest
-    /// when it is 0 (the common case).
+    /// when it is 0 (the common case). Atomic: incremented after the push, decremented under
+    /// `pending`; a reader that sees non-zero re-checks under the lock.
     pub count: core::sync::atomic::AtomicUsize,
-    /// (ss_sp, ss_size) when an alternate stack is set.
+    /// (ss_sp, ss_size) when an alternate stack is set. Its `Mutex`, though only the thread
+    /// itself touches it (`sigaltstack`, frame setup, `rt_sigreturn`).
     pub altstack: Mutex<Option<(u64, u64)>>,
 }
 

@@ -36,36 +36,61 @@ pub use process::{ExitStatus, Process};
 
 /// A thread: an id, its process and address space, its kernel stack, and the registers that
 /// are saved only while it is switched out (PKRU, FS base, kernel RSP).
+///
+/// Locking (xv6 style; the one lock order is in `docs/ARCHITECTURE.md`, "Locks"): a field is
+/// either immutable once the `Arc` exists, an atomic with the writers named below, or behind its
+/// own lock. "Only the thread itself" means the thread's own kernel code, with interrupts off.
 #[derive(Debug)]
 pub struct Thread {
+    /// Immutable.
     pub tid: u32,
+    /// Immutable (the `Arc`; the `Process` has its own locks).
     pub process: Arc<Process>,
+    /// Immutable (`execve` makes a new `Thread` rather than swapping it); the `Mm` behind it is
+    /// protected by its `RwLock`.
     pub mm: MmRef,
-    /// Linux: `thread.pkru` — valid only while the thread is not running.
+    /// Linux: `thread.pkru` — valid only while the thread is not running. Its own `Mutex`, a
+    /// leaf: written by `switch_pkru` on the CPU that switches the thread out, read when it is
+    /// switched in.
     saved_pkru: Mutex<Pkru>,
-    /// The kernel stack (none for the boot thread, which keeps the bootloader's).
+    /// The kernel stack (none for the boot thread, which keeps the bootloader's). Immutable;
+    /// the memory is used only by this thread while it runs, and freed with the last `Arc`
+    /// (by `reap`, which never runs on it).
     kstack: Option<KernelStack>,
-    /// The kernel RSP saved by the context switch.
+    /// The kernel RSP saved by the context switch. Atomic: written by `context::switch` when
+    /// the thread is switched out, read by `switch_to` when it is switched in.
     saved_rsp: AtomicU64,
-    /// IA32_FS_BASE (the user's TLS pointer), saved while switched out.
+    /// IA32_FS_BASE (the user's TLS pointer), saved while switched out (the MSR is the truth
+    /// while it runs). Atomic: written by `switch_to`, `arch_prctl` (the thread itself) and the
+    /// creator before `spawn`.
     pub fs_base: AtomicU64,
     /// `set_tid_address()`'s pointer: at thread exit, 0 is written there and a futex waiter on
-    /// it is woken (how `pthread_join` learns a thread ended).
+    /// it is woken (how `pthread_join` learns a thread ended). Atomic: only the thread itself,
+    /// or its creator before `spawn`.
     pub clear_child_tid: AtomicU64,
-    /// Blocked signals (`rt_sigprocmask`).
+    /// Blocked signals (`rt_sigprocmask`). Atomic: written and read only by the thread itself
+    /// (or its creator before `spawn`); senders never look at it.
     pub blocked: AtomicU64,
-    /// The user FPU/SSE/AVX state while switched out (none for kernel-made threads).
+    /// The user FPU/SSE/AVX state while switched out (none for kernel-made threads). The
+    /// `Option` is immutable; the state is behind its `Mutex`, taken by `switch_to` and
+    /// `inherit_fpu` only.
     pub fpu: Option<Mutex<FpuState>>,
-    /// Why the thread was last woken from a block ([`sched::WakeReason`]).
+    /// Why the thread was last woken from a block ([`sched::WakeReason`]). Atomic: written by
+    /// the waker in `sched::wake` before the thread is queued to run, read by the thread after
+    /// `block_current` returns.
     pub wake_reason: AtomicU8,
     /// A kernel-only thread (the idle/boot thread): it never runs user code, so the PKRU path
-    /// of a switch skips it entirely.
+    /// of a switch skips it entirely. Immutable.
     kernel_only: bool,
-    /// Set by `execve`: this thread ends at its kernel exit (its successor runs the new program).
+    /// Set by `execve`: this thread ends at its kernel exit (its successor runs the new
+    /// program). Atomic: only the thread itself.
     pub leaving: core::sync::atomic::AtomicBool,
-    /// Pending signals and the alternate signal stack.
+    /// Pending signals and the alternate signal stack (see [`crate::signal::ThreadSignals`] for
+    /// their locks).
     pub signals: crate::signal::ThreadSignals,
-    /// Is the thread waiting in [`sched::block_current`]?
+    /// Is the thread waiting in [`sched::block_current`]? Atomic: set by the thread itself
+    /// after it has queued itself; cleared by the waker's `swap(false)`, which makes a second
+    /// wake a no-op.
     pub waiting: core::sync::atomic::AtomicBool,
 }
 

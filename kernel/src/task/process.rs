@@ -50,30 +50,45 @@ impl ExitStatus {
 }
 
 /// One process.
+///
+/// Locking (xv6 style; the lock order is in `docs/ARCHITECTURE.md`, "Locks"): each mutable
+/// field has its own lock or is an atomic; no field's lock is held while another process's
+/// lock of a later rank is taken, except a parent's `children` → a child's `exit` (`wait4`).
 #[derive(Debug)]
 pub struct Process {
+    /// Immutable.
     pub pid: u32,
-    /// The program's name, for reports (the last component of its path).
+    /// The program's name, for reports (the last component of its path). Its `Mutex`: written
+    /// by `execve`, read by `fork` (together with `files`, `name` first) and the fault report.
     pub name: Mutex<String>,
+    /// The descriptor table. Its `Mutex`: every fd operation; taken after `name`, before an
+    /// open file's own locks. Dropping the last reference to a pipe end under it wakes threads.
     pub files: Mutex<FdTable>,
-    /// Set once, when the process ends.
+    /// Set once, when the process ends. Its `Mutex`, a leaf (taken under a parent's
+    /// `children` by `wait4`).
     pub exit: Mutex<Option<ExitStatus>>,
-    /// `exit.is_some()`, readable without the lock (checked on every kernel exit).
+    /// `exit.is_some()`, readable without the lock (checked on every kernel exit). Atomic: set
+    /// (Release) once, with `exit` held; never cleared.
     pub ended: core::sync::atomic::AtomicBool,
-    /// Real = effective = saved user and group ids (pikku keeps one of each).
+    /// Real = effective = saved user and group ids (pikku keeps one of each). Atomic: any
+    /// thread of the process, or `fork` before the child exists for anyone else.
     pub uid: AtomicU32,
     pub gid: AtomicU32,
-    /// Threads that have not exited yet; the last one to exit ends the process.
+    /// Threads that have not exited yet; the last one to exit ends the process. Atomic: +1 in
+    /// `clone`, −1 in thread exit (whoever reaches 0 ends the process), 1 after `execve`.
     pub live_threads: AtomicUsize,
-    /// The parent's pid (1 once the parent is gone: orphans belong to init).
+    /// The parent's pid (1 once the parent is gone: orphans belong to init). Atomic: set by
+    /// `fork`, rewritten by the parent's exit.
     pub parent: AtomicU32,
-    /// Children, running or zombie, until `wait4` reaps them.
+    /// Children, running or zombie, until `wait4` reaps them. Its `Mutex`: `fork` pushes,
+    /// `wait4` removes, exit hands them to init.
     pub children: Mutex<Vec<Arc<Process>>>,
-    /// Threads of this process blocked in `wait4`.
+    /// Threads of this process blocked in `wait4`. Its `Mutex`, a leaf.
     pub child_waiters: Mutex<VecDeque<Arc<Thread>>>,
-    /// Ids of this process's threads (for `tgkill`).
+    /// Ids of this process's threads (for `tgkill`). Its `Mutex`, a leaf.
     pub thread_ids: Mutex<Vec<u32>>,
-    /// Signal handlers (`rt_sigaction`), shared by the threads.
+    /// Signal handlers (`rt_sigaction`), shared by the threads. Its `Mutex`, a leaf: the
+    /// actions are copied out, never held across a call.
     pub handlers: crate::signal::Handlers,
 }
 
