@@ -7,6 +7,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -60,6 +61,24 @@ static double now_ms(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return t.tv_sec * 1000.0 + t.tv_nsec / 1e6;
+}
+
+#define FUTEX_WAIT_PRIVATE 128 /* FUTEX_WAIT | FUTEX_PRIVATE_FLAG */
+#define FUTEX_WAKE_PRIVATE 129 /* FUTEX_WAKE | FUTEX_PRIVATE_FLAG */
+
+/* Two raw futex waiters on one word that stays 0; each says when its wait returned. */
+static int fx_word;
+static volatile int fx_returned[2];
+static void *fx_waiter(void *p) {
+    int i = (int)(long)p;
+    syscall(SYS_futex, &fx_word, FUTEX_WAIT_PRIVATE, 0, 0, 0, 0);
+    fx_returned[i] = 1;
+    return 0;
+}
+static void on_usr1(int sig) { (void)sig; }
+static void sleep_ms(long ms) {
+    struct timespec t = {0, ms * 1000000};
+    nanosleep(&t, 0);
 }
 
 int main(void) {
@@ -119,5 +138,25 @@ int main(void) {
     struct timespec bad = {0, 1000000000};
     int bad_r = nanosleep(&bad, 0);
     printf("nanosleep(tv_nsec = 1e9) = %d %s\n", bad_r, errname(errno));
+
+    /* A futex waiter that a signal interrupts leaves the wait queue (Linux: unqueue_me()), so a
+     * later FUTEX_WAKE of one waiter wakes the thread that is still waiting — not the departed
+     * one — and counts only it. (Whether the interrupted wait returns 0 or EINTR is not
+     * printed: Linux says EINTR.) */
+    struct sigaction sa = {0};
+    sa.sa_handler = on_usr1;
+    sigaction(SIGUSR1, &sa, 0);
+    pthread_t a, b;
+    pthread_create(&a, 0, fx_waiter, (void *)0);
+    sleep_ms(20);
+    pthread_kill(a, SIGUSR1);
+    pthread_join(a, 0);
+    printf("a futex waiter interrupted by a signal returned from its wait: %s\n", fx_returned[0] ? "yes" : "no");
+    pthread_create(&b, 0, fx_waiter, (void *)1);
+    sleep_ms(20);
+    long woken = syscall(SYS_futex, &fx_word, FUTEX_WAKE_PRIVATE, 1, 0, 0, 0);
+    for (int i = 0; i < 100 && !fx_returned[1]; i++) sleep_ms(10);
+    printf("FUTEX_WAKE(1) after it left = %ld, and the thread still waiting ran: %s\n", woken, fx_returned[1] ? "yes" : "no");
+    if (fx_returned[1]) pthread_join(b, 0);
     return 0;
 }

@@ -2,10 +2,12 @@
 //! variable and `pthread_join`.
 //!
 //! A wait queue per (address space, user address). `FUTEX_WAIT(addr, val)` re-reads `*addr`
-//! under the queue lock and sleeps only if it still holds `val` (otherwise `EAGAIN`), so a wake
-//! between the program's check and the syscall is never lost — on one CPU with a
-//! non-preemptible kernel the read and the enqueue cannot be separated. `FUTEX_WAKE(addr, n)`
-//! wakes up to `n` waiters in FIFO order. Linux: `kernel/futex/`.
+//! and sleeps only if it still holds `val` (otherwise `EAGAIN`), so a wake between the
+//! program's check and the syscall is never lost — on one CPU with a non-preemptible kernel
+//! nothing can run between the read and the enqueue (several CPUs will need the queue's lock
+//! held from the read to the sleep, as Linux holds its hash bucket's). `FUTEX_WAKE(addr, n)`
+//! takes up to `n` waiters off the queue in FIFO order and wakes them; a waiter woken any other
+//! way takes itself off (Linux: `unqueue_me()`). Linux: `kernel/futex/`.
 
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::sync::Arc;
@@ -34,16 +36,39 @@ pub fn wait(addr: u64, val: u32, timeout_us: Option<u64>) -> Result<u64, Errno> 
         return Err(Errno::EAGAIN);
     }
     let thread = current();
-    QUEUES.lock().entry(key(&thread.mm, addr)).or_default().push_back(thread.clone());
+    let k = key(&thread.mm, addr);
+    QUEUES.lock().entry(k).or_default().push_back(thread.clone());
     match timeout_us {
         Some(us) => sched::arm_deadline(time::micros_since_boot().saturating_add(us)),
         None => thread.wake_reason.store(WakeReason::None as u8, core::sync::atomic::Ordering::Relaxed),
     }
     drop(thread);
-    match sched::block_current() {
+    let reason = sched::block_current();
+    // Linux: `unqueue_me()`. A `FUTEX_WAKE` took this thread off the queue and counted it:
+    // that is a wake-up, whatever else happened meanwhile. Anything else — the deadline, a
+    // signal, the process ending — left it queued, and it must leave now, or a later wake
+    // would count it instead of a thread that is still waiting.
+    if !unqueue(k, &current()) {
+        return Ok(0);
+    }
+    match reason {
         WakeReason::TimedOut => Err(Errno::ETIMEDOUT),
+        // A signal or the process ending (Linux: EINTR, or a restart with SA_RESTART; pikku
+        // reports a spurious wake-up, which every futex user must already handle).
         _ => Ok(0),
     }
+}
+
+/// Takes `thread` off the queue of `k`; `false` if it was not there (a wake took it).
+fn unqueue(k: Key, thread: &Arc<Thread>) -> bool {
+    let mut queues = QUEUES.lock();
+    let Some(q) = queues.get_mut(&k) else { return false };
+    let Some(i) = q.iter().position(|t| Arc::ptr_eq(t, thread)) else { return false };
+    q.remove(i);
+    if q.is_empty() {
+        queues.remove(&k);
+    }
+    true
 }
 
 /// `FUTEX_WAKE`: wakes up to `n` waiters on `addr`; returns how many.
@@ -60,15 +85,6 @@ pub fn wake(mm: &MmRef, addr: u64, n: u32) -> u64 {
         queues.remove(&k);
     }
     woken
-}
-
-/// Removes `thread` from any wait queue (its deadline passed).
-pub fn forget(thread: &Arc<Thread>) {
-    let mut queues = QUEUES.lock();
-    for q in queues.values_mut() {
-        q.retain(|t| !Arc::ptr_eq(t, thread));
-    }
-    queues.retain(|_, q| !q.is_empty());
 }
 
 /// Removes every thread of process `pid` (but `except`) from the wait queues.

@@ -203,7 +203,6 @@ pub fn tick(from_user: bool) {
         due
     };
     for t in due {
-        super::futex::forget(&t);
         wake(t, WakeReason::TimedOut);
     }
     if from_user && others_ready() {
