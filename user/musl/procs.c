@@ -3,6 +3,7 @@
  * The parent prints; children speak through exit statuses and pipes, so the order is fixed. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,22 @@ static double now_ms(void) {
     return t.tv_sec * 1000.0 + t.tv_nsec / 1e6;
 }
 
+/* The new image after a second thread exec'd: alone, with pid == tid (Linux's de_thread()
+ * makes the exec'ing thread the leader). It outlives the old main thread's 100 ms sleep. */
+static void after_exec_from_thread(void) {
+    int leader = getpid() == syscall(SYS_gettid);
+    struct timespec t = {0, 300 * 1000000};
+    nanosleep(&t, 0);
+    _exit(leader ? 6 : 8);
+}
+
+static void *exec_from_thread(void *arg) {
+    (void)arg;
+    char *args[] = {"/init", "after-exec-from-thread", 0};
+    execve("/init", args, environ);
+    _exit(99);
+}
+
 static void after_exec(void) {
     if (ospke()) printf("after exec: pkru = 0x%08x\n", rdpkru());
     printf("after exec: pkey_alloc(0, 0) = %ld\n", pk_alloc(0, 0));
@@ -51,6 +68,7 @@ static void cow_fault(int sig, siginfo_t *si, void *ctx) {
 
 int main(int argc, char **argv) {
     if (argc > 1 && !strcmp(argv[1], "after-exec")) after_exec();
+    if (argc > 1 && !strcmp(argv[1], "after-exec-from-thread")) after_exec_from_thread();
     int pk = ospke();
     int st;
     printf("ospke = %d\n", pk);
@@ -180,6 +198,18 @@ int main(int argc, char **argv) {
     }
     waitpid(c, &st, 0);
     status("after exec", st);
+
+    /* exec from a second thread ends every other thread (Linux: de_thread()): the old main
+     * thread, asleep, never wakes to _exit(97); the new image runs alone (6 = pid == tid). */
+    if ((c = spawn()) == 0) {
+        pthread_t t;
+        pthread_create(&t, 0, exec_from_thread, 0);
+        struct timespec ts = {0, 100 * 1000000};
+        nanosleep(&ts, 0);
+        _exit(97);
+    }
+    waitpid(c, &st, 0);
+    status("exec from a second thread", st);
 
     /* 7. Bad input. */
     if ((c = spawn()) == 0) _exit(0);

@@ -434,13 +434,26 @@ pub fn sys_execve(path: u64, argv: u64, envp: u64) -> Result<u64, Errno> {
     let argv_refs: alloc::vec::Vec<&[u8]> = argv.iter().map(|s| s.as_slice()).collect();
     let envp_refs: alloc::vec::Vec<&[u8]> = envp.iter().map(|s| s.as_slice()).collect();
     let thread = task::current();
-    let new = crate::loader::load(&thread.process, thread.tid, &path, &argv_refs, &envp_refs)?;
+    // The new program's one thread is the leader: its tid is the pid, whichever thread exec'd
+    // (Linux's `de_thread()` gives the exec'ing thread the leader's identity).
+    let pid = thread.process.pid;
+    // The other threads, found by tid before the new leader takes the pid's entry.
+    let siblings: alloc::vec::Vec<_> =
+        thread.process.thread_ids.lock().iter().filter(|&&tid| tid != thread.tid).filter_map(|&tid| task::find_thread(tid)).collect();
+    let new = crate::loader::load(&thread.process, pid, &path, &argv_refs, &envp_refs)?;
     // The point of no return.
     let name = path.rsplit(|&b| b == b'/').next().unwrap_or(&path);
     *thread.process.name.lock() = alloc::string::String::from_utf8_lossy(name).into_owned();
+    // Linux: `de_thread()`. Every other thread of the process ends: marked to leave at its next
+    // kernel exit (as this one is, below), and woken if it sleeps, so that its blocking call
+    // gives up. A leaving thread ends without counting itself out of `live_threads`: the
+    // count starts over at 1, for the new program's one thread.
+    *thread.process.thread_ids.lock() = alloc::vec![pid];
+    for sibling in siblings {
+        sibling.leaving.store(true, Ordering::Relaxed);
+    }
     sched::purge_threads(thread.process.pid, Some(thread.tid));
     thread.process.live_threads.store(1, Ordering::Relaxed);
-    *thread.process.thread_ids.lock() = alloc::vec![thread.tid];
     crate::signal::reset_for_exec(&thread.process.handlers);
     new.blocked.store(thread.blocked.load(Ordering::Relaxed), Ordering::Relaxed);
     // This thread ends at its kernel exit, once everything above has been dropped.

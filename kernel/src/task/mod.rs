@@ -82,8 +82,9 @@ pub struct Thread {
     /// A kernel-only thread (the idle/boot thread): it never runs user code, so the PKRU path
     /// of a switch skips it entirely. Immutable.
     kernel_only: bool,
-    /// Set by `execve`: this thread ends at its kernel exit (its successor runs the new
-    /// program). Atomic: only the thread itself.
+    /// Set by `execve` — on the exec'ing thread (its successor runs the new program) and on
+    /// every other thread of the process (Linux's `de_thread()`): the thread ends at its next
+    /// kernel exit. Atomic: set by the exec'ing thread, read by the thread itself.
     pub leaving: core::sync::atomic::AtomicBool,
     /// Pending signals and the alternate signal stack (see [`crate::signal::ThreadSignals`] for
     /// their locks).

@@ -104,9 +104,10 @@ pub fn kernel_exit(frame: &mut crate::arch::x86_64::trap::TrapFrame) {
     }
 }
 
-/// Has the current thread's process ended (so a blocking call should give up with `EINTR`)?
+/// Must the current thread end (its process ended, or `execve` replaced it), so that a
+/// blocking call should give up with `EINTR`?
 pub fn killed() -> bool {
-    current().process.ended.load(Ordering::Acquire)
+    must_leave(&current())
 }
 
 /// Does the current thread have a signal to handle (so a blocking call returns `EINTR`)?
