@@ -4,7 +4,8 @@
 //! 2-MiB/1-GiB leaf) hold the page's protection key (Intel SDM Vol. 3A §4.6.2 "Protection Keys";
 //! Table 4-19 "Format of an IA-32e Page-Table Entry that Maps a 4-KByte Page", Table 4-17 "…
 //! Page-Directory Entry that Maps a 2-MByte Page", Table 4-15 "… Page-Directory-Pointer-Table
-//! Entry (PDPTE) that Maps a 1-GByte Page"). Without CR4.PKE the same bits are "ignored" — available to software — which is
+//! Entry (PDPTE) that Maps a 1-GByte Page"). Without CR4.PKE the same bits are "ignored" —
+//! available to software — which is
 //! why a kernel that enables PKE must never use them for its own bookkeeping. Linux names them
 //! `_PAGE_BIT_PKEY_BIT0..3` (`arch/x86/include/asm/pgtable_types.h`). Bit 63 next to them is NX.
 //!

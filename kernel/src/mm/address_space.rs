@@ -238,7 +238,8 @@ mod tests {
     }
 
     /// The hardware honours a key on a kernel write to a user page: with CR0.WP = 1, WD blocks
-    /// supervisor writes (SDM Vol. 3A §4.6.1 "Determination of Access Rights"); the fault is recovered through the extable.
+    /// supervisor writes (SDM Vol. 3A §4.6.1 "Determination of Access Rights"); the fault is
+    /// recovered through the extable.
     #[ktest(needs = pku)]
     fn wd_blocks_kernel_writes_to_user_pages_and_ad_blocks_reads() {
         as_fresh_program(|thread| {

@@ -28,8 +28,8 @@ pub const MMAP_TOP: u64 = STACK_TOP - STACK_SIZE - (1 << 30);
 
 /// The file a file-backed area maps, as `mm` sees it: the file's bytes, and its identity (the
 /// inode number) so that two adjacent areas of one file can merge. The ramdisk's files are
-/// exactly this (`fs::ramdisk::RamFile` is this type), so `mm` needs nothing of `fs` — the arrow points
-/// from `fs` down to `mm` (Linux's `vma->vm_file`, reduced to what a read-only file needs).
+/// exactly this (`fs::ramdisk::RamFile` is this type), so `mm` needs nothing of `fs`: the arrow
+/// points from `fs` down to `mm` (Linux's `vma->vm_file`, reduced to what a read-only file needs).
 #[derive(Debug, Clone, Copy)]
 pub struct FilePages {
     pub ino: u64,

@@ -57,7 +57,8 @@ pub struct Thread {
     /// the memory is used only by this thread while it runs, and freed with the last `Arc`
     /// (by `reap`, which never runs on it).
     kstack: Option<KernelStack>,
-    /// The kernel RSP saved by the context switch. Atomic: written by `context::switch` when
+    /// The kernel RSP saved by the context switch. Atomic: written by
+    /// [`context::switch`](crate::arch::x86_64::context::switch) when
     /// the thread is switched out, read by `switch_to` when it is switched in.
     saved_rsp: AtomicU64,
     /// IA32_FS_BASE (the user's TLS pointer), saved while switched out (the MSR is the truth
@@ -76,7 +77,7 @@ pub struct Thread {
     /// `inherit_fpu` only.
     pub fpu: Option<Mutex<FpuState>>,
     /// Why the thread was last woken from a block ([`sched::WakeReason`]). Atomic: written by
-    /// the waker in `sched::wake` before the thread is queued to run, read by the thread after
+    /// the waker in [`sched::wake`] before the thread is queued to run, read by the thread after
     /// `block_current` returns.
     pub wake_reason: AtomicU8,
     /// A kernel-only thread (the idle/boot thread): it never runs user code, so the PKRU path

@@ -165,7 +165,8 @@ pub fn enable_write_protect() {
     unsafe { Cr0::update(|f| f.insert(Cr0Flags::WRITE_PROTECT)) };
 }
 
-/// Turns on SMEP and SMAP where the CPU has them (CR4 bits 20 and 21, SDM Vol. 3A §4.1.3 "Paging-Mode Modifiers"; their effect: §4.6.1):
+/// Turns on SMEP and SMAP where the CPU has them (CR4 bits 20 and 21, SDM Vol. 3A §4.1.3
+/// "Paging-Mode Modifiers"; their effect: §4.6.1):
 /// the kernel then can neither execute user pages (SMEP) nor read or write them outside the
 /// STAC/CLAC window of the user-copy functions (SMAP). Returns (smep, smap) as enabled.
 pub fn enable_smep_smap() -> (bool, bool) {
@@ -191,7 +192,8 @@ pub fn smap_enabled() -> bool {
 }
 
 /// Lets user code use SSE (every x86-64 program does): CR0.EM = 0, CR0.MP = 1,
-/// CR4.OSFXSR = 1, CR4.OSXMMEXCPT = 1 (SDM Vol. 3A §13.1.3 "Initialization of the SSE Extensions"). The kernel itself is built
+/// CR4.OSFXSR = 1, CR4.OSXMMEXCPT = 1 (SDM Vol. 3A §13.1.3 "Initialization of the SSE Extensions").
+/// The kernel itself is built
 /// without SSE (`x86_64-unknown-none` is soft-float), so it never disturbs the XMM registers.
 pub fn enable_sse() {
     use x86_64::registers::control::{Cr0, Cr0Flags};
@@ -217,7 +219,8 @@ pub fn fs_base() -> u64 {
     x86_64::registers::model_specific::FsBase::read().as_u64()
 }
 
-/// Fills `buf` with random bytes: RDRAND (SDM Vol. 2B "RDRAND—Read Random Number") where the CPU has it
+/// Fills `buf` with random bytes: RDRAND (SDM Vol. 2B "RDRAND—Read Random Number") where the CPU
+/// has it
 /// (`CPUID.1:ECX[30]`), otherwise a xorshift generator seeded from the TSC — fine for AT_RANDOM
 /// and `getrandom` in an emulator, not for cryptography.
 pub fn random_bytes(buf: &mut [u8]) {

@@ -1,9 +1,11 @@
 //! The GDT, the TSS, and the stack a double fault runs on.
 //!
 //! In 64-bit mode segmentation is mostly gone, but the CPU still needs (Intel SDM Vol. 3A §3.4.5
-//! "Segment Descriptors", §7.2.3 "TSS Descriptor in 64-bit mode"): a code segment for each privilege level, a data segment, and a TSS — which no longer
+//! "Segment Descriptors", §7.2.3 "TSS Descriptor in 64-bit mode"): a code segment for each
+//! privilege level, a data segment, and a TSS — which no longer
 //! holds task state, only stack pointers: RSP0 (the stack ring 3 → ring 0 transitions switch
-//! to) and the Interrupt Stack Table (IST, §6.14.5 "Interrupt Stack Table"), seven known-good stacks an IDT gate can
+//! to) and the Interrupt Stack Table (IST, §6.14.5 "Interrupt Stack Table"), seven known-good
+//! stacks an IDT gate can
 //! demand. The double-fault gate uses IST slot 0, so a kernel stack overflow (which faults
 //! again while pushing the exception frame) still reaches a handler that prints a report.
 //!
@@ -60,11 +62,13 @@ pub const USER_CS: u16 = 0x30 | 3;
 pub const USER_SS: u16 = 0x28 | 3;
 /// Kernel code selector (Linux's `__KERNEL_CS`); `STAR[47:32]`.
 pub const KERNEL_CS: u16 = 0x10;
-/// Base for SYSRET (`STAR[63:48]`): SS = base + 8, CS = base + 16 (SDM Vol. 2B "SYSRET—Return From Fast System Call").
+/// Base for SYSRET (`STAR[63:48]`): SS = base + 8, CS = base + 16 (SDM Vol. 2B "SYSRET—Return From
+/// Fast System Call").
 pub const SYSRET_BASE: u16 = 0x20;
 
 /// Sets the stack the CPU switches to when an interrupt or exception arrives from ring 3
-/// (TSS.RSP0, SDM Vol. 3A §7.7 "Task Management in 64-bit Mode", Figure 7-11 "64-Bit TSS Format") — the current thread's kernel stack.
+/// (TSS.RSP0, SDM Vol. 3A §7.7 "Task Management in 64-bit Mode", Figure 7-11 "64-Bit TSS Format") —
+/// the current thread's kernel stack.
 pub fn set_kernel_stack(top: u64) {
     // SAFETY: see `Tss`: this CPU's own TSS, written between instructions that could read it
     // (we are in ring 0, so no ring transition reads RSP0 concurrently).

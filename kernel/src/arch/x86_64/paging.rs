@@ -1,6 +1,7 @@
 //! Page tables: the only code that writes paging structures, loads CR3 or flushes the TLB.
 //!
-//! x86-64 4-level paging (Intel SDM Vol. 3A §4.5 "IA-32e Paging"): CR3 → PML4 → PDPT → PD → PT → 4-KiB page.
+//! x86-64 4-level paging (Intel SDM Vol. 3A §4.5 "IA-32e Paging"): CR3 → PML4 → PDPT → PD → PT →
+//! 4-KiB page.
 //! The bootloader maps all physical memory at a fixed offset in the upper half
 //! (`BootloaderConfig::mappings.physical_memory`), so any frame — including page-table frames —
 //! is reachable at `phys + offset`. The `x86_64` crate's [`OffsetPageTable`] walks and edits the
@@ -183,7 +184,8 @@ impl PageTableRoot {
         }
     }
 
-    /// Loads this tree into CR3 (SDM Vol. 3A §4.5; a CR3 write flushes non-global TLB entries: §4.10.4.1
+    /// Loads this tree into CR3 (SDM Vol. 3A §4.5; a CR3 write flushes non-global TLB entries:
+    /// §4.10.4.1
     /// "Operations that Invalidate TLBs and Paging-Structure Caches").
     pub fn activate(&self) {
         // SAFETY: the tree contains the kernel's upper half (copied at creation), so the code,

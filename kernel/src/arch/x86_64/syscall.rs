@@ -15,7 +15,8 @@
 //!    `rdi, rsi, rdx, r10, r8, r9`, and writes the result into the frame's `rax`.
 //!
 //! Back out: SYSRET (SDM Vol. 2B "SYSRET—Return From Fast System Call"; SWAPGS before it, Vol. 2B
-//! "SWAPGS—Swap GS Base Register") is fast but has a trap: on Intel CPUs, SYSRET with a non-canonical RCX
+//! "SWAPGS—Swap GS Base Register") is fast but has a trap: on Intel CPUs, SYSRET with a
+//! non-canonical RCX
 //! raises #GP *in ring 0 on the user's stack* — a classic privilege-escalation bug. So SYSRET is
 //! used only when [`sysret_is_safe`] says the frame is an ordinary syscall return (RIP
 //! canonical, RCX = RIP, R11 = RFLAGS, user selectors, no TF/RF); everything else — a frame

@@ -7,7 +7,8 @@
 //!
 //! Protection keys apply here too: the CPU checks PKRU on supervisor accesses to user-mode
 //! pages, and with CR0.WP = 1 a WD bit blocks supervisor writes as well (Intel SDM Vol. 3A
-//! §4.6.1 "Determination of Access Rights", §4.6.2 "Protection Keys"). That is how Linux's `write(fd, buf, n)` on a key-protected buffer returns `EFAULT`
+//! §4.6.1 "Determination of Access Rights", §4.6.2 "Protection Keys"). That is how Linux's
+//! `write(fd, buf, n)` on a key-protected buffer returns `EFAULT`
 //! without a signal, and pikku's too.
 //!
 //! With SMAP on (CR4.SMAP, SDM Vol. 3A §4.6.1), supervisor data accesses to user pages fault
@@ -128,7 +129,8 @@ fn copy_partial(dst: u64, src: u64, len: usize) -> usize {
 /// into user memory, XRSTOR straight out of it (Linux `xsave_to_user_sigframe()`,
 /// `xrstor_from_user_sigframe()`), or FXSAVE/FXRSTOR on a CPU without XSAVE. One instruction
 /// each instead of a copy of the ~2.7 KiB area through a kernel buffer. `mask` is XSAVE's
-/// requested-feature bitmap (EDX:EAX, Intel SDM Vol. 1 §13.7 "Operation of XSAVE", §13.8 "Operation of XRSTOR").
+/// requested-feature bitmap (EDX:EAX, Intel SDM Vol. 1 §13.7 "Operation of XSAVE", §13.8 "Operation
+/// of XRSTOR").
 ///
 /// A fault is recovered like a copy's: #PF on an unmapped or key-denied page, and #GP — which
 /// XRSTOR raises for an image it will not load (a misaligned area, XSTATE_BV bits outside XCR0,
