@@ -1,8 +1,7 @@
 //! `pikku` — build, boot and test pikku from the host. `make run` and `make test` call it.
 //!
 //! ```text
-//! pikku run  [--boot bios|uefi] [--cpu MODEL] [--kvm] [--release] [--log quiet|info|debug]
-//! [--qemu-args "…"]
+//! pikku run  [--boot bios|uefi] [--cpu MODEL] [--kvm] [--release] [--log quiet|info|debug] [--qemu-args "…"]
 //!            [--init PROGRAM [--files "HOST[:DEST] …"] [-- ARG …]]
 //! pikku test [--boot bios|uefi] [--cpu MODEL] [--kvm] [--log …] [--qemu-args "…"] [--timeout SECS]
 //! pikku conformance [NAME-PREFIX]   (only the cases whose name starts with it)
@@ -10,15 +9,13 @@
 //! pikku trace                        (writes docs/trace.md: where the instructions go)
 //! ```
 //!
-//! `run` boots the kernel with its serial console on this terminal. With `--init`, the program
-//! runs as `/init` (`argv[0]` = "/init", then every word after `--`, each exactly as the shell
-//! passed it — `pikku run --init prog -- "one arg" two` gives two arguments; extra `--files` go
-//! into
-//! the ramdisk at DEST, default `/` + their name) and `run` exits with its status — N for
-//! `exit(N)`, 128 + N for death by signal N. Without `--init` it exits 0 when the kernel powered
-//! off normally. Anything else (panic, triple fault, QEMU error) is 1 with a message. `test` runs
-//! the
-//! in-kernel suite on one configuration and ends with the count line.
+//! `run` boots the kernel with its serial console on this terminal. With `--init`, the program runs
+//! as `/init` (`argv[0]` = "/init", then every word after `--`, each exactly as the shell passed it
+//! — `pikku run --init prog -- "one arg" two` gives two arguments; extra `--files` go into the
+//! ramdisk at DEST, default `/` + their name) and `run` exits with its status — N for `exit(N)`,
+//! 128 + N for death by signal N. Without `--init` it exits 0 when the kernel powered off normally.
+//! Anything else (panic, triple fault, QEMU error) is 1 with a message. `test` runs the in-kernel
+//! suite on one configuration and ends with the count line.
 
 use std::process::ExitCode as ProcessExit;
 use std::time::Duration;

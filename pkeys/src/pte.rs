@@ -3,11 +3,11 @@
 //! With CR4.PKE = 1, bits 59–62 of a paging-structure entry that maps a page (a 4-KiB PTE, or a
 //! 2-MiB/1-GiB leaf) hold the page's protection key (Intel SDM Vol. 3A §4.6.2 "Protection Keys";
 //! Table 4-19 "Format of an IA-32e Page-Table Entry that Maps a 4-KByte Page", Table 4-17 "…
-//! Page-Directory Entry that Maps a 2-MByte Page", Table 4-15 "… Page-Directory-Pointer-Table
-//! Entry (PDPTE) that Maps a 1-GByte Page"). Without CR4.PKE the same bits are "ignored" —
-//! available to software — which is
-//! why a kernel that enables PKE must never use them for its own bookkeeping. Linux names them
-//! `_PAGE_BIT_PKEY_BIT0..3` (`arch/x86/include/asm/pgtable_types.h`). Bit 63 next to them is NX.
+//! Page-Directory Entry that Maps a 2-MByte Page", Table 4-15 "… Page-Directory-Pointer-Table Entry
+//! (PDPTE) that Maps a 1-GByte Page"). Without CR4.PKE the same bits are "ignored" — available to
+//! software — which is why a kernel that enables PKE must never use them for its own bookkeeping.
+//! Linux names them `_PAGE_BIT_PKEY_BIT0..3` (`arch/x86/include/asm/pgtable_types.h`). Bit 63 next
+//! to them is NX.
 //!
 //! These functions work on the raw 64-bit entry so that they are testable anywhere; the kernel's
 //! page-table code applies them to `x86_64` crate entries.

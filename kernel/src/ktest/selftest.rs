@@ -1,7 +1,7 @@
 //! The harness's own tests: each ends its boot in a different bad way. They run only with
 //! `ktest.selftest=1`; the host test `tests/qemu.rs` (its harness self-test step) boots them and
-//! checks that the runner
-//! reports each as FAILED with the right reason and still runs every test after it.
+//! checks that the runner reports each as FAILED with the right reason and still runs every test
+//! after it.
 
 use ktest_macros::ktest;
 

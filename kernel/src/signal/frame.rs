@@ -41,8 +41,8 @@ const SIGINFO_OFFSET: u64 = UC_OFFSET + 304;
 const FIX_EFLAGS: u64 = 0x40000 | 0x800 | 0x400 | 0x100 | 0x80 | 0x40 | 0x10 | 0x4 | 0x1 | 0x10000;
 
 /// Offsets in the XSAVE image (Intel SDM Vol. 1 §13.4 "XSAVE Area", §13.4.1 "Legacy Region of an
-/// XSAVE Area"): the legacy region's software-available
-/// bytes, which Linux fills with `struct _fpx_sw_bytes`, and the XSAVE header.
+/// XSAVE Area"): the legacy region's software-available bytes, which Linux fills with `struct
+/// _fpx_sw_bytes`, and the XSAVE header.
 const SW_BYTES: u64 = 464;
 const XSAVE_HEADER: u64 = 512;
 const XSAVE_HEADER_SIZE: usize = 64;

@@ -6,9 +6,8 @@
 //! number N does, read one line. An unknown number returns `-ENOSYS` and logs one line.
 //!
 //! The SYSCALL entry stub ([`arch::x86_64::syscall`](crate::arch::x86_64::syscall)) calls [`entry`]
-//! with the user's register
-//! frame; [`entry`] calls [`dispatch`]. The in-kernel tests call [`dispatch`] directly on a
-//! kernel-made thread — the same handlers, without the ring change.
+//! with the user's register frame; [`entry`] calls [`dispatch`]. The in-kernel tests call
+//! [`dispatch`] directly on a kernel-made thread — the same handlers, without the ring change.
 
 pub mod fs;
 pub mod mm;

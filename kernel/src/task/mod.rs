@@ -58,8 +58,8 @@ pub struct Thread {
     /// (by `reap`, which never runs on it).
     kstack: Option<KernelStack>,
     /// The kernel RSP saved by the context switch. Atomic: written by
-    /// [`context::switch`](crate::arch::x86_64::context::switch) when
-    /// the thread is switched out, read by `switch_to` when it is switched in.
+    /// [`context::switch`](crate::arch::x86_64::context::switch) when the thread is switched out,
+    /// read by `switch_to` when it is switched in.
     saved_rsp: AtomicU64,
     /// IA32_FS_BASE (the user's TLS pointer), saved while switched out (the MSR is the truth
     /// while it runs). Atomic: written by `switch_to`, `arch_prctl` (the thread itself) and the

@@ -1,9 +1,8 @@
 //! What this CPU can do (CPUID), and turning on what pikku uses (CR4).
 //!
-//! CPUID (Intel SDM Vol. 2A, "CPUID—CPU Identification") answers feature questions; CR4
-//! (Vol. 3A §2.5 "Control Registers", and §4.1.3 "Paging-Mode Modifiers" for WP, SMEP, SMAP and
-//! PKE) switches features on. The protection
-//! key bits pikku cares about:
+//! CPUID (Intel SDM Vol. 2A, "CPUID—CPU Identification") answers feature questions; CR4 (Vol. 3A
+//! §2.5 "Control Registers", and §4.1.3 "Paging-Mode Modifiers" for WP, SMEP, SMAP and PKE)
+//! switches features on. The protection key bits pikku cares about:
 //!
 //! | bit                       | where                  | meaning                                    |
 //! |---------------------------|------------------------|--------------------------------------------|
@@ -191,10 +190,10 @@ pub fn smap_enabled() -> bool {
     Cr4::read().contains(Cr4Flags::SUPERVISOR_MODE_ACCESS_PREVENTION)
 }
 
-/// Lets user code use SSE (every x86-64 program does): CR0.EM = 0, CR0.MP = 1,
-/// CR4.OSFXSR = 1, CR4.OSXMMEXCPT = 1 (SDM Vol. 3A §13.1.3 "Initialization of the SSE Extensions").
-/// The kernel itself is built
-/// without SSE (`x86_64-unknown-none` is soft-float), so it never disturbs the XMM registers.
+/// Lets user code use SSE (every x86-64 program does): CR0.EM = 0, CR0.MP = 1, CR4.OSFXSR = 1,
+/// CR4.OSXMMEXCPT = 1 (SDM Vol. 3A §13.1.3 "Initialization of the SSE Extensions"). The kernel
+/// itself is built without SSE (`x86_64-unknown-none` is soft-float), so it never disturbs the XMM
+/// registers.
 pub fn enable_sse() {
     use x86_64::registers::control::{Cr0, Cr0Flags};
     // SAFETY: every x86-64 CPU has SSE; these bits only permit SSE instructions and select
@@ -220,9 +219,8 @@ pub fn fs_base() -> u64 {
 }
 
 /// Fills `buf` with random bytes: RDRAND (SDM Vol. 2B "RDRAND—Read Random Number") where the CPU
-/// has it
-/// (`CPUID.1:ECX[30]`), otherwise a xorshift generator seeded from the TSC — fine for AT_RANDOM
-/// and `getrandom` in an emulator, not for cryptography.
+/// has it (`CPUID.1:ECX[30]`), otherwise a xorshift generator seeded from the TSC — fine for
+/// AT_RANDOM and `getrandom` in an emulator, not for cryptography.
 pub fn random_bytes(buf: &mut [u8]) {
     use core::sync::atomic::AtomicU64;
     static FALLBACK: AtomicU64 = AtomicU64::new(0);

@@ -9,13 +9,12 @@
 //! instructions in Vol. 2C "XSAVE" / "XRSTOR", and Vol. 2A "FXSAVE" / "FXRSTOR" for the legacy
 //! 512-byte form) saves the components enabled in XCR0 (Vol. 3A §2.6 "Extended Control Registers
 //! (Including XCR0)") and selected by an instruction mask EDX:EAX. pikku enables x87 | SSE | AVX
-//! (as the CPU offers) **and PKRU**
-//! (component 9) in XCR0, so that a signal frame's XSAVE area can hold PKRU exactly where
-//! Linux puts it (CPUID.(0Dh,9).EBX, 2688 under `-cpu max`). But the context switch masks PKRU
-//! *out* of both XSAVE and XRSTOR: PKRU is switched eagerly by
-//! `task::switch_pkru` (Linux:
-//! `x86_pkru_load()`; its `XFEATURE_MASK_USER_RESTORE` excludes PKRU for the same reason), so an
-//! XRSTOR can never overwrite the live PKRU behind the scheduler's back.
+//! (as the CPU offers) **and PKRU** (component 9) in XCR0, so that a signal frame's XSAVE area can
+//! hold PKRU exactly where Linux puts it (CPUID.(0Dh,9).EBX, 2688 under `-cpu max`). But the
+//! context switch masks PKRU *out* of both XSAVE and XRSTOR: PKRU is switched eagerly by
+//! `task::switch_pkru` (Linux: `x86_pkru_load()`; its `XFEATURE_MASK_USER_RESTORE` excludes PKRU
+//! for the same reason), so an XRSTOR can never overwrite the live PKRU behind the scheduler's
+//! back.
 
 use alloc::alloc::{alloc_zeroed, dealloc, Layout};
 use spin::Once;

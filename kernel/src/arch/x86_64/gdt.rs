@@ -2,12 +2,11 @@
 //!
 //! In 64-bit mode segmentation is mostly gone, but the CPU still needs (Intel SDM Vol. 3A §3.4.5
 //! "Segment Descriptors", §7.2.3 "TSS Descriptor in 64-bit mode"): a code segment for each
-//! privilege level, a data segment, and a TSS — which no longer
-//! holds task state, only stack pointers: RSP0 (the stack ring 3 → ring 0 transitions switch
-//! to) and the Interrupt Stack Table (IST, §6.14.5 "Interrupt Stack Table"), seven known-good
-//! stacks an IDT gate can
-//! demand. The double-fault gate uses IST slot 0, so a kernel stack overflow (which faults
-//! again while pushing the exception frame) still reaches a handler that prints a report.
+//! privilege level, a data segment, and a TSS — which no longer holds task state, only stack
+//! pointers: RSP0 (the stack ring 3 → ring 0 transitions switch to) and the Interrupt Stack Table
+//! (IST, §6.14.5 "Interrupt Stack Table"), seven known-good stacks an IDT gate can demand. The
+//! double-fault gate uses IST slot 0, so a kernel stack overflow (which faults again while pushing
+//! the exception frame) still reaches a handler that prints a report.
 //!
 //! The segment order is fixed by SYSCALL/SYSRET (§5.8.8): kernel code, kernel data; then user
 //! data, user code, because SYSRET loads SS = `STAR[63:48]+8` and CS = `STAR[63:48]+16`. pikku uses

@@ -185,8 +185,7 @@ impl PageTableRoot {
     }
 
     /// Loads this tree into CR3 (SDM Vol. 3A §4.5; a CR3 write flushes non-global TLB entries:
-    /// §4.10.4.1
-    /// "Operations that Invalidate TLBs and Paging-Structure Caches").
+    /// §4.10.4.1 "Operations that Invalidate TLBs and Paging-Structure Caches").
     pub fn activate(&self) {
         // SAFETY: the tree contains the kernel's upper half (copied at creation), so the code,
         // stack and data in use stay mapped across the switch.

@@ -1,11 +1,10 @@
 //! Per-CPU data, reached through the GS segment base.
 //!
-//! Each CPU owns one [`PerCpu`]; its address is written to IA32_GS_BASE (Intel SDM Vol. 3A
-//! §3.4.4 "Segment Loading Instructions in IA-32e Mode", MSR 0xC000_0101), and the structure's
-//! first word
-//! points at itself, so `mov rax, gs:[0]` yields the structure from any context without a
-//! global "current CPU" variable. pikku boots one CPU today; when more come, each gets its own
-//! [`PerCpu`] and its own GS base, and nothing above this module changes.
+//! Each CPU owns one [`PerCpu`]; its address is written to IA32_GS_BASE (Intel SDM Vol. 3A §3.4.4
+//! "Segment Loading Instructions in IA-32e Mode", MSR 0xC000_0101), and the structure's first word
+//! points at itself, so `mov rax, gs:[0]` yields the structure from any context without a global
+//! "current CPU" variable. pikku boots one CPU today; when more come, each gets its own [`PerCpu`]
+//! and its own GS base, and nothing above this module changes.
 //!
 //! The SYSCALL entry stub reaches two fields through GS (the kernel stack top, and a scratch slot
 //! for the user RSP) at offsets it is handed as `offset_of!` constants; the structure is

@@ -1,12 +1,12 @@
 //! RDPKRU and WRPKRU — the only instructions that touch PKRU.
 //!
-//! Intel SDM Vol. 2B "RDPKRU—Read Protection Key Rights for User Pages", Vol. 2C "WRPKRU—Write
-//! Data to User Page Key Register", Vol. 3A §2.7 "Protection Key Rights Register (PKRU)": RDPKRU
-//! (`0f 01 ee`) needs ECX = 0 and
-//! returns PKRU in EAX (EDX cleared); WRPKRU (`0f 01 ef`) takes the value in EAX and needs
-//! ECX = EDX = 0. Both work in any ring, and both raise #UD unless CR4.PKE = 1. So every use
-//! here is guarded by OSPKE ([`super::cpu::ospke`]), as Linux's `read_pkru()` / `write_pkru()`
-//! are: without it, reads give 0 and writes do nothing — no PKRU instruction ever runs.
+//! Intel SDM Vol. 2B "RDPKRU—Read Protection Key Rights for User Pages", Vol. 2C "WRPKRU—Write Data
+//! to User Page Key Register", Vol. 3A §2.7 "Protection Key Rights Register (PKRU)": RDPKRU (`0f 01
+//! ee`) needs ECX = 0 and returns PKRU in EAX (EDX cleared); WRPKRU (`0f 01 ef`) takes the value in
+//! EAX and needs ECX = EDX = 0. Both work in any ring, and both raise #UD unless CR4.PKE = 1. So
+//! every use here is guarded by OSPKE ([`super::cpu::ospke`]), as Linux's `read_pkru()` /
+//! `write_pkru()` are: without it, reads give 0 and writes do nothing — no PKRU instruction ever
+//! runs.
 //!
 //! [`CurrentPkru`] is the calling thread's PKRU as the pure `pkeys` logic sees it: while a thread
 //! runs, the hardware register *is* its PKRU.

@@ -1,9 +1,9 @@
 //! The SYSCALL instruction's way into the kernel, and SYSRET/IRET back out.
 //!
 //! SYSCALL (Intel SDM Vol. 2B "SYSCALL—Fast System Call", Vol. 3A §5.8.8 "Fast System Calls in
-//! 64-Bit Mode") jumps to the address in IA32_LSTAR in
-//! ring 0, with RCX = the user RIP, R11 = the user RFLAGS, RFLAGS &= ~IA32_FMASK, CS/SS from
-//! IA32_STAR — and **no stack switch**: RSP is still the user's. So the entry stub:
+//! 64-Bit Mode") jumps to the address in IA32_LSTAR in ring 0, with RCX = the user RIP, R11 = the
+//! user RFLAGS, RFLAGS &= ~IA32_FMASK, CS/SS from IA32_STAR — and **no stack switch**: RSP is still
+//! the user's. So the entry stub:
 //!
 //! 1. `swapgs` — GS now points at this CPU's [`PerCpu`] (its kernel stack top and a scratch slot,
 //!    reached at their `offset_of!` offsets, passed to the assembly as constants);
@@ -16,12 +16,11 @@
 //!
 //! Back out: SYSRET (SDM Vol. 2B "SYSRET—Return From Fast System Call"; SWAPGS before it, Vol. 2B
 //! "SWAPGS—Swap GS Base Register") is fast but has a trap: on Intel CPUs, SYSRET with a
-//! non-canonical RCX
-//! raises #GP *in ring 0 on the user's stack* — a classic privilege-escalation bug. So SYSRET is
-//! used only when [`sysret_is_safe`] says the frame is an ordinary syscall return (RIP
-//! canonical, RCX = RIP, R11 = RFLAGS, user selectors, no TF/RF); everything else — a frame
-//! rewritten by `execve` or `rt_sigreturn` — leaves through IRETQ, which checks and
-//! restores everything.
+//! non-canonical RCX raises #GP *in ring 0 on the user's stack* — a classic privilege-escalation
+//! bug. So SYSRET is used only when [`sysret_is_safe`] says the frame is an ordinary syscall return
+//! (RIP canonical, RCX = RIP, R11 = RFLAGS, user selectors, no TF/RF); everything else — a frame
+//! rewritten by `execve` or `rt_sigreturn` — leaves through IRETQ, which checks and restores
+//! everything.
 //!
 //! FMASK clears IF (no interrupts until the kernel is on its own stack), DF (the ABI), TF (no
 //! single-stepping into the kernel), NT, and **AC** — otherwise user code could enter with

@@ -7,8 +7,7 @@
 //! ```text
 //!   higher addresses
 //!   ss, rsp, rflags, cs, rip   pushed by the CPU (§6.14.2 "64-Bit Mode Stack Frame")
-//!   error code                 pushed by the CPU for vectors 8, 10-14, 17, 21, 29, 30; else a 0 by
-//!   the stub
+//!   error code                 pushed by the CPU for vectors 8, 10-14, 17, 21, 29, 30; else a 0 by the stub
 //!   vector number              pushed by the stub
 //!   r15 … rax                  pushed by `trap_common`
 //!   lower addresses            ← rsp = &TrapFrame, passed to `trap_dispatch`
@@ -113,9 +112,8 @@ pub fn vector_name(vector: u64) -> &'static str {
 // error code; `ISR_NOERR` pushes a 0 in its place so the frame has one shape.
 /// The frame's layout is a contract with the assembly below and in `syscall`: fifteen general
 /// registers (pushed by [`push_gprs!`](crate::push_gprs!), `rax` lowest), then the vector and error
-/// code (pushed by
-/// the stubs), then the five words the CPU pushes. The compiler checks it here, so a field moved
-/// in the struct cannot silently disagree with the stubs.
+/// code (pushed by the stubs), then the five words the CPU pushes. The compiler checks it here, so
+/// a field moved in the struct cannot silently disagree with the stubs.
 const _: () = {
     use core::mem::{offset_of, size_of};
     assert!(offset_of!(TrapFrame, rax) == 0);

@@ -5,11 +5,10 @@
 //! middle — an unmapped page, a read-only page, a page whose protection key PKRU forbids —
 //! resumes after the instruction and becomes an error, never a kernel panic.
 //!
-//! Protection keys apply here too: the CPU checks PKRU on supervisor accesses to user-mode
-//! pages, and with CR0.WP = 1 a WD bit blocks supervisor writes as well (Intel SDM Vol. 3A
-//! §4.6.1 "Determination of Access Rights", §4.6.2 "Protection Keys"). That is how Linux's
-//! `write(fd, buf, n)` on a key-protected buffer returns `EFAULT`
-//! without a signal, and pikku's too.
+//! Protection keys apply here too: the CPU checks PKRU on supervisor accesses to user-mode pages,
+//! and with CR0.WP = 1 a WD bit blocks supervisor writes as well (Intel SDM Vol. 3A §4.6.1
+//! "Determination of Access Rights", §4.6.2 "Protection Keys"). That is how Linux's `write(fd, buf,
+//! n)` on a key-protected buffer returns `EFAULT` without a signal, and pikku's too.
 //!
 //! With SMAP on (CR4.SMAP, SDM Vol. 3A §4.6.1), supervisor data accesses to user pages fault
 //! unless EFLAGS.AC is set, so the copy is bracketed by STAC/CLAC — the only place the kernel
@@ -43,10 +42,9 @@ fn check_range(addr: u64, len: usize) -> Result<(), UaccessError> {
     }
 }
 
-/// Runs `body` — one asm block whose faulting instructions are all in the exception table —
-/// with SMAP's door open (STAC before, CLAC after — SDM Vol. 2B "STAC", Vol. 2A "CLAC"; only with
-/// SMAP, where they exist), and turns
-/// its `rax`/`rdx` status into a result.
+/// Runs `body` — one asm block whose faulting instructions are all in the exception table — with
+/// SMAP's door open (STAC before, CLAC after — SDM Vol. 2B "STAC", Vol. 2A "CLAC"; only with SMAP,
+/// where they exist), and turns its `rax`/`rdx` status into a result.
 #[inline(always)]
 fn with_user_access(body: impl FnOnce() -> (u64, u64)) -> Result<(), UaccessError> {
     let smap = super::cpu::smap_enabled();
