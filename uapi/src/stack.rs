@@ -4,8 +4,8 @@
 //!
 //! ```text
 //!   rsp →  argc
-//!          `argv[0]` … argv[argc-1], NULL
-//!          `envp[0]` … envp[n-1], NULL
+//!          argv[0] … argv[argc-1], NULL
+//!          envp[0] … envp[n-1], NULL
 //!          auxv: (type, value) pairs …, (AT_NULL, 0)
 //!          padding
 //!          16 random bytes (AT_RANDOM points here), "x86_64\0" (AT_PLATFORM)
