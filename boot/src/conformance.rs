@@ -51,6 +51,9 @@ pub const CASES: &[Case] = &[
     Case { program: "pkey_fault", args: &["wd-write"], cpu: "max" },
     Case { program: "pkey_fault", args: &["wd-write-mapped"], cpu: "max" },
     Case { program: "pkey_fault", args: &["xo-read"], cpu: "max" },
+    Case { program: "edges", args: &["bounds"], cpu: "max" },
+    Case { program: "edges", args: &["init"], cpu: "max" },
+    Case { program: "edges", args: &["sigpipe"], cpu: "max" },
 ];
 
 impl Case {
@@ -112,8 +115,20 @@ pub fn run_pikku_with_console(kernel: &Path, case: &Case, user_dir: &Path) -> Re
 
 /// The case's transcript on Linux.
 pub fn run_linux(case: &Case, user_dir: &Path) -> Result<String, Error> {
-    let (program, _, end) = crate::linux::run(&case.init(user_dir), case.cpu)?;
+    let (program, _, end) = crate::linux::run_with(&case.init(user_dir), case.cpu, &[], linux_params(case))?;
     Ok(transcript(&program, end))
+}
+
+/// Kernel parameters for a case's Linux reference run. pikku pages with 4 levels, so its user
+/// space ends at `TASK_SIZE` = 2^47 - 4 KiB; `-cpu max` offers LA57, and Debian's kernel then
+/// pages with 5 levels and lets `MAP_FIXED` reach up to 2^56. `edges`, which probes the top of
+/// user space, is compared with Linux on 4 levels (`no5lvl`), the machine pikku models.
+fn linux_params(case: &Case) -> &'static str {
+    if case.program == "edges" {
+        "no5lvl"
+    } else {
+        ""
+    }
 }
 
 /// `None` if equal, else (1-based line, expected line, got line).

@@ -7,12 +7,10 @@
 //! with [`ElfError`] (the syscall turns that into `ENOEXEC`), never trusted.
 
 use alloc::vec::Vec;
-use vma::{Prot, PAGE_SIZE};
+use vma::{Prot, PAGE_SIZE, TASK_SIZE};
 
 /// Where a static-pie executable is placed (Linux x86-64: `ELF_ET_DYN_BASE`, 2/3 of 128 TiB).
 pub const DYN_BASE: u64 = 0x5555_5555_4000;
-/// Highest user address an executable may occupy.
-pub const USER_END: u64 = 0x0000_8000_0000_0000;
 
 const PT_LOAD: u32 = 1;
 const PT_INTERP: u32 = 3;
@@ -35,6 +33,8 @@ pub enum ElfError {
     /// A segment is misaligned, overflows, lies outside the file or outside user space.
     BadSegment,
     NoLoadableSegment,
+    /// The entry point (bias applied) is not a user address (Linux: `BAD_ADDR(e_entry)`).
+    BadEntry,
 }
 
 /// One `PT_LOAD` segment, as planned for memory.
@@ -143,7 +143,7 @@ pub fn plan(data: &[u8]) -> Result<LoadPlan, ElfError> {
                 let vend = vaddr.checked_add(p_memsz).ok_or(ElfError::BadSegment)?;
                 let start = vaddr & !(PAGE_SIZE - 1);
                 let end = vend.checked_add(PAGE_SIZE - 1).ok_or(ElfError::BadSegment)? & !(PAGE_SIZE - 1);
-                if start < PAGE_SIZE || end > USER_END {
+                if start < PAGE_SIZE || end > TASK_SIZE {
                     return Err(ElfError::BadSegment);
                 }
                 let mut prot = Prot::empty();
@@ -169,9 +169,12 @@ pub fn plan(data: &[u8]) -> Result<LoadPlan, ElfError> {
     if segments.windows(2).any(|w| w[0].end > w[1].start) {
         return Err(ElfError::BadSegment);
     }
+    let entry = entry.checked_add(bias).filter(|&e| e < TASK_SIZE).ok_or(ElfError::BadEntry)?;
     // AT_PHDR: PT_PHDR if present, else the headers' place inside the segment holding them.
+    // Only a value handed to the program, never used by the kernel: the file's own number,
+    // biased as Linux's unsigned sum would (wrapping, not overflowing).
     let phdr = match phdr_vaddr {
-        Some(v) => v + bias,
+        Some(v) => v.wrapping_add(bias),
         None => segments
             .iter()
             .find(|s| s.file_offset <= phoff && ph_end <= s.file_offset + s.file_len)
@@ -179,7 +182,7 @@ pub fn plan(data: &[u8]) -> Result<LoadPlan, ElfError> {
             .unwrap_or(0),
     };
     let brk_start = segments.iter().map(|s| s.end).max().unwrap_or(0);
-    Ok(LoadPlan { entry: entry + bias, phdr, phent: phentsize, phnum, bias, segments, brk_start })
+    Ok(LoadPlan { entry, phdr, phent: phentsize, phnum, bias, segments, brk_start })
 }
 
 #[cfg(test)]
@@ -243,6 +246,59 @@ mod tests {
         let mut d = image();
         d[64 + 16..64 + 24].copy_from_slice(&0xffff_8000_0000_0000u64.to_le_bytes()); // kernel half
         assert_eq!(plan(&d), Err(ElfError::BadSegment));
+    }
+
+    #[test]
+    fn sums_near_the_top_are_refused_not_overflowed() {
+        let mut d = image();
+        d[16..18].copy_from_slice(&ET_DYN.to_le_bytes());
+        d[24..32].copy_from_slice(&u64::MAX.to_le_bytes()); // entry + DYN_BASE wraps
+        assert_eq!(plan(&d), Err(ElfError::BadEntry));
+        let mut d = image();
+        d[24..32].copy_from_slice(&TASK_SIZE.to_le_bytes());
+        assert_eq!(plan(&d), Err(ElfError::BadEntry), "the entry must be below TASK_SIZE");
+        let mut d = image();
+        d[16..18].copy_from_slice(&ET_DYN.to_le_bytes());
+        d[64..68].copy_from_slice(&PT_PHDR.to_le_bytes());
+        d[64 + 16..64 + 24].copy_from_slice(&u64::MAX.to_le_bytes()); // PT_PHDR vaddr + bias wraps
+        d[64 + 56 + 4..64 + 56 + 8].copy_from_slice(&7u32.to_le_bytes());
+        d[24..32].copy_from_slice(&0x3000u64.to_le_bytes());
+        assert_eq!(plan(&d).map(|p| p.phdr), Ok(DYN_BASE - 1));
+        // A segment whose end is 2^47 (the page below it is not user space).
+        let mut d = image();
+        d[64 + 56 + 16..64 + 56 + 24].copy_from_slice(&(TASK_SIZE - 0x1000 + 0x10).to_le_bytes());
+        assert_eq!(plan(&d), Err(ElfError::BadSegment));
+        // A bss that wraps.
+        let mut d = image();
+        d[64 + 56 + 40..64 + 56 + 48].copy_from_slice(&(u64::MAX - 0x10).to_le_bytes());
+        assert_eq!(plan(&d), Err(ElfError::BadSegment));
+    }
+
+    proptest::proptest! {
+        /// A crafted file: any 64-bit word of the ELF or program headers replaced by a
+        /// boundary value or a random one never panics the planner, and what it plans lies
+        /// in user space.
+        #[test]
+        fn crafted_headers_never_panic(patches in proptest::collection::vec((0usize..22, proptest::prop_oneof![
+            proptest::prelude::any::<u64>(),
+            proptest::strategy::Just(u64::MAX),
+            proptest::strategy::Just(TASK_SIZE),
+            proptest::strategy::Just(TASK_SIZE - 0x1000),
+            proptest::strategy::Just(1u64 << 63),
+            0u64..0x3000,
+        ]), 1..4)) {
+            let mut d = image();
+            for (slot, value) in patches {
+                let at = if slot < 8 { slot * 8 } else { 64 + (slot - 8) * 8 };
+                d[at..at + 8].copy_from_slice(&value.to_le_bytes());
+            }
+            if let Ok(p) = plan(&d) {
+                proptest::prop_assert!(p.entry < TASK_SIZE);
+                for s in &p.segments {
+                    proptest::prop_assert!(s.start < s.end && s.end <= TASK_SIZE);
+                }
+            }
+        }
     }
 
     #[test]

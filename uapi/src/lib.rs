@@ -7,6 +7,7 @@
 //!   `load_elf_binary()` in `fs/binfmt_elf.c`);
 //! * [`stack`] — the initial stack: `argc`, `argv`, `envp`, the auxiliary vector and the
 //!   strings they point to (Linux: `create_elf_tables()`);
+//! * [`signal`] — the alternate signal stack, overflow-free;
 //! * [`layout`] — `struct stat`, `struct utsname`, `struct timespec`, terminal structs, as the
 //!   x86-64 ABI lays them out.
 #![cfg_attr(not(test), no_std)]
@@ -18,4 +19,5 @@ extern crate alloc;
 
 pub mod elf;
 pub mod layout;
+pub mod signal;
 pub mod stack;

@@ -30,6 +30,9 @@ use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use pkeys::Pkey;
 
+pub mod user;
+pub use user::{UserRange, TASK_SIZE};
+
 /// The size of a page.
 pub const PAGE_SIZE: u64 = 4096;
 
@@ -191,6 +194,20 @@ impl<F: Clone + PartialEq> VmaMap<F> {
     /// Does any area overlap `[start, end)`?
     pub fn overlaps(&self, start: u64, end: u64) -> bool {
         self.find_from(start).is_some_and(|v| v.start < end)
+    }
+
+    /// Do areas cover all of `[start, end)`, without a hole? One lookup per area in the
+    /// range, however long the range is (Linux's VMA walk in `madvise_walk_vmas()` reports a
+    /// hole as `ENOMEM`).
+    pub fn covers(&self, start: u64, end: u64) -> bool {
+        let mut cursor = start;
+        while cursor < end {
+            match self.find(cursor) {
+                Some(v) => cursor = v.end,
+                None => return false,
+            }
+        }
+        true
     }
 
     /// Adds an area where nothing is mapped, then merges it with equal neighbours.

@@ -26,6 +26,20 @@ fn find_is_exact_at_the_edges() {
 }
 
 #[test]
+fn covers_sees_every_hole_however_long_the_range() {
+    let mut m = VmaMap::new();
+    assert!(m.insert(anon(BASE, 2, Prot::READ, 0)));
+    assert!(m.insert(anon(BASE + 2 * PAGE_SIZE, 1, Prot::WRITE, 0)));
+    assert!(m.insert(anon(BASE + 4 * PAGE_SIZE, 1, Prot::READ, 0)));
+    assert!(m.covers(BASE, BASE + 3 * PAGE_SIZE), "two areas, touching");
+    assert!(m.covers(BASE + 1, BASE + 2), "inside one");
+    assert!(m.covers(BASE, BASE), "empty");
+    assert!(!m.covers(BASE, BASE + 5 * PAGE_SIZE), "the hole at page 3");
+    assert!(!m.covers(BASE - 1, BASE + PAGE_SIZE), "a hole at the start");
+    assert!(!m.covers(BASE, TASK_SIZE), "a hole at the end, 128 TiB away");
+}
+
+#[test]
 fn a_range_split_in_three_by_key_merges_back_to_one() {
     let mut m = VmaMap::new();
     m.insert(anon(BASE, 3, Prot::READ | Prot::WRITE, 0));

@@ -2,7 +2,7 @@
 //!
 //! A reader blocks while the pipe is empty and a writer exists, and sees end-of-file once every
 //! write end is closed. A writer blocks while the pipe is full and a reader exists; with no
-//! reader left it gets `EPIPE` and `SIGPIPE`, whose default action ends the process. The ends
+//! reader left it gets `EPIPE`, and `SIGPIPE` with its current disposition. The ends
 //! count themselves: each [`PipeEnd`] is one open file description (shared by `dup` and
 //! `fork`), and dropping the last reference to it closes that end.
 

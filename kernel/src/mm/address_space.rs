@@ -14,7 +14,8 @@
 use alloc::sync::Arc;
 use pkeys::{Errno, PkeyState};
 use spin::RwLock;
-use x86_64::structures::paging::PageTableFlags;
+use x86_64::structures::paging::{Page, PageTableFlags, PhysFrame};
+use x86_64::VirtAddr;
 
 use crate::arch::x86_64::{cpu, paging};
 use crate::mm::frame;
@@ -86,21 +87,26 @@ impl Mm {
         child.brk_start = self.brk_start;
         child.brk = self.brk;
         child.free_area_cache = self.free_area_cache;
-        let mut pages = alloc::vec::Vec::new();
-        self.root().for_each_user_page(|page, frame, flags| pages.push((page, frame, flags)));
+        // One walk of the parent's tables (skipping what is not mapped, at every level) marks
+        // each page copy-on-write and lists it; the child's entries are made from the list.
         let cow = |bits: u64| (bits & !PageTableFlags::WRITABLE.bits()) | paging::COW_BIT;
-        for (page, frame, flags) in pages {
-            self.root().update_leaf_deferred(page, cow);
+        let mut pages = alloc::vec::Vec::new();
+        let mut tlb = paging::TlbBatch::default();
+        self.root().update_leaves(0, paging::USER_END, &mut tlb, |addr, old| {
+            pages.push((addr, old));
+            cow(old)
+        });
+        // The parent's PTEs lost their write bit: stale writable TLB entries must go.
+        tlb.flush();
+        for (addr, old) in pages {
+            let frame = PhysFrame::containing_address(x86_64::PhysAddr::new(old & paging::FRAME_MASK));
             frame::share(frame);
-            let shared = PageTableFlags::from_bits_retain(cow(flags.bits()));
-            if child.root().map(page, frame, shared, frame::alloc).is_err() {
+            let shared = PageTableFlags::from_bits_retain(cow(old & !paging::FRAME_MASK));
+            if child.root().map(Page::containing_address(VirtAddr::new(addr)), frame, shared, frame::alloc).is_err() {
                 frame::put(frame);
-                paging::flush_all();
                 return Err(Errno::ENOMEM);
             }
         }
-        // The parent's PTEs lost their write bit: stale writable TLB entries must go.
-        paging::flush_all();
         Ok(child)
     }
 
@@ -145,8 +151,6 @@ impl AsMut<PkeyState> for Mm {
 mod tests {
     use super::*;
     use pkeys::Pkey;
-    use x86_64::structures::paging::{Page, PhysFrame};
-    use x86_64::VirtAddr;
 
     /// Inspection helpers for the in-kernel tests (here and in [`mm::area`]): they reach into the
     /// page tables directly, which no kernel path outside a test should do.
@@ -154,7 +158,7 @@ mod tests {
     /// Maps one fresh zeroed user page at `addr` with protection key `key`.
     /// `writable` / `executable` pick the page's R/W and NX bits.
     pub(crate) fn map_zeroed_user_page(&mut self, addr: VirtAddr, writable: bool, executable: bool, key: Pkey) -> Result<(), Errno> {
-        if addr.as_u64() >= paging::USER_END {
+        if addr.as_u64() >= vma::TASK_SIZE {
             return Err(Errno::EFAULT);
         }
         let frame = frame::alloc_user().ok_or(Errno::ENOMEM)?;

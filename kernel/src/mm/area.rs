@@ -8,19 +8,20 @@
 //! range (Linux: `change_protection()`).
 
 use pkeys::{Errno, Pkey, Pkru, Support};
-use vma::{Backing, Prot, Vma, PAGE_SIZE};
+use vma::{Backing, Prot, Vma, PAGE_SIZE, TASK_SIZE};
 use x86_64::structures::paging::{Page, PageTableFlags};
 use x86_64::VirtAddr;
 
 use super::address_space::Mm;
 use super::frame;
-use crate::arch::x86_64::paging::{self, PROT_NONE_BIT};
+use crate::arch::x86_64::paging::{self, TlbBatch, PROT_NONE_BIT};
 
 /// Lowest address `mmap` hands out without `MAP_FIXED` (Linux: `mmap_min_addr` is 64 KiB; the
 /// program's own segments usually sit above 4 MiB).
 pub const MMAP_FLOOR: u64 = 0x1000_0000;
-/// Top of the stack area; the stack grows down from here.
-pub const STACK_TOP: u64 = 0x7fff_ffff_f000;
+/// Top of the stack area; the stack grows down from here: the top of user space (Linux:
+/// `STACK_TOP` = `TASK_SIZE_LOW`, before randomisation).
+pub const STACK_TOP: u64 = TASK_SIZE;
 /// Size of the main thread's stack area (Linux's default `RLIMIT_STACK`, 8 MiB).
 pub const STACK_SIZE: u64 = 8 << 20;
 /// Top of the `mmap` region: below the stack, with a gap (as Linux's `mmap_base`).
@@ -90,9 +91,9 @@ fn page(addr: u64) -> Page {
 
 impl Mm {
     /// Adds an area where nothing is mapped (`EEXIST` if something is, `ENOMEM` outside user
-    /// space).
+    /// space, which ends at [`TASK_SIZE`]).
     pub fn add_area(&mut self, area: Area) -> Result<(), Errno> {
-        if area.end > paging::USER_END || area.start >= area.end || !area.start.is_multiple_of(PAGE_SIZE) || !area.end.is_multiple_of(PAGE_SIZE) {
+        if area.end > TASK_SIZE || area.start >= area.end || !area.start.is_multiple_of(PAGE_SIZE) || !area.end.is_multiple_of(PAGE_SIZE) {
             return Err(Errno::ENOMEM);
         }
         if self.vmas.insert(area) {
@@ -102,7 +103,8 @@ impl Mm {
         }
     }
 
-    /// Removes `[start, end)` from the areas and frees every page that was mapped there.
+    /// Removes `[start, end)` from the areas and frees every page that was mapped there: a
+    /// walk of the page tables that skips what was never mapped, then one TLB invalidation.
     /// Linux: `do_vmi_munmap()`.
     pub fn unmap_range(&mut self, start: u64, end: u64) {
         // Freed space above the placement cache is found again by searching from the cache's
@@ -110,21 +112,11 @@ impl Mm {
         if end > self.free_area_cache {
             self.free_area_cache = end.min(MMAP_TOP);
         }
+        let mut tlb = TlbBatch::default();
         for piece in self.vmas.remove_range(start, end) {
-            let mut addr = piece.start;
-            while addr < piece.end {
-                self.release_page(addr);
-                addr += PAGE_SIZE;
-            }
+            self.root().unmap_leaves(piece.start, piece.end, &mut tlb, frame::put);
         }
-    }
-
-    /// Unmaps the page at `addr`, if mapped, and drops this address space's reference to its
-    /// frame (the frame is freed with its last sharer).
-    fn release_page(&mut self, addr: u64) {
-        if let Some(frame) = self.root().unmap_leaf(page(addr)) {
-            frame::put(frame);
-        }
+        tlb.flush();
     }
 
     /// `mmap` placement: `hint` if it is free, else the highest free range of `len` bytes below
@@ -172,10 +164,12 @@ impl Mm {
             (prot, override_mprotect_pkey(support, pkeys, pkru, area, prot, explicit))
         });
         // Only the areas that changed get new PTEs (an unchanged one costs nothing, as in
-        // Linux's `mprotect_fixup()`).
+        // Linux's `mprotect_fixup()`); the TLB is invalidated once for them all.
+        let mut tlb = TlbBatch::default();
         for area in &done.changed {
-            self.rewrite_ptes(area.start, area.end, pte_bits(area.prot, area.pkey));
+            self.rewrite_ptes(area.start, area.end, pte_bits(area.prot, area.pkey), &mut tlb);
         }
+        tlb.flush();
         match done.hole {
             None => Ok(()),
             Some(_) => Err(Errno::ENOMEM),
@@ -183,11 +177,11 @@ impl Mm {
     }
 
     /// Rewrites every present (or `PROT_NONE`-kept) PTE in `[start, end)` — one area's pages —
-    /// with the protection and key `bits`, keeping the frame, then invalidates the range's TLB
-    /// entries (one INVLPG per page, or a full flush for large ranges). Linux:
-    /// `change_protection()` → `pte_modify()`, then `flush_tlb_range()`.
-    fn rewrite_ptes(&mut self, start: u64, end: u64, bits: u64) {
-        self.root().update_leaves(VirtAddr::new(start), VirtAddr::new(end), |old| {
+    /// with the protection and key `bits`, keeping the frame; the pages go into `tlb`, which
+    /// the caller flushes. Linux: `change_protection()` → `pte_modify()`, then
+    /// `flush_tlb_range()`.
+    fn rewrite_ptes(&mut self, start: u64, end: u64, bits: u64, tlb: &mut TlbBatch) {
+        self.root().update_leaves(start, end, tlb, |_, old| {
             let new = (old & 0x000f_ffff_ffff_f000) | bits;
             // A page shared copy-on-write stays read-only whatever the area allows.
             if old & paging::COW_BIT != 0 {
@@ -196,29 +190,22 @@ impl Mm {
                 new
             }
         });
-        if end > start {
-            paging::invalidate_range(VirtAddr::new(start), (end - start) / PAGE_SIZE);
-        }
     }
 
     /// `madvise(MADV_DONTNEED)` over `[start, end)`: drops every page; the next touch faults in
     /// zeros for anonymous memory, or the file's bytes again for a private file mapping (as on
     /// Linux). Returns `Err(ENOMEM)` if part of the range is unmapped (after dropping the rest).
+    /// Pages exist only inside areas, so one walk of the page tables over the whole range
+    /// drops exactly the areas' pages; the cost follows what is mapped. Linux:
+    /// `madvise_dontneed_free()` → `zap_page_range_single()`, per area.
     pub fn drop_pages(&mut self, start: u64, end: u64) -> Result<(), Errno> {
-        let mut addr = start;
-        let mut hole = false;
-        while addr < end {
-            if self.vmas.find(addr).is_none() {
-                hole = true;
-            } else {
-                self.release_page(addr);
-            }
-            addr += PAGE_SIZE;
-        }
-        if hole {
-            Err(Errno::ENOMEM)
-        } else {
+        let mut tlb = TlbBatch::default();
+        self.root().unmap_leaves(start, end, &mut tlb, frame::put);
+        tlb.flush();
+        if self.vmas.covers(start, end) {
             Ok(())
+        } else {
+            Err(Errno::ENOMEM)
         }
     }
 
@@ -421,6 +408,56 @@ mod tests {
             assert_eq!(call(nr::MMAP, &[0, P, RW, 0x20, u64::MAX, 0]), Err(Errno::EINVAL), "neither shared nor private");
             assert_eq!(call(nr::MMAP, &[0, P, RW, 0x02, 99, 0]), Err(Errno::EBADF), "file mapping of a bad fd");
             assert_eq!(call(nr::MMAP, &[0, P, RW, PRIVATE_ANON, u64::MAX, 1]), Err(Errno::EINVAL), "misaligned offset");
+        });
+    }
+
+    #[ktest]
+    fn the_top_of_user_space_is_task_size() {
+        as_fresh_program(|_| {
+            const FIXED: u64 = 0x10;
+            let map = |addr: u64, len: u64| call(nr::MMAP, &[addr, len, RW, PRIVATE_ANON | FIXED, u64::MAX, 0]);
+            assert_eq!(map(TASK_SIZE, P), Err(Errno::ENOMEM), "the page below 2^47 is not user space");
+            assert_eq!(map(TASK_SIZE - P, 2 * P), Err(Errno::ENOMEM));
+            assert_eq!(map(TASK_SIZE + 1, P), Err(Errno::ENOMEM), "beyond TASK_SIZE comes before misalignment");
+            assert_eq!(map(!(P - 1), P), Err(Errno::ENOMEM), "wraps");
+            let last = map(TASK_SIZE - P, P).expect("the last user page");
+            copy_to_user(last + P - 1, b"z").unwrap();
+            assert_eq!(call(nr::MPROTECT, &[last, P, 1]), Ok(0), "the last page's PTE is rewritten, no end address is built");
+            assert_eq!(call(nr::MPROTECT, &[last, 2 * P, 1]), Err(Errno::ENOMEM), "nothing above it");
+            assert_eq!(call(nr::MUNMAP, &[last, 2 * P]), Err(Errno::EINVAL));
+            assert_eq!(call(nr::MUNMAP, &[last, P]), Ok(0));
+        });
+    }
+
+    #[ktest]
+    fn a_64_tib_reservation_is_dropped_and_unmapped_at_the_cost_of_its_few_pages() {
+        as_fresh_program(|t| {
+            const NORESERVE: u64 = 0x4000;
+            const MADV_DONTNEED: u64 = 4;
+            let big = 64u64 << 40;
+            let r = call(nr::MMAP, &[0, big, 0, PRIVATE_ANON | NORESERVE, u64::MAX, 0]).expect("64 TiB of PROT_NONE");
+            // Pages in different PML4, PDPT and PD slots, so the walk meets tables at every level.
+            let touched = [0, P, (1 << 39) + 2 * P, 3 << 30, big / 2, big - P];
+            for off in touched {
+                assert_eq!(call(nr::MPROTECT, &[r + off, P, RW]), Ok(0));
+                copy_to_user(r + off, b"x").unwrap();
+            }
+            assert_eq!(t.mm.write().user_frame_count(), touched.len());
+            let free = frame::free_count();
+            let started = crate::arch::x86_64::time::micros_since_boot();
+            assert_eq!(call(nr::MADVISE, &[r, big, MADV_DONTNEED]), Ok(0));
+            assert_eq!(frame::free_count(), free + touched.len(), "exactly the data pages come back (tables stay)");
+            assert_eq!(call(nr::MPROTECT, &[r, big, 1]), Ok(0));
+            assert_eq!(call(nr::MADVISE, &[r, big, 0]), Ok(0), "a hint over the whole range");
+            copy_to_user(r + big / 2, b"y").expect_err("read-only now");
+            let mut b = [1u8];
+            copy_from_user(&mut b, r + big - P).unwrap();
+            assert_eq!(b, [0], "dropped: zeros again");
+            assert_eq!(call(nr::MUNMAP, &[r, big]), Ok(0));
+            assert_eq!(frame::free_count(), free + touched.len(), "the page read back is freed too");
+            let elapsed = crate::arch::x86_64::time::micros_since_boot() - started;
+            assert!(elapsed < 200_000, "64 TiB took {elapsed} µs: the walk must skip what is not mapped");
+            assert_eq!(call(nr::MADVISE, &[r, big, MADV_DONTNEED]), Err(Errno::ENOMEM), "a hole now");
         });
     }
 

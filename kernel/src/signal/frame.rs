@@ -15,7 +15,7 @@ use alloc::sync::Arc;
 use core::sync::atomic::Ordering;
 use pkeys::{Errno, Pkru};
 
-use super::{SigAction, SigInfo, SA_ONSTACK, SA_RESTORER};
+use super::{AltStack, SigAction, SigInfo, SA_ONSTACK, SA_RESTORER};
 use crate::arch::x86_64::fpu::{self, Method, XFEATURE_PKRU};
 use crate::arch::x86_64::gdt::{USER_CS, USER_SS};
 use crate::arch::x86_64::paging::USER_END;
@@ -24,6 +24,7 @@ use crate::arch::x86_64::trap::TrapFrame;
 use crate::arch::x86_64::uaccess::{self, FpImage};
 use crate::mm::user;
 use crate::task::Thread;
+use vma::UserRange;
 
 const FP_XSTATE_MAGIC1: u32 = 0x4650_5853;
 const FP_XSTATE_MAGIC2: u32 = 0x4650_5845;
@@ -55,6 +56,15 @@ fn xstate_size() -> usize {
     }
 }
 
+/// The bytes the FPU image takes in a signal frame: the image, plus FP_XSTATE_MAGIC2 after an
+/// XSAVE one. Linux: `xstate_sigframe_size()`.
+fn fp_frame_size() -> u64 {
+    match fpu::method() {
+        Method::Xsave { size, .. } => size as u64 + 4,
+        Method::Fxsave => 512,
+    }
+}
+
 /// `struct _fpx_sw_bytes` (arch/x86/include/uapi/asm/sigcontext.h): magic1, extended_size (the
 /// image plus MAGIC2), xfeatures, xstate_size, then 28 reserved bytes that stay zero.
 fn sw_bytes(xcr0: u64, xsize: u64) -> [u8; 48] {
@@ -66,9 +76,11 @@ fn sw_bytes(xcr0: u64, xsize: u64) -> [u8; 48] {
     b
 }
 
-/// Writes the FPU image for a signal frame at `buf_fx` (Linux `copy_fpstate_to_sigframe()`),
-/// with `interrupted_pkru` in its PKRU slot. Runs with PKRU all open.
-fn save_fpstate(buf_fx: u64, interrupted_pkru: Pkru) -> Result<(), Errno> {
+/// Writes the FPU image for a signal frame at `fx` (Linux `copy_fpstate_to_sigframe()`),
+/// with `interrupted_pkru` in its PKRU slot. Runs with PKRU all open. `fx` spans
+/// [`fp_frame_size`] bytes of user space, so every offset below stays inside it.
+fn save_fpstate(fx: UserRange, interrupted_pkru: Pkru) -> Result<(), Errno> {
+    let buf_fx = fx.start();
     let xsize = xstate_size() as u64;
     match fpu::method() {
         Method::Fxsave => uaccess::fpu_save_to_user(buf_fx, FpImage::Fxsave, xsize as usize)?,
@@ -100,17 +112,27 @@ pub fn setup(thread: &Arc<Thread>, frame: &mut TrapFrame, info: &SigInfo, action
         // x86-64 has no kernel-provided return trampoline: Linux refuses (-EFAULT).
         return Err(Errno::EFAULT);
     }
-    let alt = *thread.signals.altstack.lock();
-    let on_alt = alt.is_some_and(|(sp, size)| frame.rsp > sp && frame.rsp <= sp + size);
-    let mut sp = match alt {
-        Some((base, size)) if action.flags & SA_ONSTACK != 0 && !on_alt => base + size,
-        _ => frame.rsp.wrapping_sub(128), // skip the red zone
-    };
-    let xsize = xstate_size() as u64;
-    sp = sp.wrapping_sub(xsize + 4) & !63;
+    // Linux `get_sigframe()`: the alternate stack is entered only by a handler with
+    // SA_ONSTACK, from outside it (judged below the red zone); a frame that ends up off the
+    // alternate stack it was meant for ("overflowed sigaltstack") is refused — SIGSEGV.
+    let alt: Option<AltStack> = *thread.signals.altstack.lock();
+    let on_alt = thread.signals.on_altstack(frame.rsp);
+    let mut sp = frame.rsp.wrapping_sub(128); // skip the red zone
+    let mut entering_alt = false;
+    if let Some(stack) = alt.filter(|s| action.flags & SA_ONSTACK != 0 && !s.contains(sp)) {
+        sp = stack.top();
+        entering_alt = true;
+    }
+    sp = sp.wrapping_sub(fp_frame_size()) & !63;
     let buf_fx = sp;
     sp = (sp.wrapping_sub(FRAME_SIZE) & !15).wrapping_sub(8);
     let frame_addr = sp;
+    if (on_alt || entering_alt) && !alt.is_some_and(|s| s.contains(frame_addr)) {
+        return Err(Errno::EFAULT);
+    }
+    // Both pieces wholly in user space before any offset is added (Linux: `access_ok()`).
+    let fx = UserRange::new(buf_fx, fp_frame_size()).ok_or(Errno::EFAULT)?;
+    UserRange::new(frame_addr, FRAME_SIZE).ok_or(Errno::EFAULT)?;
 
     let orig_pkru = pkru::read();
     let xsave = matches!(fpu::method(), Method::Xsave { .. });
@@ -122,7 +144,7 @@ pub fn setup(thread: &Arc<Thread>, frame: &mut TrapFrame, info: &SigInfo, action
     let uc_flags = UC_SIGCONTEXT_SS | UC_STRICT_RESTORE_SS | if xsave { UC_FP_XSTATE } else { 0 };
     put(UC_OFFSET, &uc_flags.to_le_bytes());
     let (ss_sp, ss_flags, ss_size) = match alt {
-        Some((b, s)) => (b, i32::from(on_alt), s),
+        Some(AltStack { sp, size }) => (sp, i32::from(on_alt), size),
         None => (0, 2, 0),
     };
     put(UC_OFFSET + 16, &ss_sp.to_le_bytes());
@@ -144,7 +166,7 @@ pub fn setup(thread: &Arc<Thread>, frame: &mut TrapFrame, info: &SigInfo, action
     // Write it all with every key open (Linux `sig_prepare_pkru()`): a stack guarded by a key
     // can still take the frame.
     pkru::write(Pkru::ALL_OPEN);
-    let written = save_fpstate(buf_fx, orig_pkru).and_then(|()| user::copy_to_user(frame_addr, &f));
+    let written = save_fpstate(fx, orig_pkru).and_then(|()| user::copy_to_user(frame_addr, &f));
     if let Err(e) = written {
         pkru::write(orig_pkru);
         return Err(e);
@@ -171,9 +193,11 @@ pub fn setup(thread: &Arc<Thread>, frame: &mut TrapFrame, info: &SigInfo, action
 /// FPU state *including PKRU* from the frame's XSAVE area. A frame that fails any check kills
 /// the process with SIGSEGV (Linux: `badframe` → `signal_fault()`). Returns the restored `rax`.
 pub fn sigreturn(thread: &Arc<Thread>, frame: &mut TrapFrame) -> Result<u64, Errno> {
-    let frame_addr = frame.rsp.wrapping_sub(8);
+    // The frame sits at rsp - 8 (rsp in 0..7 wraps to the top of the address space): the
+    // whole frame must be user memory before any offset is added (Linux: `access_ok()`).
+    let rt = UserRange::new(frame.rsp.wrapping_sub(8), FRAME_SIZE).ok_or(Errno::EFAULT)?;
     let mut uc = [0u8; 304];
-    user::copy_from_user(&mut uc, frame_addr + UC_OFFSET)?;
+    user::copy_from_user(&mut uc, rt.start() + UC_OFFSET)?;
     let word = |at: usize| u64::from_le_bytes(uc[at..at + 8].try_into().unwrap());
     let sc = |i: usize| word(40 + 8 * i);
     let cs = u16::from_le_bytes(uc[40 + 144..40 + 146].try_into().unwrap()) as u64 | 3;
@@ -186,9 +210,8 @@ pub fn sigreturn(thread: &Arc<Thread>, frame: &mut TrapFrame) -> Result<u64, Err
     restore_fpu(thread, fpstate)?;
     // The alternate stack, unless we are running on it (Linux ignores all but EFAULT there).
     let (ss_sp, ss_flags, ss_size) = (word(16), i32::from_le_bytes(uc[24..28].try_into().unwrap()), word(32));
-    let on_alt = thread.signals.altstack.lock().is_some_and(|(b, s)| frame.rsp > b && frame.rsp <= b + s);
-    if !on_alt {
-        *thread.signals.altstack.lock() = if ss_flags & 2 != 0 || ss_size < 2048 { None } else { Some((ss_sp, ss_size)) };
+    if !thread.signals.on_altstack(frame.rsp) {
+        *thread.signals.altstack.lock() = if ss_flags & 2 != 0 || ss_size < 2048 { None } else { Some(AltStack { sp: ss_sp, size: ss_size }) };
     }
     let mask = word(296) & !((1 << 8) | (1 << 18));
     thread.blocked.store(mask, Ordering::Relaxed);
@@ -239,16 +262,19 @@ fn restore_fpu(thread: &Arc<Thread>, fpstate: u64) -> Result<(), Errno> {
         pkru::write(Pkru::INIT);
         return Ok(());
     }
+    // The whole image in user space before any offset is added (Linux `fpu__restore_sig()`:
+    // `access_ok(buf, size)`): a forged `fpstate` near ~0 is EFAULT, not a wrapped sum.
+    let fx = UserRange::new(fpstate, fp_frame_size()).ok_or(Errno::EFAULT)?;
     let xsize = xstate_size();
     match fpu::method() {
-        Method::Fxsave => uaccess::fpu_restore_from_user(fpstate, FpImage::Fxsave, xsize)?,
+        Method::Fxsave => uaccess::fpu_restore_from_user(fx.start(), FpImage::Fxsave, xsize)?,
         Method::Xsave { xcr0, .. } => {
             let mut sw = [0u8; 48];
-            user::copy_from_user(&mut sw, fpstate + SW_BYTES)?;
+            user::copy_from_user(&mut sw, fx.start() + SW_BYTES)?;
             let magic_ok = u32::from_le_bytes(sw[0..4].try_into().unwrap()) == FP_XSTATE_MAGIC1;
             let xfeatures = if magic_ok { u64::from_le_bytes(sw[8..16].try_into().unwrap()) } else { 0b11 };
             let mask = (xfeatures & xcr0) | fpu::user_restore_mask();
-            uaccess::fpu_restore_from_user(fpstate, FpImage::Xsave(mask), xsize)?;
+            uaccess::fpu_restore_from_user(fx.start(), FpImage::Xsave(mask), xsize)?;
         }
     }
     Ok(())

@@ -31,6 +31,7 @@ use spin::Mutex;
 
 use crate::arch::x86_64::trap::TrapFrame;
 use crate::task::{self, sched, ExitStatus};
+pub use uapi::signal::AltStack;
 
 /// `SIG_DFL`, `SIG_IGN`. (x86-64 passes `siginfo` and `ucontext` to every handler, so
 /// `SA_SIGINFO` changes nothing in the kernel.)
@@ -127,9 +128,9 @@ pub struct ThreadSignals {
     /// when it is 0 (the common case). Atomic: incremented after the push, decremented under
     /// `pending`; a reader that sees non-zero re-checks under the lock.
     pub count: core::sync::atomic::AtomicUsize,
-    /// (ss_sp, ss_size) when an alternate stack is set. Its `Mutex`, though only the thread
-    /// itself touches it (`sigaltstack`, frame setup, `rt_sigreturn`).
-    pub altstack: Mutex<Option<(u64, u64)>>,
+    /// The alternate stack, when one is set. Its `Mutex`, though only the thread itself touches
+    /// it (`sigaltstack`, frame setup, `rt_sigreturn`).
+    pub altstack: Mutex<Option<AltStack>>,
 }
 
 impl ThreadSignals {
@@ -141,6 +142,11 @@ impl ThreadSignals {
     /// Is a signal pending that `blocked` does not block? (One atomic load when none is.)
     pub fn any_deliverable(&self, blocked: u64) -> bool {
         self.count.load(Ordering::Relaxed) != 0 && Self::first_deliverable(&self.pending.lock(), blocked).is_some()
+    }
+
+    /// Is `sp` on this thread's alternate stack? Linux: `on_sig_stack()`.
+    pub fn on_altstack(&self, sp: u64) -> bool {
+        self.altstack.lock().is_some_and(|s| s.contains(sp))
     }
 
     /// Makes `info` pending.
@@ -164,15 +170,22 @@ fn bit(sig: u8) -> u64 {
     1u64 << (sig - 1)
 }
 
-/// Makes `info` pending on `thread` (a signal sent by someone: `kill`, `tgkill`). Ignored
-/// signals are dropped at once; a thread blocked in a syscall is woken so the signal is acted
-/// on at its way out (the call returns `EINTR`).
+/// Makes `info` pending on `thread` (a signal sent by someone: `kill`, `tgkill`, or the
+/// kernel's `SIGPIPE`). Ignored signals are dropped at once, and so is every signal with its
+/// default action sent to init (Linux `sig_task_ignored()`: init is `SIGNAL_UNKILLABLE`, so
+/// from its own namespace — pikku has only one — `SIGKILL` and `SIGSTOP` do nothing to it,
+/// and other signals arrive only if it has a handler). A fatal default action ends the
+/// process at once unless the thread blocks the signal (`SIGKILL` cannot be blocked); then
+/// it waits, pending, like any blocked signal (Linux `complete_signal()`). A thread blocked
+/// in a syscall is woken so the signal is acted on at its way out (the call returns `EINTR`).
 pub fn send_to_thread(thread: &Arc<task::Thread>, info: SigInfo) {
     let action = thread.process.handlers.0.lock()[info.signo as usize - 1];
-    if action.handler == SIG_IGN || (action.handler == SIG_DFL && default_action(info.signo).is_none()) {
+    let default = action.handler == SIG_DFL || info.signo == SIGKILL;
+    if action.handler == SIG_IGN || (default && (default_action(info.signo).is_none() || is_init(&thread.process))) {
         return;
     }
-    if action.handler == SIG_DFL || info.signo == SIGKILL {
+    let blocked = info.signo != SIGKILL && thread.blocked.load(Ordering::Relaxed) & bit(info.signo) != 0;
+    if default && !blocked {
         // A fatal default action: the whole process ends (each thread at its kernel exit).
         sched::terminate(&thread.process, default_action(info.signo).unwrap_or(ExitStatus::Signaled(info.signo)));
         return;
@@ -181,6 +194,21 @@ pub fn send_to_thread(thread: &Arc<task::Thread>, info: SigInfo) {
     if thread.waiting.load(Ordering::Relaxed) {
         sched::wake(thread.clone(), sched::WakeReason::Woken);
     }
+}
+
+/// Sends `sig` from the current process to `thread`, with Linux's `si_code` (`SI_USER` 0 for
+/// `kill` and the kernel's `SIGPIPE`, `SI_TKILL` -6 for `tgkill`/`tkill`) and the sender's
+/// pid and uid.
+pub fn send_from_current(thread: &Arc<task::Thread>, sig: u8, code: i32) {
+    let me = task::current();
+    let sender = (me.process.pid as u64) | ((me.process.uid.load(Ordering::Relaxed) as u64) << 32);
+    send_to_thread(thread, SigInfo { signo: sig, code, addr: sender, pkey: 0 });
+}
+
+/// Is `process` init, pid 1? Linux: `is_global_init()` (and the `SIGNAL_UNKILLABLE` flag it
+/// gets).
+fn is_init(process: &task::Process) -> bool {
+    process.pid == 1
 }
 
 /// A synchronous fault signal for the current thread (Linux: `force_sig_fault()`): if the
@@ -235,7 +263,9 @@ fn deliver_one(thread: &Arc<task::Thread>, frame: &mut TrapFrame) {
         return;
     }
     if action.handler == SIG_DFL {
-        if let Some(status) = default_action(info.signo) {
+        // Init ignores default actions even of a signal that was pending while blocked
+        // (Linux `get_signal()`: `SIGNAL_UNKILLABLE`).
+        if let Some(status) = default_action(info.signo).filter(|_| !is_init(&thread.process)) {
             sched::terminate(&thread.process, status);
         }
         return;
@@ -313,7 +343,7 @@ pub fn sys_sigaltstack(ss: u64, old: u64, user_rsp: u64) -> Result<u64, Errno> {
     };
     let thread = task::current();
     let current = *thread.signals.altstack.lock();
-    let on_stack = current.is_some_and(|(sp, size)| user_rsp > sp && user_rsp <= sp + size);
+    let on_stack = thread.signals.on_altstack(user_rsp);
     if let Some((sp, flags, size)) = new {
         if on_stack {
             return Err(Errno::EPERM);
@@ -328,13 +358,13 @@ pub fn sys_sigaltstack(ss: u64, old: u64, user_rsp: u64) -> Result<u64, Errno> {
             if size < 2048 {
                 return Err(Errno::ENOMEM);
             }
-            *thread.signals.altstack.lock() = Some((sp, size));
+            *thread.signals.altstack.lock() = Some(AltStack { sp, size });
         }
     }
     if old != 0 {
         let mut b = [0u8; 24];
         let (sp, size, flags) = match current {
-            Some((sp, size)) => (sp, size, if on_stack { SS_ONSTACK } else { 0 }),
+            Some(AltStack { sp, size }) => (sp, size, if on_stack { SS_ONSTACK } else { 0 }),
             None => (0, 0, SS_DISABLE),
         };
         b[0..8].copy_from_slice(&sp.to_le_bytes());

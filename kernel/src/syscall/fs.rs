@@ -67,7 +67,7 @@ fn read_at(data: &[u8], offset: u64, buf: u64, count: u64) -> Result<u64, Errno>
 }
 
 /// Linux: `ksys_write()`. Console output goes to the serial port byte for byte; a pipe with no
-/// reader left is `EPIPE` plus `SIGPIPE`, whose default action ends the process.
+/// reader left is `EPIPE` plus `SIGPIPE` with its current disposition.
 pub fn sys_write(fd: u64, buf: u64, count: u64) -> Result<u64, Errno> {
     let f = file(fd)?;
     write_from_user(&f, UserStream::new(vec![(buf, count.min(MAX_RW_COUNT))]))
@@ -244,11 +244,13 @@ fn write_from_user(f: &OpenFile, mut stream: UserStream) -> Result<u64, Errno> {
         match f {
             OpenFile::Pipe(end) => match end.write(&chunk[..n]) {
                 Ok(_) => {}
-                Err(Errno::EPIPE) if done == 0 => {
-                    // SIGPIPE's default action; the process ends at this syscall's kernel exit.
-                    let me = task::current().process.clone();
-                    crate::task::sched::terminate(&me, crate::task::ExitStatus::Signaled(crate::signal::sig::SIGPIPE));
-                    return Err(Errno::EPIPE);
+                Err(Errno::EPIPE) => {
+                    // No reader: SIGPIPE to the writing thread, with whatever disposition it
+                    // has — default (the process ends at this syscall's kernel exit), ignored,
+                    // handled (at the kernel exit), or blocked — and EPIPE unless bytes went
+                    // through first (Linux `pipe_write()`: `send_sig(SIGPIPE, current, 0)`).
+                    crate::signal::send_from_current(&task::current(), crate::signal::sig::SIGPIPE, 0);
+                    return if done > 0 { Ok(done) } else { Err(Errno::EPIPE) };
                 }
                 Err(_) => return Ok(done),
             },

@@ -1,9 +1,9 @@
 //! Memory system calls: `mmap`, `munmap`, `mprotect`, `pkey_mprotect`, `brk`.
 
 use pkeys::{Errno, Pkey};
-use vma::{Backing, Prot, PAGE_SIZE};
+use vma::user::page_align_up;
+use vma::{Backing, Prot, UserRange, PAGE_SIZE, TASK_SIZE};
 
-use crate::arch::x86_64::paging::USER_END;
 use crate::arch::x86_64::pkru::CurrentPkru;
 use crate::fs::OpenFile;
 use crate::mm::area::Area;
@@ -20,10 +20,6 @@ const MAP_FIXED_NOREPLACE: u64 = 0x10_0000;
 const MAP_KNOWN: u64 = 0x03 | MAP_FIXED | MAP_ANONYMOUS | 0x100 /*GROWSDOWN*/ | 0x800 /*DENYWRITE*/ | 0x1000 /*EXECUTABLE*/
     | 0x2000 /*LOCKED*/ | 0x4000 /*NORESERVE*/ | 0x8000 /*POPULATE*/ | 0x10000 /*NONBLOCK*/ | 0x20000 /*STACK*/
     | 0x40000 /*HUGETLB*/ | MAP_FIXED_NOREPLACE;
-
-fn page_align_up(len: u64) -> Option<u64> {
-    len.checked_add(PAGE_SIZE - 1).map(|l| l & !(PAGE_SIZE - 1))
-}
 
 /// `mmap(addr, len, prot, flags, fd, offset)`. Linux: `ksys_mmap_pgoff()` → `do_mmap()`.
 ///
@@ -67,10 +63,11 @@ pub fn sys_mmap(addr: u64, len: u64, prot: u64, flags: u64, fd: u64, offset: u64
         Pkey::DEFAULT
     };
     let start = if flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0 {
+        // Linux `__get_unmapped_area()`: beyond TASK_SIZE is ENOMEM, checked before alignment.
+        let end = UserRange::new(addr, len).ok_or(Errno::ENOMEM)?.end();
         if addr & (PAGE_SIZE - 1) != 0 {
             return Err(Errno::EINVAL);
         }
-        let end = addr.checked_add(len).filter(|&e| e <= USER_END).ok_or(Errno::ENOMEM)?;
         if flags & MAP_FIXED_NOREPLACE != 0 && mm.vmas.overlaps(addr, end) {
             return Err(Errno::EEXIST);
         }
@@ -87,14 +84,11 @@ pub fn sys_mmap(addr: u64, len: u64, prot: u64, flags: u64, fd: u64, offset: u64
     Ok(start)
 }
 
-/// `munmap(addr, len)`. Linux: `__vm_munmap()`: misaligned, empty or out-of-range → `EINVAL`.
+/// `munmap(addr, len)`. Linux: `__vm_munmap()` → `do_vmi_munmap()`: misaligned, empty, or
+/// reaching past `TASK_SIZE` → `EINVAL`.
 pub fn sys_munmap(addr: u64, len: u64) -> Result<u64, Errno> {
-    if addr & (PAGE_SIZE - 1) != 0 || len == 0 {
-        return Err(Errno::EINVAL);
-    }
-    let len = page_align_up(len).ok_or(Errno::EINVAL)?;
-    let end = addr.checked_add(len).filter(|&e| e <= USER_END).ok_or(Errno::EINVAL)?;
-    task::current().mm.write().unmap_range(addr, end);
+    let range = UserRange::pages(addr, len).filter(|r| !r.is_empty()).ok_or(Errno::EINVAL)?;
+    task::current().mm.write().unmap_range(range.start(), range.end());
     Ok(0)
 }
 
@@ -123,7 +117,7 @@ pub fn sys_brk(addr: u64) -> Result<u64, Errno> {
     let thread = task::current();
     let mut mm = thread.mm.write();
     let old = mm.brk;
-    if addr < mm.brk_start || addr >= USER_END {
+    if addr < mm.brk_start || addr >= TASK_SIZE {
         return Ok(old);
     }
     let (old_end, new_end) = (page_align_up(old).unwrap_or(old), page_align_up(addr).unwrap_or(addr));
@@ -161,7 +155,7 @@ pub fn sys_madvise(addr: u64, len: u64, advice: u64) -> Result<u64, Errno> {
     let mut mm = thread.mm.write();
     if advice == MADV_DONTNEED {
         mm.drop_pages(addr, end)?;
-    } else if (addr..end).step_by(PAGE_SIZE as usize).any(|a| mm.vmas.find(a).is_none()) {
+    } else if !mm.vmas.covers(addr, end) {
         return Err(Errno::ENOMEM);
     }
     Ok(0)

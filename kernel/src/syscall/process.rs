@@ -4,7 +4,7 @@
 use core::sync::atomic::Ordering;
 use pkeys::Errno;
 
-use crate::arch::x86_64::{cpu, paging::USER_END, pkru, rtc, time};
+use crate::arch::x86_64::{cpu, pkru, rtc, time};
 use crate::mm::user;
 use crate::task::{self, sched, ExitStatus};
 
@@ -73,7 +73,7 @@ pub fn sys_arch_prctl(code: u64, addr: u64) -> Result<u64, Errno> {
     const ARCH_GET_FS: u64 = 0x1003;
     match code {
         ARCH_SET_FS => {
-            if addr >= USER_END {
+            if addr >= vma::TASK_SIZE {
                 return Err(Errno::EPERM);
             }
             cpu::set_fs_base(addr);
@@ -281,6 +281,9 @@ pub fn sys_wait4(pid: u64, wstatus: u64, options: u64, rusage: u64) -> Result<u6
         return Err(Errno::EINVAL);
     }
     let pid = pid as u32 as i32;
+    if pid == i32::MIN {
+        return Err(Errno::ESRCH); // Linux `kernel_wait4()`: -INT_MIN is not a process group
+    }
     let me = task::current().process.clone();
     loop {
         let reaped = {
@@ -322,15 +325,8 @@ fn send(target: &alloc::sync::Arc<task::Process>, sig: u8) {
         if ids.contains(&target.pid) { Some(target.pid) } else { ids.first().copied() }
     };
     if let Some(thread) = tid.and_then(task::find_thread) {
-        send_to(&thread, sig, 0);
+        crate::signal::send_from_current(&thread, sig, 0);
     }
-}
-
-/// Sends `sig` to one thread, with Linux's `si_code` (`SI_USER` 0 for kill, `SI_TKILL` -6).
-fn send_to(thread: &alloc::sync::Arc<task::Thread>, sig: u8, code: i32) {
-    let me = task::current();
-    let sender = (me.process.pid as u64) | ((me.process.uid.load(Ordering::Relaxed) as u64) << 32);
-    crate::signal::send_to_thread(thread, crate::signal::SigInfo { signo: sig, code, addr: sender, pkey: 0 });
 }
 
 fn check_signal(sig: u64) -> Result<u8, Errno> {
@@ -379,7 +375,7 @@ pub fn sys_tgkill(tgid: u64, tid: u64, sig: u64) -> Result<u64, Errno> {
     }
     let thread = task::find_thread(tid as u32).ok_or(Errno::ESRCH)?;
     if sig != 0 {
-        send_to(&thread, sig, -6);
+        crate::signal::send_from_current(&thread, sig, -6);
     }
     Ok(0)
 }
@@ -393,7 +389,7 @@ pub fn sys_tkill(tid: u64, sig: u64) -> Result<u64, Errno> {
     let sig = check_signal(sig)?;
     let thread = task::find_thread(tid as u32).ok_or(Errno::ESRCH)?;
     if sig != 0 {
-        send_to(&thread, sig, -6);
+        crate::signal::send_from_current(&thread, sig, -6);
     }
     Ok(0)
 }

@@ -15,8 +15,9 @@
 //! a new root copies those 256 entries from the kernel's root. The lower half belongs to user
 //! space. Protection keys live in bits 59–62 of the leaf entries (see [`pkeys::pte`]).
 //!
-//! TLB: every function that changes a present entry invalidates that page (INVLPG) before it
-//! returns; freeing a whole user half of the active tree reloads CR3. When pikku runs on
+//! TLB: a function that changes one present entry invalidates that page (INVLPG) before it
+//! returns; the range functions gather the pages they change in a [`TlbBatch`], invalidated
+//! once per call; freeing a whole user half of the active tree reloads CR3. When pikku runs on
 //! several CPUs, these are the places that will send shootdown IPIs.
 
 use spin::{Mutex, Once};
@@ -45,6 +46,9 @@ pub const PROT_NONE_BIT: u64 = 1 << 9;
 /// copy-on-write after `fork`: read-only in every address space that maps it, whatever its
 /// area allows, until a write fault gives the writer its own copy.
 pub const COW_BIT: u64 = 1 << 10;
+
+/// The physical-address bits of a page-table entry (bits 12–51, SDM Vol. 3A Table 4-19).
+pub const FRAME_MASK: u64 = 0x000f_ffff_ffff_f000;
 
 /// A PML4 frame: the root of one page-table tree.
 #[derive(Debug)]
@@ -260,78 +264,81 @@ impl PageTableRoot {
     /// Rewrites the raw leaf entry of `page` with `f` and invalidates its TLB entry. Returns
     /// `false` if there is no entry.
     pub fn update_leaf(&mut self, page: Page, f: impl FnOnce(u64) -> u64) -> bool {
-        let changed = self.update_leaf_deferred(page, f);
-        if changed {
-            x86_64::instructions::tlb::flush(page.start_address());
-        }
-        changed
-    }
-
-    /// Like [`Self::update_leaf`] but leaves the TLB alone: the caller invalidates the whole
-    /// range afterwards with [`invalidate_range`].
-    pub fn update_leaf_deferred(&mut self, page: Page, f: impl FnOnce(u64) -> u64) -> bool {
         let Some(entry) = self.leaf_entry(page) else { return false };
         rewrite(entry, f);
+        x86_64::instructions::tlb::flush(page.start_address());
         true
     }
 
-    /// Rewrites every leaf entry in `[start, end)` that is in use (present, or holding a frame)
-    /// with `f`, leaving the TLB alone like [`Self::update_leaf_deferred`]. The upper levels
-    /// are walked once per last-level table — 512 pages, 2 MiB — not once per page, as Linux's
-    /// `change_protection()` walks one page table at a time in `change_pte_range()`; a range
-    /// with no table at all is skipped 2 MiB at a time.
-    pub fn update_leaves(&mut self, start: VirtAddr, end: VirtAddr, mut f: impl FnMut(u64) -> u64) {
-        const TABLE_SPAN: u64 = 512 * 4096;
-        let mut addr = start.as_u64();
-        while addr < end.as_u64() {
-            let chunk_end = ((addr / TABLE_SPAN + 1) * TABLE_SPAN).min(end.as_u64());
-            if let Some(table) = self.last_level_table(VirtAddr::new(addr)) {
-                let first = (addr / 4096 % 512) as usize;
-                let last = ((chunk_end - 1) / 4096 % 512) as usize;
-                for entry in table.iter_mut().take(last + 1).skip(first).filter(|e| !e.is_unused()) {
-                    rewrite(entry, &mut f);
+    /// Calls `f(address, entry)` for every leaf entry in use (present, or holding a frame) in
+    /// `[start, end)` of the user half, descending only into tables that exist: an empty
+    /// entry at *any* level — PML4, PDPT, PD — skips everything it would map (512 GiB, 1 GiB,
+    /// 2 MiB) in one step, so the cost follows what is mapped, not how long the range is.
+    /// Linux: the `pgd_offset()` → `p4d`/`pud`/`pmd_none_or_clear_bad()` → `pte` walk with
+    /// `*_addr_end()` that `zap_page_range()`, `change_protection()` and `copy_page_range()`
+    /// share. Addresses outside the user half are simply not visited.
+    fn walk_user_leaves(&mut self, start: u64, end: u64, f: &mut dyn FnMut(u64, &mut PageTableEntry)) {
+        /// Bytes one entry of a table at `level` maps (level 1 = PT: 4 KiB … level 4 = PML4:
+        /// 512 GiB; Intel SDM Vol. 3A §4.5, Figure 4-8).
+        fn span(level: u8) -> u64 {
+            1 << (12 + 9 * (level as u64 - 1))
+        }
+        /// `[start, end)` is non-empty and lies inside the 512 entries of the table at
+        /// `level` that maps from `base`.
+        fn walk(frame: PhysFrame, level: u8, base: u64, start: u64, end: u64, f: &mut dyn FnMut(u64, &mut PageTableEntry)) {
+            // SAFETY: `frame` is a table of this tree (the root, or a child found through a
+            // used, non-huge entry), reachable through the physical window; the caller holds
+            // `&mut PageTableRoot`, so nothing walks or edits it concurrently.
+            let table = unsafe { &mut *table(&frame) };
+            let span = span(level);
+            let (first, last) = ((start - base) / span, (end - 1 - base) / span);
+            for i in first..=last {
+                let entry = &mut table[i as usize];
+                if entry.is_unused() {
+                    continue;
+                }
+                let addr = base + i * span;
+                if level == 1 {
+                    f(addr, entry);
+                } else if !entry.flags().contains(PageTableFlags::HUGE_PAGE) {
+                    let child = PhysFrame::containing_address(entry.addr());
+                    walk(child, level - 1, addr, start.max(addr), end.min(addr + span), f);
                 }
             }
-            addr = chunk_end;
+        }
+        let end = end.min(USER_END);
+        if start < end {
+            walk(self.frame, 4, 0, start, end, f);
         }
     }
 
-    /// Removes the leaf entry of `page` (present or not), returning its frame, and invalidates
-    /// the TLB entry.
-    pub fn unmap_leaf(&mut self, page: Page) -> Option<PhysFrame> {
-        let entry = self.leaf_entry(page)?;
-        let frame = PhysFrame::containing_address(entry.addr());
-        entry.set_unused();
-        x86_64::instructions::tlb::flush(page.start_address());
-        Some(frame)
+    /// Rewrites every leaf entry in `[start, end)` that is in use (present, or holding a frame)
+    /// with `f(address, old)`, adding each page to `tlb` (invalidated once, by the caller,
+    /// with [`TlbBatch::flush`]). Linux: `change_protection()` → `change_pte_range()`.
+    pub fn update_leaves(&mut self, start: u64, end: u64, tlb: &mut TlbBatch, mut f: impl FnMut(u64, u64) -> u64) {
+        self.walk_user_leaves(start, end, &mut |addr, entry| {
+            rewrite(entry, |old| f(addr, old));
+            tlb.add(addr);
+        });
+    }
+
+    /// Removes every leaf entry in `[start, end)` (present or not), handing each frame to
+    /// `put` and each page to `tlb`. Page tables stay (as Linux keeps them until
+    /// `free_pgtables()`). Linux: `zap_page_range_single()` → `zap_pte_range()`.
+    pub fn unmap_leaves(&mut self, start: u64, end: u64, tlb: &mut TlbBatch, mut put: impl FnMut(PhysFrame)) {
+        self.walk_user_leaves(start, end, &mut |addr, entry| {
+            put(PhysFrame::containing_address(entry.addr()));
+            entry.set_unused();
+            tlb.add(addr);
+        });
     }
 
     /// Calls `f(page, frame, leaf flags)` for every mapped 4-KiB page of the user half.
+    #[cfg(test)] // used by the in-kernel tests only
     pub fn for_each_user_page(&mut self, mut f: impl FnMut(Page, PhysFrame, PageTableFlags)) {
-        fn walk(frame: PhysFrame, level: u8, base: u64, f: &mut dyn FnMut(Page, PhysFrame, PageTableFlags)) {
-            // SAFETY: `frame` is a table of this tree, reachable through the physical window;
-            // `&mut PageTableRoot` excludes concurrent changes. Read only.
-            let table = unsafe { &*table(&frame) };
-            for (i, entry) in table.iter().enumerate() {
-                if entry.is_unused() || entry.flags().contains(PageTableFlags::HUGE_PAGE) {
-                    continue;
-                }
-                let addr = base + ((i as u64) << (12 + 9 * (level as u64 - 1)));
-                let child = PhysFrame::containing_address(entry.addr());
-                if level == 1 {
-                    f(Page::containing_address(VirtAddr::new(addr)), child, entry.flags());
-                } else {
-                    walk(child, level - 1, addr, f);
-                }
-            }
-        }
-        // SAFETY: as above, for the PML4.
-        let pml4 = unsafe { &*table(&self.frame) };
-        for (i, entry) in pml4.iter().enumerate().take(256) {
-            if !entry.is_unused() {
-                walk(PhysFrame::containing_address(entry.addr()), 3, (i as u64) << 39, &mut f);
-            }
-        }
+        self.walk_user_leaves(0, USER_END, &mut |addr, entry| {
+            f(Page::containing_address(VirtAddr::new(addr)), PhysFrame::containing_address(entry.addr()), entry.flags());
+        });
     }
 
     /// Consumes the root, returning its PML4 frame (to be freed once its user half is empty
@@ -345,7 +352,7 @@ impl PageTableRoot {
 fn rewrite(entry: &mut PageTableEntry, f: impl FnOnce(u64) -> u64) {
     let old = entry.flags().bits() | entry.addr().as_u64();
     let new = f(old);
-    entry.set_addr(PhysAddr::new(new & 0x000f_ffff_ffff_f000), PageTableFlags::from_bits_retain(new & !0x000f_ffff_ffff_f000));
+    entry.set_addr(PhysAddr::new(new & FRAME_MASK), PageTableFlags::from_bits_retain(new & !FRAME_MASK));
 }
 
 /// The kernel's own tree (the bootloader's, adopted at boot).
@@ -394,16 +401,47 @@ pub fn activate_kernel_root() {
 /// (`tlb_single_page_flush_ceiling`); so does pikku.
 pub const FLUSH_ALL_THRESHOLD: u64 = 33;
 
-/// Invalidates the TLB entries of `pages` pages from `start`: INVLPG each (SDM Vol. 2A
+/// Invalidates the TLB entries of the pages in `[start, end)`: INVLPG each (SDM Vol. 2A
 /// "INVLPG—Invalidate TLB Entries"; Vol. 3A §4.10.4 "Invalidation of TLBs and Paging-Structure
-/// Caches"), or a full flush past [`FLUSH_ALL_THRESHOLD`]. The one place that will send
+/// Caches"), or a full flush past [`FLUSH_ALL_THRESHOLD`] pages, so the cost never follows the
+/// length of the range. Linux: `flush_tlb_mm_range()`. The one place that will send
 /// shootdown IPIs when pikku runs on several CPUs.
-pub fn invalidate_range(start: VirtAddr, pages: u64) {
+pub fn invalidate_range(start: u64, end: u64) {
+    let pages = end.saturating_sub(start) / 4096;
     if pages > FLUSH_ALL_THRESHOLD {
         flush_all();
     } else {
         for i in 0..pages {
-            x86_64::instructions::tlb::flush(start + i * 4096);
+            x86_64::instructions::tlb::flush(VirtAddr::new(start + i * 4096));
+        }
+    }
+}
+
+/// The span of pages whose entries one call changed, gathered so the TLB is invalidated once
+/// per call with [`invalidate_range`], not once per page (Linux: `struct mmu_gather`'s
+/// `start`/`end`, flushed by `tlb_finish_mmu()`). Dropping it without [`TlbBatch::flush`]
+/// would leave stale translations, hence `#[must_use]`.
+#[derive(Debug, Default)]
+#[must_use = "changed entries stay in the TLB until the batch is flushed"]
+pub struct TlbBatch {
+    start: u64,
+    end: u64,
+}
+
+impl TlbBatch {
+    /// Adds the page at `addr` (a user address: below [`USER_END`]).
+    pub fn add(&mut self, addr: u64) {
+        if self.start == self.end {
+            self.start = addr;
+        }
+        self.start = self.start.min(addr);
+        self.end = self.end.max(addr + 4096);
+    }
+
+    /// Invalidates every page added (nothing if none was).
+    pub fn flush(self) {
+        if self.start < self.end {
+            invalidate_range(self.start, self.end);
         }
     }
 }

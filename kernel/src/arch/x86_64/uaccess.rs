@@ -13,10 +13,10 @@
 //! With SMAP on (CR4.SMAP, SDM Vol. 3A §4.6.1), supervisor data accesses to user pages fault
 //! unless EFLAGS.AC is set, so the copy is bracketed by STAC/CLAC — the only place the kernel
 //! opens that door. Validating a user range against the process's mappings comes first, in the
-//! caller; this layer only refuses ranges that leave the lower canonical half.
+//! caller; this layer only refuses ranges that leave user space (`vma::UserRange`: below
+//! `TASK_SIZE`, checked before any sum, as Linux's `access_ok()`).
 
 use super::extable::Fault;
-use super::paging::USER_END;
 
 /// Why a user copy failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,10 +36,7 @@ impl From<UaccessError> for pkeys::Errno {
 }
 
 fn check_range(addr: u64, len: usize) -> Result<(), UaccessError> {
-    match addr.checked_add(len as u64) {
-        Some(end) if end <= USER_END => Ok(()),
-        _ => Err(UaccessError::OutsideUserSpace),
-    }
+    vma::UserRange::new(addr, len as u64).map(|_| ()).ok_or(UaccessError::OutsideUserSpace)
 }
 
 /// Runs `body` — one asm block whose faulting instructions are all in the exception table — with
@@ -235,7 +232,8 @@ mod tests {
         let kernel_data = &buf as *const _ as u64;
         assert_eq!(copy_from_user(&mut buf, kernel_data), Err(UaccessError::OutsideUserSpace));
         assert_eq!(copy_to_user(0xffff_8000_0000_0000, b"x"), Err(UaccessError::OutsideUserSpace));
-        assert_eq!(copy_to_user(USER_END - 1, b"xy"), Err(UaccessError::OutsideUserSpace), "crosses the end");
+        assert_eq!(copy_to_user(vma::TASK_SIZE - 1, b"xy"), Err(UaccessError::OutsideUserSpace), "crosses the end");
+        assert_eq!(copy_to_user(vma::TASK_SIZE, b"x"), Err(UaccessError::OutsideUserSpace), "the page below 2^47");
         assert_eq!(copy_from_user(&mut buf, u64::MAX - 4), Err(UaccessError::OutsideUserSpace), "wraps");
         assert_eq!(copy_to_user(0x0000_9000_0000_0000, b"x"), Err(UaccessError::OutsideUserSpace), "non-canonical");
         // A zero-length copy anywhere in user space touches nothing.
