@@ -34,7 +34,7 @@ impl UserRange {
     /// `start` is page-aligned and the pages lie wholly in user space. A `len` whose rounding
     /// wraps is refused like any other too-long one.
     pub fn pages(start: u64, len: u64) -> Option<UserRange> {
-        if start % PAGE_SIZE != 0 {
+        if !start.is_multiple_of(PAGE_SIZE) {
             return None;
         }
         UserRange::new(start, page_align_up(len)?)
