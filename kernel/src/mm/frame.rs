@@ -100,8 +100,36 @@ fn refcount(frame: PhysFrame) -> &'static AtomicU16 {
     &REFS.get().expect("frame::init_refcounts not called")[index]
 }
 
-/// A fresh user frame with one reference.
+/// Frames user pages may not take: Linux's `min_free_kbytes` watermark, √(usable KiB × 16) KiB
+/// (Linux: `calculate_min_free_kbytes()`, clamped to 128 KiB .. 256 MiB) — about 2.9 MiB at
+/// 512 MiB. The kernel's own allocations (heap growth, kernel stacks, page tables) may dip
+/// below it, so a program that takes every page it can is refused a page (and killed, as
+/// Linux's OOM killer would) before the kernel is refused one.
+pub fn user_reserve() -> usize {
+    let kib = (total_usable() as u64) * (FRAME_SIZE / 1024);
+    let min_free_kib = isqrt(kib * 16).clamp(128, 256 * 1024);
+    (min_free_kib / (FRAME_SIZE / 1024)) as usize
+}
+
+/// ⌊√n⌋, by Newton's method.
+fn isqrt(n: u64) -> u64 {
+    if n < 2 {
+        return n;
+    }
+    let mut x = n;
+    let mut y = x.div_ceil(2);
+    while y < x {
+        x = y;
+        y = (x + n / x) / 2;
+    }
+    x
+}
+
+/// A fresh user frame with one reference, unless that would go below [`user_reserve`].
 pub fn alloc_user() -> Option<PhysFrame> {
+    if free_count() <= user_reserve() {
+        return None;
+    }
     let frame = alloc()?;
     refcount(frame).store(1, Ordering::Relaxed);
     Some(frame)

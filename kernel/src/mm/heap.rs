@@ -1,11 +1,25 @@
 //! The kernel heap: what makes `alloc` (`Box`, `Vec`, `BTreeMap`, `Arc`) work.
 //!
-//! A fixed virtual range in the upper half, [`HEAP_START`] .. + [`HEAP_SIZE`], is backed with
-//! frames at boot and handed to `linked_list_allocator` (rust-osdev's maintained first-fit
-//! allocator). The range sits in its own PML4 slot (index 448), which [`init`] checks is unused,
-//! so it can collide with nothing the bootloader mapped.
+//! The heap is a virtual region in the upper half, PML4 slot 448 from [`HEAP_START`], managed
+//! by `linked_list_allocator` (rust-osdev's maintained first-fit allocator). [`init`] creates the
+//! slot's PDPT (so every address space, which copies the kernel's PML4 entries when it is made,
+//! sees everything mapped there later) and backs the first [`HEAP_INITIAL`] bytes with frames.
+//!
+//! **Growth.** When an allocation does not fit, the heap maps the next pages of its region from
+//! free frames — at least [`GROW_STEP`] at a time — and tries again, up to [`HEAP_LIMIT`]. Past
+//! the limit, or when no frame is free, the allocation fails. A failed allocation through the
+//! infallible APIs (`Box::new`, `Vec::push`) would be a kernel panic, so every allocation a
+//! program can repeat without bound is either capped by one of the limits in the README's
+//! "Limits" table (tasks, fds, pipe buffer, console queue) or asked for first with [`reserve`],
+//! which answers `ENOMEM` while the kernel's own [`RESERVE`] would be touched. Pages, once
+//! mapped, stay with the heap (the report after `/init` ends says how many it holds).
 
-use linked_list_allocator::LockedHeap;
+use core::alloc::{GlobalAlloc, Layout};
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicUsize, Ordering};
+use linked_list_allocator::Heap;
+use pkeys::Errno;
+use spin::Mutex;
 use x86_64::structures::paging::{Page, PageTableFlags};
 use x86_64::VirtAddr;
 
@@ -14,33 +28,124 @@ use crate::mm::frame;
 
 /// Where the heap starts: PML4 slot 448, upper half.
 pub const HEAP_START: u64 = 0xffff_e000_0000_0000;
-/// 16 MiB.
-pub const HEAP_SIZE: u64 = 16 << 20;
+/// Backed at boot: 4 MiB.
+pub const HEAP_INITIAL: usize = 4 << 20;
+/// The heap grows by at least this much at a time: 1 MiB.
+pub const GROW_STEP: usize = 1 << 20;
+/// The most the heap may hold: 128 MiB (a quarter of the 512 MiB machine `make run` boots).
+pub const HEAP_LIMIT: usize = 128 << 20;
+/// Heap bytes [`reserve`] keeps for the kernel's own, infallible allocations: 2 MiB.
+pub const RESERVE: usize = 2 << 20;
+
+/// The allocator behind `alloc`: a first-fit heap that grows on demand.
+struct GrowingHeap(Mutex<Heap>);
+
+/// Frames taken for the page tables under the heap's region (they stay, like its pages).
+static TABLE_FRAMES: AtomicUsize = AtomicUsize::new(0);
 
 #[global_allocator]
-static ALLOCATOR: LockedHeap = LockedHeap::empty();
+static ALLOCATOR: GrowingHeap = GrowingHeap(Mutex::new(Heap::empty()));
 
-/// Maps the heap range and gives it to the allocator.
-pub fn init() {
-    let mut root = paging::kernel_root().lock();
-    assert!(
-        root.translate(VirtAddr::new(HEAP_START)).is_none(),
-        "the heap range {HEAP_START:#x} is already mapped"
-    );
-    let flags = PageTableFlags::PRESENT | PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE;
-    for i in 0..HEAP_SIZE / 4096 {
-        let page = Page::containing_address(VirtAddr::new(HEAP_START + i * 4096));
-        let frame = frame::alloc().expect("out of memory while mapping the kernel heap");
-        root.map(page, frame, flags, frame::alloc).expect("mapping the kernel heap");
+// SAFETY: `alloc` hands out blocks from the heap's mapped region only (linked_list_allocator
+// keeps them disjoint), `dealloc` returns them with the layout they were allocated with, and
+// the mutex serialises both. A null return is the "out of memory" answer GlobalAlloc allows.
+unsafe impl GlobalAlloc for GrowingHeap {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let mut heap = self.0.lock();
+        loop {
+            if let Ok(block) = heap.allocate_first_fit(layout) {
+                return block.as_ptr();
+            }
+            // The new pages join the free block at the top, so `size + align` always suffices.
+            if !grow(&mut heap, layout.size() + layout.align()) {
+                return core::ptr::null_mut();
+            }
+        }
     }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if let Some(block) = NonNull::new(ptr) {
+            // SAFETY: `ptr` came from `alloc` above with this `layout` (GlobalAlloc's contract).
+            unsafe { self.0.lock().deallocate(block, layout) };
+        }
+    }
+}
+
+/// Maps at least `bytes` more (rounded up to [`GROW_STEP`]) at the top of the heap and hands
+/// them to the allocator. `false` past [`HEAP_LIMIT`] or when frames run out (the pages mapped
+/// so far are kept: they are heap from now on).
+fn grow(heap: &mut Heap, bytes: usize) -> bool {
+    let want = bytes.div_ceil(GROW_STEP).saturating_mul(GROW_STEP);
+    let by = want.min(HEAP_LIMIT - heap.size());
+    if by < bytes {
+        return false;
+    }
+    let mapped = map_pages(HEAP_START + heap.size() as u64, by / 4096);
+    if mapped > 0 {
+        // SAFETY: the `mapped` pages right above the heap's top were just mapped writable and
+        // belong to nothing else.
+        unsafe { heap.extend(mapped * 4096) };
+    }
+    mapped * 4096 >= bytes
+}
+
+/// Maps `pages` fresh frames from `start` in the kernel's tree; returns how many it mapped
+/// before frames ran out.
+fn map_pages(start: u64, pages: usize) -> usize {
+    let mut root = paging::kernel_root().lock();
+    let flags = PageTableFlags::PRESENT | PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE;
+    let table_frame = || {
+        let f = frame::alloc();
+        TABLE_FRAMES.fetch_add(usize::from(f.is_some()), Ordering::Relaxed);
+        f
+    };
+    for i in 0..pages {
+        let page = Page::containing_address(VirtAddr::new(start + i as u64 * 4096));
+        let Some(frame) = frame::alloc() else { return i };
+        if root.map(page, frame, flags, table_frame).is_err() {
+            frame::free(frame);
+            return i;
+        }
+    }
+    pages
+}
+
+/// Creates the heap's PML4 slot, maps the first [`HEAP_INITIAL`] bytes and gives them to the
+/// allocator. Called once at boot, before any address space is made.
+pub fn init() {
+    let pdpt = frame::alloc().expect("no frame for the heap's PDPT");
+    paging::create_kernel_region_slot(VirtAddr::new(HEAP_START), pdpt);
+    let pages = HEAP_INITIAL / 4096;
+    assert_eq!(map_pages(HEAP_START, pages), pages, "out of memory while mapping the kernel heap");
     // SAFETY: the range was just mapped writable, is used by nothing else, and stays mapped for
     // the life of the kernel; `init` runs once.
-    unsafe { ALLOCATOR.lock().init(HEAP_START as *mut u8, HEAP_SIZE as usize) };
+    unsafe { ALLOCATOR.0.lock().init(HEAP_START as *mut u8, HEAP_INITIAL) };
 }
 
 /// Bytes of heap in use.
 pub fn used() -> usize {
-    ALLOCATOR.lock().used()
+    ALLOCATOR.0.lock().used()
+}
+
+/// Frames the heap holds: its pages and the page tables under them.
+pub fn frames_held() -> usize {
+    ALLOCATOR.0.lock().size() / 4096 + TABLE_FRAMES.load(Ordering::Relaxed)
+}
+
+/// Asks whether `bytes` more can be allocated without touching the kernel's [`RESERVE`]: what
+/// is free in the heap now plus what it can still grow by (up to [`HEAP_LIMIT`], and no more
+/// than the free frames). `ENOMEM` otherwise. Called before an allocation a program can repeat
+/// (a new task, a pipe), so that running out is an error for the program, never a panic. (Free
+/// space may be fragmented; `RESERVE` is the margin for that.)
+pub fn reserve(bytes: usize) -> Result<(), Errno> {
+    let heap = ALLOCATOR.0.lock();
+    let growable = (HEAP_LIMIT - heap.size()).min(frame::free_count().saturating_mul(4096));
+    let room = heap.free() + growable;
+    if bytes.saturating_add(RESERVE) <= room {
+        Ok(())
+    } else {
+        Err(Errno::ENOMEM)
+    }
 }
 
 #[cfg(test)]
@@ -68,5 +173,41 @@ mod tests {
             assert_eq!(big[12345], 7);
         }
         assert_eq!(super::used(), used, "1 MiB allocations freed 100 times leave no trace");
+    }
+
+    /// Allocations larger than the initial heap make it grow; what grew stays usable.
+    #[ktest]
+    fn the_heap_grows_past_its_initial_size() {
+        let held = super::frames_held();
+        let used = super::used();
+        let chunks: Vec<Vec<u8>> = (0..6).map(|i| alloc::vec![i as u8; super::HEAP_INITIAL]).collect();
+        assert!(super::frames_held() >= held + 5 * super::HEAP_INITIAL / 4096, "the heap grew");
+        assert!(chunks.iter().enumerate().all(|(i, c)| c[0] == i as u8 && c[c.len() - 1] == i as u8));
+        drop(chunks);
+        assert_eq!(super::used(), used, "everything freed");
+    }
+
+    /// At the limit an allocation fails — `try_reserve` says so, `reserve` says `ENOMEM` —
+    /// and the heap still works afterwards.
+    #[ktest]
+    fn past_the_limit_allocation_fails_without_a_panic() {
+        let used = super::used();
+        let mut hoard: Vec<Vec<u8>> = Vec::new();
+        loop {
+            let mut block = Vec::new();
+            if block.try_reserve_exact(super::GROW_STEP).is_err() {
+                break;
+            }
+            block.resize(super::GROW_STEP, 0xa5);
+            hoard.push(block);
+        }
+        assert!(super::frames_held() * 4096 > super::HEAP_LIMIT - 2 * super::GROW_STEP, "stopped at the limit");
+        assert_eq!(super::reserve(super::GROW_STEP), Err(pkeys::Errno::ENOMEM));
+        assert!(hoard.iter().all(|b| b[0] == 0xa5 && b[super::GROW_STEP - 1] == 0xa5));
+        drop(hoard);
+        assert_eq!(super::used(), used);
+        assert_eq!(super::reserve(super::GROW_STEP), Ok(()));
+        let again: Vec<u8> = alloc::vec![1; super::GROW_STEP];
+        assert_eq!(again[super::GROW_STEP - 1], 1);
     }
 }

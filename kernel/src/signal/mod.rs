@@ -245,7 +245,7 @@ fn deliver_one(thread: &Arc<task::Thread>, frame: &mut TrapFrame) {
             thread.blocked.store(new_blocked & !(bit(SIGKILL) | bit(SIGSTOP)), Ordering::Relaxed);
         }
         Err(_) => {
-            crate::log_warn!("pid {}: cannot deliver signal {} (bad frame): SIGSEGV", thread.process.pid, info.signo);
+            crate::log_warn_ratelimited!("pid {}: cannot deliver signal {} (bad frame): SIGSEGV", thread.process.pid, info.signo);
             sched::terminate(&thread.process, ExitStatus::Signaled(SIGSEGV));
         }
     }
@@ -348,7 +348,7 @@ pub fn sys_rt_sigreturn(frame: &mut TrapFrame) -> u64 {
     match frame::sigreturn(&thread, frame) {
         Ok(rax) => rax,
         Err(_) => {
-            crate::log_warn!("pid {}: bad rt_sigreturn frame: SIGSEGV", thread.process.pid);
+            crate::log_warn_ratelimited!("pid {}: bad rt_sigreturn frame: SIGSEGV", thread.process.pid);
             sched::terminate(&thread.process, ExitStatus::Signaled(SIGSEGV));
             0
         }

@@ -345,6 +345,25 @@ fn rewrite(entry: &mut PageTableEntry, f: impl FnOnce(u64) -> u64) {
     entry.set_addr(PhysAddr::new(new & 0x000f_ffff_ffff_f000), PageTableFlags::from_bits_retain(new & !0x000f_ffff_ffff_f000));
 }
 
+/// Creates the top-level (PML4) entry of a kernel virtual region — an empty PDPT — in the
+/// kernel's tree. Called at boot for every region the kernel maps into later (the growable heap,
+/// the kernel stacks): a new address space copies the kernel half's PML4 entries once, when it
+/// is made ([`PageTableRoot::new_user`]), so a PML4 entry created afterwards would be missing
+/// from every address space made before it. Entries below the PML4 are shared, so whatever is
+/// mapped under this slot later is seen by every address space. `pdpt` is a fresh frame that
+/// becomes the region's PDPT. Panics if the slot is in use (the bootloader put something there).
+pub fn create_kernel_region_slot(start: VirtAddr, pdpt: PhysFrame) {
+    assert!(start.as_u64() >= 0xffff_8000_0000_0000, "{start:?} is not in the kernel half");
+    let root = kernel_root().lock();
+    let index = usize::from(start.p4_index());
+    zero_frame(pdpt);
+    // SAFETY: the kernel's PML4 is reachable through the physical window and its lock is held;
+    // the entry is checked to be unused, so no existing mapping changes.
+    let pml4 = unsafe { &mut *table(&root.frame) };
+    assert!(pml4[index].is_unused(), "PML4 slot {index} ({start:?}) is already in use");
+    pml4[index].set_frame(pdpt, PageTableFlags::PRESENT | PageTableFlags::WRITABLE);
+}
+
 /// The kernel's own tree (the bootloader's, adopted at boot).
 pub fn kernel_root() -> &'static Mutex<PageTableRoot> {
     KERNEL_ROOT.get().expect("paging::init not called")
