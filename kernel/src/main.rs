@@ -86,7 +86,10 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     paging::init(phys_offset);
     mm::frame::init(&boot_info.memory_regions);
     mm::heap::init();
-    arch::x86_64::context::init_kernel_stacks(mm::frame::alloc().expect("no frame for the kernel stacks' PDPT"));
+    arch::x86_64::context::init_kernel_stacks(
+        mm::frame::alloc().expect("no frame for the kernel stacks' PDPT"),
+        arch::x86_64::context::FrameSource { alloc: mm::frame::alloc, free: mm::frame::free },
+    );
     mm::frame::init_refcounts(&boot_info.memory_regions);
 
     // 5. Protection: supervisor writes honour read-only pages and PKRU's WD bits (CR0.WP),

@@ -21,6 +21,23 @@ const MAP_KNOWN: u64 = 0x03 | MAP_FIXED | MAP_ANONYMOUS | 0x100 /*GROWSDOWN*/ | 
     | 0x2000 /*LOCKED*/ | 0x4000 /*NORESERVE*/ | 0x8000 /*POPULATE*/ | 0x10000 /*NONBLOCK*/ | 0x20000 /*STACK*/
     | 0x40000 /*HUGETLB*/ | MAP_FIXED_NOREPLACE;
 
+/// Most memory areas an address space may have: Linux's `vm.max_map_count` default
+/// (`DEFAULT_MAX_MAP_COUNT` = 65,530). Each area is a kernel object, so without a limit a
+/// program could fill the kernel heap with them, one `mprotect` of every other page at a time.
+/// Past it `mmap` — and a `munmap` or `mprotect` that would split an area — fail with `ENOMEM`.
+pub const MAX_MAP_COUNT: usize = 65_530;
+
+/// `ENOMEM` if cutting the areas at `start` and `end` would split one while the address space
+/// is at [`MAX_MAP_COUNT`] (Linux: the `map_count >= sysctl_max_map_count` check in
+/// `split_vma()`).
+fn check_split(mm: &crate::mm::address_space::Mm, start: u64, end: u64) -> Result<(), Errno> {
+    let splits = |at: u64| mm.vmas.find(at).is_some_and(|v| v.start != at);
+    if mm.vmas.len() >= MAX_MAP_COUNT && (splits(start) || splits(end)) {
+        return Err(Errno::ENOMEM);
+    }
+    Ok(())
+}
+
 fn page_align_up(len: u64) -> Option<u64> {
     len.checked_add(PAGE_SIZE - 1).map(|l| l & !(PAGE_SIZE - 1))
 }
@@ -60,6 +77,10 @@ pub fn sys_mmap(addr: u64, len: u64, prot: u64, flags: u64, fd: u64, offset: u64
     let prot = Prot::from_bits_truncate(prot as u32);
 
     let mut mm = thread.mm.write();
+    // Linux do_mmap(): too many areas already.
+    if mm.vmas.len() > MAX_MAP_COUNT {
+        return Err(Errno::ENOMEM);
+    }
     // Linux do_mmap(): PROT_EXEC alone gets the execute-only key (if one can be had).
     let pkey = if prot == Prot::EXEC {
         mm.pkeys.execute_only_pkey_for(&mut CurrentPkru).unwrap_or(Pkey::DEFAULT)
@@ -94,7 +115,10 @@ pub fn sys_munmap(addr: u64, len: u64) -> Result<u64, Errno> {
     }
     let len = page_align_up(len).ok_or(Errno::EINVAL)?;
     let end = addr.checked_add(len).filter(|&e| e <= USER_END).ok_or(Errno::EINVAL)?;
-    task::current().mm.write().unmap_range(addr, end);
+    let thread = task::current();
+    let mut mm = thread.mm.write();
+    check_split(&mm, addr, end)?;
+    mm.unmap_range(addr, end);
     Ok(0)
 }
 
@@ -114,6 +138,7 @@ fn do_mprotect_pkey(start: u64, len: u64, prot: u64, pkey: i32) -> Result<u64, E
     let Some(range) = pkeys::syscall::check_mprotect_args(start, len, prot)? else { return Ok(0) };
     let thread = task::current();
     let mut mm = thread.mm.write(); // mmap_write_lock_killable
+    check_split(&mm, range.start, range.end)?;
     mm.mprotect(range, pkey, &mut CurrentPkru).map(|()| 0)
 }
 

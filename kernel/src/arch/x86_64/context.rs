@@ -22,7 +22,6 @@ use x86_64::VirtAddr;
 
 use super::paging;
 use super::trap::TrapFrame;
-use crate::mm::frame;
 
 /// Size of a kernel stack: 16 KiB, Linux's `THREAD_SIZE` on x86-64.
 pub const KERNEL_STACK_SIZE: usize = 16 * 1024;
@@ -51,10 +50,26 @@ static OWNERS: [AtomicU32; MAX_KERNEL_STACKS] = [const { AtomicU32::new(0) }; MA
 /// The deepest any freed stack was used, in bytes.
 static DEEPEST: AtomicUsize = AtomicUsize::new(0);
 
-/// Creates the kernel-stack region's PML4 slot with `pdpt` as its PDPT. Once, at boot, before
-/// any address space is made (see `paging::create_kernel_region_slot`).
-pub fn init_kernel_stacks(pdpt: PhysFrame) {
+/// Where kernel stacks get their frames and give them back (the frame allocator: `arch` knows
+/// no allocator of its own, so the kernel hands these in at boot).
+#[derive(Clone, Copy)]
+pub struct FrameSource {
+    pub alloc: fn() -> Option<PhysFrame>,
+    pub free: fn(PhysFrame),
+}
+
+static FRAMES: spin::Once<FrameSource> = spin::Once::new();
+
+/// Creates the kernel-stack region's PML4 slot with `pdpt` as its PDPT, and records where
+/// stacks get their frames. Once, at boot, before any address space is made (see
+/// `paging::create_kernel_region_slot`).
+pub fn init_kernel_stacks(pdpt: PhysFrame, frames: FrameSource) {
     paging::create_kernel_region_slot(VirtAddr::new(KERNEL_STACKS_START), pdpt);
+    FRAMES.call_once(|| frames);
+}
+
+fn frame_source() -> FrameSource {
+    *FRAMES.get().expect("context::init_kernel_stacks not called")
 }
 
 /// One thread's kernel stack: [`KERNEL_STACK_SIZE`] bytes of its own frames, mapped at the top
@@ -90,17 +105,18 @@ impl KernelStack {
         let mut stack = KernelStack { slot, mapped: 0 };
         let mut root = paging::kernel_root().lock();
         let flags = PageTableFlags::PRESENT | PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE;
+        let frame = frame_source();
         let table_frame = || {
-            let f = frame::alloc();
+            let f = (frame.alloc)();
             SLOTS.lock().table_frames += usize::from(f.is_some());
             f
         };
         for i in 0..STACK_PAGES {
             let page = Page::containing_address(VirtAddr::new(stack.bottom() + i as u64 * 4096));
-            let frame = frame::alloc()?;
-            paging::zero_frame(frame);
-            if root.map(page, frame, flags, table_frame).is_err() {
-                frame::free(frame);
+            let page_frame = (frame.alloc)()?;
+            paging::zero_frame(page_frame);
+            if root.map(page, page_frame, flags, table_frame).is_err() {
+                (frame.free)(page_frame);
                 return None;
             }
             stack.mapped += 1;
@@ -166,7 +182,7 @@ impl Drop for KernelStack {
         let first = Page::containing_address(VirtAddr::new(self.bottom()));
         for i in 0..self.mapped as u64 {
             if let Some(frame) = root.unmap_leaf(first + i) {
-                frame::free(frame);
+                (frame_source().free)(frame);
             }
         }
         drop(root);
@@ -305,6 +321,7 @@ mod tests {
     /// Stacks are packed from the lowest free slot, and each one's guard is reported as its.
     #[ktest]
     fn kernel_stacks_are_guarded_and_their_frames_come_back() {
+        use crate::mm::frame;
         let free = frame::free_count() + kernel_stack_table_frames();
         let a = KernelStack::new(7).expect("a stack");
         let b = KernelStack::new(8).expect("a stack");
