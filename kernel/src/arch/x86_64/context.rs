@@ -307,7 +307,7 @@ mod tests {
 
     /// A thread that runs off its kernel stack hits the guard below it: a double fault on the
     /// IST stack reports the overflow and names the thread, instead of silent corruption.
-    #[ktest(panics = "kernel stack overflow: thread 4242 ran off the bottom of its kernel stack")]
+    #[ktest(panics = "kernel stack overflow: thread 4242 ran off the bottom of its kernel stack (#DF double fault handler")]
     fn a_kernel_stack_overflow_is_reported_naming_the_thread() {
         let mut stack = KernelStack::new(4242).expect("a kernel stack");
         let rsp = stack.prepare_call(overflow);

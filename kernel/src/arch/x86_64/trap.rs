@@ -392,7 +392,7 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
     if v == vector::DOUBLE_FAULT || v == vector::PAGE_FAULT {
         if let Some(tid) = super::context::guard_owner(fault_addr) {
             panic!(
-                "kernel stack overflow: thread {tid} ran off the bottom of its kernel stack (guard page at {fault_addr:#x}; reported from the {} handler)\n{}",
+                "kernel stack overflow: thread {tid} ran off the bottom of its kernel stack ({} handler; guard page at {fault_addr:#x})\n{}",
                 vector_name(v),
                 FrameReport(frame)
             );
