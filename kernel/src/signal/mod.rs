@@ -139,9 +139,19 @@ impl ThreadSignals {
         self.count.load(Ordering::Relaxed) != 0 && Self::first_deliverable(&self.pending.lock(), blocked).is_some()
     }
 
-    /// Makes `info` pending.
+    /// Makes `info` pending. A standard signal (1–31) that is pending already is not queued
+    /// again — one pending bit, as Linux's `legacy_queue()`; a real-time one (32–64) queues,
+    /// but no further than `RLIMIT_SIGPENDING` (init's default: `threads-max` / 2) while it is
+    /// pending already (Linux then keeps only the pending bit, `__send_signal_locked()`). So
+    /// a program cannot grow this queue without bound by sending itself blocked signals.
     pub fn push(&self, info: SigInfo) {
-        self.pending.lock().push(info);
+        const SIGRTMIN: u8 = 32;
+        let mut pending = self.pending.lock();
+        let already = pending.iter().any(|s| s.signo == info.signo);
+        if already && (info.signo < SIGRTMIN || pending.len() >= crate::task::limits::max_tasks() / 2) {
+            return;
+        }
+        pending.push(info);
         self.count.fetch_add(1, Ordering::Relaxed);
     }
 }
