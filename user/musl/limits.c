@@ -1,6 +1,7 @@
 /* Kernel resource limits, as a program meets them (README "Limits"): 1,000 threads at once
  * work; threads past `threads-max` are refused with EAGAIN (root is exempt from RLIMIT_NPROC,
- * not from threads-max); fds past RLIMIT_NOFILE (1,024) are refused with EMFILE. Every thread
+ * not from threads-max); fds past RLIMIT_NOFILE (1,024) are refused with EMFILE; a private
+ * writable mapping larger than RAM is refused with ENOMEM (the overcommit heuristic). Every thread
  * waits on one futex until the main thread releases them all, so they are alive together.
  * Only facts that are the same on every run (and on Linux) are printed. */
 #define _GNU_SOURCE
@@ -10,6 +11,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #include "pikku_user.h"
@@ -80,5 +82,18 @@ int main(void) {
     printf("pipe at the limit = %d %s\n", pipe(p), errname(errno));
     for (int fd = 3; fd <= last; fd++) close(fd);
     printf("after closing them, open = %d\n", open("/etc/passwd", O_RDONLY));
+
+    /* 4. Memory (the machine has 512 MiB): a private writable mapping of 1 GiB reserves more
+     *    than there is; with MAP_NORESERVE, or read-only, nothing is reserved. */
+    const size_t gib = 1UL << 30;
+    const int anon = MAP_PRIVATE | MAP_ANONYMOUS;
+    void *m = mmap(0, gib, PROT_READ | PROT_WRITE, anon, -1, 0);
+    printf("mmap of 1 GiB, private writable: %s\n", m == MAP_FAILED ? errname(errno) : "mapped");
+    m = mmap(0, gib, PROT_READ | PROT_WRITE, anon | MAP_NORESERVE, -1, 0);
+    printf("the same with MAP_NORESERVE: %s\n", m == MAP_FAILED ? errname(errno) : "mapped");
+    if (m != MAP_FAILED) munmap(m, gib);
+    m = mmap(0, gib, PROT_READ, anon, -1, 0);
+    printf("the same read-only: %s\n", m == MAP_FAILED ? errname(errno) : "mapped");
+    if (m != MAP_FAILED) munmap(m, gib);
     return 0;
 }

@@ -14,6 +14,7 @@ const MAP_PRIVATE: u64 = 0x02;
 const MAP_SHARED_VALIDATE: u64 = 0x03;
 const MAP_FIXED: u64 = 0x10;
 const MAP_ANONYMOUS: u64 = 0x20;
+const MAP_NORESERVE: u64 = 0x4000;
 const MAP_FIXED_NOREPLACE: u64 = 0x10_0000;
 /// Flags `MAP_SHARED_VALIDATE` accepts (Linux: `LEGACY_MAP_MASK` and friends, the ones pikku
 /// knows): every other flag is only checked with `MAP_SHARED_VALIDATE`.
@@ -79,6 +80,13 @@ pub fn sys_mmap(addr: u64, len: u64, prot: u64, flags: u64, fd: u64, offset: u64
     let mut mm = thread.mm.write();
     // Linux do_mmap(): too many areas already.
     if mm.vmas.len() > MAX_MAP_COUNT {
+        return Err(Errno::ENOMEM);
+    }
+    // Linux's overcommit heuristic (`vm.overcommit_memory` = 0, `__vm_enough_memory()`): a
+    // private writable mapping that reserves its memory (no MAP_NORESERVE) may not be larger
+    // than all of RAM. Nothing is reserved otherwise — pages come at the first touch.
+    let accountable = flags & MAP_SHARED_VALIDATE == MAP_PRIVATE && flags & MAP_NORESERVE == 0 && prot.contains(Prot::WRITE);
+    if accountable && len / PAGE_SIZE > crate::mm::frame::total_usable() as u64 {
         return Err(Errno::ENOMEM);
     }
     // Linux do_mmap(): PROT_EXEC alone gets the execute-only key (if one can be had).
