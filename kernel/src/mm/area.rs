@@ -27,6 +27,11 @@ pub const STACK_SIZE: u64 = 8 << 20;
 /// Top of the `mmap` region: below the stack, with a gap (as Linux's `mmap_base`).
 pub const MMAP_TOP: u64 = STACK_TOP - STACK_SIZE - (1 << 30);
 
+/// Heap bytes one memory area may take (the area and its share of the map's tree nodes),
+/// asked for (`heap::reserve`) before a call that may add areas: `vm.max_map_count` bounds
+/// one address space, the heap bounds them all — running out is `ENOMEM`, not a panic.
+pub const AREA_HEAP_BYTES: usize = 128;
+
 /// One memory area as pikku stores it.
 pub type Area = Vma<RamFile>;
 

@@ -6,7 +6,7 @@ use vma::{Backing, Prot, PAGE_SIZE};
 use crate::arch::x86_64::paging::USER_END;
 use crate::arch::x86_64::pkru::CurrentPkru;
 use crate::fs::OpenFile;
-use crate::mm::area::Area;
+use crate::mm::area::{Area, AREA_HEAP_BYTES};
 use crate::task;
 
 const MAP_SHARED: u64 = 0x01;
@@ -30,13 +30,13 @@ pub const MAX_MAP_COUNT: usize = 65_530;
 
 /// `ENOMEM` if cutting the areas at `start` and `end` would split one while the address space
 /// is at [`MAX_MAP_COUNT`] (Linux: the `map_count >= sysctl_max_map_count` check in
-/// `split_vma()`).
+/// `split_vma()`), or if the heap has no room for the two areas a split can add.
 fn check_split(mm: &crate::mm::address_space::Mm, start: u64, end: u64) -> Result<(), Errno> {
     let splits = |at: u64| mm.vmas.find(at).is_some_and(|v| v.start != at);
     if mm.vmas.len() >= MAX_MAP_COUNT && (splits(start) || splits(end)) {
         return Err(Errno::ENOMEM);
     }
-    Ok(())
+    crate::mm::heap::reserve(2 * AREA_HEAP_BYTES)
 }
 
 fn page_align_up(len: u64) -> Option<u64> {
@@ -78,10 +78,11 @@ pub fn sys_mmap(addr: u64, len: u64, prot: u64, flags: u64, fd: u64, offset: u64
     let prot = Prot::from_bits_truncate(prot as u32);
 
     let mut mm = thread.mm.write();
-    // Linux do_mmap(): too many areas already.
+    // Linux do_mmap(): too many areas already (and here: no heap for more).
     if mm.vmas.len() > MAX_MAP_COUNT {
         return Err(Errno::ENOMEM);
     }
+    crate::mm::heap::reserve(3 * AREA_HEAP_BYTES)?;
     // Linux's overcommit heuristic (`vm.overcommit_memory` = 0, `__vm_enough_memory()`): a
     // private writable mapping that reserves its memory (no MAP_NORESERVE) may not be larger
     // than all of RAM. Nothing is reserved otherwise — pages come at the first touch.

@@ -429,6 +429,9 @@ fn new_task_resources() -> Result<(limits::TaskSlot, u32, KernelStack), pkeys::E
 pub fn fork_process(parent_frame: &TrapFrame) -> Result<u64, pkeys::Errno> {
     let parent = current();
     let (task, pid, kstack) = new_task_resources()?;
+    // The child's copy of the memory areas comes from the heap too.
+    let areas = parent.mm.read().vmas.len();
+    crate::mm::heap::reserve(areas.saturating_mul(crate::mm::area::AREA_HEAP_BYTES))?;
     let child_mm = parent.mm.write().fork()?.into_ref();
     let process = parent.process.fork_child(pid, task);
     let mut frame = parent_frame.clone();
