@@ -373,6 +373,23 @@ mod tests {
     }
 
     #[test]
+    fn a_test_that_ended_the_boot_as_it_expected_is_resumed_after() {
+        let mut p = Parser::default();
+        let mut results = Vec::new();
+        for line in [
+            "[ktest] start a::overflows",
+            "[ktest] the expected panic: kernel stack overflow: thread 1 …",
+            "test a::overflows ... ok",
+            "[ktest] resume after a::overflows",
+        ] {
+            results.extend(p.feed(line));
+        }
+        assert_eq!(results, vec![TestResult { name: "a::overflows".into(), status: Status::Passed }]);
+        assert_eq!(p.resume_after.as_deref(), Some("a::overflows"));
+        assert!(p.running.is_none() && p.last_failed.is_none());
+    }
+
+    #[test]
     fn a_start_without_result_is_the_running_test() {
         let mut p = Parser::default();
         p.feed("[ktest] start x::hangs");

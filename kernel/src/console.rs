@@ -49,6 +49,17 @@ struct Deferred {
     dropped: u64,
 }
 
+impl Deferred {
+    /// Queues `line`, or counts it as dropped once [`MAX_DEFERRED`] lines wait.
+    fn push(&mut self, line: fmt::Arguments) {
+        if self.lines.len() < MAX_DEFERRED {
+            self.lines.push(alloc::format!("{line}"));
+        } else {
+            self.dropped += 1;
+        }
+    }
+}
+
 /// Applies the `log=` boot option.
 pub fn set_log_level(level: LogLevel) {
     let max = match level {
@@ -107,12 +118,7 @@ fn tagged_line(tag: &str, urgent: bool, args: fmt::Arguments) {
             print(format_args!("\n"));
             USER_LINE_OPEN.store(false, Ordering::Relaxed);
         } else {
-            let mut deferred = DEFERRED.lock();
-            if deferred.lines.len() < MAX_DEFERRED {
-                deferred.lines.push(alloc::format!("{line}"));
-            } else {
-                deferred.dropped += 1;
-            }
+            DEFERRED.lock().push(line);
             return;
         }
     }
@@ -166,35 +172,69 @@ struct RateLimit {
     missed: u64,
 }
 
+impl RateLimit {
+    /// Linux: `___ratelimit()`. At time `now` (µs): `Some(n)` if a warning may be printed,
+    /// `n` being how many were suppressed before it in earlier intervals; `None` if not.
+    fn check(&mut self, now: u64) -> Option<u64> {
+        let mut suppressed = 0;
+        if self.begin.is_none_or(|begin| now.saturating_sub(begin) >= RATELIMIT_INTERVAL_US) {
+            suppressed = core::mem::take(&mut self.missed);
+            self.begin = Some(now);
+            self.printed = 0;
+        }
+        if self.printed < RATELIMIT_BURST {
+            self.printed += 1;
+            Some(suppressed)
+        } else {
+            self.missed += 1;
+            None
+        }
+    }
+}
+
 static RATELIMIT: Mutex<RateLimit> = Mutex::new(RateLimit { begin: None, printed: 0, missed: 0 });
 
-/// May a user-triggered warning be printed now? Linux: `___ratelimit()`.
+/// May a user-triggered warning be printed now? (Says first how many were suppressed, if any.)
 pub fn ratelimit_allows() -> bool {
-    let now = time::micros_since_boot();
-    let suppressed = {
-        let mut rl = RATELIMIT.lock();
-        let mut suppressed = 0;
-        if rl.begin.is_none_or(|begin| now.saturating_sub(begin) >= RATELIMIT_INTERVAL_US) {
-            suppressed = core::mem::take(&mut rl.missed);
-            rl.begin = Some(now);
-            rl.printed = 0;
+    let verdict = RATELIMIT.lock().check(time::micros_since_boot());
+    match verdict {
+        None => false,
+        Some(0) => true,
+        Some(suppressed) => {
+            log(Level::Warn, format_args!("{suppressed} warnings suppressed (rate limit: {RATELIMIT_BURST} per {} s)", RATELIMIT_INTERVAL_US / 1_000_000));
+            true
         }
-        let allowed = rl.printed < RATELIMIT_BURST;
-        if allowed {
-            rl.printed += 1;
-        } else {
-            rl.missed += 1;
-        }
-        drop(rl);
-        if !allowed {
-            return false;
-        }
-        suppressed
-    };
-    if suppressed > 0 {
-        log(Level::Warn, format_args!("{suppressed} warnings suppressed (rate limit: {RATELIMIT_BURST} per {} s)", RATELIMIT_INTERVAL_US / 1_000_000));
     }
-    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ktest_macros::ktest;
+
+    /// Ten warnings in an interval, then silence; the next interval says how many were kept back.
+    #[ktest]
+    fn user_warnings_are_rate_limited_as_printk_ratelimit() {
+        let mut rl = RateLimit { begin: None, printed: 0, missed: 0 };
+        let t0 = 1_000_000;
+        assert!((0..10).all(|i| rl.check(t0 + i) == Some(0)), "a burst of 10");
+        assert!((0..90).all(|i| rl.check(t0 + 100 + i).is_none()), "then nothing");
+        assert_eq!(rl.check(t0 + RATELIMIT_INTERVAL_US - 1), None, "still the same interval");
+        assert_eq!(rl.check(t0 + RATELIMIT_INTERVAL_US), Some(91), "a new one: 91 suppressed");
+        assert_eq!(rl.check(t0 + RATELIMIT_INTERVAL_US + 1), Some(0));
+    }
+
+    /// The queue of lines waiting for an open program line keeps 64 and counts the rest.
+    #[ktest]
+    fn waiting_kernel_lines_are_bounded() {
+        let mut deferred = Deferred { lines: Vec::new(), dropped: 0 };
+        for i in 0..1000 {
+            deferred.push(format_args!("line {i}"));
+        }
+        assert_eq!(deferred.lines.len(), MAX_DEFERRED);
+        assert_eq!(deferred.lines[MAX_DEFERRED - 1], alloc::format!("line {}", MAX_DEFERRED - 1));
+        assert_eq!(deferred.dropped, 1000 - MAX_DEFERRED as u64);
+    }
 }
 
 #[macro_export]
