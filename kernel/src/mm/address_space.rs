@@ -42,7 +42,7 @@ impl Mm {
     /// A fresh, empty address space. Linux: `mm_alloc()` → `mm_init()` → `init_new_context()`:
     /// the key map holds key 0 only when the system has pkeys, nothing otherwise.
     pub fn new() -> Result<Mm, Errno> {
-        let root = paging::PageTableRoot::new_user(frame::alloc).ok_or(Errno::ENOMEM)?;
+        let root = paging::PageTableRoot::new_user(frame::alloc_user_table).ok_or(Errno::ENOMEM)?;
         Ok(Mm {
             root: Some(root),
             pkeys: PkeyState::init_new_context(cpu::pkey_support()),
@@ -82,7 +82,7 @@ impl Mm {
             self.root().update_leaf_deferred(page, |old| cow(old));
             frame::share(frame);
             let shared = PageTableFlags::from_bits_retain(cow(flags.bits()));
-            if child.root().map(page, frame, shared, frame::alloc).is_err() {
+            if child.root().map(page, frame, shared, frame::alloc_user_table).is_err() {
                 frame::put(frame);
                 paging::flush_all();
                 return Err(Errno::ENOMEM);
@@ -121,7 +121,7 @@ impl Mm {
         }
         let flags = PageTableFlags::from_bits_retain(pkeys::pte::with_pkey(flags.bits(), key));
         let page = Page::containing_address(addr);
-        self.root().map(page, frame, flags, frame::alloc).map_err(|_| {
+        self.root().map(page, frame, flags, frame::alloc_user_table).map_err(|_| {
             frame::put(frame);
             Errno::ENOMEM
         })

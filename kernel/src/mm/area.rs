@@ -255,7 +255,7 @@ impl Mm {
             }
         }
         let flags = PageTableFlags::from_bits_retain(pte_bits(area.prot, area.pkey));
-        if self.root().map(page(page_start), frame, flags, frame::alloc).is_err() {
+        if self.root().map(page(page_start), frame, flags, frame::alloc_user_table).is_err() {
             frame::put(frame);
             return Err(SegvCode::OutOfMemory);
         }

@@ -125,14 +125,26 @@ fn isqrt(n: u64) -> u64 {
     x
 }
 
-/// A fresh user frame with one reference, unless that would go below [`user_reserve`].
-pub fn alloc_user() -> Option<PhysFrame> {
+/// A frame, unless that would go below [`user_reserve`].
+fn alloc_above_reserve() -> Option<PhysFrame> {
     if free_count() <= user_reserve() {
         return None;
     }
-    let frame = alloc()?;
+    alloc()
+}
+
+/// A fresh user frame with one reference, unless that would go below [`user_reserve`].
+pub fn alloc_user() -> Option<PhysFrame> {
+    let frame = alloc_above_reserve()?;
     refcount(frame).store(1, Ordering::Relaxed);
     Some(frame)
+}
+
+/// A frame for a page table of a user address space. Tables are the program's memory too, so
+/// they stop at [`user_reserve`] like its pages (else a `fork` of a large address space could
+/// take the frames the kernel keeps for itself).
+pub fn alloc_user_table() -> Option<PhysFrame> {
+    alloc_above_reserve()
 }
 
 /// Adds a reference to a user frame (it is now mapped once more). Panics past 65535 sharers.
