@@ -41,6 +41,7 @@ pub const CASES: &[Case] = &[
     Case { program: "threads", args: &[], cpu: "qemu64" },
     Case { program: "procs", args: &[], cpu: "max" },
     Case { program: "procs", args: &[], cpu: "qemu64" },
+    Case { program: "limits", args: &[], cpu: "max" },
     Case { program: "mprotect_order", args: &[], cpu: "max" },
     Case { program: "mprotect_order", args: &[], cpu: "qemu64" },
     Case { program: "pkeys_mem", args: &[], cpu: "max" },

@@ -8,6 +8,7 @@
 //! |----------------------------------------------|--------------------------------------------------|
 //! | `Success`/`Failed` and a closing count line   | is done                                          |
 //! | `Panic` right after a `FAILED` result line    | boots again after that test                      |
+//! | `Panic` after `[ktest] resume after X` (a test that expected to end the boot) | boots again after X |
 //! | QEMU status 0 (triple fault, `-no-reboot`)    | records the running test as FAILED, boots again after it |
 //! | no output for [`Suite::timeout`]              | kills QEMU, records the running test as hung (FAILED), boots again after it |
 //! | a panic or hang outside any test              | stops with an error naming the last kernel lines |
@@ -246,7 +247,7 @@ impl Suite {
                 }
                 Ok(BootEnd::Finished)
             }
-            Outcome::Kernel(ExitCode::Panic) => match parser.last_failed.take() {
+            Outcome::Kernel(ExitCode::Panic) => match parser.last_failed.take().or_else(|| parser.resume_after.take()) {
                 Some(name) => Ok(BootEnd::ResumeAfter(name)),
                 None => Err(format!("kernel panic outside any test:\n{last_lines}")),
             },
@@ -280,6 +281,8 @@ struct Parser {
     failing: Option<(String, Vec<String>)>,
     /// The last test reported FAILED in this boot.
     last_failed: Option<String>,
+    /// A test that passed by ending the boot with the panic it expected.
+    resume_after: Option<String>,
     closing: Option<String>,
     /// The last lines seen, for error messages.
     tail: Vec<String>,
@@ -301,6 +304,8 @@ impl Parser {
         }
         if let Some(name) = line.strip_prefix("[ktest] start ") {
             self.running = Some(name.trim().to_string());
+        } else if let Some(name) = line.strip_prefix("[ktest] resume after ") {
+            self.resume_after = Some(name.trim().to_string());
         } else if let Some(rest) = line.strip_prefix("test ") {
             if let Some(name) = rest.strip_suffix(" ... ok") {
                 self.running = None;
@@ -365,6 +370,23 @@ mod tests {
         assert_eq!(p.closing.as_deref(), Some("2 passed, 1 failed"));
         assert_eq!(p.last_failed.as_deref(), Some("a::three"));
         assert!(p.running.is_none());
+    }
+
+    #[test]
+    fn a_test_that_ended_the_boot_as_it_expected_is_resumed_after() {
+        let mut p = Parser::default();
+        let mut results = Vec::new();
+        for line in [
+            "[ktest] start a::overflows",
+            "[ktest] the expected panic: kernel stack overflow: thread 1 …",
+            "test a::overflows ... ok",
+            "[ktest] resume after a::overflows",
+        ] {
+            results.extend(p.feed(line));
+        }
+        assert_eq!(results, vec![TestResult { name: "a::overflows".into(), status: Status::Passed }]);
+        assert_eq!(p.resume_after.as_deref(), Some("a::overflows"));
+        assert!(p.running.is_none() && p.last_failed.is_none());
     }
 
     #[test]

@@ -11,7 +11,9 @@
 //! program's next newline — or when the program ends, after one newline the kernel adds so that
 //! its own line starts at the beginning of a line (the only byte the kernel ever adds to
 //! program output, and only when the program's output did not end with a newline). Errors
-//! (panics) do not wait: they start a new line at once.
+//! (panics) do not wait: they start a new line at once. The queue of waiting lines is bounded
+//! ([`MAX_DEFERRED`]), and warnings a program can trigger at will are rate-limited as Linux's
+//! `printk_ratelimit()` ([`ratelimit_allows`]).
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -34,8 +36,29 @@ pub enum Level {
 static MAX_LEVEL: AtomicU8 = AtomicU8::new(Level::Info as u8);
 /// Did the last byte of user output leave a line open?
 static USER_LINE_OPEN: AtomicBool = AtomicBool::new(false);
-/// Kernel lines waiting for the program's line to end.
-static DEFERRED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+/// Kernel lines waiting for the program's line to end, and how many more were dropped.
+static DEFERRED: Mutex<Deferred> = Mutex::new(Deferred { lines: Vec::new(), dropped: 0 });
+
+/// Most kernel lines that wait for an open program line. A program that never ends its line
+/// while it makes the kernel log (a loop of unknown system calls) must not fill the heap:
+/// later lines are counted, and one "N kernel lines dropped" line says so when the wait ends.
+pub const MAX_DEFERRED: usize = 64;
+
+struct Deferred {
+    lines: Vec<String>,
+    dropped: u64,
+}
+
+impl Deferred {
+    /// Queues `line`, or counts it as dropped once [`MAX_DEFERRED`] lines wait.
+    fn push(&mut self, line: fmt::Arguments) {
+        if self.lines.len() < MAX_DEFERRED {
+            self.lines.push(alloc::format!("{line}"));
+        } else {
+            self.dropped += 1;
+        }
+    }
+}
 
 /// Applies the `log=` boot option.
 pub fn set_log_level(level: LogLevel) {
@@ -95,7 +118,7 @@ fn tagged_line(tag: &str, urgent: bool, args: fmt::Arguments) {
             print(format_args!("\n"));
             USER_LINE_OPEN.store(false, Ordering::Relaxed);
         } else {
-            DEFERRED.lock().push(alloc::format!("{line}"));
+            DEFERRED.lock().push(line);
             return;
         }
     }
@@ -121,9 +144,66 @@ pub fn finish_user_output() {
 }
 
 fn flush_deferred() {
-    let lines = core::mem::take(&mut *DEFERRED.lock());
+    let (lines, dropped) = {
+        let mut deferred = DEFERRED.lock();
+        (core::mem::take(&mut deferred.lines), core::mem::take(&mut deferred.dropped))
+    };
     for line in lines {
         print(format_args!("{line}"));
+    }
+    if dropped > 0 {
+        tagged_line("warn", false, format_args!("{dropped} kernel lines dropped while a program line was open"));
+    }
+}
+
+/// Linux's `printk_ratelimit()` for warnings a program can trigger at will (an unknown system
+/// call, a fault report): at most [`RATELIMIT_BURST`] in any [`RATELIMIT_INTERVAL_US`], the
+/// defaults of Linux's `DEFAULT_RATELIMIT_BURST` (10) and `DEFAULT_RATELIMIT_INTERVAL` (5 s).
+/// When a new interval starts after some were suppressed, one line says how many (Linux:
+/// "N callbacks suppressed").
+pub const RATELIMIT_BURST: u32 = 10;
+/// See [`RATELIMIT_BURST`]: 5 seconds.
+pub const RATELIMIT_INTERVAL_US: u64 = 5_000_000;
+
+struct RateLimit {
+    /// Start of the current interval (µs since boot); `None` before the first warning.
+    begin: Option<u64>,
+    printed: u32,
+    missed: u64,
+}
+
+impl RateLimit {
+    /// Linux: `___ratelimit()`. At time `now` (µs): `Some(n)` if a warning may be printed,
+    /// `n` being how many were suppressed before it in earlier intervals; `None` if not.
+    fn check(&mut self, now: u64) -> Option<u64> {
+        let mut suppressed = 0;
+        if self.begin.is_none_or(|begin| now.saturating_sub(begin) >= RATELIMIT_INTERVAL_US) {
+            suppressed = core::mem::take(&mut self.missed);
+            self.begin = Some(now);
+            self.printed = 0;
+        }
+        if self.printed < RATELIMIT_BURST {
+            self.printed += 1;
+            Some(suppressed)
+        } else {
+            self.missed += 1;
+            None
+        }
+    }
+}
+
+static RATELIMIT: Mutex<RateLimit> = Mutex::new(RateLimit { begin: None, printed: 0, missed: 0 });
+
+/// May a user-triggered warning be printed now? (Says first how many were suppressed, if any.)
+pub fn ratelimit_allows() -> bool {
+    let verdict = RATELIMIT.lock().check(time::micros_since_boot());
+    match verdict {
+        None => false,
+        Some(0) => true,
+        Some(suppressed) => {
+            log(Level::Warn, format_args!("{suppressed} warnings suppressed (rate limit: {RATELIMIT_BURST} per {} s)", RATELIMIT_INTERVAL_US / 1_000_000));
+            true
+        }
     }
 }
 
@@ -148,6 +228,16 @@ macro_rules! log_warn {
     ($($arg:tt)*) => { $crate::console::log($crate::console::Level::Warn, format_args!($($arg)*)) };
 }
 
+/// A warning a program can trigger at will, rate-limited ([`ratelimit_allows`]).
+#[macro_export]
+macro_rules! log_warn_ratelimited {
+    ($($arg:tt)*) => {
+        if $crate::console::enabled($crate::console::Level::Warn) && $crate::console::ratelimit_allows() {
+            $crate::console::log($crate::console::Level::Warn, format_args!($($arg)*))
+        }
+    };
+}
+
 #[macro_export]
 macro_rules! log_info {
     ($($arg:tt)*) => { $crate::console::log($crate::console::Level::Info, format_args!($($arg)*)) };
@@ -156,4 +246,34 @@ macro_rules! log_info {
 #[macro_export]
 macro_rules! log_debug {
     ($($arg:tt)*) => { $crate::console::log($crate::console::Level::Debug, format_args!($($arg)*)) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ktest_macros::ktest;
+
+    /// Ten warnings in an interval, then silence; the next interval says how many were kept back.
+    #[ktest]
+    fn user_warnings_are_rate_limited_as_printk_ratelimit() {
+        let mut rl = RateLimit { begin: None, printed: 0, missed: 0 };
+        let t0 = 1_000_000;
+        assert!((0..10).all(|i| rl.check(t0 + i) == Some(0)), "a burst of 10");
+        assert!((0..90).all(|i| rl.check(t0 + 100 + i).is_none()), "then nothing");
+        assert_eq!(rl.check(t0 + RATELIMIT_INTERVAL_US - 1), None, "still the same interval");
+        assert_eq!(rl.check(t0 + RATELIMIT_INTERVAL_US), Some(91), "a new one: 91 suppressed");
+        assert_eq!(rl.check(t0 + RATELIMIT_INTERVAL_US + 1), Some(0));
+    }
+
+    /// The queue of lines waiting for an open program line keeps 64 and counts the rest.
+    #[ktest]
+    fn waiting_kernel_lines_are_bounded() {
+        let mut deferred = Deferred { lines: Vec::new(), dropped: 0 };
+        for i in 0..1000 {
+            deferred.push(format_args!("line {i}"));
+        }
+        assert_eq!(deferred.lines.len(), MAX_DEFERRED);
+        assert_eq!(deferred.lines[MAX_DEFERRED - 1], alloc::format!("line {}", MAX_DEFERRED - 1));
+        assert_eq!(deferred.dropped, 1000 - MAX_DEFERRED as u64);
+    }
 }

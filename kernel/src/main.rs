@@ -90,6 +90,10 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     paging::init(phys_offset);
     mm::frame::init(&boot_info.memory_regions);
     mm::heap::init();
+    arch::x86_64::context::init_kernel_stacks(
+        mm::frame::alloc().expect("no frame for the kernel stacks' PDPT"),
+        arch::x86_64::context::FrameSource { alloc: mm::frame::alloc, free: mm::frame::free },
+    );
     mm::frame::init_refcounts(&boot_info.memory_regions);
 
     // 5. Protection: supervisor writes honour read-only pages and PKRU's WD bits (CR0.WP),
@@ -150,7 +154,7 @@ fn run_init() -> ! {
         argv.push(b"/init");
     }
     let envp = list(b"/pikku/envp");
-    let frames_before = mm::frame::free_count();
+    let before = MemoryBalance::now();
     let (process, thread) = match loader::spawn_process(b"/init", &argv, &envp) {
         Ok(p) => p,
         Err(e) => {
@@ -165,13 +169,28 @@ fn run_init() -> ! {
     x86_64::instructions::interrupts::disable();
     drop(process);
     task::sched::reap_now();
+    task::sched::release_spare_capacity();
     console::finish_user_output();
     let left: alloc::vec::Vec<u32> = task::process::all().iter().map(|p| p.pid).filter(|&pid| pid > 0).collect();
+    let after = MemoryBalance::now();
     log_info!(
-        "memory: {} frames free before /init was loaded, {} after it ended; processes left: {:?}",
-        frames_before,
-        mm::frame::free_count(),
+        "memory: {} frames free before /init was loaded, {} after it ended; the heap and the kernel-stack page tables held \
+         {} frames before, {} after, with {} heap bytes in use before, {} after; processes left: {:?}",
+        before.free_frames,
+        after.free_frames,
+        before.heap_frames,
+        after.heap_frames,
+        before.heap_bytes,
+        after.heap_bytes,
         left
+    );
+    log_info!(
+        "kernel stacks: {} in use, deepest use {} of {} bytes; tasks: {} (threads-max {})",
+        arch::x86_64::context::kernel_stacks_in_use(),
+        arch::x86_64::context::deepest_kernel_stack_use(),
+        arch::x86_64::context::KERNEL_STACK_SIZE,
+        task::limits::tasks(),
+        task::limits::max_tasks()
     );
     log_info!(
         "scheduler: {} switches, {} preemptive ({} ticks at {} Hz); WRPKRU {} done, {} skipped",
@@ -189,6 +208,25 @@ fn run_init() -> ! {
         }
     }
     qemu::exit(ExitCode::Success)
+}
+
+/// What a program must give back: free frames, and the heap's frames and bytes in use. (The
+/// heap keeps pages it grew by, and the kernel-stack region the page tables it needed, so
+/// "every frame back" means free + held frames are as before; both count as held.)
+struct MemoryBalance {
+    free_frames: usize,
+    heap_frames: usize,
+    heap_bytes: usize,
+}
+
+impl MemoryBalance {
+    fn now() -> MemoryBalance {
+        MemoryBalance {
+            free_frames: mm::frame::free_count(),
+            heap_frames: mm::heap::frames_held() + arch::x86_64::context::kernel_stack_table_frames(),
+            heap_bytes: mm::heap::used(),
+        }
+    }
 }
 
 fn read_boot_options(ramdisk: &'static [u8]) -> BootOptions<'static> {

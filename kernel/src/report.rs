@@ -32,13 +32,14 @@ pub fn print(regions: &MemoryRegions, kernel_addr: u64) {
     }
     crate::log_info!(
         "memory: {} regions: {} MiB usable, {} KiB used by the bootloader, {} MiB reserved (firmware, MMIO holes); \
-         {} frames free after a {} MiB heap",
+         {} frames free after a {} MiB initial heap (it grows on demand to at most {} MiB)",
         regions.len(),
         usable >> 20,
         bootloader >> 10,
         firmware >> 20,
         frame::free_count(),
-        heap::HEAP_SIZE >> 20
+        heap::HEAP_INITIAL >> 20,
+        heap::HEAP_LIMIT >> 20
     );
     crate::log_info!("kernel image at {:#x} (upper half: the lower half is left to user space)", kernel_addr);
 

@@ -9,6 +9,9 @@
 //!
 //! #[ktest(needs = no_pku)]      // the "no protection keys" paths, e.g. under -cpu qemu64
 //! fn pkey_alloc_is_enospc() { … }
+//!
+//! #[ktest(panics = "kernel stack overflow")]   // passes only if it ends the boot with a
+//! fn overflow_is_reported() { … }              // panic whose message contains the text
 //! ```
 //!
 //! The attribute leaves the function as it is and adds, next to it, a
@@ -21,7 +24,7 @@ use proc_macro::{TokenStream, TokenTree};
 
 #[proc_macro_attribute]
 pub fn ktest(attr: TokenStream, item: TokenStream) -> TokenStream {
-    let needs = match needs_of(attr) {
+    let (needs, expect_panic) = match needs_of(attr) {
         Ok(n) => n,
         Err(msg) => return compile_error(&msg),
     };
@@ -34,6 +37,7 @@ pub fn ktest(attr: TokenStream, item: TokenStream) -> TokenStream {
          static __ktest_{name}: crate::ktest::KTest = crate::ktest::KTest {{\n\
              name: concat!(module_path!(), \"::\", \"{name}\"),\n\
              needs: crate::ktest::Needs::{needs},\n\
+             expect_panic: {expect_panic},\n\
              run: {name},\n\
          }};"
     );
@@ -42,22 +46,28 @@ pub fn ktest(attr: TokenStream, item: TokenStream) -> TokenStream {
     out
 }
 
-/// `needs = pku` → `Pku`, `needs = no_pku` → `NoPku`, nothing → `Nothing`.
-fn needs_of(attr: TokenStream) -> Result<&'static str, String> {
+/// `needs = pku` → `Pku`, `needs = no_pku` → `NoPku`, nothing → `Nothing`; `panics = "text"`
+/// → the panic the test must end with.
+fn needs_of(attr: TokenStream) -> Result<(&'static str, String), String> {
     let tokens: Vec<TokenTree> = attr.into_iter().collect();
     match tokens.as_slice() {
-        [] => Ok("Nothing"),
+        [] => Ok(("Nothing", "None".into())),
+        [TokenTree::Ident(key), TokenTree::Punct(eq), TokenTree::Literal(text)]
+            if key.to_string() == "panics" && eq.as_char() == '=' && text.to_string().starts_with('"') =>
+        {
+            Ok(("Nothing", format!("Some({text})")))
+        }
         [TokenTree::Ident(key), TokenTree::Punct(eq), TokenTree::Ident(value)]
             if key.to_string() == "needs" && eq.as_char() == '=' =>
         {
             match value.to_string().as_str() {
-                "pku" => Ok("Pku"),
-                "no_pku" => Ok("NoPku"),
-                "harness_selftest" => Ok("HarnessSelftest"),
+                "pku" => Ok(("Pku", "None".into())),
+                "no_pku" => Ok(("NoPku", "None".into())),
+                "harness_selftest" => Ok(("HarnessSelftest", "None".into())),
                 other => Err(format!("#[ktest(needs = …)]: unknown requirement `{other}` (pku, no_pku, harness_selftest)")),
             }
         }
-        _ => Err("#[ktest] takes nothing or `needs = pku|no_pku|harness_selftest`".into()),
+        _ => Err("#[ktest] takes nothing, `needs = pku|no_pku|harness_selftest` or `panics = \"text\"`".into()),
     }
 }
 

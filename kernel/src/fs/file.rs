@@ -33,6 +33,10 @@ impl OpenFile {
 /// Most descriptors a process may hold (Linux's default `RLIMIT_NOFILE` soft limit).
 pub const MAX_FDS: usize = 1024;
 
+/// Heap bytes asked for (`heap::reserve`) before a new open file is made: the file, its
+/// `Arc`, a pipe's shared part, and room for the fd table to grow.
+pub const OPEN_FILE_HEAP_BYTES: usize = 1024;
+
 /// A process's file descriptors.
 #[derive(Debug, Clone)]
 pub struct FdTable {
@@ -60,8 +64,11 @@ impl FdTable {
         self.slots.get(fd as usize).cloned().flatten().ok_or(Errno::EBADF)
     }
 
-    /// Installs `file` at the lowest free descriptor (`EMFILE` when full).
+    /// Installs `file` at the lowest free descriptor (`EMFILE` when full; `ENOMEM` when the
+    /// kernel heap cannot take another open file — root is exempt from Linux's `fs.file-max`,
+    /// so memory is the only bound, see the README's "Limits").
     pub fn insert(&mut self, file: OpenFile) -> Result<u64, Errno> {
+        crate::mm::heap::reserve(OPEN_FILE_HEAP_BYTES)?;
         self.insert_shared(Arc::new(file))
     }
 

@@ -106,6 +106,12 @@ impl PipeEnd {
             let n = {
                 let mut buf = self.pipe.buffer.lock();
                 let n = (CAPACITY - buf.len()).min(data.len() - done);
+                // The buffer grows on demand from the kernel heap: when that is exhausted the
+                // write stops there, `ENOMEM` if nothing was written (Linux `pipe_write()`
+                // when `alloc_page()` fails).
+                if buf.try_reserve(n).is_err() {
+                    return if done > 0 { Ok(done as u64) } else { Err(Errno::ENOMEM) };
+                }
                 buf.extend(&data[done..done + n]);
                 n
             };

@@ -19,6 +19,11 @@
 //! FAILED line and exits QEMU with `ExitCode::Panic`; the host runner boots again with
 //! `ktest.start_after=<that test>` and the counts so far in `ktest.carry=…`, so one failure
 //! never hides the others and the closing line of the last boot covers the whole run.
+//!
+//! A test can also *expect* to end the boot: `#[ktest(panics = "text")]` passes if it panics
+//! with a message containing `text` (a kernel stack overflow, reported by the double-fault
+//! handler, is such an end). The panic handler then prints the `ok` line and `[ktest] resume
+//! after <test>`, and the host boots again after it; a test that returns instead fails.
 
 use bootproto::exit::ExitCode;
 use bootproto::options::{BootOptions, Counts};
@@ -72,6 +77,8 @@ pub struct KTest {
     /// [`module::path::function`], as `module_path!()` spells it.
     pub name: &'static str,
     pub needs: Needs,
+    /// `Some(text)`: the test must end the boot with a panic whose message contains `text`.
+    pub expect_panic: Option<&'static str>,
     pub run: fn(),
 }
 
@@ -84,6 +91,31 @@ impl KTest {
 
 fn short(name: &'static str) -> &'static str {
     name.strip_prefix("kernel::").unwrap_or(name)
+}
+
+/// The panic text the running test expects, if any (for the panic handler).
+static TESTS_EXPECTING_PANIC: Mutex<Option<&'static str>> = Mutex::new(None);
+
+/// A `fmt::Write` into a fixed buffer (truncating), for the panic path.
+struct FixedText {
+    bytes: [u8; 512],
+    len: usize,
+}
+
+impl core::fmt::Write for FixedText {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        let n = s.len().min(self.bytes.len() - self.len);
+        self.bytes[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        Ok(())
+    }
+}
+
+impl FixedText {
+    fn as_str(&self) -> &str {
+        let bytes = &self.bytes[..self.len];
+        core::str::from_utf8(bytes).unwrap_or_else(|e| core::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or(""))
+    }
 }
 
 /// The test running now, and the counts of this run so far (for the panic handler).
@@ -113,10 +145,18 @@ pub fn runner(tests: &[&KTest]) {
             continue;
         }
         crate::println!("[ktest] start {name}");
+        *TESTS_EXPECTING_PANIC.lock() = test.expect_panic;
         STATE.lock().0 = Some(test.name);
         (test.run)();
         let mut state = STATE.lock();
         state.0 = None;
+        if let Some(expected) = test.expect_panic {
+            state.1.failed += 1;
+            drop(state);
+            crate::println!("test {name} ... FAILED");
+            crate::println!("    returned, but it should have panicked with {expected:?}");
+            continue;
+        }
         state.1.passed += 1;
         drop(state);
         crate::println!("test {name} ... ok");
@@ -128,11 +168,28 @@ pub fn runner(tests: &[&KTest]) {
     qemu::exit(if counts.failed == 0 { ExitCode::Success } else { ExitCode::Failed });
 }
 
-/// Called by the panic handler: if a test was running, reports it as FAILED and returns `true`.
+/// Called by the panic handler: if a test was running, reports it — as passed if it expected
+/// this panic, else as FAILED — and returns `true`.
 pub fn report_panic(info: &core::panic::PanicInfo) -> bool {
     // The panic may have struck while STATE was locked; never wait for it.
     let Some(state) = STATE.try_lock() else { return false };
     let Some(name) = state.0 else { return false };
+    let expected = TESTS_EXPECTING_PANIC.try_lock().and_then(|t| *t);
+    if let Some(text) = expected {
+        // Formatted into a fixed buffer: the heap may be what broke.
+        let mut message = FixedText { bytes: [0; 512], len: 0 };
+        let _ = core::fmt::write(&mut message, format_args!("{}", info.message()));
+        if message.as_str().contains(text) {
+            crate::println!("[ktest] the expected panic: {}", info.message());
+            crate::println!("test {} ... ok", short(name));
+            crate::println!("[ktest] resume after {}", short(name));
+            return true;
+        }
+        crate::println!("test {} ... FAILED", short(name));
+        crate::println!("    panicked, but without {text:?}:");
+        crate::println!("    {}", info.message());
+        return true;
+    }
     crate::println!("test {} ... FAILED", short(name));
     match info.location() {
         Some(loc) => crate::println!("    panicked at {}:{}:{}:", loc.file(), loc.line(), loc.column()),

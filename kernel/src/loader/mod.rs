@@ -19,6 +19,7 @@ use vma::{Backing, Prot, Vma};
 
 use crate::arch::x86_64::gdt::{USER_CS, USER_SS};
 use crate::arch::x86_64::trap::TrapFrame;
+use crate::arch::x86_64::context::KernelStack;
 use crate::arch::x86_64::cpu;
 use crate::fs::{ramdisk, Node};
 use crate::mm::address_space::Mm;
@@ -27,9 +28,10 @@ use crate::task::{self, Process, Thread};
 
 /// Loads `path` as a new process with `argv` and `envp`, ready to run (not yet scheduled).
 pub fn spawn_process(path: &[u8], argv: &[&[u8]], envp: &[&[u8]]) -> Result<(Arc<Process>, Arc<Thread>), Errno> {
+    let task = crate::task::limits::TaskSlot::take()?;
     let pid = Thread::allocate_tid();
     let name = path.rsplit(|&b| b == b'/').next().unwrap_or(path);
-    let process = Process::new(pid, &String::from_utf8_lossy(name));
+    let process = Process::new(pid, &String::from_utf8_lossy(name), Some(task));
     let thread = load(&process, pid, path, argv, envp)?;
     Ok((process, thread))
 }
@@ -45,7 +47,7 @@ pub fn load(process: &Arc<Process>, tid: u32, path: &[u8], argv: &[&[u8]], envp:
         return Err(Errno::ENOEXEC);
     }
     let plan = uapi::elf::plan(file.data).map_err(|e| {
-        crate::log_warn!("{}: not a loadable executable: {e:?}", String::from_utf8_lossy(path));
+        crate::log_warn_ratelimited!("{}: not a loadable executable: {e:?}", String::from_utf8_lossy(path));
         Errno::ENOEXEC
     })?;
 
@@ -93,7 +95,8 @@ pub fn load(process: &Arc<Process>, tid: u32, path: &[u8], argv: &[&[u8]], envp:
         rsp: initial.rsp,
         ss: USER_SS as u64,
     };
-    let thread = Thread::new_user(process.clone(), mm.clone(), Pkru::INIT, &user, Some(tid));
+    let kstack = KernelStack::new(tid).ok_or(Errno::ENOMEM)?;
+    let thread = Thread::new_user(process.clone(), mm.clone(), Pkru::INIT, &user, tid, kstack, None);
 
     // Write the initial stack through the new address space, as the new thread (so demand
     // paging fills the stack pages and the copy runs with the new program's PKRU).

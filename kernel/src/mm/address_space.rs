@@ -54,7 +54,7 @@ impl Mm {
     /// A fresh, empty address space. Linux: `mm_alloc()` → `mm_init()` → `init_new_context()`:
     /// the key map holds key 0 only when the system has pkeys, nothing otherwise.
     pub fn new() -> Result<Mm, Errno> {
-        let root = paging::PageTableRoot::new_user(frame::alloc).ok_or(Errno::ENOMEM)?;
+        let root = paging::PageTableRoot::new_user(frame::alloc_user_table).ok_or(Errno::ENOMEM)?;
         Ok(Mm {
             root: Some(root),
             pkeys: PkeyState::init_new_context(cpu::pkey_support()),
@@ -102,7 +102,7 @@ impl Mm {
             let frame = PhysFrame::containing_address(x86_64::PhysAddr::new(old & paging::FRAME_MASK));
             frame::share(frame);
             let shared = PageTableFlags::from_bits_retain(cow(old & !paging::FRAME_MASK));
-            if child.root().map(Page::containing_address(VirtAddr::new(addr)), frame, shared, frame::alloc).is_err() {
+            if child.root().map(Page::containing_address(VirtAddr::new(addr)), frame, shared, frame::alloc_user_table).is_err() {
                 frame::put(frame);
                 return Err(Errno::ENOMEM);
             }
@@ -172,7 +172,7 @@ mod tests {
         }
         let flags = PageTableFlags::from_bits_retain(pkeys::pte::with_pkey(flags.bits(), key));
         let page = Page::containing_address(addr);
-        self.root().map(page, frame, flags, frame::alloc).map_err(|_| {
+        self.root().map(page, frame, flags, frame::alloc_user_table).map_err(|_| {
             frame::put(frame);
             Errno::ENOMEM
         })

@@ -44,6 +44,11 @@ impl PartialEq for FilePages {
     }
 }
 
+/// Heap bytes one memory area may take (the area and its share of the map's tree nodes),
+/// asked for (`heap::reserve`) before a call that may add areas: `vm.max_map_count` bounds
+/// one address space, the heap bounds them all — running out is `ENOMEM`, not a panic.
+pub const AREA_HEAP_BYTES: usize = 128;
+
 /// One memory area as pikku stores it.
 pub type Area = Vma<FilePages>;
 
@@ -253,7 +258,7 @@ impl Mm {
             }
         }
         let flags = PageTableFlags::from_bits_retain(pte_bits(area.prot, area.pkey));
-        if self.root().map(page(page_start), frame, flags, frame::alloc).is_err() {
+        if self.root().map(page(page_start), frame, flags, frame::alloc_user_table).is_err() {
             frame::put(frame);
             return Err(SegvCode::OutOfMemory);
         }

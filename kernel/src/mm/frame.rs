@@ -100,11 +100,51 @@ fn refcount(frame: PhysFrame) -> &'static AtomicU16 {
     &REFS.get().expect("frame::init_refcounts not called")[index]
 }
 
-/// A fresh user frame with one reference.
+/// Frames user pages may not take: Linux's `min_free_kbytes` watermark, √(usable KiB × 16) KiB
+/// (Linux: `calculate_min_free_kbytes()`, clamped to 128 KiB .. 256 MiB) — about 2.9 MiB at
+/// 512 MiB. The kernel's own allocations (heap growth, kernel stacks, page tables) may dip
+/// below it, so a program that takes every page it can is refused a page (and killed, as
+/// Linux's OOM killer would) before the kernel is refused one.
+pub fn user_reserve() -> usize {
+    let kib = (total_usable() as u64) * (FRAME_SIZE / 1024);
+    let min_free_kib = isqrt(kib * 16).clamp(128, 256 * 1024);
+    (min_free_kib / (FRAME_SIZE / 1024)) as usize
+}
+
+/// ⌊√n⌋, by Newton's method.
+fn isqrt(n: u64) -> u64 {
+    if n < 2 {
+        return n;
+    }
+    let mut x = n;
+    let mut y = x.div_ceil(2);
+    while y < x {
+        x = y;
+        y = (x + n / x) / 2;
+    }
+    x
+}
+
+/// A frame, unless that would go below [`user_reserve`].
+fn alloc_above_reserve() -> Option<PhysFrame> {
+    if free_count() <= user_reserve() {
+        return None;
+    }
+    alloc()
+}
+
+/// A fresh user frame with one reference, unless that would go below [`user_reserve`].
 pub fn alloc_user() -> Option<PhysFrame> {
-    let frame = alloc()?;
+    let frame = alloc_above_reserve()?;
     refcount(frame).store(1, Ordering::Relaxed);
     Some(frame)
+}
+
+/// A frame for a page table of a user address space. Tables are the program's memory too, so
+/// they stop at [`user_reserve`] like its pages (else a `fork` of a large address space could
+/// take the frames the kernel keeps for itself).
+pub fn alloc_user_table() -> Option<PhysFrame> {
+    alloc_above_reserve()
 }
 
 /// Adds a reference to a user frame (it is now mapped once more). Panics past 65535 sharers.
@@ -133,7 +173,6 @@ pub fn free_count() -> usize {
 }
 
 /// Usable frames in total (free or not).
-#[cfg(test)] // used by the in-kernel tests only
 pub fn total_usable() -> usize {
     FRAMES.lock().total_usable
 }

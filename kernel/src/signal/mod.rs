@@ -149,9 +149,19 @@ impl ThreadSignals {
         self.altstack.lock().is_some_and(|s| s.contains(sp))
     }
 
-    /// Makes `info` pending.
+    /// Makes `info` pending. A standard signal (1–31) that is pending already is not queued
+    /// again — one pending bit, as Linux's `legacy_queue()`; a real-time one (32–64) queues,
+    /// but no further than `RLIMIT_SIGPENDING` (init's default: `threads-max` / 2) while it is
+    /// pending already (Linux then keeps only the pending bit, `__send_signal_locked()`). So
+    /// a program cannot grow this queue without bound by sending itself blocked signals.
     pub fn push(&self, info: SigInfo) {
-        self.pending.lock().push(info);
+        const SIGRTMIN: u8 = 32;
+        let mut pending = self.pending.lock();
+        let already = pending.iter().any(|s| s.signo == info.signo);
+        if already && (info.signo < SIGRTMIN || pending.len() >= crate::task::limits::max_tasks() / 2) {
+            return;
+        }
+        pending.push(info);
         self.count.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -279,7 +289,7 @@ fn deliver_one(thread: &Arc<task::Thread>, frame: &mut TrapFrame) {
             thread.blocked.store(new_blocked & !(bit(SIGKILL) | bit(SIGSTOP)), Ordering::Relaxed);
         }
         Err(_) => {
-            crate::log_warn!("pid {}: cannot deliver signal {} (bad frame): SIGSEGV", thread.process.pid, info.signo);
+            crate::log_warn_ratelimited!("pid {}: cannot deliver signal {} (bad frame): SIGSEGV", thread.process.pid, info.signo);
             sched::terminate(&thread.process, ExitStatus::Signaled(SIGSEGV));
         }
     }
@@ -382,7 +392,7 @@ pub fn sys_rt_sigreturn(frame: &mut TrapFrame) -> u64 {
     match frame::sigreturn(&thread, frame) {
         Ok(rax) => rax,
         Err(_) => {
-            crate::log_warn!("pid {}: bad rt_sigreturn frame: SIGSEGV", thread.process.pid);
+            crate::log_warn_ratelimited!("pid {}: bad rt_sigreturn frame: SIGSEGV", thread.process.pid);
             sched::terminate(&thread.process, ExitStatus::Signaled(SIGSEGV));
             0
         }

@@ -399,6 +399,7 @@ pub fn sys_pipe2(fds: u64, flags: u64) -> Result<u64, Errno> {
     if flags & !(O_NONBLOCK | O_DIRECT | O_CLOEXEC) != 0 {
         return Err(Errno::EINVAL);
     }
+    crate::mm::heap::reserve(2 * crate::fs::file::OPEN_FILE_HEAP_BYTES)?;
     let (r, w) = crate::fs::pipe::new();
     let thread = task::current();
     let mut files = thread.process.files.lock();

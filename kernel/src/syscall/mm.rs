@@ -6,7 +6,7 @@ use vma::{Backing, Prot, UserRange, PAGE_SIZE, TASK_SIZE};
 
 use crate::arch::x86_64::pkru::CurrentPkru;
 use crate::fs::OpenFile;
-use crate::mm::area::Area;
+use crate::mm::area::{Area, AREA_HEAP_BYTES};
 use crate::task;
 
 const MAP_SHARED: u64 = 0x01;
@@ -14,6 +14,7 @@ const MAP_PRIVATE: u64 = 0x02;
 const MAP_SHARED_VALIDATE: u64 = 0x03;
 const MAP_FIXED: u64 = 0x10;
 const MAP_ANONYMOUS: u64 = 0x20;
+const MAP_NORESERVE: u64 = 0x4000;
 const MAP_FIXED_NOREPLACE: u64 = 0x10_0000;
 /// Flags `MAP_SHARED_VALIDATE` accepts (Linux: `LEGACY_MAP_MASK` and friends, the ones pikku
 /// knows): every other flag is only checked with `MAP_SHARED_VALIDATE`.
@@ -21,6 +22,22 @@ const MAP_KNOWN: u64 = 0x03 | MAP_FIXED | MAP_ANONYMOUS | 0x100 /*GROWSDOWN*/ | 
     | 0x2000 /*LOCKED*/ | 0x4000 /*NORESERVE*/ | 0x8000 /*POPULATE*/ | 0x10000 /*NONBLOCK*/ | 0x20000 /*STACK*/
     | 0x40000 /*HUGETLB*/ | MAP_FIXED_NOREPLACE;
 
+/// Most memory areas an address space may have: Linux's `vm.max_map_count` default
+/// (`DEFAULT_MAX_MAP_COUNT` = 65,530). Each area is a kernel object, so without a limit a
+/// program could fill the kernel heap with them, one `mprotect` of every other page at a time.
+/// Past it `mmap` — and a `munmap` or `mprotect` that would split an area — fail with `ENOMEM`.
+pub const MAX_MAP_COUNT: usize = 65_530;
+
+/// `ENOMEM` if cutting the areas at `start` and `end` would split one while the address space
+/// is at [`MAX_MAP_COUNT`] (Linux: the `map_count >= sysctl_max_map_count` check in
+/// `split_vma()`), or if the heap has no room for the two areas a split can add.
+fn check_split(mm: &crate::mm::address_space::Mm, start: u64, end: u64) -> Result<(), Errno> {
+    let splits = |at: u64| mm.vmas.find(at).is_some_and(|v| v.start != at);
+    if mm.vmas.len() >= MAX_MAP_COUNT && (splits(start) || splits(end)) {
+        return Err(Errno::ENOMEM);
+    }
+    crate::mm::heap::reserve(2 * AREA_HEAP_BYTES)
+}
 /// `mmap(addr, len, prot, flags, fd, offset)`. Linux: `ksys_mmap_pgoff()` → `do_mmap()`.
 ///
 /// Anonymous private memory and private mappings of ramdisk files. `MAP_SHARED` is accepted and
@@ -56,6 +73,18 @@ pub fn sys_mmap(addr: u64, len: u64, prot: u64, flags: u64, fd: u64, offset: u64
     let prot = Prot::from_bits_truncate(prot as u32);
 
     let mut mm = thread.mm.write();
+    // Linux do_mmap(): too many areas already (and here: no heap for more).
+    if mm.vmas.len() > MAX_MAP_COUNT {
+        return Err(Errno::ENOMEM);
+    }
+    crate::mm::heap::reserve(3 * AREA_HEAP_BYTES)?;
+    // Linux's overcommit heuristic (`vm.overcommit_memory` = 0, `__vm_enough_memory()`): a
+    // private writable mapping that reserves its memory (no MAP_NORESERVE) may not be larger
+    // than all of RAM. Nothing is reserved otherwise — pages come at the first touch.
+    let accountable = flags & MAP_SHARED_VALIDATE == MAP_PRIVATE && flags & MAP_NORESERVE == 0 && prot.contains(Prot::WRITE);
+    if accountable && len / PAGE_SIZE > crate::mm::frame::total_usable() as u64 {
+        return Err(Errno::ENOMEM);
+    }
     // Linux do_mmap(): PROT_EXEC alone gets the execute-only key (if one can be had).
     let pkey = if prot == Prot::EXEC {
         mm.pkeys.execute_only_pkey_for(&mut CurrentPkru).unwrap_or(Pkey::DEFAULT)
@@ -88,7 +117,10 @@ pub fn sys_mmap(addr: u64, len: u64, prot: u64, flags: u64, fd: u64, offset: u64
 /// reaching past `TASK_SIZE` → `EINVAL`.
 pub fn sys_munmap(addr: u64, len: u64) -> Result<u64, Errno> {
     let range = UserRange::pages(addr, len).filter(|r| !r.is_empty()).ok_or(Errno::EINVAL)?;
-    task::current().mm.write().unmap_range(range.start(), range.end());
+    let thread = task::current();
+    let mut mm = thread.mm.write();
+    check_split(&mm, range.start(), range.end())?;
+    mm.unmap_range(range.start(), range.end());
     Ok(0)
 }
 
@@ -108,6 +140,7 @@ fn do_mprotect_pkey(start: u64, len: u64, prot: u64, pkey: i32) -> Result<u64, E
     let Some(range) = pkeys::syscall::check_mprotect_args(start, len, prot)? else { return Ok(0) };
     let thread = task::current();
     let mut mm = thread.mm.write(); // mmap_write_lock_killable
+    check_split(&mm, range.start, range.end)?;
     mm.mprotect(range, pkey, &mut CurrentPkru).map(|()| 0)
 }
 

@@ -144,7 +144,7 @@ pub fn dispatch(number: u64, args: [u64; 6]) -> u64 {
         nr::PKEY_ALLOC => pkey::sys_pkey_alloc(a0, a1),
         nr::PKEY_FREE => pkey::sys_pkey_free(a0),
         _ => {
-            crate::log_warn!("unknown system call {number}: -ENOSYS");
+            crate::log_warn_ratelimited!("unknown system call {number}: -ENOSYS");
             Err(Errno::ENOSYS)
         }
     };

@@ -88,7 +88,7 @@ fn die(frame: &TrapFrame, signal: u8, si_code: i32, what: &str, addr: Option<u64
         return;
     }
     let process = current().process.clone();
-    crate::log_warn!(
+    crate::log_warn_ratelimited!(
         "pid {} ({}): {} {}{} at rip={:#x}{}",
         process.pid,
         process.name.lock(),

@@ -95,3 +95,12 @@ pub fn forget_process(pid: u32, except: Option<u32>) {
     }
     queues.retain(|_, q| !q.is_empty());
 }
+
+/// Frees the wait-queue map's last node once no one waits (an empty `BTreeMap` keeps its root
+/// node; a new one allocates nothing). See `sched::release_spare_capacity`.
+pub fn release_spare_capacity() {
+    let mut queues = QUEUES.lock();
+    if queues.is_empty() {
+        *queues = BTreeMap::new();
+    }
+}

@@ -19,6 +19,7 @@
 
 pub mod fault;
 pub mod futex;
+pub mod limits;
 pub mod process;
 pub mod sched;
 
@@ -94,6 +95,9 @@ pub struct Thread {
     /// after it has queued itself; cleared by the waker's `swap(false)`, which makes a second
     /// wake a no-op.
     pub waiting: core::sync::atomic::AtomicBool,
+    /// The task this thread counts as, if it is not its process's first thread (whose task
+    /// the process holds): see [`limits`].
+    task: Option<limits::TaskSlot>,
 }
 
 static NEXT_TID: AtomicU32 = AtomicU32::new(1);
@@ -102,12 +106,28 @@ static THREADS: Mutex<alloc::collections::BTreeMap<u32, alloc::sync::Weak<Thread
 
 /// The live user thread with id `tid`.
 pub fn find_thread(tid: u32) -> Option<Arc<Thread>> {
-    let mut threads = THREADS.lock();
-    let t = threads.get(&tid).and_then(alloc::sync::Weak::upgrade);
-    if t.is_none() {
-        threads.remove(&tid);
-    }
+    let t = THREADS.lock().get(&tid).and_then(alloc::sync::Weak::upgrade);
     t.filter(|t| t.process.exit.lock().is_none())
+}
+
+/// Frees the thread registry's last node once it is empty (see
+/// `sched::release_spare_capacity`).
+pub fn release_spare_capacity() {
+    let mut threads = THREADS.lock();
+    if threads.is_empty() {
+        *threads = alloc::collections::BTreeMap::new();
+    }
+}
+
+impl Drop for Thread {
+    /// A freed thread leaves the registry (an entry per thread that ever lived would grow
+    /// without bound). `execve`'s successor reuses the tid, so only our own entry goes.
+    fn drop(&mut self) {
+        let mut threads = THREADS.lock();
+        if threads.get(&self.tid).is_some_and(|w| core::ptr::eq(w.as_ptr(), self)) {
+            threads.remove(&self.tid);
+        }
+    }
 }
 /// Each CPU's current thread (Linux: `current`).
 static CURRENT: percpu::CpuLocalArc<Thread> = percpu::CpuLocalArc::new();
@@ -129,7 +149,7 @@ impl Thread {
     #[cfg(test)] // used by the in-kernel tests only
     pub fn with_pkru(mm: MmRef, pkru: Pkru) -> Arc<Thread> {
         let tid = NEXT_TID.fetch_add(1, Ordering::Relaxed);
-        Arc::new(Self::build(tid, Process::new(tid, "kernel"), mm, pkru, None))
+        Arc::new(Self::build(tid, Process::new(tid, "kernel", None), mm, pkru, None))
     }
 
     fn build(tid: u32, process: Arc<Process>, mm: MmRef, pkru: Pkru, kstack: Option<KernelStack>) -> Thread {
@@ -150,16 +170,25 @@ impl Thread {
             fs_base: AtomicU64::new(0),
             clear_child_tid: AtomicU64::new(0),
             blocked: AtomicU64::new(0),
+            task: None,
         }
     }
 
-    /// A new user thread of `process` that will enter user mode with registers `user` (RIP,
-    /// RSP, flags …) the first time the scheduler switches to it.
-    pub fn new_user(process: Arc<Process>, mm: MmRef, pkru: Pkru, user: &TrapFrame, tid: Option<u32>) -> Arc<Thread> {
-        let tid = tid.unwrap_or_else(|| NEXT_TID.fetch_add(1, Ordering::Relaxed));
-        let mut stack = KernelStack::new();
+    /// A new user thread `tid` of `process`, on kernel stack `stack` (made for `tid`), that
+    /// will enter user mode with registers `user` (RIP, RSP, flags …) the first time the
+    /// scheduler switches to it. `task` is its own counted task, if it is an extra thread.
+    pub fn new_user(
+        process: Arc<Process>,
+        mm: MmRef,
+        pkru: Pkru,
+        user: &TrapFrame,
+        tid: u32,
+        mut stack: KernelStack,
+        task: Option<limits::TaskSlot>,
+    ) -> Arc<Thread> {
         let rsp = stack.prepare_first_entry(user);
-        let thread = Self::build(tid, process, mm, pkru, Some(stack));
+        let mut thread = Self::build(tid, process, mm, pkru, Some(stack));
+        thread.task = task;
         thread.saved_rsp.store(rsp, Ordering::Relaxed);
         let thread = Arc::new(thread);
         THREADS.lock().insert(tid, Arc::downgrade(&thread));
@@ -168,7 +197,7 @@ impl Thread {
 
     /// The boot thread: tid 0 in process 0 (Linux's "swapper"), so the first program is pid 1.
     pub fn boot(mm: MmRef) -> Arc<Thread> {
-        let mut t = Self::build(0, Process::new(0, "swapper"), mm, Pkru::INIT, None);
+        let mut t = Self::build(0, Process::new(0, "swapper", None), mm, Pkru::INIT, None);
         t.kernel_only = true;
         Arc::new(t)
     }
@@ -382,7 +411,7 @@ pub fn clone_thread(parent_frame: &TrapFrame, flags: u64, stack: u64, parent_tid
         return fork_process(parent_frame);
     }
     if flags & CLONE_THREAD == 0 {
-        crate::log_warn!("clone(CLONE_VM) without CLONE_THREAD (a vfork-like process) is not supported: -ENOSYS");
+        crate::log_warn_ratelimited!("clone(CLONE_VM) without CLONE_THREAD (a vfork-like process) is not supported: -ENOSYS");
         return Err(Errno::ENOSYS);
     }
     let parent = current();
@@ -391,8 +420,8 @@ pub fn clone_thread(parent_frame: &TrapFrame, flags: u64, stack: u64, parent_tid
     if stack != 0 {
         frame.rsp = stack;
     }
-    let tid = Thread::allocate_tid();
-    let child = Thread::new_user(parent.process.clone(), parent.mm.clone(), pkru::read(), &frame, Some(tid));
+    let (task, tid, kstack) = new_task_resources()?;
+    let child = Thread::new_user(parent.process.clone(), parent.mm.clone(), pkru::read(), &frame, tid, kstack, Some(task));
     inherit_fpu(&parent, &child);
     child.fs_base.store(if flags & CLONE_SETTLS != 0 { tls } else { cpu::fs_base() }, Ordering::Relaxed);
     if flags & CLONE_PARENT_SETTID != 0 {
@@ -410,6 +439,18 @@ pub fn clone_thread(parent_frame: &TrapFrame, flags: u64, stack: u64, parent_tid
     Ok(tid as u64)
 }
 
+/// What every new task needs before anything is committed (Linux: the checks at the start of
+/// `copy_process()`): memory for its kernel objects (`ENOMEM`), a task slot under
+/// `threads-max` (`EAGAIN`), then its id, and a kernel stack (`ENOMEM`). The id is taken only
+/// once the limit check passed, so a refused `fork` uses up no pid, as on Linux.
+fn new_task_resources() -> Result<(limits::TaskSlot, u32, KernelStack), pkeys::Errno> {
+    crate::mm::heap::reserve(limits::TASK_HEAP_BYTES)?;
+    let task = limits::TaskSlot::take()?;
+    let tid = Thread::allocate_tid();
+    let kstack = KernelStack::new(tid).ok_or(pkeys::Errno::ENOMEM)?;
+    Ok((task, tid, kstack))
+}
+
 /// `fork()`: a new process running a copy of the caller. Linux: `kernel_clone()` without
 /// `CLONE_VM`. The child gets a copy-on-write copy of the address space — with the key
 /// allocation map, the execute-only key and every PTE's key (`Mm::fork`, Linux
@@ -418,12 +459,15 @@ pub fn clone_thread(parent_frame: &TrapFrame, flags: u64, stack: u64, parent_tid
 /// Returns the child's pid; `ENOMEM` (the parent untouched) if memory runs out.
 pub fn fork_process(parent_frame: &TrapFrame) -> Result<u64, pkeys::Errno> {
     let parent = current();
+    let (task, pid, kstack) = new_task_resources()?;
+    // The child's copy of the memory areas comes from the heap too.
+    let areas = parent.mm.read().vmas.len();
+    crate::mm::heap::reserve(areas.saturating_mul(crate::mm::area::AREA_HEAP_BYTES))?;
     let child_mm = parent.mm.write().fork()?.into_ref();
-    let pid = Thread::allocate_tid();
-    let process = parent.process.fork_child(pid);
+    let process = parent.process.fork_child(pid, task);
     let mut frame = parent_frame.clone();
     frame.rax = 0;
-    let child = Thread::new_user(process, child_mm, pkru::read(), &frame, Some(pid));
+    let child = Thread::new_user(process, child_mm, pkru::read(), &frame, pid, kstack, None);
     inherit_fpu(&parent, &child);
     child.fs_base.store(cpu::fs_base(), Ordering::Relaxed);
     child.blocked.store(parent.blocked.load(Ordering::Relaxed), Ordering::Relaxed);

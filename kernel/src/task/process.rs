@@ -90,12 +90,27 @@ pub struct Process {
     /// Signal handlers (`rt_sigaction`), shared by the threads. Its `Mutex`, a leaf: the
     /// actions are copied out, never held across a call.
     pub handlers: crate::signal::Handlers,
+    /// The task this process counts as until it is freed (none for kernel-made processes):
+    /// see [`super::limits`].
+    task: Option<super::limits::TaskSlot>,
+}
+
+impl Drop for Process {
+    /// A freed process (reaped, its threads gone) leaves the registry.
+    fn drop(&mut self) {
+        let mut table = TABLE.lock();
+        if table.get(&self.pid).is_some_and(|w| core::ptr::eq(w.as_ptr(), self)) {
+            table.remove(&self.pid);
+        }
+    }
 }
 
 impl Process {
-    /// A process with fds 0–2 on the console, running as root (uid 0, as Linux's init).
-    pub fn new(pid: u32, name: &str) -> Arc<Process> {
-        let p = Self::with_files(pid, name, FdTable::with_console());
+    /// A process with fds 0–2 on the console, running as root (uid 0, as Linux's init),
+    /// counted as `task` (none for kernel-made ones).
+    pub fn new(pid: u32, name: &str, task: Option<super::limits::TaskSlot>) -> Arc<Process> {
+        let mut p = Self::with_files(pid, name, FdTable::with_console());
+        Arc::get_mut(&mut p).expect("just made").task = task;
         TABLE.lock().insert(pid, Arc::downgrade(&p));
         p
     }
@@ -115,14 +130,18 @@ impl Process {
             uid: AtomicU32::new(0),
             gid: AtomicU32::new(0),
             live_threads: AtomicUsize::new(1),
+            task: None,
         })
     }
 
-    /// The child of `self` made by `fork`: a copy of the fd table (sharing the open files, as
-    /// Linux does), the same credentials and name; registered as `self`'s child.
-    pub fn fork_child(self: &Arc<Self>, pid: u32) -> Arc<Process> {
+    /// The child of `self` made by `fork`, counted as `task`: a copy of the fd table (sharing
+    /// the open files, as Linux does), the same credentials and name; registered as `self`'s
+    /// child.
+    pub fn fork_child(self: &Arc<Self>, pid: u32, task: super::limits::TaskSlot) -> Arc<Process> {
         let mut child = Self::with_files(pid, &self.name.lock(), self.files.lock().clone());
-        Arc::get_mut(&mut child).expect("just made").handlers = self.handlers.duplicate();
+        let made = Arc::get_mut(&mut child).expect("just made");
+        made.handlers = self.handlers.duplicate();
+        made.task = Some(task);
         child.uid.store(self.uid.load(Ordering::Relaxed), Ordering::Relaxed);
         child.gid.store(self.gid.load(Ordering::Relaxed), Ordering::Relaxed);
         child.parent.store(self.pid, Ordering::Relaxed);

@@ -288,8 +288,11 @@ fn finish_process(process: &Arc<Process>, status: ExitStatus) {
         *exit = Some(status);
         process.ended.store(true, Ordering::Release);
     }
-    // Close the files now; the address space goes when the last thread is reaped.
+    // Close the files now; the address space goes when the last thread is reaped. Its own
+    // threads waiting in `wait4` are forgotten: each holds its process, so an entry left here
+    // would keep the process (and the thread's kernel stack) alive in a cycle.
     *process.files.lock() = crate::fs::FdTable::empty();
+    process.child_waiters.lock().clear();
     let orphans = core::mem::take(&mut *process.children.lock());
     if !orphans.is_empty() {
         if let Some(init) = super::process::find(1).filter(|init| !Arc::ptr_eq(init, process)) {
@@ -334,6 +337,18 @@ pub fn wait_for(process: &Arc<Process>) -> ExitStatus {
 /// Frees exited threads now (the boot thread, after the first program ended).
 pub fn reap_now() {
     reap();
+}
+
+/// Gives the heap back the spare capacity of the scheduler's queues (they grow to the most
+/// threads that were ever ready, blocked or asleep at once, and keep that capacity). Called
+/// when the first program has ended, before the kernel reports what memory came back.
+pub fn release_spare_capacity() {
+    READY.lock().shrink_to_fit();
+    SLEEPERS.lock().shrink_to_fit();
+    BLOCKED.lock().shrink_to_fit();
+    DEAD.lock().shrink_to_fit();
+    super::futex::release_spare_capacity();
+    super::release_spare_capacity();
 }
 
 /// Frees the threads that have exited (kernel stacks, FPU areas, and with the last one their

@@ -41,7 +41,7 @@ pub const XFEATURE_PKRU: u64 = 1 << 9;
 
 /// Turns on XSAVE and picks the components (call once at boot, after SSE is enabled).
 pub fn init() -> Method {
-    *METHOD.call_once(|| {
+    let method = *METHOD.call_once(|| {
         if !cpu::features().xsave {
             return Method::Fxsave;
         }
@@ -65,7 +65,11 @@ pub fn init() -> Method {
         // CPUID.(0Dh,0).EBX: the XSAVE area size for the components now enabled.
         let size = cpu::cpuid(0xd, 0).ebx as usize;
         Method::Xsave { xcr0, size }
-    })
+    });
+    // The template signal handlers start from, made now rather than at the first signal, so
+    // that the heap a program leaves behind is the heap it found.
+    INITIAL.call_once(FpuState::new_initial);
+    method
 }
 
 /// The components an XRSTOR from a signal frame must always cover besides what the frame

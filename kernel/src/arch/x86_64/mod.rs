@@ -6,6 +6,7 @@
 //!
 //! | module       | what it owns                                        | Intel SDM (June 2016)        |
 //! |--------------|-----------------------------------------------------|------------------------------|
+//! | [`allocator`]| the kernel heap's `GlobalAlloc` (its policy: `mm::heap`) | —                        |
 //! | [`serial`]   | the 16550 UART on COM1, the console's wire          | —                            |
 //! | [`qemu`]     | ending QEMU through `isa-debug-exit`                 | —                            |
 //! | [`time`]     | the TSC, calibrated against the PIT                  | Vol. 3B §17.15               |
@@ -23,6 +24,7 @@
 //! | [`context`]  | kernel stacks, the context switch                    | —                            |
 //! | [`fpu`]      | XSAVE/XRSTOR of user FPU state (PKRU masked out)     | Vol. 1 ch. 13                |
 //! | [`timer`]    | PIT channel 0: the scheduler's tick                  | —                            |
+pub mod allocator;
 pub mod context;
 pub mod cpu;
 pub mod extable;

@@ -333,6 +333,16 @@ impl PageTableRoot {
         });
     }
 
+    /// Removes the mapping of `page` (a kernel page: a kernel stack's) and invalidates its TLB
+    /// entry; returns the frame it mapped. `None` if it was not mapped.
+    pub fn unmap_leaf(&mut self, page: Page) -> Option<PhysFrame> {
+        let entry = self.leaf_entry(page)?;
+        let frame = PhysFrame::containing_address(entry.addr());
+        entry.set_unused();
+        x86_64::instructions::tlb::flush(page.start_address());
+        Some(frame)
+    }
+
     /// Calls `f(page, frame, leaf flags)` for every mapped 4-KiB page of the user half.
     #[cfg(test)] // used by the in-kernel tests only
     pub fn for_each_user_page(&mut self, mut f: impl FnMut(Page, PhysFrame, PageTableFlags)) {
@@ -355,35 +365,66 @@ fn rewrite(entry: &mut PageTableEntry, f: impl FnOnce(u64) -> u64) {
     entry.set_addr(PhysAddr::new(new & FRAME_MASK), PageTableFlags::from_bits_retain(new & !FRAME_MASK));
 }
 
+/// Creates the top-level (PML4) entry of a kernel virtual region — an empty PDPT — in the
+/// kernel's tree. Called at boot for every region the kernel maps into later (the growable heap,
+/// the kernel stacks): a new address space copies the kernel half's PML4 entries once, when it
+/// is made ([`PageTableRoot::new_user`]), so a PML4 entry created afterwards would be missing
+/// from every address space made before it. Entries below the PML4 are shared, so whatever is
+/// mapped under this slot later is seen by every address space. `pdpt` is a fresh frame that
+/// becomes the region's PDPT. Panics if the slot is in use (the bootloader put something there).
+pub fn create_kernel_region_slot(start: VirtAddr, pdpt: PhysFrame) {
+    assert!(start.as_u64() >= 0xffff_8000_0000_0000, "{start:?} is not in the kernel half");
+    let root = kernel_root().lock();
+    let index = usize::from(start.p4_index());
+    zero_frame(pdpt);
+    // SAFETY: the kernel's PML4 is reachable through the physical window and its lock is held;
+    // the entry is checked to be unused, so no existing mapping changes.
+    let pml4 = unsafe { &mut *table(&root.frame) };
+    assert!(pml4[index].is_unused(), "PML4 slot {index} ({start:?}) is already in use");
+    pml4[index].set_frame(pdpt, PageTableFlags::PRESENT | PageTableFlags::WRITABLE);
+}
+
 /// The kernel's own tree (the bootloader's, adopted at boot).
 pub fn kernel_root() -> &'static Mutex<PageTableRoot> {
     KERNEL_ROOT.get().expect("paging::init not called")
 }
 
-/// Backs the unused kernel range `start .. start + len` (page-aligned) with fresh frames from
-/// `alloc`, mapped writable and not executable, and hands it out as memory nobody else can
+/// Backs the unused kernel range `start .. start + len` (page-aligned) with fresh frames,
+/// mapped writable and not executable, and hands out what it mapped as memory nobody else can
 /// reach — the one way kernel code outside `arch` gets a new region of its own (the heap's
-/// memory comes from here). Panics if any page of the range is already mapped: two owners of
-/// one region would break the exclusive borrow this returns.
+/// memory comes from here). Pages take their frames from `page_frames`, any page table the range
+/// needs from `table_frames`; when either runs dry the mapping stops (a page's frame that found
+/// no table goes back through `unused`), and the slice covers the pages mapped so far (possibly
+/// none). Panics if a page of the range is already mapped: two owners of one region would break
+/// the exclusive borrow this returns.
 pub fn map_fresh_kernel_region(
     start: VirtAddr,
     len: u64,
-    mut alloc: impl FnMut() -> Option<PhysFrame>,
+    mut page_frames: impl FnMut() -> Option<PhysFrame>,
+    mut table_frames: impl FnMut() -> Option<PhysFrame>,
+    mut unused: impl FnMut(PhysFrame),
 ) -> &'static mut [core::mem::MaybeUninit<u8>] {
-    assert!(start.is_aligned(4096u64) && len.is_multiple_of(4096) && len > 0, "unaligned kernel region");
+    assert!(start.is_aligned(4096u64) && len.is_multiple_of(4096), "unaligned kernel region");
+    assert!(start.as_u64() >= 0xffff_8000_0000_0000, "{start:?} is not in the kernel half");
     let flags = PageTableFlags::PRESENT | PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE;
     let mut root = kernel_root().lock();
-    for offset in (0..len).step_by(4096) {
-        let page = Page::containing_address(start + offset);
+    let mut mapped = 0;
+    while mapped < len {
+        let page = Page::containing_address(start + mapped);
         assert!(root.translate(page.start_address()).is_none(), "kernel region {start:?} is already mapped");
-        let frame = alloc().expect("out of memory while mapping a kernel region");
-        root.map(page, frame, flags, &mut alloc).expect("mapping a kernel region");
+        let Some(frame) = page_frames() else { break };
+        if root.map(page, frame, flags, &mut table_frames).is_err() {
+            // No frame for a page table: the page's own frame goes back where it came from.
+            unused(frame);
+            break;
+        }
+        mapped += 4096;
     }
-    // SAFETY: every page of the range was unmapped a moment ago (checked above, under the
-    // kernel root's lock) and is now backed by a frame that nothing else owns; the mapping is
-    // never removed. So the range is valid, writable memory for `'static`, and this is the only
-    // reference to it. `MaybeUninit` makes no claim about its contents.
-    unsafe { core::slice::from_raw_parts_mut(start.as_mut_ptr(), len as usize) }
+    // SAFETY: every page of `start .. start + mapped` was unmapped a moment ago (checked above,
+    // under the kernel root's lock) and is now backed by a frame that nothing else owns; kernel
+    // mappings are never removed. So the range is valid, writable memory for `'static`, and this
+    // is the only reference to it. `MaybeUninit` makes no claim about its contents.
+    unsafe { core::slice::from_raw_parts_mut(start.as_mut_ptr(), mapped as usize) }
 }
 
 /// The PML4 frame CR3 holds now.

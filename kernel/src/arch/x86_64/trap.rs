@@ -427,6 +427,20 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
             return;
         }
     }
+    // A kernel stack overflow: the push that touched the guard below a thread's kernel stack
+    // faulted, delivering that page fault needed the same stack and faulted again, and the CPU
+    // turned the pair into a double fault (SDM Vol. 3A §6.15, Table 6-5), which runs on the IST
+    // stack. CR2 still holds the guard address (§6.15, "Interrupt 14").
+    let fault_addr = if v == vector::DOUBLE_FAULT { Cr2::read_raw() } else { cr2 };
+    if v == vector::DOUBLE_FAULT || v == vector::PAGE_FAULT {
+        if let Some(tid) = super::context::guard_owner(fault_addr) {
+            panic!(
+                "kernel stack overflow: thread {tid} ran off the bottom of its kernel stack ({} handler; guard page at {fault_addr:#x})\n{}",
+                vector_name(v),
+                FrameReport(frame)
+            );
+        }
+    }
     if v == vector::PAGE_FAULT {
         panic!("unhandled page fault in the kernel\n{}", PageFaultReport { frame, addr: cr2 });
     }
