@@ -37,6 +37,8 @@ static const char *err_name(int e) {
     case EEXIST: return "EEXIST";
     case EFAULT: return "EFAULT";
     case EPIPE: return "EPIPE";
+    case ESRCH: return "ESRCH";
+    case ECHILD: return "ECHILD";
     default: return "other";
     }
 }
@@ -89,6 +91,11 @@ static void top_of_user_space(void) {
     unsigned long brk0 = syscall(SYS_brk, 0);
     printf("brk(0x800000000000) keeps the break: %d\n", (unsigned long)syscall(SYS_brk, 0x800000000000UL) == brk0);
     printf("brk(~0) keeps the break: %d\n", (unsigned long)syscall(SYS_brk, ~0UL) == brk0);
+    /* Process ids at the edge of an int: -INT_MIN does not exist. */
+    result("wait4(INT_MIN)", syscall(SYS_wait4, 0x80000000UL, 0, 0, 0));
+    result("wait4(-2)", syscall(SYS_wait4, -2L, 0, 0, 0));
+    result("kill(INT_MIN, 0)", syscall(SYS_kill, 0x80000000UL, 0));
+    result("kill(0x7fffffff, 0)", syscall(SYS_kill, 0x7fffffffUL, 0));
 }
 
 static volatile unsigned long handler_sp;

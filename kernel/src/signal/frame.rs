@@ -59,10 +59,8 @@ fn xstate_size() -> usize {
 /// The bytes the FPU image takes in a signal frame: the image, plus FP_XSTATE_MAGIC2 after an
 /// XSAVE one. Linux: `xstate_sigframe_size()`.
 fn fp_frame_size() -> u64 {
-    match fpu::method() {
-        Method::Xsave { size, .. } => size as u64 + 4,
-        Method::Fxsave => 512,
-    }
+    let magic2 = if matches!(fpu::method(), Method::Xsave { .. }) { 4 } else { 0 };
+    xstate_size() as u64 + magic2
 }
 
 /// `struct _fpx_sw_bytes` (arch/x86/include/uapi/asm/sigcontext.h): magic1, extended_size (the
