@@ -188,7 +188,9 @@ pub fn sleep_until(deadline_us: u64) -> bool {
 /// The timer tick: wake sleepers whose deadline has passed; if user code was interrupted and
 /// another thread is ready, preempt it.
 pub fn tick(from_user: bool) {
-    timer::tick();
+    if timer::heartbeat_due(timer::tick()) {
+        crate::console::heartbeat();
+    }
     let now = time::micros_since_boot();
     let due: Vec<Arc<Thread>> = {
         let mut sleepers = SLEEPERS.lock();

@@ -15,6 +15,8 @@ pub const HZ: u64 = 4000;
 const PIT_HZ: u64 = 1_193_182;
 
 static TICKS: AtomicU64 = AtomicU64::new(0);
+/// Ticks between heartbeat lines (the `heartbeat=` boot option); 0 = none.
+static HEARTBEAT_TICKS: AtomicU64 = AtomicU64::new(0);
 
 /// Programs PIT channel 0 and unmasks IRQ 0 on the master PIC.
 pub fn start() {
@@ -42,6 +44,17 @@ pub fn end_of_interrupt() {
 /// Counts a tick (the count is shown in the scheduler's report).
 pub fn tick() -> u64 {
     TICKS.fetch_add(1, Ordering::Relaxed) + 1
+}
+
+/// Applies the `heartbeat=SECS` boot option.
+pub fn set_heartbeat(secs: u32) {
+    HEARTBEAT_TICKS.store(u64::from(secs) * HZ, Ordering::Relaxed);
+}
+
+/// Is tick number `tick` one that prints a heartbeat line?
+pub fn heartbeat_due(tick: u64) -> bool {
+    let every = HEARTBEAT_TICKS.load(Ordering::Relaxed);
+    every != 0 && tick % every == 0
 }
 
 /// Ticks since [`start`].
