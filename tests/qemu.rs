@@ -123,14 +123,11 @@ fn user_programs(tally: &mut Tally, kernel: &std::path::Path) {
             if let Some((line, linux, ours)) = first_difference(&golden, &pikku) {
                 return Err(format!("differs from Linux at line {line}: linux {linux:?}, pikku {ours:?}\n--- console\n{console}"));
             }
-            if name.starts_with("procs.") {
-                // Every frame the program and its 1,000+ children took is back.
+            if name.starts_with("procs.") || name.starts_with("hostile.") {
+                // Every frame (and heap byte, where the line counts them) the program and its
+                // thousands of children and threads took is back, and no process is left.
                 let line = console.lines().find(|l| l.contains("frames free before /init was loaded")).ok_or("no memory line")?;
-                let nums: Vec<u64> = line.split(|c: char| !c.is_ascii_digit()).filter_map(|w| w.parse().ok()).collect();
-                let (before, after) = (nums[nums.len() - 2], nums[nums.len() - 1]);
-                if before != after || !line.ends_with("processes left: []") {
-                    return Err(format!("frames not all returned or processes left over: {line}"));
-                }
+                boot::fuzz::check_memory_line(line)?;
                 println!("[{name}] {}", line.split_once("] ").map_or(line, |(_, l)| l));
             }
             if name == "threads.max" || name == "procs.max" {
@@ -156,6 +153,10 @@ fn user_programs(tally: &mut Tally, kernel: &std::path::Path) {
         tally.check(&format!("user_{name}_same_as_linux"), result);
     }
 }
+
+/// The fixed campaign `make test` runs on each CPU model (`make fuzz` for long ones).
+const FUZZ_SEED: u64 = 21;
+const FUZZ_CALLS: u64 = 40_000;
 
 fn suite(kernel: &std::path::Path, label: &str, firmware: Firmware, cpu: &str) -> Result<Report, String> {
     let suite = Suite::new(firmware, cpu);
@@ -233,6 +234,24 @@ fn main() {
 
     // 3. User programs.
     user_programs(&mut tally, &run_kernel);
+
+    // 3b. The system-call fuzzer (user/musl/fuzz.c): a short fixed-seed campaign on the debug
+    // kernel under each CPU model — no panic, no hang (the kernel's heartbeat goes on), no failed
+    // check, every frame and process back. `make fuzz` runs long ones.
+    for cpu in ["max", "qemu64"] {
+        tally.check(
+            &format!("fuzz_{cpu}_seed_{FUZZ_SEED}_{FUZZ_CALLS}_calls"),
+            (|| {
+                let program = build::user_programs()?.join("fuzz");
+                let c = boot::fuzz::campaign(&run_kernel, &program, cpu, FUZZ_SEED, FUZZ_CALLS, false, false)?;
+                println!("[fuzz {cpu}] {}", c.summary());
+                match c.failure {
+                    None => Ok(()),
+                    Some(why) => Err(format!("{why}\n--- console\n{}", c.output)),
+                }
+            })(),
+        );
+    }
 
     // The demo `make run` shows newcomers must run to its end and show what it promises.
     tally.check(

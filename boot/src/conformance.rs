@@ -51,6 +51,8 @@ pub const CASES: &[Case] = &[
     Case { program: "pkey_fault", args: &["wd-write"], cpu: "max" },
     Case { program: "pkey_fault", args: &["wd-write-mapped"], cpu: "max" },
     Case { program: "pkey_fault", args: &["xo-read"], cpu: "max" },
+    // Four-level paging, as pikku's: with LA57 (which `-cpu max` has) Linux's TASK_SIZE is 2^56.
+    Case { program: "hostile", args: &[], cpu: "max,la57=off" },
 ];
 
 impl Case {
