@@ -156,7 +156,7 @@ fn user_programs(tally: &mut Tally, kernel: &std::path::Path) {
 
 /// The fixed campaign `make test` runs on each CPU model (`make fuzz` for long ones).
 const FUZZ_SEED: u64 = 21;
-const FUZZ_CALLS: u64 = 40_000;
+const FUZZ_CALLS: u64 = 20_000;
 
 fn suite(kernel: &std::path::Path, label: &str, firmware: Firmware, cpu: &str) -> Result<Report, String> {
     let suite = Suite::new(firmware, cpu);
