@@ -188,7 +188,8 @@ pub fn sleep_until(deadline_us: u64) -> bool {
 /// The timer tick: wake sleepers whose deadline has passed; if user code was interrupted and
 /// another thread is ready, preempt it.
 pub fn tick(from_user: bool) {
-    if timer::heartbeat_due(timer::tick()) {
+    timer::tick();
+    if timer::heartbeat_due() {
         crate::console::heartbeat();
     }
     let now = time::micros_since_boot();

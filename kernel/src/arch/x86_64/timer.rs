@@ -15,8 +15,10 @@ pub const HZ: u64 = 4000;
 const PIT_HZ: u64 = 1_193_182;
 
 static TICKS: AtomicU64 = AtomicU64::new(0);
-/// Ticks between heartbeat lines (the `heartbeat=` boot option); 0 = none.
-static HEARTBEAT_TICKS: AtomicU64 = AtomicU64::new(0);
+/// Microseconds between heartbeat lines (the `heartbeat=` boot option); 0 = none.
+static HEARTBEAT_US: AtomicU64 = AtomicU64::new(0);
+/// When the next heartbeat line is due (microseconds since boot).
+static NEXT_BEAT_US: AtomicU64 = AtomicU64::new(0);
 
 /// Programs PIT channel 0 and unmasks IRQ 0 on the master PIC.
 pub fn start() {
@@ -48,13 +50,23 @@ pub fn tick() -> u64 {
 
 /// Applies the `heartbeat=SECS` boot option.
 pub fn set_heartbeat(secs: u32) {
-    HEARTBEAT_TICKS.store(u64::from(secs) * HZ, Ordering::Relaxed);
+    HEARTBEAT_US.store(u64::from(secs) * 1_000_000, Ordering::Relaxed);
 }
 
-/// Is tick number `tick` one that prints a heartbeat line?
-pub fn heartbeat_due(tick: u64) -> bool {
-    let every = HEARTBEAT_TICKS.load(Ordering::Relaxed);
-    every != 0 && tick % every == 0
+/// Is a heartbeat line due now? Measured on the TSC clock, not in ticks: under emulation ticks
+/// that arrive while interrupts are off are merged, so counting them would run slow.
+pub fn heartbeat_due() -> bool {
+    let every = HEARTBEAT_US.load(Ordering::Relaxed);
+    if every == 0 {
+        return false;
+    }
+    let now = super::time::micros_since_boot();
+    let next = NEXT_BEAT_US.load(Ordering::Relaxed);
+    if now < next {
+        return false;
+    }
+    NEXT_BEAT_US.store(now.saturating_add(every), Ordering::Relaxed);
+    true
 }
 
 /// Ticks since [`start`].
