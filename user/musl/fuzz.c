@@ -529,7 +529,7 @@ static void signal_child(struct ctx *c) {
     scribble_rng = rnd(c);
     struct { u64 sp; u64 flags; u64 size; } ss = { chance(c, 2) ? (u64)PG(ARENA) : wptr(c), chance(c, 3) ? flags(c) : 0, chance(c, 2) ? 16 * PAGE : length(c, 0) };
 #ifdef AVOID_KNOWN
-    if (ss.size > (1UL << 40) || ss.sp > (1UL << 46)) ss.size = 8192;
+    if (ss.size > (1UL << 40) || ss.sp > (1UL << 46)) { ss.sp = (u64)PG(ARENA); ss.size = 8192; }
 #endif
     sc2(SYS_sigaltstack, &ss, 0);
     struct { u64 handler, flags, restorer, mask; } sa = { (u64)scribbler, 0x04000000 /*RESTORER*/ | 4 /*SIGINFO*/ | (chance(c, 2) ? 0x08000000 : 0), 0, 0 };
@@ -748,7 +748,7 @@ static void one_call(struct ctx *c) {
         ss[0] = chance(c, 2) ? (u64)PG(ARENA) : wptr(c); ss[1] = chance(c, 2) ? below(c, 3) : flags(c); ss[2] = length(c, ss[0]);
         a[0] = chance(c, 3) ? (u64)ss : chance(c, 2) ? 0 : rptr(c); a[1] = chance(c, 2) ? 0 : wptr(c);
 #ifdef AVOID_KNOWN
-        if (ss[2] > (1UL << 40) || ss[0] > (1UL << 46)) ss[2] = 8192;
+        if (ss[2] > (1UL << 40) || ss[0] > (1UL << 46)) { ss[0] = (u64)PG(ARENA); ss[2] = 8192; }
         if (a[0] != (u64)ss) a[0] = 0;
 #endif
         break;
