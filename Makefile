@@ -8,6 +8,9 @@
 #   make conformance [ONLY=name-prefix]
 #                 the conformance programs on pikku and on Debian's Linux 6.12 (same QEMU);
 #                 refreshes tests/golden/ and prints the comparison
+#   make fuzz [SEED=n] [CALLS=n] [CPU=…] [VERBOSE=1]
+#                 one system-call fuzzer campaign (user/musl/fuzz.c as /init) on the debug kernel;
+#                 fails on a panic, a hang (no kernel heartbeat), a failed check or a leak
 #   make bench    instruction counts of the pkey hot paths, pikku against Linux, under
 #                 QEMU -icount; writes BENCHMARKS.md and docs/bench.svg
 #   make trace    where those instructions go: each path single-stepped through QEMU's gdb
@@ -26,6 +29,9 @@ INIT ?=
 ARGS ?=
 FILES ?=
 ONLY ?=
+SEED ?= 1
+CALLS ?= 1000000
+VERBOSE ?=
 
 CARGO ?= cargo
 PIKKU_FLAGS = --boot $(BOOT) --cpu $(CPU) --log $(LOG) $(if $(filter 1,$(KVM)),--kvm,) \
@@ -34,7 +40,7 @@ PIKKU_FLAGS = --boot $(BOOT) --cpu $(CPU) --log $(LOG) $(if $(filter 1,$(KVM)),-
               $(if $(strip $(FILES)),--files "$(FILES)",) \
               $(if $(strip $(ARGS)),-- $(ARGS),)
 
-.PHONY: all setup run test test-host test-qemu lint conformance bench trace doc clean
+.PHONY: all setup run test test-host test-qemu lint conformance fuzz bench trace doc clean
 
 all: run
 
@@ -58,6 +64,9 @@ test-qemu: setup
 
 conformance: setup
 	@$(CARGO) run --quiet -p boot --bin pikku -- conformance $(ONLY)
+
+fuzz: setup
+	@$(CARGO) run --quiet -p boot --bin pikku -- fuzz --seed $(SEED) --calls $(CALLS) --cpu $(CPU) $(if $(filter 1,$(VERBOSE)),--verbose,)
 
 bench: setup
 	@$(CARGO) run --quiet -p boot --bin pikku -- bench

@@ -123,24 +123,15 @@ fn user_programs(tally: &mut Tally, kernel: &std::path::Path) {
             if let Some((line, linux, ours)) = first_difference(&golden, &pikku) {
                 return Err(format!("differs from Linux at line {line}: linux {linux:?}, pikku {ours:?}\n--- console\n{console}"));
             }
-            if name.starts_with("procs.") || name.starts_with("threads.") || name.starts_with("limits.") {
+            if name.starts_with("procs.") || name.starts_with("threads.") || name.starts_with("limits.") || name.starts_with("hostile.") {
                 // Every frame and every heap byte the program and its 1,000+ children or
                 // threads took is back (the heap may have grown: its frames count as held),
                 // no process is left, no kernel stack, no task.
                 let line = console.lines().find(|l| l.contains("frames free before /init was loaded")).ok_or("no memory line")?;
-                let text = line.split_once("] ").map_or(line, |(_, l)| l);
-                let nums: Vec<u64> = text.split(|c: char| !c.is_ascii_digit()).filter_map(|w| w.parse().ok()).collect();
-                let [free_before, free_after, held_before, held_after, bytes_before, bytes_after] = nums[..] else {
-                    return Err(format!("unexpected memory line: {line}"));
-                };
-                if free_before + held_before != free_after + held_after || bytes_before != bytes_after || !line.ends_with("processes left: []") {
-                    return Err(format!("frames or heap bytes not all returned, or processes left over: {line}"));
-                }
+                boot::fuzz::check_memory_line(line)?;
                 let stacks = console.lines().find(|l| l.contains("] kernel stacks: ")).ok_or("no kernel-stack line")?;
-                if !stacks.contains("kernel stacks: 0 in use") || !stacks.contains("tasks: 0 (") {
-                    return Err(format!("kernel stacks or tasks left over: {stacks}"));
-                }
-                println!("[{name}] {text}");
+                boot::fuzz::check_stacks_line(stacks)?;
+                println!("[{name}] {}", line.split_once("] ").map_or(line, |(_, l)| l));
                 println!("[{name}] {}", stacks.split_once("] ").map_or(stacks, |(_, l)| l));
             }
             if name == "threads.max" || name == "procs.max" {
@@ -166,6 +157,10 @@ fn user_programs(tally: &mut Tally, kernel: &std::path::Path) {
         tally.check(&format!("user_{name}_same_as_linux"), result);
     }
 }
+
+/// The fixed campaign `make test` runs on each CPU model (`make fuzz` for long ones).
+const FUZZ_SEED: u64 = 21;
+const FUZZ_CALLS: u64 = 20_000;
 
 fn suite(kernel: &std::path::Path, label: &str, firmware: Firmware, cpu: &str) -> Result<Report, String> {
     let suite = Suite::new(firmware, cpu);
@@ -243,6 +238,24 @@ fn main() {
 
     // 3. User programs.
     user_programs(&mut tally, &run_kernel);
+
+    // 3b. The system-call fuzzer (user/musl/fuzz.c): a short fixed-seed campaign on the debug
+    // kernel under each CPU model — no panic, no hang (the kernel's heartbeat goes on), no failed
+    // check, every frame and process back. `make fuzz` runs long ones.
+    for cpu in ["max", "qemu64"] {
+        tally.check(
+            &format!("fuzz_{cpu}_seed_{FUZZ_SEED}_{FUZZ_CALLS}_calls"),
+            (|| {
+                let program = build::user_programs()?.join("fuzz");
+                let c = boot::fuzz::campaign(&run_kernel, &program, cpu, FUZZ_SEED, FUZZ_CALLS, false, false)?;
+                println!("[fuzz {cpu}] {}", c.summary());
+                match c.failure {
+                    None => Ok(()),
+                    Some(why) => Err(format!("{why}\n--- console\n{}", c.output)),
+                }
+            })(),
+        );
+    }
 
     // The demo `make run` shows newcomers must run to its end and show what it promises.
     tally.check(

@@ -55,6 +55,8 @@ pub const CASES: &[Case] = &[
     Case { program: "edges", args: &["bounds"], cpu: "max" },
     Case { program: "edges", args: &["init"], cpu: "max" },
     Case { program: "edges", args: &["sigpipe"], cpu: "max" },
+    // Four-level paging, as pikku's: with LA57 (which `-cpu max` has) Linux's TASK_SIZE is 2^56.
+    Case { program: "hostile", args: &[], cpu: "max,la57=off" },
 ];
 
 impl Case {

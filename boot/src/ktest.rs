@@ -147,6 +147,7 @@ impl Suite {
                 start_after: after.as_deref(),
                 carry: report.counts(),
                 harness_selftest: self.harness_selftest,
+                heartbeat: 0,
             };
             let boot = self.boot_once(kernel, &options, &mut report, &mut on_event)?;
             match boot {

@@ -9,6 +9,7 @@
 //! * [`run`] — boots the kernel once in run mode;
 //! * [`linux`] — the Linux reference runner (Debian's kernel, same QEMU machine);
 //! * [`conformance`] — the cases compared between pikku and Linux, and their golden files;
+//! * [`fuzz`] — a campaign of the system-call fuzzer, judged by heartbeat, exit and memory line;
 //! * [`bench`](mod@bench) and [`trace`] — instruction counts against Linux, and where they go;
 //! * [`ktest`] — boots the test kernel, parses its serial output, and re-boots after a test
 //!   that panicked, hung or triple-faulted, so that every test gets its line.
@@ -19,6 +20,7 @@
 pub mod bench;
 pub mod build;
 pub mod conformance;
+pub mod fuzz;
 pub mod image;
 pub mod ktest;
 pub mod linux;

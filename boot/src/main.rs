@@ -5,6 +5,7 @@
 //!            [--init PROGRAM [--files "HOST[:DEST] …"] [-- ARG …]]
 //! pikku test [--boot bios|uefi] [--cpu MODEL] [--kvm] [--log …] [--qemu-args "…"] [--timeout SECS]
 //! pikku conformance [NAME-PREFIX]   (only the cases whose name starts with it)
+//! pikku fuzz [--seed N] [--calls N] [--cpu MODEL] [--verbose]   (one fuzz campaign, one summary line)
 //! pikku bench                        (writes BENCHMARKS.md and docs/bench.svg)
 //! pikku trace                        (writes docs/trace.md: where the instructions go)
 //! ```
@@ -37,6 +38,10 @@ struct Args {
     timeout: Duration,
     /// `run --release`: boot the optimized kernel (the one `bench` measures).
     release: bool,
+    /// `fuzz --seed N --calls N --verbose`
+    seed: u64,
+    calls: u64,
+    verbose: bool,
 }
 
 fn usage() -> String {
@@ -46,7 +51,7 @@ fn usage() -> String {
 fn parse_args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
     let command = it.next().ok_or_else(usage)?;
-    let mut args = Args { command, only: None, init: None, qemu: Qemu::default(), log: LogLevel::Info, timeout: Duration::from_secs(60), release: false };
+    let mut args = Args { command, only: None, init: None, qemu: Qemu::default(), log: LogLevel::Info, timeout: Duration::from_secs(60), release: false, seed: 1, calls: 1_000_000, verbose: false };
     let (mut program_args, mut files) = (Vec::new(), Vec::new());
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value\n{}", usage()));
@@ -83,6 +88,9 @@ fn parse_args() -> Result<Args, String> {
                     files.push((host.into(), dest));
                 }
             }
+            "--seed" => args.seed = value()?.parse().map_err(|_| "--seed: expected a number".to_string())?,
+            "--calls" => args.calls = value()?.parse().map_err(|_| "--calls: expected a number".to_string())?,
+            "--verbose" => args.verbose = true,
             "--timeout" => {
                 let v = value()?;
                 args.timeout = Duration::from_secs(v.parse().map_err(|_| format!("--timeout {v}: expected seconds"))?);
@@ -183,6 +191,16 @@ fn conformance(only: Option<&str>) -> Result<i32, String> {
     Ok(if same == rows.len() { 0 } else { 1 })
 }
 
+/// `make fuzz`: one campaign on the debug kernel, its console echoed, then the summary line.
+fn fuzz(args: &Args) -> Result<i32, String> {
+    qemu::check_installed(args.qemu.firmware)?;
+    let kernel = build::kernel(Kernel::Run)?;
+    let program = build::user_programs()?.join("fuzz");
+    let c = boot::fuzz::campaign(&kernel, &program, &args.qemu.cpu, args.seed, args.calls, args.verbose, true)?;
+    println!("{}", c.summary());
+    Ok(if c.failure.is_none() { 0 } else { 1 })
+}
+
 /// Prints a suite event the way `make test` shows it.
 pub fn print_event(event: &Event) {
     for line in event.display_lines("", true) {
@@ -195,6 +213,7 @@ fn main() -> ProcessExit {
         "run" => run(&args),
         "test" => test(&args),
         "conformance" => conformance(args.only.as_deref()),
+        "fuzz" => fuzz(&args),
         "bench" => boot::bench::run().map(|md| {
             println!("{md}");
             0

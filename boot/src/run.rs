@@ -9,6 +9,8 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use bootproto::exit::{classify, Outcome};
 use bootproto::options::{BootOptions, LogLevel, Mode};
@@ -112,8 +114,43 @@ pub fn parse_init_end(output: &str) -> Option<InitEnd> {
 /// Boots `kernel` with `mode=run`, optionally running `init`. With `capture`, the console
 /// output is returned; otherwise it is forwarded to standard output as it arrives.
 pub fn boot(kernel: &Path, qemu: &Qemu, log: LogLevel, init: Option<&Init>, capture: bool) -> Result<RunResult, Error> {
+    let watch = Watch { heartbeat: None, limit: None, echo: !capture, keep: capture };
+    boot_watched(kernel, qemu, log, init, &watch).map(|(result, _)| result)
+}
+
+/// How [`boot_watched`] treats the console.
+#[derive(Debug, Clone, Copy)]
+pub struct Watch {
+    /// Boot with `heartbeat=1` and call the kernel hung (stop QEMU) when no heartbeat line
+    /// arrives for this long.
+    pub heartbeat: Option<Duration>,
+    /// Stop QEMU after this long whatever happens (a program that stalls in user space while
+    /// the kernel's heartbeat goes on).
+    pub limit: Option<Duration>,
+    /// Forward the console to standard output as it arrives (heartbeat lines left out).
+    pub echo: bool,
+    /// Return the console output in [`RunResult::output`].
+    pub keep: bool,
+}
+
+/// The kernel's heartbeat line (`heartbeat=` boot option) ends with this.
+pub const HEARTBEAT: &str = " beat] alive";
+
+/// Why [`boot_watched`] stopped QEMU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// The heartbeat stopped: the kernel hung.
+    Hung,
+    /// [`Watch::limit`] passed.
+    OverTime,
+}
+
+/// Boots like [`boot`], watching for the kernel's heartbeat. Returns the result and why QEMU
+/// was stopped, if it was.
+pub fn boot_watched(kernel: &Path, qemu: &Qemu, log: LogLevel, init: Option<&Init>, watch: &Watch) -> Result<(RunResult, Option<Stopped>), Error> {
     crate::qemu::check_installed(qemu.firmware)?;
-    let options = BootOptions { log, mode: Mode::Run, ..BootOptions::default() };
+    let heartbeat = watch.heartbeat.map_or(0, |_| 1);
+    let options = BootOptions { log, mode: Mode::Run, heartbeat, ..BootOptions::default() };
     let files = match init {
         Some(init) => init_files(init)?,
         None => rootfs_files(),
@@ -122,33 +159,94 @@ pub fn boot(kernel: &Path, qemu: &Qemu, log: LogLevel, init: Option<&Init>, capt
     let vars = qemu.prepare_vars()?;
     let mut child = qemu
         .command(&disk, vars.as_deref())
-        .stdin(if capture { Stdio::null() } else { Stdio::inherit() })
+        .stdin(if watch.echo { Stdio::inherit() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot start QEMU: {e}"))?;
     let mut stdout = child.stdout.take().expect("piped");
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let n = match stdout.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        seen.extend_from_slice(&buf[..n]);
-        if !capture {
-            let mut out = std::io::stdout().lock();
-            let _ = out.write_all(&buf[..n]);
-            let _ = out.flush();
+    // A reader thread, so that the wait for output can time out.
+    let (tx, rx) = mpsc::channel::<Vec<u8>>();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
         }
+    });
+    let mut seen = Vec::new();
+    let mut line = Vec::new();
+    let started = Instant::now();
+    let mut last_beat = started;
+    let mut booted = false;
+    let patience = watch.heartbeat.unwrap_or(Duration::MAX);
+    let limit = watch.limit.unwrap_or(Duration::MAX);
+    let stopped = loop {
+        let received = rx.recv_timeout(Duration::from_millis(500));
+        let why = if booted && last_beat.elapsed() > patience {
+            Some(Stopped::Hung)
+        } else if started.elapsed() > limit {
+            Some(Stopped::OverTime)
+        } else {
+            None
+        };
+        if why.is_some() {
+            let _ = child.kill();
+            break why;
+        }
+        let chunk = match received {
+            Ok(chunk) => chunk,
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break None,
+        };
+        if watch.heartbeat.is_none() {
+            // Nothing to filter: byte for byte, as it arrives (a prompt without a newline too).
+            if watch.echo {
+                let mut out = std::io::stdout().lock();
+                let _ = out.write_all(&chunk);
+                let _ = out.flush();
+            }
+            seen.extend_from_slice(&chunk);
+            continue;
+        }
+        for &b in &chunk {
+            line.push(b);
+            if b != b'\n' {
+                continue;
+            }
+            let text = String::from_utf8_lossy(&line);
+            // The kernel's first line starts the wait for its first heartbeat (firmware and
+            // bootloader before it can take a while on a busy machine: only `limit` bounds them).
+            if text.trim_end().ends_with(HEARTBEAT) || text.contains("] pikku booting") {
+                last_beat = Instant::now();
+                booted = true;
+            }
+            if text.trim_end().ends_with(HEARTBEAT) {
+            } else {
+                if watch.echo {
+                    let mut out = std::io::stdout().lock();
+                    let _ = out.write_all(&line);
+                    let _ = out.flush();
+                }
+                seen.extend_from_slice(&line);
+            }
+            line.clear();
+        }
+    };
+    if watch.echo {
+        let _ = std::io::stdout().lock().write_all(&line);
     }
+    seen.extend_from_slice(&line);
     let status = child.wait().map_err(|e| format!("waiting for QEMU: {e}"))?;
+    let _ = reader.join();
     let _ = std::fs::remove_file(&disk);
     if let Some(v) = vars {
         let _ = std::fs::remove_file(v);
     }
     let text = String::from_utf8_lossy(&seen).into_owned();
     let init_end = parse_init_end(&text);
-    Ok(RunResult { outcome: classify(status.code().unwrap_or(-1)), output: if capture { text } else { String::new() }, init: init_end })
+    let result = RunResult { outcome: classify(status.code().unwrap_or(-1)), output: if watch.keep { text } else { String::new() }, init: init_end };
+    Ok((result, stopped))
 }
 
 #[cfg(test)]

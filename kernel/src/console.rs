@@ -110,6 +110,13 @@ pub fn announce(args: fmt::Arguments) {
     tagged_line("exit", false, args);
 }
 
+/// The heartbeat line (`heartbeat=SECS`), printed from the timer tick: a host that stops seeing
+/// it knows the kernel hung with interrupts off. It never waits behind an open program line —
+/// the host must see it whatever the program writes — so it starts a new line like an error.
+pub fn heartbeat() {
+    tagged_line("beat", true, format_args!("alive"));
+}
+
 fn tagged_line(tag: &str, urgent: bool, args: fmt::Arguments) {
     let us = time::micros_since_boot();
     let line = format_args!("[{:4}.{:03} {}] {}\n", us / 1_000_000, (us / 1000) % 1000, tag, args);

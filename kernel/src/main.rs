@@ -78,6 +78,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     let ramdisk = arch::x86_64::boot_ramdisk(boot_info);
     let options = read_boot_options(ramdisk);
     console::set_log_level(options.log);
+    arch::x86_64::timer::set_heartbeat(options.heartbeat);
     log_info!("pikku booting (ramdisk {} bytes, tsc {} kHz)", ramdisk.len(), time::tsc_per_ms());
 
     // 3. The CPU's tables: segments and the TSS, exception handlers, per-CPU data.

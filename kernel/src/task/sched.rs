@@ -189,6 +189,9 @@ pub fn sleep_until(deadline_us: u64) -> bool {
 /// another thread is ready, preempt it.
 pub fn tick(from_user: bool) {
     timer::tick();
+    if timer::heartbeat_due() {
+        crate::console::heartbeat();
+    }
     let now = time::micros_since_boot();
     let due: Vec<Arc<Thread>> = {
         let mut sleepers = SLEEPERS.lock();

@@ -15,6 +15,10 @@ pub const HZ: u64 = 4000;
 const PIT_HZ: u64 = 1_193_182;
 
 static TICKS: AtomicU64 = AtomicU64::new(0);
+/// Microseconds between heartbeat lines (the `heartbeat=` boot option); 0 = none.
+static HEARTBEAT_US: AtomicU64 = AtomicU64::new(0);
+/// When the next heartbeat line is due (microseconds since boot).
+static NEXT_BEAT_US: AtomicU64 = AtomicU64::new(0);
 
 /// Programs PIT channel 0 and unmasks IRQ 0 on the master PIC.
 pub fn start() {
@@ -42,6 +46,27 @@ pub fn end_of_interrupt() {
 /// Counts a tick (the count is shown in the scheduler's report).
 pub fn tick() -> u64 {
     TICKS.fetch_add(1, Ordering::Relaxed) + 1
+}
+
+/// Applies the `heartbeat=SECS` boot option.
+pub fn set_heartbeat(secs: u32) {
+    HEARTBEAT_US.store(u64::from(secs) * 1_000_000, Ordering::Relaxed);
+}
+
+/// Is a heartbeat line due now? Measured on the TSC clock, not in ticks: under emulation ticks
+/// that arrive while interrupts are off are merged, so counting them would run slow.
+pub fn heartbeat_due() -> bool {
+    let every = HEARTBEAT_US.load(Ordering::Relaxed);
+    if every == 0 {
+        return false;
+    }
+    let now = super::time::micros_since_boot();
+    let next = NEXT_BEAT_US.load(Ordering::Relaxed);
+    if now < next {
+        return false;
+    }
+    NEXT_BEAT_US.store(now.saturating_add(every), Ordering::Relaxed);
+    true
 }
 
 /// Ticks since [`start`].
