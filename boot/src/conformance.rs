@@ -21,6 +21,12 @@ pub struct Case {
 }
 
 /// Every case: each a program that prints one line per observable fact.
+/// `-cpu max` without LA57, for the cases that probe the top of user space. pikku pages with 4
+/// levels, so its user space ends at `TASK_SIZE` = 2^47 - 4 KiB; with LA57 (which `-cpu max`
+/// offers) Debian's kernel pages with 5 levels and lets `MAP_FIXED` reach up to 2^56. Both
+/// kernels boot the same machine, the one pikku models.
+const FOUR_LEVEL_MAX: &str = "max,la57=off";
+
 pub const CASES: &[Case] = &[
     Case { program: "hello", args: &[], cpu: "max" },
     Case { program: "cat_passwd", args: &["one", "two"], cpu: "max" },
@@ -52,11 +58,11 @@ pub const CASES: &[Case] = &[
     Case { program: "pkey_fault", args: &["wd-write"], cpu: "max" },
     Case { program: "pkey_fault", args: &["wd-write-mapped"], cpu: "max" },
     Case { program: "pkey_fault", args: &["xo-read"], cpu: "max" },
-    Case { program: "edges", args: &["bounds"], cpu: "max" },
-    Case { program: "edges", args: &["init"], cpu: "max" },
-    Case { program: "edges", args: &["sigpipe"], cpu: "max" },
+    Case { program: "edges", args: &["bounds"], cpu: FOUR_LEVEL_MAX },
+    Case { program: "edges", args: &["init"], cpu: FOUR_LEVEL_MAX },
+    Case { program: "edges", args: &["sigpipe"], cpu: FOUR_LEVEL_MAX },
     // Four-level paging, as pikku's: with LA57 (which `-cpu max` has) Linux's TASK_SIZE is 2^56.
-    Case { program: "hostile", args: &[], cpu: "max,la57=off" },
+    Case { program: "hostile", args: &[], cpu: FOUR_LEVEL_MAX },
 ];
 
 impl Case {
@@ -118,20 +124,8 @@ pub fn run_pikku_with_console(kernel: &Path, case: &Case, user_dir: &Path) -> Re
 
 /// The case's transcript on Linux.
 pub fn run_linux(case: &Case, user_dir: &Path) -> Result<String, Error> {
-    let (program, _, end) = crate::linux::run_with(&case.init(user_dir), case.cpu, &[], linux_params(case))?;
+    let (program, _, end) = crate::linux::run(&case.init(user_dir), case.cpu)?;
     Ok(transcript(&program, end))
-}
-
-/// Kernel parameters for a case's Linux reference run. pikku pages with 4 levels, so its user
-/// space ends at `TASK_SIZE` = 2^47 - 4 KiB; `-cpu max` offers LA57, and Debian's kernel then
-/// pages with 5 levels and lets `MAP_FIXED` reach up to 2^56. `edges`, which probes the top of
-/// user space, is compared with Linux on 4 levels (`no5lvl`), the machine pikku models.
-fn linux_params(case: &Case) -> &'static str {
-    if case.program == "edges" {
-        "no5lvl"
-    } else {
-        ""
-    }
 }
 
 /// `None` if equal, else (1-based line, expected line, got line).

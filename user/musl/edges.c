@@ -322,9 +322,7 @@ static void sigpipe(void) {
 
 int main(int argc, char **argv) {
     setvbuf(stdout, 0, _IOLBF, 0);
-    /* The mode is the last argument: Linux hands init the boot parameters it does not know
-     * (the reference run's `no5lvl`) as arguments before it. */
-    const char *what = argc > 1 ? argv[argc - 1] : "";
+    const char *what = argc > 1 ? argv[1] : "";
     if (!strcmp(what, "bounds")) bounds();
     else if (!strcmp(what, "init")) init();
     else if (!strcmp(what, "sigpipe")) sigpipe();
