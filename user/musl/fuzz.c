@@ -3,7 +3,8 @@
  *
  *     /init SEED CALLS [v]          the supervisor (pid 1); `v` logs every call before issuing it
  *                                   and checks the canary pages after it
- *     /init worker SEED CALLS DEPTH a worker started by execve (see below)
+ *     /init worker SEED CALLS DEPTH [v]   a worker started by execve (see below), or by hand to
+ *                                   replay one worker whose seed a campaign printed
  *
  * WHAT IT DOES. The supervisor forks workers one after another, each with its own seed derived
  * from SEED (splitmix64), until CALLS calls have been issued. A worker issues random system
@@ -83,6 +84,7 @@ typedef long i64;
 #define TOP 0x7ffffffff000UL            /* Linux's TASK_SIZE on x86-64 (4-level paging) */
 #define LOGFD 1010                      /* the console, for this program's own lines */
 #define OWN_FD_MIN 900                  /* own descriptors live at 900 and above */
+#define NEVER_FD 1024                   /* a number no descriptor can have (RLIMIT_NOFILE) */
 #define PIPE_ROOM 4096                  /* bytes one context may leave in its pipe */
 #define MAX_THREADS 2
 #define MAX_CHILDREN 3
@@ -313,7 +315,7 @@ static void ctx_open_fds(struct ctx *c) {
 }
 static void ctx_close_fds(struct ctx *c) { sc1(SYS_close, c->rd_fd); sc1(SYS_close, c->wr_fd); sc1(SYS_close, c->wr_rd); sc1(SYS_close, c->file_fd); }
 
-static int is_own_fd(u64 fd) { return (i64)fd >= OWN_FD_MIN && fd <= 1023; }
+static int is_own_fd(u64 fd) { return (int)fd >= OWN_FD_MIN && (int)fd <= 1023; }   /* the kernel reads an int */
 
 /* Any descriptor number (for calls that never block). */
 static u64 any_fd(struct ctx *c) {
@@ -331,7 +333,7 @@ static u64 read_fd(struct ctx *c) {
     switch (below(c, 4)) {
     case 0: return (u64)c->file_fd;
     case 1: return (u64)c->rd_fd;
-    case 2: return 1000 + below(c, 30);                  /* never open */
+    case 2: return NEVER_FD + below(c, 30);              /* never open: at or above RLIMIT_NOFILE */
     default: return any_boundary(c) | 0x400;             /* never a small number */
     }
 }
@@ -339,7 +341,7 @@ static u64 write_fd(struct ctx *c) {
     switch (below(c, 4)) {
     case 0: return (u64)c->file_fd;
     case 1: return (u64)c->wr_fd;
-    case 2: return 1000 + below(c, 10);
+    case 2: return NEVER_FD + below(c, 10);
     default: return any_boundary(c) | 0x400;
     }
 }
@@ -667,13 +669,13 @@ static void one_call(struct ctx *c) {
     case 262: a[0] = chance(c, 2) ? (u64)-100 : any_fd(c); a[1] = a_path(c, 0); a[2] = wptr(c); a[3] = flags(c); break;
     case 89: a[0] = a_path(c, 0); a[1] = wptr(c); a[2] = length(c, a[1]); break;
     case 3: if (live_threads) return;   /* see the policy on close, dup2, dup3 */
-        a[0] = any_fd(c); if (is_own_fd(a[0])) a[0] = 1000; break;
+        a[0] = any_fd(c); if (is_own_fd(a[0])) a[0] = NEVER_FD; break;
     case 5: a[0] = any_fd(c); a[1] = wptr(c); break;
     case 8: a[0] = any_fd(c); a[1] = chance(c, 2) ? below(c, 5000) : any_boundary(c); a[2] = chance(c, 2) ? below(c, 5) : flags(c); break;
     case 16: a[0] = any_fd(c); a[1] = chance(c, 2) ? 0x5401 + below(c, 0x30) : flags(c); a[2] = wptr(c); break;
     case 32: a[0] = any_fd(c); break;
     case 33: case 292: if (live_threads) return;
-        a[0] = any_fd(c); a[1] = any_fd(c); if (is_own_fd(a[1])) a[1] = 1000 + below(c, 2) * 1000; a[2] = flags(c); break;
+        a[0] = any_fd(c); a[1] = any_fd(c); if (is_own_fd(a[1])) a[1] = NEVER_FD + below(c, 2) * 1000; a[2] = flags(c); break;
     case 22: a[0] = wptr(c); break;
     case 293: a[0] = wptr(c); a[1] = chance(c, 2) ? (flags(c) & 0x2004800) : flags(c); break;
     case 9: /* mmap */
@@ -880,7 +882,8 @@ int main(int argc, char **argv) {
     for (int fd = 0; fd < 3; fd++) sc1(SYS_close, fd);
     setup();
     if (argc >= 5 && argv[1][0] == 'w') {
-        struct ctx c = {.rng = parse_u(argv[2]), .seed = parse_u(argv[2]), .calls = parse_u(argv[3]), .depth = parse_u(argv[4]), .is_main = 1, .fd_base = OWN_FD_MIN};
+        struct ctx c = {.rng = parse_u(argv[2]), .seed = parse_u(argv[2]), .calls = parse_u(argv[3]), .depth = parse_u(argv[4]),
+                        .verbose = argc > 5 && argv[5][0] == 'v', .is_main = 1, .fd_base = OWN_FD_MIN};
         worker(&c);
     }
     u64 seed = argc > 1 ? parse_u(argv[1]) : 1, total = argc > 2 ? parse_u(argv[2]) : 20000;
