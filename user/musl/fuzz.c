@@ -191,6 +191,9 @@ struct ctx {
     u64 wr_fill;                        /* bytes written to B */
     u64 prep[64];                       /* an iovec array the kernel reads; never a target of writes */
     u64 timespec[2], act[4], ss[3];
+#ifdef CHECK_GLOBALS
+    u64 seen_text_lo, seen_block;
+#endif
 };
 
 static u64 rnd(struct ctx *c) { return splitmix(&c->rng); }
@@ -437,6 +440,13 @@ static void reap(int block_) {
         if ((st & 0x7f) == 0 && ((st >> 8) & 0xff) == 99) say("fuzz: child %d reported a failed check", pid);
     }
 }
+/* Remembers a child (for kill and the final clean-up). A full table is reaped first; a child
+ * that still finds no room is reaped by wait4(-1, …) all the same, just never signalled. */
+static void add_child(i64 pid) {
+    if (pid <= 0) return;
+    if (nchildren == (int)(sizeof children / sizeof children[0])) reap(0);
+    if (nchildren < (int)(sizeof children / sizeof children[0])) children[nchildren++] = pid;
+}
 static u64 a_pid(struct ctx *c) {
     switch (below(c, 6)) {
     case 0: case 1: return nchildren ? (u64)children[below(c, nchildren)] : 0x3fffffff;
@@ -477,13 +487,13 @@ static void start_child(struct ctx *c) {
         ctx_close_fds(c);
         worker(&child);
     }
-    if (pid > 0) children[nchildren++] = pid;
+    add_child(pid);
 }
 
 /* rt_sigreturn on a forged frame, in a child (it is expected to die or land in fuzz_landing). */
 static void forged_sigreturn(struct ctx *c) {
     i64 pid = sc0(SYS_fork);
-    if (pid != 0) { if (pid > 0) children[nchildren++] = pid; return; }
+    if (pid != 0) { add_child(pid); return; }
     u64 *frame = (u64 *)PG(SCRATCH + 1);
     for (int i = 0; i < 128; i++) frame[i] = chance(c, 3) ? rnd(c) : chance(c, 2) ? 0 : any_boundary(c);
     /* ucontext: flags, link, stack (3), then gregs r8…r15, rdi, rsi, rbp, rbx, rdx, rax, rcx,
@@ -527,7 +537,7 @@ static void scribbler(int sig, siginfo_t *si, void *uc) {
 }
 static void signal_child(struct ctx *c) {
     i64 pid = sc0(SYS_fork);
-    if (pid != 0) { if (pid > 0) children[nchildren++] = pid; return; }
+    if (pid != 0) { add_child(pid); return; }
     scribble_rng = rnd(c);
     struct { u64 sp; u64 flags; u64 size; } ss = { chance(c, 2) ? (u64)PG(ARENA) : wptr(c), chance(c, 3) ? flags(c) : 0, chance(c, 2) ? 16 * PAGE : length(c, 0) };
 #ifdef AVOID_KNOWN
@@ -776,7 +786,7 @@ static void one_call(struct ctx *c) {
     i64 r;
     if (fork_like) {
         r = sc_fork_exit(nr, a[0], a[1], a[2], a[3], a[4]);
-        if (c->is_main && r > 0 && (k->nr == 57 || !(a[0] & CLONE_THREAD))) { if (nchildren < 16) children[nchildren++] = r; else reap(0); }
+        if (c->is_main && r > 0 && (k->nr == 57 || !(a[0] & CLONE_THREAD))) add_child(r);
         return;
     }
     /* With threads running, another thread's pkey_free may be done in the kernel but not yet in
@@ -790,6 +800,9 @@ static void one_call(struct ctx *c) {
     }
     if (c->verbose) say("fuzz: pid %d call %u = %d", sc0(SYS_getpid), c->done - 1, r);
     if (c->verbose && c->is_main) check_canaries(c);          /* replaying: find the very call */
+#ifdef CHECK_GLOBALS
+    if (c->verbose && c->is_main && (text_lo != c->seen_text_lo || (u64)block != c->seen_block)) fail(c, "globals changed", text_lo);
+#endif
     if (pipe_read && r == 0) new_pipe_a(c);                 /* drained */
     if (pipe_write) pipe_write_done(c, r);
     if (k->nr == 330 && r >= 0) key_allocated(c, r, alone && live_threads == 0);
@@ -884,6 +897,9 @@ int main(int argc, char **argv) {
     if (argc >= 5 && argv[1][0] == 'w') {
         struct ctx c = {.rng = parse_u(argv[2]), .seed = parse_u(argv[2]), .calls = parse_u(argv[3]), .depth = parse_u(argv[4]),
                         .verbose = argc > 5 && argv[5][0] == 'v', .is_main = 1, .fd_base = OWN_FD_MIN};
+#ifdef CHECK_GLOBALS
+        c.seen_text_lo = text_lo; c.seen_block = (u64)block;
+#endif
         worker(&c);
     }
     u64 seed = argc > 1 ? parse_u(argv[1]) : 1, total = argc > 2 ? parse_u(argv[2]) : 20000;
