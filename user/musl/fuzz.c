@@ -89,7 +89,7 @@ typedef long i64;
 #define MAX_THREADS 2
 #define MAX_CHILDREN 3
 #define MAX_DEPTH 2
-#define WORKER_SECS 8                   /* guest seconds (the TSC clock); a worker takes one or two */
+#define WORKER_SECS 30                  /* guest seconds (the TSC clock); a worker usually takes one to three */
 
 /* ---- raw system calls (no errno: threads here have no TLS of their own) ---------------- */
 
