@@ -3,7 +3,8 @@
  *
  *     /init SEED CALLS [v]          the supervisor (pid 1); `v` logs every call before issuing it
  *                                   and checks the canary pages after it
- *     /init worker SEED CALLS DEPTH a worker started by execve (see below)
+ *     /init worker SEED CALLS DEPTH [v]   a worker started by execve (see below), or by hand to
+ *                                   replay one worker whose seed a campaign printed
  *
  * WHAT IT DOES. The supervisor forks workers one after another, each with its own seed derived
  * from SEED (splitmix64), until CALLS calls have been issued. A worker issues random system
@@ -83,11 +84,12 @@ typedef long i64;
 #define TOP 0x7ffffffff000UL            /* Linux's TASK_SIZE on x86-64 (4-level paging) */
 #define LOGFD 1010                      /* the console, for this program's own lines */
 #define OWN_FD_MIN 900                  /* own descriptors live at 900 and above */
+#define NEVER_FD 1024                   /* a number no descriptor can have (RLIMIT_NOFILE) */
 #define PIPE_ROOM 4096                  /* bytes one context may leave in its pipe */
 #define MAX_THREADS 2
 #define MAX_CHILDREN 3
 #define MAX_DEPTH 2
-#define WORKER_SECS 8                   /* guest seconds (the TSC clock); a worker takes one or two */
+#define WORKER_SECS 30                  /* guest seconds (the TSC clock); a worker usually takes one to three */
 
 /* ---- raw system calls (no errno: threads here have no TLS of their own) ---------------- */
 
@@ -189,6 +191,9 @@ struct ctx {
     u64 wr_fill;                        /* bytes written to B */
     u64 prep[64];                       /* an iovec array the kernel reads; never a target of writes */
     u64 timespec[2], act[4], ss[3];
+#ifdef CHECK_GLOBALS
+    u64 seen_text_lo, seen_block;
+#endif
 };
 
 static u64 rnd(struct ctx *c) { return splitmix(&c->rng); }
@@ -313,7 +318,7 @@ static void ctx_open_fds(struct ctx *c) {
 }
 static void ctx_close_fds(struct ctx *c) { sc1(SYS_close, c->rd_fd); sc1(SYS_close, c->wr_fd); sc1(SYS_close, c->wr_rd); sc1(SYS_close, c->file_fd); }
 
-static int is_own_fd(u64 fd) { return (i64)fd >= OWN_FD_MIN && fd <= 1023; }
+static int is_own_fd(u64 fd) { return (int)fd >= OWN_FD_MIN && (int)fd <= 1023; }   /* the kernel reads an int */
 
 /* Any descriptor number (for calls that never block). */
 static u64 any_fd(struct ctx *c) {
@@ -331,7 +336,7 @@ static u64 read_fd(struct ctx *c) {
     switch (below(c, 4)) {
     case 0: return (u64)c->file_fd;
     case 1: return (u64)c->rd_fd;
-    case 2: return 1000 + below(c, 30);                  /* never open */
+    case 2: return NEVER_FD + below(c, 30);              /* never open: at or above RLIMIT_NOFILE */
     default: return any_boundary(c) | 0x400;             /* never a small number */
     }
 }
@@ -339,7 +344,7 @@ static u64 write_fd(struct ctx *c) {
     switch (below(c, 4)) {
     case 0: return (u64)c->file_fd;
     case 1: return (u64)c->wr_fd;
-    case 2: return 1000 + below(c, 10);
+    case 2: return NEVER_FD + below(c, 10);
     default: return any_boundary(c) | 0x400;
     }
 }
@@ -435,6 +440,13 @@ static void reap(int block_) {
         if ((st & 0x7f) == 0 && ((st >> 8) & 0xff) == 99) say("fuzz: child %d reported a failed check", pid);
     }
 }
+/* Remembers a child (for kill and the final clean-up). A full table is reaped first; a child
+ * that still finds no room is reaped by wait4(-1, …) all the same, just never signalled. */
+static void add_child(i64 pid) {
+    if (pid <= 0) return;
+    if (nchildren == (int)(sizeof children / sizeof children[0])) reap(0);
+    if (nchildren < (int)(sizeof children / sizeof children[0])) children[nchildren++] = pid;
+}
 static u64 a_pid(struct ctx *c) {
     switch (below(c, 6)) {
     case 0: case 1: return nchildren ? (u64)children[below(c, nchildren)] : 0x3fffffff;
@@ -475,13 +487,13 @@ static void start_child(struct ctx *c) {
         ctx_close_fds(c);
         worker(&child);
     }
-    if (pid > 0) children[nchildren++] = pid;
+    add_child(pid);
 }
 
 /* rt_sigreturn on a forged frame, in a child (it is expected to die or land in fuzz_landing). */
 static void forged_sigreturn(struct ctx *c) {
     i64 pid = sc0(SYS_fork);
-    if (pid != 0) { if (pid > 0) children[nchildren++] = pid; return; }
+    if (pid != 0) { add_child(pid); return; }
     u64 *frame = (u64 *)PG(SCRATCH + 1);
     for (int i = 0; i < 128; i++) frame[i] = chance(c, 3) ? rnd(c) : chance(c, 2) ? 0 : any_boundary(c);
     /* ucontext: flags, link, stack (3), then gregs r8…r15, rdi, rsi, rbp, rbx, rdx, rax, rcx,
@@ -525,7 +537,7 @@ static void scribbler(int sig, siginfo_t *si, void *uc) {
 }
 static void signal_child(struct ctx *c) {
     i64 pid = sc0(SYS_fork);
-    if (pid != 0) { if (pid > 0) children[nchildren++] = pid; return; }
+    if (pid != 0) { add_child(pid); return; }
     scribble_rng = rnd(c);
     struct { u64 sp; u64 flags; u64 size; } ss = { chance(c, 2) ? (u64)PG(ARENA) : wptr(c), chance(c, 3) ? flags(c) : 0, chance(c, 2) ? 16 * PAGE : length(c, 0) };
 #ifdef AVOID_KNOWN
@@ -667,13 +679,13 @@ static void one_call(struct ctx *c) {
     case 262: a[0] = chance(c, 2) ? (u64)-100 : any_fd(c); a[1] = a_path(c, 0); a[2] = wptr(c); a[3] = flags(c); break;
     case 89: a[0] = a_path(c, 0); a[1] = wptr(c); a[2] = length(c, a[1]); break;
     case 3: if (live_threads) return;   /* see the policy on close, dup2, dup3 */
-        a[0] = any_fd(c); if (is_own_fd(a[0])) a[0] = 1000; break;
+        a[0] = any_fd(c); if (is_own_fd(a[0])) a[0] = NEVER_FD; break;
     case 5: a[0] = any_fd(c); a[1] = wptr(c); break;
     case 8: a[0] = any_fd(c); a[1] = chance(c, 2) ? below(c, 5000) : any_boundary(c); a[2] = chance(c, 2) ? below(c, 5) : flags(c); break;
     case 16: a[0] = any_fd(c); a[1] = chance(c, 2) ? 0x5401 + below(c, 0x30) : flags(c); a[2] = wptr(c); break;
     case 32: a[0] = any_fd(c); break;
     case 33: case 292: if (live_threads) return;
-        a[0] = any_fd(c); a[1] = any_fd(c); if (is_own_fd(a[1])) a[1] = 1000 + below(c, 2) * 1000; a[2] = flags(c); break;
+        a[0] = any_fd(c); a[1] = any_fd(c); if (is_own_fd(a[1])) a[1] = NEVER_FD + below(c, 2) * 1000; a[2] = flags(c); break;
     case 22: a[0] = wptr(c); break;
     case 293: a[0] = wptr(c); a[1] = chance(c, 2) ? (flags(c) & 0x2004800) : flags(c); break;
     case 9: /* mmap */
@@ -774,7 +786,7 @@ static void one_call(struct ctx *c) {
     i64 r;
     if (fork_like) {
         r = sc_fork_exit(nr, a[0], a[1], a[2], a[3], a[4]);
-        if (c->is_main && r > 0 && (k->nr == 57 || !(a[0] & CLONE_THREAD))) { if (nchildren < 16) children[nchildren++] = r; else reap(0); }
+        if (c->is_main && r > 0 && (k->nr == 57 || !(a[0] & CLONE_THREAD))) add_child(r);
         return;
     }
     /* With threads running, another thread's pkey_free may be done in the kernel but not yet in
@@ -788,6 +800,9 @@ static void one_call(struct ctx *c) {
     }
     if (c->verbose) say("fuzz: pid %d call %u = %d", sc0(SYS_getpid), c->done - 1, r);
     if (c->verbose && c->is_main) check_canaries(c);          /* replaying: find the very call */
+#ifdef CHECK_GLOBALS
+    if (c->verbose && c->is_main && (text_lo != c->seen_text_lo || (u64)block != c->seen_block)) fail(c, "globals changed", text_lo);
+#endif
     if (pipe_read && r == 0) new_pipe_a(c);                 /* drained */
     if (pipe_write) pipe_write_done(c, r);
     if (k->nr == 330 && r >= 0) key_allocated(c, r, alone && live_threads == 0);
@@ -880,7 +895,11 @@ int main(int argc, char **argv) {
     for (int fd = 0; fd < 3; fd++) sc1(SYS_close, fd);
     setup();
     if (argc >= 5 && argv[1][0] == 'w') {
-        struct ctx c = {.rng = parse_u(argv[2]), .seed = parse_u(argv[2]), .calls = parse_u(argv[3]), .depth = parse_u(argv[4]), .is_main = 1, .fd_base = OWN_FD_MIN};
+        struct ctx c = {.rng = parse_u(argv[2]), .seed = parse_u(argv[2]), .calls = parse_u(argv[3]), .depth = parse_u(argv[4]),
+                        .verbose = argc > 5 && argv[5][0] == 'v', .is_main = 1, .fd_base = OWN_FD_MIN};
+#ifdef CHECK_GLOBALS
+        c.seen_text_lo = text_lo; c.seen_block = (u64)block;
+#endif
         worker(&c);
     }
     u64 seed = argc > 1 ? parse_u(argv[1]) : 1, total = argc > 2 ? parse_u(argv[2]) : 20000;
