@@ -619,7 +619,10 @@ static u64 a_timespec(struct ctx *c) {
     default: t[0] = 0; t[1] = 0; return (u64)t;
     }
 }
-/* An iovec array; `kernel_writes`: its buffers are written to (readv), so no canary pages. */
+/* An iovec array; `kernel_writes`: its buffers are written to (readv), so no canary pages.
+ * The entries past the n it fills are emptied ({0, 0}): the count the call passes is chosen on
+ * its own, and a stale entry left by an earlier writev may point at a canary page. */
+#define PREP_IOVECS (sizeof ((struct ctx *)0)->prep / 16)
 static u64 a_iovec(struct ctx *c, u64 budget, int use_budget, int kernel_writes) {
     u64 *v = c->prep;
     int n = (int)below(c, 5);
@@ -627,6 +630,7 @@ static u64 a_iovec(struct ctx *c, u64 budget, int use_budget, int kernel_writes)
         v[2 * i] = kernel_writes ? wptr(c) : rptr(c);
         v[2 * i + 1] = use_budget ? below(c, budget / 4 + 1) : length(c, v[2 * i]);
     }
+    for (unsigned i = n; i < PREP_IOVECS; i++) v[2 * i] = v[2 * i + 1] = 0;
     return chance(c, 5) ? rptr(c) : (u64)v;
 }
 
@@ -658,6 +662,9 @@ static void one_call(struct ctx *c) {
         break;
     case 19: /* readv */
         a[0] = read_fd(c); a[1] = a_iovec(c, 0, 0, 1); a[2] = chance(c, 2) ? below(c, 5) : any_boundary(c);
+        /* A count the kernel accepts (up to UIO_MAXIOV, 1024) must not reach past `prep` into
+         * the rest of the context, whose words may point at canary pages. */
+        if (a[2] > PREP_IOVECS && a[2] <= 1024) a[2] = PREP_IOVECS;
         pipe_read = a[0] == (u64)c->rd_fd;
         break;
     case 1: /* write */
@@ -670,6 +677,7 @@ static void one_call(struct ctx *c) {
         pipe_write = a[0] == (u64)c->wr_fd;
         a[1] = a_iovec(c, pipe_room(c), pipe_write, a[0] != (u64)c->wr_fd);   /* vmsplice on a read end writes */
         a[2] = pipe_write ? below(c, 5) : chance(c, 2) ? below(c, 5) : any_boundary(c);
+        if (a[0] != (u64)c->wr_fd && a[2] > PREP_IOVECS && a[2] <= 1024) a[2] = PREP_IOVECS; /* as readv */
         a[3] = flags(c);
         if (pipe_write && a[1] != (u64)c->prep) a[1] = 0;  /* a bad iovec: EFAULT */
         break;
