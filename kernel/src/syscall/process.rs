@@ -400,7 +400,7 @@ pub fn sys_tkill(tid: u64, sig: u64) -> Result<u64, Errno> {
 /// (`EACCES` for a directory, `ENOEXEC` for anything that is not a loadable ELF), the argument
 /// arrays (`EFAULT`, `E2BIG`), the new address space (`ENOMEM`) — so a failed `execve` returns
 /// to the old program untouched. Then: the other threads of the process end, and a new thread
-/// with the caller's tid runs the new program in a fresh address space — key map = key 0 only,
+/// with the leader's tid (the pid) runs the new program in a fresh address space — key map = key 0 only,
 /// no execute-only key, PKRU = 0x55555554 (Linux `init_new_context()`, `pkru_flush_thread()`),
 /// initial FPU state — while the pid, the fds and the signal mask stay.
 pub fn sys_execve(path: u64, argv: u64, envp: u64) -> Result<u64, Errno> {
