@@ -679,7 +679,7 @@ static void one_call(struct ctx *c) {
         a[2] = pipe_write ? below(c, 5) : chance(c, 2) ? below(c, 5) : any_boundary(c);
         if (a[0] != (u64)c->wr_fd && a[2] > PREP_IOVECS && a[2] <= 1024) a[2] = PREP_IOVECS; /* as readv */
         a[3] = flags(c);
-        if (pipe_write && a[1] != (u64)c->prep) a[1] = 0;  /* a bad iovec: EFAULT */
+        if (pipe_write && a[1] != (u64)c->prep) a[1] = 0xffff800000000000UL; /* a bad iovec: EFAULT (not 0: a fuzzed MAP_FIXED may map page 0) */
         break;
     case 2: a[0] = a_path(c, 0); a[1] = flags(c); a[2] = flags(c); break;
     case 257: a[0] = chance(c, 2) ? (u64)-100 : any_fd(c); a[1] = a_path(c, 0); a[2] = flags(c); a[3] = flags(c); break;
