@@ -142,7 +142,7 @@ pub fn plan(data: &[u8]) -> Result<LoadPlan, ElfError> {
                 let vaddr = p_vaddr.checked_add(bias).ok_or(ElfError::BadSegment)?;
                 let vend = vaddr.checked_add(p_memsz).ok_or(ElfError::BadSegment)?;
                 let start = vaddr & !(PAGE_SIZE - 1);
-                let end = vend.checked_add(PAGE_SIZE - 1).ok_or(ElfError::BadSegment)? & !(PAGE_SIZE - 1);
+                let end = vma::user::page_align_up(vend).ok_or(ElfError::BadSegment)?;
                 if start < PAGE_SIZE || end > TASK_SIZE {
                     return Err(ElfError::BadSegment);
                 }

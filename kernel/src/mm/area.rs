@@ -187,7 +187,7 @@ impl Mm {
     /// `flush_tlb_range()`.
     fn rewrite_ptes(&mut self, start: u64, end: u64, bits: u64, tlb: &mut TlbBatch) {
         self.root().update_leaves(start, end, tlb, |_, old| {
-            let new = (old & 0x000f_ffff_ffff_f000) | bits;
+            let new = (old & paging::FRAME_MASK) | bits;
             // A page shared copy-on-write stays read-only whatever the area allows.
             if old & paging::COW_BIT != 0 {
                 (new & !PageTableFlags::WRITABLE.bits()) | paging::COW_BIT
@@ -323,7 +323,7 @@ impl Mm {
         let copy = frame::alloc_user().ok_or(SegvCode::OutOfMemory)?;
         paging::copy_frame(frame, copy);
         let new_addr = copy.start_address().as_u64();
-        self.root().update_leaf(p, |old| writable((old & !0x000f_ffff_ffff_f000) | new_addr));
+        self.root().update_leaf(p, |old| writable((old & !paging::FRAME_MASK) | new_addr));
         frame::put(frame);
         Ok(())
     }

@@ -25,7 +25,8 @@ const MAP_KNOWN: u64 = 0x03 | MAP_FIXED | MAP_ANONYMOUS | 0x100 /*GROWSDOWN*/ | 
 /// Most memory areas an address space may have: Linux's `vm.max_map_count` default
 /// (`DEFAULT_MAX_MAP_COUNT` = 65,530). Each area is a kernel object, so without a limit a
 /// program could fill the kernel heap with them, one `mprotect` of every other page at a time.
-/// Past it `mmap` — and a `munmap` or `mprotect` that would split an area — fail with `ENOMEM`.
+/// Past it `mmap`, an `mprotect` that would split an area, and a `munmap` that would punch a hole
+/// in one, fail with `ENOMEM`.
 pub const MAX_MAP_COUNT: usize = 65_530;
 
 /// `ENOMEM` if cutting the areas at `start` and `end` would split one while the address space
@@ -34,6 +35,18 @@ pub const MAX_MAP_COUNT: usize = 65_530;
 fn check_split(mm: &crate::mm::address_space::Mm, start: u64, end: u64) -> Result<(), Errno> {
     let splits = |at: u64| mm.vmas.find(at).is_some_and(|v| v.start != at);
     if mm.vmas.len() >= MAX_MAP_COUNT && (splits(start) || splits(end)) {
+        return Err(Errno::ENOMEM);
+    }
+    crate::mm::heap::reserve(2 * AREA_HEAP_BYTES)
+}
+
+/// `munmap`'s version of [`check_split`] (Linux: `vms_gather_munmap_vmas()`): only a hole
+/// punched in the middle of one area adds an area, so only that is refused at the limit —
+/// trimming an area's head or tail leaves the count as it is, and lets a program at the limit
+/// give memory back.
+fn check_munmap_split(mm: &crate::mm::address_space::Mm, start: u64, end: u64) -> Result<(), Errno> {
+    let punches_hole = mm.vmas.find(start).is_some_and(|v| v.start < start && end < v.end);
+    if mm.vmas.len() >= MAX_MAP_COUNT && punches_hole {
         return Err(Errno::ENOMEM);
     }
     crate::mm::heap::reserve(2 * AREA_HEAP_BYTES)
@@ -119,7 +132,7 @@ pub fn sys_munmap(addr: u64, len: u64) -> Result<u64, Errno> {
     let range = UserRange::pages(addr, len).filter(|r| !r.is_empty()).ok_or(Errno::EINVAL)?;
     let thread = task::current();
     let mut mm = thread.mm.write();
-    check_split(&mm, range.start(), range.end())?;
+    check_munmap_split(&mm, range.start(), range.end())?;
     mm.unmap_range(range.start(), range.end());
     Ok(0)
 }

@@ -434,8 +434,10 @@ pub fn sys_execve(path: u64, argv: u64, envp: u64) -> Result<u64, Errno> {
     // (Linux's `de_thread()` gives the exec'ing thread the leader's identity).
     let pid = thread.process.pid;
     // The other threads, found by tid before the new leader takes the pid's entry.
-    let siblings: alloc::vec::Vec<_> =
-        thread.process.thread_ids.lock().iter().filter(|&&tid| tid != thread.tid).filter_map(|&tid| task::find_thread(tid)).collect();
+    // (The ids are copied out first: `thread_ids` is a leaf, and `find_thread` takes locks that
+    // come before it in the lock order.)
+    let ids = thread.process.thread_ids.lock().clone();
+    let siblings: alloc::vec::Vec<_> = ids.into_iter().filter(|&tid| tid != thread.tid).filter_map(task::find_thread).collect();
     let new = crate::loader::load(&thread.process, pid, &path, &argv_refs, &envp_refs)?;
     // The point of no return.
     let name = path.rsplit(|&b| b == b'/').next().unwrap_or(&path);

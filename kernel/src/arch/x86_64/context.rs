@@ -186,6 +186,9 @@ impl Drop for KernelStack {
             }
         }
         drop(root);
+        // The slot's guard belongs to nobody now (the double-fault report must not name a
+        // thread that is gone).
+        OWNERS[self.slot].store(0, Ordering::Relaxed);
         let mut slots = SLOTS.lock();
         slots.used[self.slot / 64] &= !(1 << (self.slot % 64));
         slots.count -= 1;
@@ -213,7 +216,8 @@ pub fn guard_owner(addr: u64) -> Option<u32> {
     let offset = addr.checked_sub(KERNEL_STACKS_START)?;
     let slot = usize::try_from(offset / SLOT_SIZE).ok().filter(|&s| s < MAX_KERNEL_STACKS)?;
     let in_guard = offset % SLOT_SIZE < SLOT_SIZE - KERNEL_STACK_SIZE as u64;
-    in_guard.then(|| OWNERS[slot].load(Ordering::Relaxed))
+    // Owner 0: the slot is free (`Drop` clears it), so this is no stack's overflow.
+    in_guard.then(|| OWNERS[slot].load(Ordering::Relaxed)).filter(|&owner| owner != 0)
 }
 
 core::arch::global_asm!(

@@ -335,7 +335,7 @@ impl PageTableRoot {
 
     /// Removes the mapping of `page` (a kernel page: a kernel stack's) and invalidates its TLB
     /// entry; returns the frame it mapped. `None` if it was not mapped.
-    pub fn unmap_leaf(&mut self, page: Page) -> Option<PhysFrame> {
+    pub(super) fn unmap_leaf(&mut self, page: Page) -> Option<PhysFrame> {
         let entry = self.leaf_entry(page)?;
         let frame = PhysFrame::containing_address(entry.addr());
         entry.set_unused();
@@ -385,7 +385,7 @@ pub fn create_kernel_region_slot(start: VirtAddr, pdpt: PhysFrame) {
 }
 
 /// The kernel's own tree (the bootloader's, adopted at boot).
-pub fn kernel_root() -> &'static Mutex<PageTableRoot> {
+pub(super) fn kernel_root() -> &'static Mutex<PageTableRoot> {
     KERNEL_ROOT.get().expect("paging::init not called")
 }
 
@@ -406,6 +406,8 @@ pub fn map_fresh_kernel_region(
 ) -> &'static mut [core::mem::MaybeUninit<u8>] {
     assert!(start.is_aligned(4096u64) && len.is_multiple_of(4096), "unaligned kernel region");
     assert!(start.as_u64() >= 0xffff_8000_0000_0000, "{start:?} is not in the kernel half");
+    let stacks = VirtAddr::new(super::context::KERNEL_STACKS_START).p4_index();
+    assert!(start.p4_index() != stacks && (start + len.saturating_sub(1)).p4_index() != stacks, "not in the kernel-stack region");
     let flags = PageTableFlags::PRESENT | PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE;
     let mut root = kernel_root().lock();
     let mut mapped = 0;
@@ -421,9 +423,12 @@ pub fn map_fresh_kernel_region(
         mapped += 4096;
     }
     // SAFETY: every page of `start .. start + mapped` was unmapped a moment ago (checked above,
-    // under the kernel root's lock) and is now backed by a frame that nothing else owns; kernel
-    // mappings are never removed. So the range is valid, writable memory for `'static`, and this
-    // is the only reference to it. `MaybeUninit` makes no claim about its contents.
+    // under the kernel root's lock) and is now backed by a frame that nothing else owns. The only
+    // kernel mapping ever removed is a kernel stack's page, by that stack's own `Drop`, inside the
+    // kernel-stack region — which this function refuses (asserted above) — and the kernel root
+    // and `unmap_leaf` are reachable from `arch` alone. So the range is valid, writable memory for
+    // `'static`, and this is the only reference to it. `MaybeUninit` makes no claim about its
+    // contents.
     unsafe { core::slice::from_raw_parts_mut(start.as_mut_ptr(), mapped as usize) }
 }
 
@@ -461,7 +466,8 @@ pub fn invalidate_range(start: u64, end: u64) {
 /// The span of pages whose entries one call changed, gathered so the TLB is invalidated once
 /// per call with [`invalidate_range`], not once per page (Linux: `struct mmu_gather`'s
 /// `start`/`end`, flushed by `tlb_finish_mmu()`). Dropping it without [`TlbBatch::flush`]
-/// would leave stale translations, hence `#[must_use]`.
+/// would leave stale translations: every caller flushes before it returns (`#[must_use]` only
+/// catches a batch made and never used).
 #[derive(Debug, Default)]
 #[must_use = "changed entries stay in the TLB until the batch is flushed"]
 pub struct TlbBatch {
