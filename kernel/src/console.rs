@@ -20,7 +20,7 @@ use alloc::vec::Vec;
 use bootproto::options::LogLevel;
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use spin::Mutex;
+use crate::sync::Mutex;
 
 use crate::arch::x86_64::{serial, time};
 

@@ -28,6 +28,7 @@ extern crate alloc;
 
 #[allow(unsafe_code)] // the one layer that touches hardware (see `arch`'s module doc)
 mod arch;
+pub use arch::x86_64::sync;
 mod console;
 mod fs;
 #[cfg(test)]
@@ -85,6 +86,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     gdt::init();
     trap::init();
     percpu::init_boot_cpu();
+    arch::x86_64::shootdown::init();
 
     // 4. Memory: the page tables the bootloader built, free frames, the heap.
     let phys_offset = boot_info.physical_memory_offset.into_option().expect("bootloader gave no physical-memory mapping");
@@ -119,11 +121,11 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         irq: task::interrupt,
     });
     syscall_entry::init(syscall::entry);
-    arch::x86_64::context::set_first_entry_hook(task::sched::leave_if_process_ended);
+    arch::x86_64::context::set_first_entry_hook(task::sched::first_entry);
 
     // 7. A first thread in a fresh address space, with a new program's PKRU (0x55555554).
     let mm = mm::address_space::Mm::new().expect("no memory for the first address space").into_ref();
-    task::install_boot_thread(task::Thread::boot(mm));
+    task::install_idle_thread(task::Thread::boot(mm));
 
     // 8. Say what we found.
     report::print(&boot_info.memory_regions, boot_info.kernel_image_offset);
@@ -169,7 +171,6 @@ fn run_init() -> ! {
     let status = task::sched::wait_for(&process);
     x86_64::instructions::interrupts::disable();
     drop(process);
-    task::sched::reap_now();
     task::sched::release_spare_capacity();
     console::finish_user_output();
     let left: alloc::vec::Vec<u32> = task::process::all().iter().map(|p| p.pid).filter(|&pid| pid > 0).collect();
@@ -195,12 +196,12 @@ fn run_init() -> ! {
     );
     log_info!(
         "scheduler: {} switches, {} preemptive ({} ticks at {} Hz); WRPKRU {} done, {} skipped",
-        task::SWITCHES.load(core::sync::atomic::Ordering::Relaxed),
-        task::sched::PREEMPTIONS.load(core::sync::atomic::Ordering::Relaxed),
+        task::SWITCHES.sum(),
+        task::sched::PREEMPTIONS.sum(),
         arch::x86_64::timer::ticks(),
         arch::x86_64::timer::HZ,
-        arch::x86_64::pkru::WRPKRU_DONE.load(core::sync::atomic::Ordering::Relaxed),
-        arch::x86_64::pkru::WRPKRU_SKIPPED.load(core::sync::atomic::Ordering::Relaxed),
+        arch::x86_64::pkru::WRPKRU_DONE.sum(),
+        arch::x86_64::pkru::WRPKRU_SKIPPED.sum(),
     );
     match status {
         task::ExitStatus::Exited(code) => console::announce(format_args!("init exited with status {code}")),

@@ -10,7 +10,7 @@ use crate::errno::Errno;
 use crate::key::Pkey;
 use crate::mm::{PkeyState, Support};
 use crate::pkru::{AccessRights, PkruRegister};
-use spin::RwLock;
+use spin::rwlock::RwLock;
 
 /// `PKEY_DISABLE_ACCESS | PKEY_DISABLE_WRITE`: the only bits `init_val` may have
 /// (Linux: `PKEY_ACCESS_MASK`).
@@ -52,8 +52,8 @@ pub fn set_user_pkey_access(
 ///
 /// Order, as Linux: argument checks → `mmap_write_lock` → `mm_pkey_alloc` (`ENOSPC` when full
 /// or without pkeys) → `arch_set_user_pkey_access` (on failure the key is given back).
-pub fn pkey_alloc<M: AsMut<PkeyState>>(
-    mm: &RwLock<M>,
+pub fn pkey_alloc<M: AsMut<PkeyState>, R: spin::RelaxStrategy>(
+    mm: &RwLock<M, R>,
     pkru: &mut impl PkruRegister,
     flags: u64,
     init_val: u64,
@@ -73,7 +73,7 @@ pub fn pkey_alloc<M: AsMut<PkeyState>>(
 /// `pkey_free(pkey)`: gives the key back. `pkey` is the raw register; its C type is `int`, so
 /// only the low 32 bits count (as on Linux). `EINVAL` for a negative, out-of-range, unallocated
 /// or execute-only key. PKRU is not touched, and memory keeps its key.
-pub fn pkey_free<M: AsMut<PkeyState>>(mm: &RwLock<M>, pkey: u64) -> Result<(), Errno> {
+pub fn pkey_free<M: AsMut<PkeyState>, R: spin::RelaxStrategy>(mm: &RwLock<M, R>, pkey: u64) -> Result<(), Errno> {
     let pkey = Pkey::syscall_int(pkey);
     let mut guard = mm.write(); // Linux: mmap_write_lock(current->mm)
     guard.as_mut().free(pkey)

@@ -3,7 +3,7 @@
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use pkeys::Errno;
-use spin::Mutex;
+use crate::sync::Mutex;
 
 use super::ramdisk::{Node, RamFile};
 

@@ -10,7 +10,7 @@ use alloc::collections::VecDeque;
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicUsize, Ordering};
 use pkeys::Errno;
-use spin::Mutex;
+use crate::sync::Mutex;
 
 use crate::task::sched::{self, WakeReason};
 use crate::task::{self, Thread};
@@ -50,10 +50,20 @@ impl Pipe {
         }
     }
 
-    /// Blocks until the pipe changes; `EINTR` if the process was killed meanwhile.
-    fn wait(&self) -> Result<(), Errno> {
-        self.waiters.lock().push_back(task::current());
-        sched::block_current();
+    /// Blocks until `ready()` holds (checked again after this thread is findable by a waker,
+    /// so a change on another CPU between the caller's check and the sleep is not missed);
+    /// `EINTR` if the process was killed meanwhile.
+    fn wait(&self, ready: impl Fn(&Pipe) -> bool) -> Result<(), Errno> {
+        let me = task::current();
+        sched::prepare_to_wait();
+        self.waiters.lock().push_back(me.clone());
+        if ready(self) || sched::killed() {
+            sched::finish_wait();
+            self.waiters.lock().retain(|t| !Arc::ptr_eq(t, &me));
+        } else {
+            drop(me);
+            sched::block_current();
+        }
         if sched::killed() {
             return Err(Errno::EINTR);
         }
@@ -92,7 +102,7 @@ impl PipeEnd {
             if self.pipe.writers.load(Ordering::Relaxed) == 0 {
                 return Ok(0);
             }
-            self.pipe.wait()?;
+            self.pipe.wait(|p| !p.buffer.lock().is_empty() || p.writers.load(Ordering::Relaxed) == 0)?;
         }
     }
 
@@ -119,7 +129,7 @@ impl PipeEnd {
                 done += n;
                 self.pipe.wake_all();
             } else {
-                self.pipe.wait()?;
+                self.pipe.wait(|p| p.buffer.lock().len() < CAPACITY || p.readers.load(Ordering::Relaxed) == 0)?;
             }
         }
         Ok(done as u64)

@@ -27,7 +27,7 @@
 
 use bootproto::exit::ExitCode;
 use bootproto::options::{BootOptions, Counts};
-use spin::Mutex;
+use crate::sync::Mutex;
 
 use alloc::sync::Arc;
 

@@ -2,7 +2,7 @@
 //!
 //! Linux's `struct mm_struct`, reduced to what pikku needs so far: the page-table root
 //! (`mm->pgd`) and `mm->context`'s two pkey fields ([`pkeys::PkeyState`]). Every [`Mm`] lives
-//! behind a [`spin::RwLock`] ([`MmRef`]); the threads of one process share it. The write lock is
+//! behind a [`RwLock`](crate::sync::RwLock) ([`MmRef`]); the threads of one process share it. The write lock is
 //! Linux's `mmap_write_lock`: `pkey_alloc`, `pkey_free`, `mmap`, `munmap`, `mprotect` and
 //! `pkey_mprotect` take it — and so does the page-fault path, because filling a page table needs
 //! `&mut Mm` (Linux lets faults share the lock as readers and serialises them with per-table
@@ -13,7 +13,7 @@
 
 use alloc::sync::Arc;
 use pkeys::{Errno, PkeyState};
-use spin::RwLock;
+use crate::sync::RwLock;
 use x86_64::structures::paging::{Page, PageTableFlags, PhysFrame};
 use x86_64::VirtAddr;
 
@@ -45,6 +45,12 @@ pub struct Mm {
     pub brk_start: u64,
     /// The current program break (Linux: `mm->brk`).
     pub brk: u64,
+    /// The CPUs that have this tree loaded in CR3 (bit = CPU index; Linux: `mm_cpumask()`): the
+    /// CPUs a TLB flush of this address space must reach. Set by [`Mm::activate`] *before* the
+    /// CR3 write, cleared by [`super::tlb::switch_mm`] after the CPU loaded another tree. A CPU
+    /// joins only under the read lock (`activate`), so while a writer holds the write lock the
+    /// mask can only shrink, and a snapshot taken under it ([`Mm::tlb_batch`]) is enough.
+    pub cpus: core::sync::atomic::AtomicU64,
     /// Where the last top-down `mmap` placement landed: the next search starts below it
     /// (Linux's former `free_area_cache`), so placing n mappings costs O(n log n), not O(n²).
     pub free_area_cache: u64,
@@ -61,6 +67,7 @@ impl Mm {
             vmas: vma::VmaMap::new(),
             brk_start: 0,
             brk: 0,
+            cpus: core::sync::atomic::AtomicU64::new(0),
             free_area_cache: 0,
         })
     }
@@ -91,7 +98,7 @@ impl Mm {
         // each page copy-on-write and lists it; the child's entries are made from the list.
         let cow = |bits: u64| (bits & !PageTableFlags::WRITABLE.bits()) | paging::COW_BIT;
         let mut pages = alloc::vec::Vec::new();
-        let mut tlb = paging::TlbBatch::default();
+        let mut tlb = self.tlb_batch();
         self.root().update_leaves(0, paging::USER_END, &mut tlb, |addr, old| {
             pages.push((addr, old));
             cow(old)
@@ -114,11 +121,23 @@ impl Mm {
         self.root.as_mut().expect("an Mm always has a root until dropped")
     }
 
-    /// Makes this the address space the CPU translates with (CR3).
+    /// Makes this the address space the CPU translates with (CR3), after adding this CPU to
+    /// [`Mm::cpus`] — in that order, so that a writer who changes an entry after the CR3 load
+    /// always finds this CPU in the mask. (The scheduler goes through [`super::tlb::switch_mm`],
+    /// which also takes the CPU out of the previous tree's mask.)
     pub fn activate(&self) {
         if let Some(root) = &self.root {
+            let me = 1u64 << crate::arch::x86_64::percpu::this_cpu().cpu_id;
+            self.cpus.fetch_or(me, core::sync::atomic::Ordering::SeqCst);
             root.activate();
         }
+    }
+
+    /// A TLB batch for a change to this tree: it will reach every other CPU that has the tree
+    /// loaded (Linux: `tlb_gather_mmu()`).
+    pub fn tlb_batch(&self) -> paging::TlbBatch {
+        let root = self.root.as_ref().expect("an Mm always has a root until dropped");
+        paging::TlbBatch::new(root, self.cpus.load(core::sync::atomic::Ordering::SeqCst))
     }
 }
 
@@ -181,7 +200,10 @@ mod tests {
     /// Writes `key` into the page-table entry of the page at `addr` (PTE bits 59–62) and
     /// invalidates its TLB entry. `false` if the page is not mapped.
     pub(crate) fn set_page_pkey(&mut self, addr: VirtAddr, key: Pkey) -> bool {
-        self.root().update_leaf(Page::containing_address(addr), |bits| pkeys::pte::with_pkey(bits, key))
+        let mut tlb = self.tlb_batch();
+        let done = self.root().update_leaf(Page::containing_address(addr), &mut tlb, |bits| pkeys::pte::with_pkey(bits, key));
+        tlb.flush();
+        done
     }
 
     /// The key in the page-table entry of the page at `addr`, if mapped.

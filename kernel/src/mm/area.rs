@@ -117,7 +117,7 @@ impl Mm {
         if end > self.free_area_cache {
             self.free_area_cache = end.min(MMAP_TOP);
         }
-        let mut tlb = TlbBatch::default();
+        let mut tlb = self.tlb_batch();
         for piece in self.vmas.remove_range(start, end) {
             self.root().unmap_leaves(piece.start, piece.end, &mut tlb, frame::put);
         }
@@ -170,7 +170,7 @@ impl Mm {
         });
         // Only the areas that changed get new PTEs (an unchanged one costs nothing, as in
         // Linux's `mprotect_fixup()`); the TLB is invalidated once for them all.
-        let mut tlb = TlbBatch::default();
+        let mut tlb = self.tlb_batch();
         for area in &done.changed {
             self.rewrite_ptes(area.start, area.end, pte_bits(area.prot, area.pkey), &mut tlb);
         }
@@ -204,7 +204,7 @@ impl Mm {
     /// drops exactly the areas' pages; the cost follows what is mapped. Linux:
     /// `madvise_dontneed_free()` → `zap_page_range_single()`, per area.
     pub fn drop_pages(&mut self, start: u64, end: u64) -> Result<(), Errno> {
-        let mut tlb = TlbBatch::default();
+        let mut tlb = self.tlb_batch();
         self.root().unmap_leaves(start, end, &mut tlb, frame::put);
         tlb.flush();
         if self.vmas.covers(start, end) {
@@ -316,15 +316,21 @@ impl Mm {
         let p = page(addr);
         let (frame, _) = self.root().translate(p.start_address()).ok_or(SegvCode::AccErr)?;
         let writable = |bits: u64| (bits & !paging::COW_BIT) | PageTableFlags::WRITABLE.bits();
+        let mut tlb = self.tlb_batch();
         if frame::references(frame) == 1 {
-            self.root().update_leaf(p, writable);
+            self.root().update_leaf(p, &mut tlb, writable);
+            tlb.flush();
             return Ok(());
         }
         let copy = frame::alloc_user().ok_or(SegvCode::OutOfMemory)?;
         paging::copy_frame(frame, copy);
         let new_addr = copy.start_address().as_u64();
-        self.root().update_leaf(p, |old| writable((old & !paging::FRAME_MASK) | new_addr));
-        frame::put(frame);
+        self.root().update_leaf(p, &mut tlb, |old| writable((old & !paging::FRAME_MASK) | new_addr));
+        // Another thread of this address space on another CPU may still read the shared frame
+        // through its old entry: it must forget it before this thread's writes to the copy
+        // start, or the two would see different memory at one address.
+        tlb.put_after_flush(frame, frame::put);
+        tlb.flush();
         Ok(())
     }
 }

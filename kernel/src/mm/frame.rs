@@ -18,7 +18,8 @@
 use alloc::vec::Vec;
 use bootloader_api::info::{MemoryRegionKind, MemoryRegions};
 use core::sync::atomic::{AtomicU16, Ordering};
-use spin::{Mutex, Once};
+use crate::sync::Mutex;
+use spin::Once;
 use x86_64::structures::paging::PhysFrame;
 use x86_64::PhysAddr;
 

@@ -6,7 +6,9 @@
 //!   protection-key state, behind a reader-writer lock.
 //! * [`area`] — its memory areas: mmap, munmap, mprotect, brk, and demand paging.
 //! * [`user`] — reaching user memory from syscalls (copies that fail with `EFAULT`).
+//! * [`tlb`] — which address space each CPU has loaded, so TLB flushes reach exactly those.
 pub mod address_space;
+pub mod tlb;
 pub mod area;
 pub mod user;
 pub mod frame;

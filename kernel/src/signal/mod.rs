@@ -27,7 +27,7 @@ pub mod frame;
 use alloc::sync::Arc;
 use core::sync::atomic::Ordering;
 use pkeys::Errno;
-use spin::Mutex;
+use crate::sync::Mutex;
 
 use crate::arch::x86_64::trap::TrapFrame;
 use crate::task::{self, sched, ExitStatus};
@@ -201,9 +201,8 @@ pub fn send_to_thread(thread: &Arc<task::Thread>, info: SigInfo) {
         return;
     }
     thread.signals.push(info);
-    if thread.waiting.load(Ordering::Relaxed) {
-        sched::wake(thread.clone(), sched::WakeReason::Woken);
-    }
+    // If it sleeps (or is about to), it wakes to act on the signal; if it runs, nothing happens.
+    sched::wake(thread.clone(), sched::WakeReason::Woken);
 }
 
 /// Sends `sig` from the current process to `thread`, with Linux's `si_code` (`SI_USER` 0 for

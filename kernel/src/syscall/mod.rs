@@ -13,6 +13,7 @@ pub mod fs;
 pub mod mm;
 pub mod pkey;
 pub mod process;
+pub mod sched;
 
 use pkeys::Errno;
 
@@ -67,6 +68,8 @@ pub mod nr {
     pub const GETTID: u64 = 186;
     pub const TKILL: u64 = 200;
     pub const FUTEX: u64 = 202;
+    pub const SCHED_SETAFFINITY: u64 = 203;
+    pub const SCHED_GETAFFINITY: u64 = 204;
     pub const SET_TID_ADDRESS: u64 = 218;
     pub const CLOCK_GETTIME: u64 = 228;
     pub const CLOCK_NANOSLEEP: u64 = 230;
@@ -77,6 +80,7 @@ pub mod nr {
     pub const DUP3: u64 = 292;
     pub const PIPE2: u64 = 293;
     pub const VMSPLICE: u64 = 278;
+    pub const GETCPU: u64 = 309;
     pub const GETRANDOM: u64 = 318;
     pub const PKEY_MPROTECT: u64 = 329;
     pub const PKEY_ALLOC: u64 = 330;
@@ -130,6 +134,9 @@ pub fn dispatch(number: u64, args: [u64; 6]) -> u64 {
         nr::REBOOT => process::sys_reboot(a0, a1, a2, a3),
         nr::GETTID => process::sys_gettid(),
         nr::FUTEX => process::sys_futex(a0, a1, a2, a3),
+        nr::SCHED_SETAFFINITY => sched::sys_sched_setaffinity(a0, a1, a2),
+        nr::SCHED_GETAFFINITY => sched::sys_sched_getaffinity(a0, a1, a2),
+        nr::GETCPU => sched::sys_getcpu(a0, a1, a2),
         nr::NANOSLEEP => process::sys_nanosleep(a0, a1),
         nr::PAUSE => Err(crate::task::sched::pause()),
         nr::CLOCK_NANOSLEEP => process::sys_clock_nanosleep(a0, a1, a2, a3),

@@ -150,7 +150,7 @@ mod tests {
 
     #[ktest(needs = no_pku)]
     fn without_pkeys_alloc_is_enospc_and_free_is_einval() {
-        let (rd, wr) = (pkru::RDPKRU_DONE.load(Ordering::Relaxed), pkru::WRPKRU_DONE.load(Ordering::Relaxed));
+        let (rd, wr) = (pkru::RDPKRU_DONE.here(), pkru::WRPKRU_DONE.here());
         as_fresh_program(|_| {
             for rights in 0..4 {
                 assert_eq!(alloc(0, rights), Err(ENOSPC));
@@ -165,8 +165,8 @@ mod tests {
         });
         // Had any RDPKRU/WRPKRU executed, it would have raised #UD (see the pkru tests) and
         // panicked; the counters confirm none was even attempted.
-        assert_eq!(pkru::RDPKRU_DONE.load(Ordering::Relaxed), rd);
-        assert_eq!(pkru::WRPKRU_DONE.load(Ordering::Relaxed), wr);
+        assert_eq!(pkru::RDPKRU_DONE.here(), rd);
+        assert_eq!(pkru::WRPKRU_DONE.here(), wr);
     }
 
     #[ktest]

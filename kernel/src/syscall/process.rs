@@ -310,8 +310,19 @@ pub fn sys_wait4(pid: u64, wstatus: u64, options: u64, rusage: u64) -> Result<u6
         if options & WNOHANG != 0 {
             return Ok(0);
         }
-        me.child_waiters.lock().push_back(task::current());
-        sched::block_current();
+        // Findable first, then the children once more (a child that ended on another CPU
+        // since the look above woke nobody), then the sleep.
+        let current = task::current();
+        sched::prepare_to_wait();
+        me.child_waiters.lock().push_back(current.clone());
+        let ended = me.children.lock().iter().any(|c| (pid <= 0 || c.pid == pid as u32) && c.exit.lock().is_some());
+        if ended || sched::killed() || sched::signal_pending() {
+            sched::finish_wait();
+        } else {
+            drop(current);
+            sched::block_current();
+        }
+        me.child_waiters.lock().retain(|t| !alloc::sync::Arc::ptr_eq(t, &task::current()));
         if sched::killed() || sched::signal_pending() {
             return Err(Errno::EINTR);
         }

@@ -1,18 +1,25 @@
 //! Futexes: `FUTEX_WAIT` and `FUTEX_WAKE`, the primitive under every pthread mutex, condition
 //! variable and `pthread_join`.
 //!
-//! A wait queue per (address space, user address). `FUTEX_WAIT(addr, val)` re-reads `*addr`
-//! and sleeps only if it still holds `val` (otherwise `EAGAIN`), so a wake between the
-//! program's check and the syscall is never lost — on one CPU with a non-preemptible kernel
-//! nothing can run between the read and the enqueue (several CPUs will need the queue's lock
-//! held from the read to the sleep, as Linux holds its hash bucket's). `FUTEX_WAKE(addr, n)`
-//! takes up to `n` waiters off the queue in FIFO order and wakes them; a waiter woken any other
-//! way takes itself off (Linux: `unqueue_me()`). Linux: `kernel/futex/`.
+//! A wait queue per (address space, user address). `FUTEX_WAIT(addr, val)` sleeps only if
+//! `*addr` still holds `val` (otherwise `EAGAIN`), and a wake that comes after the program
+//! changed the word must never be lost — even when the waker runs on another CPU at the same
+//! moment. The order that guarantees it: the waiter announces its sleep and *queues itself
+//! first*, and only then reads the word; the waker changes the word first and only then looks
+//! at the queue. So either the waiter reads the new value (and leaves), or the waker finds it
+//! queued (and wakes it — a wake between the queueing and the sleep only cancels the sleep,
+//! see `sched::block_current`). Linux gets the same order by counting the waiter in its hash
+//! bucket (`futex_q_lock()`) before `futex_get_value_locked()`; pikku's queue insertion is that
+//! count, and the read need not happen under the queue's lock — which is just as well, since a
+//! read of user memory may fault, and the fault path takes the address space's lock, which
+//! comes before `QUEUES` in the lock order. `FUTEX_WAKE(addr, n)` takes up to `n` waiters off
+//! the queue in FIFO order and wakes them; a waiter woken any other way takes itself off
+//! (Linux: `unqueue_me()`). Linux: `kernel/futex/`.
 
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::sync::Arc;
 use pkeys::Errno;
-use spin::Mutex;
+use crate::sync::Mutex;
 
 use super::sched::{self, WakeReason};
 use super::{current, Thread};
@@ -30,17 +37,21 @@ fn key(mm: &MmRef, addr: u64) -> Key {
 /// `FUTEX_WAIT`: sleep while `*addr == val`, at most `timeout_us` (relative) if given. The
 /// caller has checked the address (aligned; for a shared futex, the page pin).
 pub fn wait(addr: u64, val: u32, timeout_us: Option<u64>) -> Result<u64, Errno> {
-    let mut word = [0u8; 4];
-    crate::mm::user::copy_from_user(&mut word, addr)?;
-    if u32::from_le_bytes(word) != val {
-        return Err(Errno::EAGAIN);
-    }
     let thread = current();
     let k = key(&thread.mm, addr);
+    sched::prepare_to_wait();
     QUEUES.lock().entry(k).or_default().push_back(thread.clone());
-    match timeout_us {
-        Some(us) => sched::arm_deadline(time::micros_since_boot().saturating_add(us)),
-        None => thread.wake_reason.store(WakeReason::None as u8, core::sync::atomic::Ordering::Relaxed),
+    if let Some(us) = timeout_us {
+        sched::arm_deadline(time::micros_since_boot().saturating_add(us));
+    }
+    // Queued: now the word (see the module doc for why in this order).
+    let mut word = [0u8; 4];
+    let read = crate::mm::user::copy_from_user(&mut word, addr);
+    if read.is_err() || u32::from_le_bytes(word) != val {
+        sched::finish_wait();
+        unqueue(k, &thread);
+        read?;
+        return Err(Errno::EAGAIN);
     }
     drop(thread);
     let reason = sched::block_current();

@@ -26,7 +26,7 @@ pub mod sched;
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use pkeys::Pkru;
-use spin::Mutex;
+use crate::sync::Mutex;
 
 use crate::arch::x86_64::context::KernelStack;
 use crate::arch::x86_64::fpu::FpuState;
@@ -77,10 +77,22 @@ pub struct Thread {
     /// `Option` is immutable; the state is behind its `Mutex`, taken by `switch_to` and
     /// `inherit_fpu` only.
     pub fpu: Option<Mutex<FpuState>>,
-    /// Why the thread was last woken from a block ([`sched::WakeReason`]). Atomic: written by
-    /// the waker in [`sched::wake`] before the thread is queued to run, read by the thread after
-    /// `block_current` returns.
-    pub wake_reason: AtomicU8,
+    /// The scheduler's state (running, blocking, blocked) and why the thread was last woken,
+    /// in one word (see `sched`'s `state`). Atomic: set to blocking by the thread itself, moved
+    /// to blocked by the thread itself and back to running by a waker, each with a
+    /// compare-and-swap, so a wake-up and a sleep never both win.
+    pub(crate) sched_state: AtomicU8,
+    /// Is a CPU still on this thread's kernel stack? Set by the CPU that switches it in, cleared
+    /// by that CPU once it has switched it out (`sched::finish_switch`); another CPU waits for
+    /// it to drop before it resumes the thread. Linux: `task_struct.on_cpu`.
+    pub(crate) on_cpu: core::sync::atomic::AtomicBool,
+    /// The CPUs it may run on (bit = CPU index; Linux: `cpus_mask`). Atomic: written by
+    /// `sched_setaffinity` (any thread of a process the caller may affect) and by the creator
+    /// before `spawn`; read by every CPU that looks at the run queue.
+    pub affinity: AtomicU64,
+    /// The CPU it last ran on (for `getcpu` and the migration count). Atomic: written by the
+    /// CPU that switches it in.
+    pub cpu: AtomicU32,
     /// A kernel-only thread (the idle/boot thread): it never runs user code, so the PKRU path
     /// of a switch skips it entirely. Immutable.
     kernel_only: bool,
@@ -91,10 +103,6 @@ pub struct Thread {
     /// Pending signals and the alternate signal stack (see [`crate::signal::ThreadSignals`] for
     /// their locks).
     pub signals: crate::signal::ThreadSignals,
-    /// Is the thread waiting in [`sched::block_current`]? Atomic: set by the thread itself
-    /// after it has queued itself; cleared by the waker's `swap(false)`, which makes a second
-    /// wake a no-op.
-    pub waiting: core::sync::atomic::AtomicBool,
     /// The task this thread counts as, if it is not its process's first thread (whose task
     /// the process holds): see [`limits`].
     task: Option<limits::TaskSlot>,
@@ -108,6 +116,13 @@ static THREADS: Mutex<alloc::collections::BTreeMap<u32, alloc::sync::Weak<Thread
 pub fn find_thread(tid: u32) -> Option<Arc<Thread>> {
     let t = THREADS.lock().get(&tid).and_then(alloc::sync::Weak::upgrade);
     t.filter(|t| t.process.exit.lock().is_none())
+}
+
+/// Every live thread of process `pid` (for waking them all when it ends). The tids are copied
+/// out of the registry first; nothing else is locked while they are collected.
+pub fn threads_of(pid: u32) -> alloc::vec::Vec<Arc<Thread>> {
+    let threads = THREADS.lock();
+    threads.values().filter_map(alloc::sync::Weak::upgrade).filter(|t| t.process.pid == pid).collect()
 }
 
 /// Frees the thread registry's last node once it is empty (see
@@ -133,7 +148,7 @@ impl Drop for Thread {
 static CURRENT: percpu::CpuLocalArc<Thread> = percpu::CpuLocalArc::new();
 
 /// Context switches that went through [`switch_pkru`].
-pub static SWITCHES: AtomicU64 = AtomicU64::new(0);
+pub static SWITCHES: crate::arch::x86_64::percpu::Counter = crate::arch::x86_64::percpu::Counter::new();
 
 impl Thread {
     /// The first thread of a freshly exec'd program: PKRU = [`Pkru::INIT`] (Linux:
@@ -156,9 +171,11 @@ impl Thread {
         let fpu = kstack.as_ref().map(|_| Mutex::new(FpuState::new_initial()));
         Thread {
             fpu,
-            wake_reason: AtomicU8::new(0),
+            sched_state: AtomicU8::new(0),
+            on_cpu: core::sync::atomic::AtomicBool::new(false),
+            affinity: AtomicU64::new(u64::MAX),
+            cpu: AtomicU32::new(0),
             kernel_only: false,
-            waiting: core::sync::atomic::AtomicBool::new(false),
             signals: crate::signal::ThreadSignals::default(),
             leaving: core::sync::atomic::AtomicBool::new(false),
             tid,
@@ -261,7 +278,7 @@ fn set_current(thread: Arc<Thread>) -> Option<Arc<Thread>> {
 ///   leaves A's value in the register and costs no WRPKRU at all. (Linux loads
 ///   `init_pkru_value` for kernel threads instead; pikku's lazier rule is the cheaper one.)
 pub fn switch_pkru(prev: Option<&Thread>, next: &Thread) {
-    SWITCHES.fetch_add(1, Ordering::Relaxed);
+    SWITCHES.add(1);
     if !cpu::ospke() {
         return;
     }
@@ -280,7 +297,7 @@ pub fn run_as<R>(thread: &Arc<Thread>, f: impl FnOnce() -> R) -> R {
     let cpu = percpu::this_cpu();
     let prev = CURRENT.replace(thread.clone());
     switch_pkru(prev.as_deref(), thread);
-    thread.mm.read().activate();
+    crate::mm::tlb::switch_mm(&thread.mm);
     cpu.set_current_tid(thread.tid);
 
     let result = f();
@@ -289,7 +306,7 @@ pub fn run_as<R>(thread: &Arc<Thread>, f: impl FnOnce() -> R) -> R {
     match prev {
         Some(prev) => {
             switch_pkru(ours.as_deref(), &prev);
-            prev.mm.read().activate();
+            crate::mm::tlb::switch_mm(&prev.mm);
             cpu.set_current_tid(prev.tid);
             CURRENT.replace(prev);
         }
@@ -297,18 +314,21 @@ pub fn run_as<R>(thread: &Arc<Thread>, f: impl FnOnce() -> R) -> R {
             if let Some(ours) = ours {
                 *ours.saved_pkru.lock() = pkru::read();
             }
-            crate::arch::x86_64::paging::activate_kernel_root();
+            crate::mm::tlb::leave_mm();
             cpu.set_current_tid(0);
         }
     }
     result
 }
 
-/// Installs `thread` as this CPU's current thread for good (the boot thread).
-pub fn install_boot_thread(thread: Arc<Thread>) {
+/// Installs `thread` as this CPU's current thread for good, and as its idle thread (the boot
+/// thread on CPU 0; an AP's own idle thread).
+pub fn install_idle_thread(thread: Arc<Thread>) {
     let cpu = percpu::this_cpu();
     switch_pkru(None, &thread);
-    thread.mm.read().activate();
+    crate::mm::tlb::switch_mm(&thread.mm);
+    thread.on_cpu.store(true, Ordering::Relaxed);
+    thread.cpu.store(cpu.cpu_id, Ordering::Relaxed);
     cpu.set_current_tid(thread.tid);
     sched::set_idle(thread.clone());
     CURRENT.replace(thread);
@@ -357,16 +377,16 @@ mod tests {
     fn switching_between_equal_pkrus_executes_no_wrpkru() {
         as_fresh_program(|first| {
             let twin = Thread::new_program(first.mm.clone());
-            let done = pkru::WRPKRU_DONE.load(Ordering::Relaxed);
-            let switches = SWITCHES.load(Ordering::Relaxed);
+            let done = pkru::WRPKRU_DONE.here();
+            let switches = SWITCHES.here();
             for _ in 0..10 {
                 run_as(&twin, || ());
             }
-            assert_eq!(SWITCHES.load(Ordering::Relaxed), switches + 20);
-            assert_eq!(pkru::WRPKRU_DONE.load(Ordering::Relaxed), done, "both threads hold 0x55555554");
+            assert_eq!(SWITCHES.here(), switches + 20);
+            assert_eq!(pkru::WRPKRU_DONE.here(), done, "both threads hold 0x55555554");
             let other = Thread::with_pkru(first.mm.clone(), Pkru::ALL_OPEN);
             run_as(&other, || assert_eq!(pkru::read(), Pkru::ALL_OPEN));
-            assert_eq!(pkru::WRPKRU_DONE.load(Ordering::Relaxed), done + 2, "one WRPKRU in, one out");
+            assert_eq!(pkru::WRPKRU_DONE.here(), done + 2, "one WRPKRU in, one out");
         });
     }
 }
@@ -423,6 +443,7 @@ pub fn clone_thread(parent_frame: &TrapFrame, flags: u64, stack: u64, parent_tid
     let (task, tid, kstack) = new_task_resources()?;
     let child = Thread::new_user(parent.process.clone(), parent.mm.clone(), pkru::read(), &frame, tid, kstack, Some(task));
     inherit_fpu(&parent, &child);
+    child.affinity.store(parent.affinity.load(Ordering::Relaxed), Ordering::Relaxed);
     child.fs_base.store(if flags & CLONE_SETTLS != 0 { tls } else { cpu::fs_base() }, Ordering::Relaxed);
     if flags & CLONE_PARENT_SETTID != 0 {
         crate::mm::user::copy_to_user(parent_tid, &tid.to_le_bytes())?;
@@ -469,6 +490,7 @@ pub fn fork_process(parent_frame: &TrapFrame) -> Result<u64, pkeys::Errno> {
     frame.rax = 0;
     let child = Thread::new_user(process, child_mm, pkru::read(), &frame, pid, kstack, None);
     inherit_fpu(&parent, &child);
+    child.affinity.store(parent.affinity.load(Ordering::Relaxed), Ordering::Relaxed);
     child.fs_base.store(cpu::fs_base(), Ordering::Relaxed);
     child.blocked.store(parent.blocked.load(Ordering::Relaxed), Ordering::Relaxed);
     sched::spawn(child);

@@ -5,7 +5,7 @@ use alloc::string::String;
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
-use spin::Mutex;
+use crate::sync::Mutex;
 
 use super::Thread;
 use crate::fs::FdTable;

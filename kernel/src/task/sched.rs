@@ -1,40 +1,62 @@
-//! The scheduler: a run queue, sleeping and blocking, preemption, and the context switch.
+//! The scheduler: one run queue for every CPU, sleeping and blocking, preemption, affinity, and
+//! the context switch.
 //!
-//! * **Round robin.** Ready threads wait in [`READY`]; the timer tick ([`tick`], every
-//!   [`timer::HZ`]-th of a second) preempts a thread running in user mode if another is ready, and
-//!   puts it at the back. The kernel itself is not preemptible: it runs with interrupts off
-//!   (interrupt gates and SYSCALL's FMASK clear IF), so no lock is ever taken by an interrupt
-//!   that interrupted its holder.
-//! * **Blocking.** A thread that waits (futex, nanosleep) leaves the run queue; [`wake`] puts it
-//!   back. Sleepers with a deadline sit in [`SLEEPERS`]; the tick wakes them when it passes.
-//! * **Idle.** The boot thread doubles as the idle thread: it waits for the first program in
-//!   [`wait_for`], and when nothing else is ready it halts the CPU with interrupts on until the
-//!   next tick.
-//! * **The switch** ([`switch_to`]): address space (CR3), kernel stack (TSS.RSP0 and the
-//!   SYSCALL stack), FS base, FPU state (XSAVE/XRSTOR, PKRU masked out), and PKRU through
-//!   [`super::switch_pkru`] — Linux's `__switch_to()`.
+//! * **One run queue.** Ready threads wait in [`READY`], shared by all CPUs; a CPU takes the
+//!   first thread whose affinity mask allows it ([`pick_next`]). With at most a handful of
+//!   CPUs and threads that mostly block, one queue under one lock keeps every CPU busy while
+//!   there is work (an idle CPU takes whatever is ready; balancing needs no code) and makes
+//!   migration free of extra machinery; Linux's per-CPU run queues exist for machines with
+//!   hundreds of CPUs, where this lock would be contended. The tick ([`tick`], every
+//!   [`timer::HZ`]-th of a second on each busy CPU) preempts a thread running in user mode if
+//!   another is ready for this CPU, and puts it at the back.
+//! * **Waking idle CPUs.** A CPU with nothing to run halts in [`idle_loop`] after announcing
+//!   itself in [`IDLE_CPUS`]; whoever queues a thread that such a CPU may run sends it the
+//!   reschedule IPI ([`kick`]). An idle CPU needs no tick.
+//! * **Blocking** is three steps, so that a wake-up on another CPU is never lost
+//!   (Linux: `prepare_to_wait()`, `schedule()`, `finish_wait()`): [`prepare_to_wait`] marks the
+//!   thread *Blocking*; the caller then makes itself findable (a futex queue, a pipe's waiters)
+//!   and checks its condition once more; [`block_current`] goes to sleep only if no one woke it
+//!   meanwhile. [`wake`] turns *Blocking* into *Running* (the sleeper does not sleep) or
+//!   *Blocked* into *Running* and queues it. The wake reason travels in the same atomic word.
+//! * **Leaving a CPU.** A thread switched out is still running on its old CPU until
+//!   `context::switch` has saved its registers, so another CPU that picks it from the queue
+//!   waits until its `on_cpu` flag drops ([`finish_switch`], run by whatever thread the old CPU
+//!   switched to — Linux's `finish_task_switch()`). A thread that exited is dropped there too,
+//!   after its CPU has left its kernel stack.
+//! * **The switch** ([`switch_to`]): PKRU through [`super::switch_pkru`] (compared with this
+//!   CPU's live register), FPU state (XSAVE/XRSTOR, PKRU masked out), FS base, address space
+//!   ([`crate::mm::tlb::switch_mm`]), kernel stack (TSS.RSP0 and the SYSCALL stack) — Linux's
+//!   `context_switch()` → `__switch_to()`.
+//!
+//! Locks: `SLEEPERS` → `READY` (never the other way), both after everything a caller of
+//! [`wake`] may hold (`docs/ARCHITECTURE.md`, "Locks"). No lock is held across a switch.
 
 use alloc::collections::VecDeque;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
-use spin::Mutex;
+use crate::sync::Mutex;
 
 use super::{current, set_current, switch_pkru, ExitStatus, Process, Thread};
-use crate::arch::x86_64::{context, cpu, gdt, percpu, time, timer};
+use crate::arch::x86_64::{context, cpu, gdt, ipi, percpu, shootdown, time, timer};
 
+/// Threads ready to run, oldest first, for every CPU.
 static READY: Mutex<VecDeque<Arc<Thread>>> = Mutex::new(VecDeque::new());
-/// The idle thread (the boot thread): never in READY, run when nothing else is.
-static IDLE: Mutex<Option<Arc<Thread>>> = Mutex::new(None);
+/// Each CPU's idle thread (the boot thread on CPU 0): never in READY, run when nothing else is.
+static IDLE: percpu::CpuLocalArc<Thread> = percpu::CpuLocalArc::new();
+/// The thread each CPU has just switched away from, until [`finish_switch`] lets go of it.
+static PREV: percpu::CpuLocalArc<Thread> = percpu::CpuLocalArc::new();
 /// Threads waiting for a deadline (micros since boot).
 static SLEEPERS: Mutex<Vec<(u64, Arc<Thread>)>> = Mutex::new(Vec::new());
-/// Every blocked thread (so that killing a process can wake its threads wherever they wait).
-static BLOCKED: Mutex<Vec<Arc<Thread>>> = Mutex::new(Vec::new());
-/// Threads that have exited, kept until we are off their kernel stacks.
-static DEAD: Mutex<Vec<Arc<Thread>>> = Mutex::new(Vec::new());
+/// CPUs halted (or about to halt) in the idle loop: a new ready thread must wake one.
+static IDLE_CPUS: AtomicU64 = AtomicU64::new(0);
 
 /// Switches caused by the timer (a user thread preempted).
-pub static PREEMPTIONS: AtomicU64 = AtomicU64::new(0);
+pub static PREEMPTIONS: percpu::Counter = percpu::Counter::new();
+/// Threads that ran on another CPU than last time.
+pub static MIGRATIONS: percpu::Counter = percpu::Counter::new();
+/// Reschedule IPIs sent to wake an idle CPU.
+pub static KICKS: percpu::Counter = percpu::Counter::new();
 
 /// Why a blocked thread was woken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,12 +67,22 @@ pub enum WakeReason {
     TimedOut = 2,
 }
 
+/// A thread's scheduling state, in the low bits of `Thread::sched_state` (the wake reason sits
+/// above them, so that a waker sets both in one atomic step).
+mod state {
+    /// On a CPU, or in the run queue.
+    pub const RUNNING: u8 = 0;
+    /// Announced a sleep ([`super::prepare_to_wait`]) but still on its CPU.
+    pub const BLOCKING: u8 = 1;
+    /// Off every CPU and in no run queue: only [`super::wake`] brings it back.
+    pub const BLOCKED: u8 = 2;
+    pub const MASK: u8 = 0x0f;
+    pub const REASON_SHIFT: u8 = 4;
+}
+
 impl Thread {
-    fn set_wake(&self, reason: WakeReason) {
-        self.wake_reason.store(reason as u8, Ordering::Relaxed);
-    }
     fn wake_reason(&self) -> WakeReason {
-        match self.wake_reason.load(Ordering::Relaxed) {
+        match self.sched_state.load(Ordering::Acquire) >> state::REASON_SHIFT {
             1 => WakeReason::Woken,
             2 => WakeReason::TimedOut,
             _ => WakeReason::None,
@@ -58,21 +90,55 @@ impl Thread {
     }
 }
 
+/// This CPU's index and mask bit.
+fn this_cpu() -> (u32, u64) {
+    let cpu = percpu::this_cpu().cpu_id;
+    (cpu, 1 << cpu)
+}
+
+/// Queues `thread` to run and wakes an idle CPU that may run it.
+fn enqueue(thread: Arc<Thread>) {
+    let allowed = thread.affinity.load(Ordering::Relaxed);
+    READY.lock().push_back(thread);
+    kick(allowed);
+}
+
+/// Wakes one idle CPU among `allowed` (not this one) with the reschedule IPI, if there is one.
+/// The queue was changed before this looks at `IDLE_CPUS`, and an idle CPU announces itself
+/// before it looks at the queue (both sequentially consistent), so either it sees the thread
+/// or this sees it idle. Linux: `wake_up_idle_cpu()`.
+fn kick(allowed: u64) {
+    let (_, me) = this_cpu();
+    let idle = IDLE_CPUS.load(Ordering::SeqCst) & allowed & !me;
+    if idle == 0 {
+        return;
+    }
+    let target = idle.trailing_zeros();
+    if IDLE_CPUS.fetch_and(!(1 << target), Ordering::SeqCst) & (1 << target) != 0 {
+        KICKS.add(1);
+        ipi::send(target as usize, ipi::Ipi::Reschedule);
+    }
+}
+
 /// Makes `thread` ready to run.
 pub fn spawn(thread: Arc<Thread>) {
-    READY.lock().push_back(thread);
+    enqueue(thread);
 }
 
-/// Is any thread ready besides the current one?
+/// Is a thread ready that this CPU may run?
 pub fn others_ready() -> bool {
-    !READY.lock().is_empty()
+    let (_, me) = this_cpu();
+    READY.lock().iter().any(|t| t.affinity.load(Ordering::Relaxed) & me != 0)
 }
 
-/// The next runnable thread. Threads of a process that has ended still run: each leaves at
-/// its next kernel exit ([`leave_if_process_ended`]), after its kernel stack has unwound, so
-/// nothing they hold (open files, references) is leaked.
+/// The oldest ready thread this CPU may run. Threads of a process that has ended still run:
+/// each leaves at its next kernel exit ([`leave_if_process_ended`]), after its kernel stack has
+/// unwound, so nothing they hold (open files, references) is leaked.
 fn pick_next() -> Option<Arc<Thread>> {
-    READY.lock().pop_front()
+    let (_, me) = this_cpu();
+    let mut ready = READY.lock();
+    let i = ready.iter().position(|t| t.affinity.load(Ordering::Relaxed) & me != 0)?;
+    ready.remove(i)
 }
 
 /// Called at every way back to user mode (after a syscall, an interrupt or a fault from user
@@ -85,6 +151,13 @@ pub fn leave_if_process_ended() {
     if leave {
         exit_current();
     }
+}
+
+/// A new thread's first code, before it leaves for user mode: finish the switch that brought
+/// it here, then the usual exit check.
+pub fn first_entry() {
+    finish_switch();
+    leave_if_process_ended();
 }
 
 /// Must `me` end at this kernel exit? (Its process ended, or `execve` replaced it.)
@@ -116,18 +189,18 @@ pub fn signal_pending() -> bool {
     me.signals.any_deliverable(me.blocked.load(Ordering::Relaxed))
 }
 
-/// Records the idle thread (the boot thread, once, at boot).
+/// Records this CPU's idle thread (the boot thread on CPU 0, an AP's own at its start).
 pub fn set_idle(thread: Arc<Thread>) {
-    *IDLE.lock() = Some(thread);
+    IDLE.replace(thread);
 }
 
 fn is_idle(t: &Arc<Thread>) -> bool {
-    IDLE.lock().as_ref().is_some_and(|idle| Arc::ptr_eq(idle, t))
+    IDLE.get().is_some_and(|idle| Arc::ptr_eq(&idle, t))
 }
 
-/// The next ready thread, or the idle thread when none is.
+/// The next ready thread for this CPU, or its idle thread when none is.
 fn next_or_idle() -> Arc<Thread> {
-    pick_next().unwrap_or_else(|| IDLE.lock().clone().expect("no idle thread"))
+    pick_next().unwrap_or_else(|| IDLE.get().expect("no idle thread on this CPU"))
 }
 
 /// Lets the next ready thread run; the current thread stays ready. (The idle thread is never
@@ -136,47 +209,93 @@ pub fn yield_now() {
     let Some(next) = pick_next() else { return };
     let prev = current();
     if !is_idle(&prev) {
-        READY.lock().push_back(prev.clone());
+        enqueue(prev.clone());
     }
     switch_to(prev, next);
 }
 
+/// Moves the current thread to a CPU its affinity allows, if this one no longer is (after
+/// `sched_setaffinity`): it queues itself, wakes an allowed idle CPU, and leaves this one.
+/// When it runs again, it runs where it may. Linux: `__set_cpus_allowed_ptr()` →
+/// `affine_move_task()`.
+pub fn migrate_if_disallowed() {
+    let (_, me) = this_cpu();
+    let prev = current();
+    if prev.affinity.load(Ordering::Relaxed) & me != 0 {
+        return;
+    }
+    enqueue(prev.clone());
+    switch_to(prev, next_or_idle());
+}
+
+/// Step 1 of sleeping (Linux: `prepare_to_wait()` / `set_current_state(TASK_INTERRUPTIBLE)`):
+/// the current thread is *Blocking* from now on, so a [`wake`] from here on is not lost. Then
+/// make the thread findable by its waker, check the condition once more, and call
+/// [`block_current`] (or [`finish_wait`] if the condition holds already).
+pub fn prepare_to_wait() {
+    current().sched_state.store(state::BLOCKING, Ordering::SeqCst);
+}
+
+/// Gives up a sleep announced with [`prepare_to_wait`] (the condition held after all), and any
+/// deadline armed for it. Linux: `finish_wait()`.
+pub fn finish_wait() {
+    let me = current();
+    let _ = me.sched_state.compare_exchange(state::BLOCKING, state::RUNNING, Ordering::SeqCst, Ordering::Relaxed);
+    SLEEPERS.lock().retain(|(_, t)| !Arc::ptr_eq(t, &me));
+}
+
 /// Takes the current thread off the CPU until someone calls [`wake`] (or its deadline passes,
-/// if it registered one). Returns why it woke. The caller must hold no `Arc<Thread>` of its own
-/// across this call: a blocked thread's stack should keep nothing alive.
+/// if it armed one) — unless someone already did since [`prepare_to_wait`]. Returns why it
+/// woke. The caller must hold no lock and no `Arc<Thread>` of its own across this call: a
+/// blocked thread's stack should keep nothing alive. Linux: `schedule()`.
 pub fn block_current() -> WakeReason {
     let me = current();
-    me.waiting.store(true, Ordering::Relaxed);
-    BLOCKED.lock().push(me.clone());
-    switch_to(me, next_or_idle());
+    if me.sched_state.compare_exchange(state::BLOCKING, state::BLOCKED, Ordering::SeqCst, Ordering::Relaxed).is_ok() {
+        switch_to(me, next_or_idle());
+    } else {
+        drop(me);
+    }
     current().wake_reason()
 }
 
-/// Makes a blocked thread ready again (`reason` tells it why). Waking a thread that is not
-/// blocked (a stale entry in some wait queue) does nothing.
+/// Makes a blocking or blocked thread run again (`reason` tells it why). Waking a thread that
+/// is running (a stale entry in some wait queue) does nothing. Linux: `try_to_wake_up()`.
 pub fn wake(thread: Arc<Thread>, reason: WakeReason) {
-    if !thread.waiting.swap(false, Ordering::Relaxed) {
-        return;
+    let running = state::RUNNING | ((reason as u8) << state::REASON_SHIFT);
+    let mut seen = thread.sched_state.load(Ordering::SeqCst);
+    loop {
+        let next = match seen & state::MASK {
+            // Still on its CPU: it will see the change in `block_current` and not sleep.
+            state::BLOCKING | state::BLOCKED => running,
+            _ => return,
+        };
+        match thread.sched_state.compare_exchange(seen, next, Ordering::SeqCst, Ordering::SeqCst) {
+            Ok(_) => break,
+            Err(now) => seen = now,
+        }
     }
-    BLOCKED.lock().retain(|t| !Arc::ptr_eq(t, &thread));
     SLEEPERS.lock().retain(|(_, t)| !Arc::ptr_eq(t, &thread));
-    thread.set_wake(reason);
-    READY.lock().push_back(thread);
+    if seen & state::MASK == state::BLOCKED {
+        enqueue(thread);
+    }
 }
 
 /// Registers a deadline (micros since boot) for the current thread; the tick wakes it with
-/// `TimedOut` once the deadline has passed. Follow with `block_current`.
+/// `TimedOut` once the deadline has passed. Between [`prepare_to_wait`] and [`block_current`].
 pub fn arm_deadline(deadline_us: u64) {
-    let t = current();
-    t.set_wake(WakeReason::None);
-    SLEEPERS.lock().push((deadline_us, t));
+    SLEEPERS.lock().push((deadline_us, current()));
 }
 
 /// Sleeps until `deadline_us` (micros since boot). `false` if the process was killed first.
 /// Linux: `hrtimer_nanosleep()`.
 pub fn sleep_until(deadline_us: u64) -> bool {
     while time::micros_since_boot() < deadline_us {
+        prepare_to_wait();
         arm_deadline(deadline_us);
+        if killed() {
+            finish_wait();
+            return false;
+        }
         block_current();
         if killed() {
             return false;
@@ -185,51 +304,73 @@ pub fn sleep_until(deadline_us: u64) -> bool {
     true
 }
 
-/// The timer tick: wake sleepers whose deadline has passed; if user code was interrupted and
-/// another thread is ready, preempt it.
+/// The timer tick on this CPU: CPU 0 wakes sleepers whose deadline has passed (CPU 0 always
+/// ticks; the others only while busy); if user code was interrupted and another thread is
+/// ready for this CPU, preempt it.
 pub fn tick(from_user: bool) {
-    timer::tick();
-    if timer::heartbeat_due() {
-        crate::console::heartbeat();
-    }
-    let now = time::micros_since_boot();
-    let due: Vec<Arc<Thread>> = {
-        let mut sleepers = SLEEPERS.lock();
-        let mut due = Vec::new();
-        sleepers.retain(|(deadline, t)| {
-            if *deadline <= now {
-                due.push(t.clone());
-                false
-            } else {
-                true
-            }
-        });
-        due
-    };
-    for t in due {
-        wake(t, WakeReason::TimedOut);
+    let (cpu, _) = this_cpu();
+    if cpu == 0 {
+        timer::tick();
+        if timer::heartbeat_due() {
+            crate::console::heartbeat();
+        }
+        let now = time::micros_since_boot();
+        let due: Vec<Arc<Thread>> = {
+            let mut sleepers = SLEEPERS.lock();
+            let mut due = Vec::new();
+            sleepers.retain(|(deadline, t)| {
+                if *deadline <= now {
+                    due.push(t.clone());
+                    false
+                } else {
+                    true
+                }
+            });
+            due
+        };
+        for t in due {
+            wake(t, WakeReason::TimedOut);
+        }
     }
     if from_user && others_ready() {
-        PREEMPTIONS.fetch_add(1, Ordering::Relaxed);
+        PREEMPTIONS.add(1);
         yield_now();
     }
 }
 
-/// Ends the current thread and runs the next one. Never returns.
+/// The reschedule IPI: another CPU queued a thread this one may run, or changed the running
+/// thread's affinity. If user code was
+/// interrupted, let the queue decide now; the idle loop looks at the queue by itself after
+/// any interrupt. Linux: `scheduler_ipi()`.
+pub fn reschedule_ipi(from_user: bool) {
+    if from_user {
+        // `sched_setaffinity` on another CPU may have taken this one from the running thread.
+        migrate_if_disallowed();
+        if others_ready() {
+            yield_now();
+        }
+    }
+}
+
+/// Ends the current thread and runs the next one. Never returns. The thread is in no queue;
+/// the CPU lets go of it in [`finish_switch`], once it is off its stack.
 pub fn exit_current() -> ! {
     let prev = current();
-    DEAD.lock().push(prev.clone());
     switch_to(prev, next_or_idle());
     unreachable!("a dead thread was resumed");
 }
 
-/// `pause()`: sleeps until a signal ends the process (no handlers yet, so nothing else can
-/// wake it). Returns `EINTR`, as Linux does after a handled signal.
+/// `pause()`: sleeps until a signal arrives or the process is killed. Returns `EINTR`, as
+/// Linux does after a handled signal.
 pub fn pause() -> pkeys::Errno {
-    while !killed() && !signal_pending() {
+    loop {
+        prepare_to_wait();
+        if killed() || signal_pending() {
+            finish_wait();
+            return pkeys::Errno::EINTR;
+        }
         block_current();
     }
-    pkeys::Errno::EINTR
 }
 
 /// `exit(code)` of one thread (Linux: `do_exit()`): clears and wakes the `set_tid_address` /
@@ -268,15 +409,15 @@ pub fn terminate(process: &Arc<Process>, status: ExitStatus) {
     purge_threads(process.pid, None);
 }
 
-/// Wakes every blocked thread of process `pid` (but `except`), so that each runs to its next
-/// kernel exit and ends there (`leave_if_process_ended`). Threads that are ready already will
-/// do the same when they next run.
+/// Wakes every thread of process `pid` (but `except`), so that each runs to its next kernel
+/// exit and ends there (`leave_if_process_ended`). Threads that are ready or running already
+/// will do the same when they next reach a kernel exit.
 pub fn purge_threads(pid: u32, except: Option<u32>) {
-    let doomed: Vec<Arc<Thread>> =
-        BLOCKED.lock().iter().filter(|t| t.process.pid == pid && Some(t.tid) != except).cloned().collect();
     super::futex::forget_process(pid, except);
-    for t in doomed {
-        wake(t, WakeReason::Woken);
+    for t in super::threads_of(pid) {
+        if Some(t.tid) != except {
+            wake(t, WakeReason::Woken);
+        }
     }
 }
 
@@ -318,59 +459,95 @@ fn wake_child_waiters(process: &Arc<Process>) {
     }
 }
 
-/// The idle loop, run by the boot thread: runs ready threads until `process` has ended, and
-/// halts the CPU whenever nothing is ready. Returns how the process ended.
+/// The boot CPU's idle loop, run by the boot thread: runs ready threads until `process` has
+/// ended. Returns how the process ended.
 pub fn wait_for(process: &Arc<Process>) -> ExitStatus {
     loop {
-        reap();
         if let Some(status) = *process.exit.lock() {
             return status;
         }
-        if let Some(next) = pick_next() {
-            switch_to(current(), next);
-        } else {
-            // Halt with interrupts on; the tick wakes sleepers. (STI's one-instruction delay
-            // makes `sti; hlt` race-free.)
-            x86_64::instructions::interrupts::enable_and_hlt();
-            x86_64::instructions::interrupts::disable();
-        }
+        idle_once();
     }
 }
 
-/// Frees exited threads now (the boot thread, after the first program ended).
-pub fn reap_now() {
-    reap();
+/// An application processor's idle loop, forever.
+pub fn ap_idle_loop() -> ! {
+    loop {
+        idle_once();
+    }
+}
+
+/// One turn of an idle loop: run a ready thread if there is one; otherwise announce this CPU
+/// idle, look at the queue once more (a thread queued before the announcement was not kicked
+/// here), let go of the user address space, and halt until an interrupt — the reschedule IPI,
+/// a shootdown, or the tick. (STI's one-instruction delay makes `sti; hlt` race-free: an IPI
+/// that arrives after the check waits for the HLT.) CPUs other than 0 stop their tick while
+/// halted.
+fn idle_once() {
+    if let Some(next) = pick_next() {
+        switch_to(current(), next);
+        return;
+    }
+    let (cpu, me) = this_cpu();
+    IDLE_CPUS.fetch_or(me, Ordering::SeqCst);
+    if others_ready() {
+        IDLE_CPUS.fetch_and(!me, Ordering::SeqCst);
+        return;
+    }
+    crate::mm::tlb::leave_mm();
+    if cpu != 0 {
+        timer::stop_this_cpu();
+    }
+    x86_64::instructions::interrupts::enable_and_hlt();
+    x86_64::instructions::interrupts::disable();
+    IDLE_CPUS.fetch_and(!me, Ordering::SeqCst);
+    if cpu != 0 {
+        timer::start_this_cpu();
+    }
 }
 
 /// Gives the heap back the spare capacity of the scheduler's queues (they grow to the most
-/// threads that were ever ready, blocked or asleep at once, and keep that capacity). Called
-/// when the first program has ended, before the kernel reports what memory came back.
+/// threads that were ever ready or asleep at once, and keep that capacity). Called when the
+/// first program has ended, before the kernel reports what memory came back.
 pub fn release_spare_capacity() {
     READY.lock().shrink_to_fit();
     SLEEPERS.lock().shrink_to_fit();
-    BLOCKED.lock().shrink_to_fit();
-    DEAD.lock().shrink_to_fit();
     super::futex::release_spare_capacity();
     super::release_spare_capacity();
 }
 
-/// Frees the threads that have exited (kernel stacks, FPU areas, and with the last one their
-/// address space). Called only on a live thread's stack.
-fn reap() {
-    let dead: Vec<Arc<Thread>> = core::mem::take(&mut *DEAD.lock());
-    drop(dead);
+/// Completes a switch on the CPU that made it, running on the new thread's stack: the thread
+/// switched away from is off this CPU now, so another CPU may run it (its `on_cpu` drops), and
+/// if it has exited this may be the last reference, which frees its kernel stack — safely,
+/// since no CPU is on it. Linux: `finish_task_switch()`.
+fn finish_switch() {
+    if let Some(prev) = PREV.take() {
+        prev.on_cpu.store(false, Ordering::Release);
+    }
 }
 
 /// Switches this CPU from `prev` to `next` (Linux: `context_switch()` → `__switch_to()`).
 ///
 /// The kernel's one `unsafe` outside `arch` (a documented exception to the house rule): the
 /// stack switch itself is `arch::context::switch`, but whether the RSP it loads belongs to a
-/// live thread, and whether any lock is still held, are facts only the scheduler knows — so
-/// the scheduler, not `arch`, is the place that can vouch for them.
+/// live thread that no other CPU runs, and whether any lock is still held, are facts only the
+/// scheduler knows — so the scheduler, not `arch`, is the place that can vouch for them.
 #[allow(unsafe_code)]
 fn switch_to(prev: Arc<Thread>, next: Arc<Thread>) {
     if Arc::ptr_eq(&prev, &next) {
         return;
+    }
+    // `next` may have been queued by a waker before its old CPU finished switching it out:
+    // wait until that CPU is off its stack (Linux: the `on_cpu` wait in `try_to_wake_up()`).
+    // Serve shootdowns meanwhile: that CPU may be waiting for this one.
+    while next.on_cpu.load(Ordering::Acquire) {
+        shootdown::serve();
+        core::hint::spin_loop();
+    }
+    next.on_cpu.store(true, Ordering::Relaxed);
+    let (cpu, _) = this_cpu();
+    if next.cpu.swap(cpu, Ordering::Relaxed) != cpu && !next.kernel_only {
+        MIGRATIONS.add(1);
     }
     set_current(next.clone());
     switch_pkru(Some(&prev), &next);
@@ -382,8 +559,10 @@ fn switch_to(prev: Arc<Thread>, next: Arc<Thread>) {
     }
     prev.fs_base.store(cpu::fs_base(), Ordering::Relaxed);
     cpu::set_fs_base(next.fs_base.load(Ordering::Relaxed));
-    if !Arc::ptr_eq(&prev.mm, &next.mm) {
-        next.mm.read().activate();
+    // A kernel-only thread keeps whatever tree is loaded (the idle loop lets go of it only
+    // when it halts: `mm::tlb`).
+    if !next.kernel_only {
+        crate::mm::tlb::switch_mm(&next.mm);
     }
     if let Some(top) = next.kernel_stack_top() {
         gdt::set_kernel_stack(top);
@@ -391,13 +570,14 @@ fn switch_to(prev: Arc<Thread>, next: Arc<Thread>) {
     }
     let save = prev.saved_rsp_ptr();
     let load = next.saved_rsp();
-    // Both threads stay alive in READY, DEAD, a wait queue or CURRENT; drop our own references
-    // first, since a dead `prev` never comes back to drop them.
-    drop(prev);
+    // `prev` stays alive in this CPU's PREV slot until `finish_switch`, after the switch; `next`
+    // is alive in CURRENT. Drop our own references first, since a dead `prev` never comes
+    // back to drop them.
+    PREV.replace(prev);
     drop(next);
     // SAFETY: `load` was saved by an earlier switch or prepared by `prepare_first_entry`, on a
-    // stack owned by a live thread; no lock is held; interrupts are off in the kernel.
+    // stack owned by a live thread that no other CPU runs (its `on_cpu` was clear, and we set
+    // it); `save` points into `prev`, kept alive by PREV; no lock is held; interrupts are off.
     unsafe { context::switch(save, load) };
-    reap();
+    finish_switch();
 }
-

@@ -15,7 +15,7 @@ use core::alloc::{GlobalAlloc, Layout};
 use core::mem::MaybeUninit;
 use core::ptr::NonNull;
 use linked_list_allocator::Heap;
-use spin::Mutex;
+use super::sync::Mutex;
 
 /// Where more heap memory comes from: given the heap's current top and the bytes an allocation
 /// needs, map more right there and return it (or an empty slice: out of memory).

@@ -16,7 +16,7 @@
 //! of silently overwriting whatever lay below, as a heap-allocated stack would.
 
 use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
-use spin::Mutex;
+use super::sync::Mutex;
 use x86_64::structures::paging::{Page, PageTableFlags, PhysFrame};
 use x86_64::VirtAddr;
 
@@ -178,14 +178,20 @@ impl Drop for KernelStack {
         if self.mapped == STACK_PAGES {
             DEEPEST.fetch_max(self.used_bytes(), Ordering::Relaxed);
         }
+        // Unmap every page, make every CPU forget them, and only then free the frames: a CPU
+        // that ran this thread may still cache the stack's translations, and a frame freed
+        // earlier could be reused while it writes through them.
         let mut root = paging::kernel_root().lock();
         let first = Page::containing_address(VirtAddr::new(self.bottom()));
-        for i in 0..self.mapped as u64 {
-            if let Some(frame) = root.unmap_leaf(first + i) {
-                (frame_source().free)(frame);
-            }
+        let mut frames = [None; STACK_PAGES];
+        for (i, slot) in frames.iter_mut().enumerate().take(self.mapped) {
+            *slot = root.unmap_leaf(first + i as u64);
         }
         drop(root);
+        paging::shoot_kernel_range(self.bottom(), self.bottom() + self.mapped as u64 * 4096);
+        for frame in frames.into_iter().flatten() {
+            (frame_source().free)(frame);
+        }
         // The slot's guard belongs to nobody now (the double-fault report must not name a
         // thread that is gone).
         OWNERS[self.slot].store(0, Ordering::Relaxed);

@@ -19,6 +19,9 @@
 //! | [`paging`]   | page-table writes, CR3, TLB invalidation             | Vol. 3A §4.5, §4.10          |
 //! | [`uaccess`]  | kernel accesses to user memory (STAC/CLAC + extable) | Vol. 3A §4.6                 |
 //! | [`percpu`]   | per-CPU data reached through GS                      | Vol. 3A §3.4.4               |
+//! | [`ipi`]      | inter-processor interrupts by purpose               | —                            |
+//! | [`shootdown`]| asking other CPUs to invalidate TLB entries, waiting | Vol. 3A §4.10.5              |
+//! | [`sync`]     | the kernel's spin locks (they serve shootdowns)      | Vol. 2B PAUSE                |
 //! | [`pic`]      | the legacy 8259s, remapped and masked                | —                            |
 //! | [`syscall`]  | SYSCALL entry, SYSRET/IRET exit                      | Vol. 3A §5.8.8               |
 //! | [`context`]  | kernel stacks, the context switch                    | —                            |
@@ -30,6 +33,7 @@ pub mod cpu;
 pub mod extable;
 pub mod fpu;
 pub mod gdt;
+pub mod ipi;
 pub mod paging;
 pub mod percpu;
 pub mod pic;
@@ -37,6 +41,8 @@ pub mod pkru;
 pub mod qemu;
 pub mod rtc;
 pub mod serial;
+pub mod shootdown;
+pub mod sync;
 pub mod syscall;
 pub mod time;
 pub mod timer;

@@ -15,12 +15,14 @@
 //! a new root copies those 256 entries from the kernel's root. The lower half belongs to user
 //! space. Protection keys live in bits 59–62 of the leaf entries (see [`pkeys::pte`]).
 //!
-//! TLB: a function that changes one present entry invalidates that page (INVLPG) before it
-//! returns; the range functions gather the pages they change in a [`TlbBatch`], invalidated
-//! once per call; freeing a whole user half of the active tree reloads CR3. When pikku runs on
-//! several CPUs, these are the places that will send shootdown IPIs.
+//! TLB: every function that changes user entries gathers the pages it changed in a
+//! [`TlbBatch`], which the caller flushes once per call — on this CPU and, through
+//! [`super::shootdown`], on every other CPU that may cache the tree; pages the change freed
+//! go back to the allocator only after that flush. A kernel stack's unmapped pages are shot
+//! down on every CPU. Freeing a whole user half happens only to a tree no CPU has loaded.
 
-use spin::{Mutex, Once};
+use super::sync::Mutex;
+use spin::Once;
 use x86_64::registers::control::{Cr3, Cr3Flags};
 use x86_64::structures::paging::mapper::{MapToError, MappedFrame, Mapper, TranslateResult, Translate};
 use x86_64::structures::paging::{
@@ -261,12 +263,12 @@ impl PageTableRoot {
         (!entry.is_unused()).then_some(entry)
     }
 
-    /// Rewrites the raw leaf entry of `page` with `f` and invalidates its TLB entry. Returns
+    /// Rewrites the raw leaf entry of `page` with `f`, adding the page to `tlb`. Returns
     /// `false` if there is no entry.
-    pub fn update_leaf(&mut self, page: Page, f: impl FnOnce(u64) -> u64) -> bool {
+    pub fn update_leaf(&mut self, page: Page, tlb: &mut TlbBatch, f: impl FnOnce(u64) -> u64) -> bool {
         let Some(entry) = self.leaf_entry(page) else { return false };
         rewrite(entry, f);
-        x86_64::instructions::tlb::flush(page.start_address());
+        tlb.add(page.start_address().as_u64());
         true
     }
 
@@ -322,24 +324,26 @@ impl PageTableRoot {
         });
     }
 
-    /// Removes every leaf entry in `[start, end)` (present or not), handing each frame to
-    /// `put` and each page to `tlb`. Page tables stay (as Linux keeps them until
+    /// Removes every leaf entry in `[start, end)` (present or not), handing each page to `tlb`
+    /// and each frame to `put` — once no CPU can still reach it through a stale TLB entry
+    /// ([`TlbBatch::put_after_flush`]). Page tables stay (as Linux keeps them until
     /// `free_pgtables()`). Linux: `zap_page_range_single()` → `zap_pte_range()`.
-    pub fn unmap_leaves(&mut self, start: u64, end: u64, tlb: &mut TlbBatch, mut put: impl FnMut(PhysFrame)) {
+    pub fn unmap_leaves(&mut self, start: u64, end: u64, tlb: &mut TlbBatch, put: fn(PhysFrame)) {
         self.walk_user_leaves(start, end, &mut |addr, entry| {
-            put(PhysFrame::containing_address(entry.addr()));
+            let frame = PhysFrame::containing_address(entry.addr());
             entry.set_unused();
             tlb.add(addr);
+            tlb.put_after_flush(frame, put);
         });
     }
 
-    /// Removes the mapping of `page` (a kernel page: a kernel stack's) and invalidates its TLB
-    /// entry; returns the frame it mapped. `None` if it was not mapped.
+    /// Removes the mapping of `page` (a kernel page: a kernel stack's) and returns the frame it
+    /// mapped; the caller invalidates the page on every CPU ([`shoot_kernel_range`]) before it
+    /// frees the frame. `None` if it was not mapped.
     pub(super) fn unmap_leaf(&mut self, page: Page) -> Option<PhysFrame> {
         let entry = self.leaf_entry(page)?;
         let frame = PhysFrame::containing_address(entry.addr());
         entry.set_unused();
-        x86_64::instructions::tlb::flush(page.start_address());
         Some(frame)
     }
 
@@ -463,19 +467,41 @@ pub fn invalidate_range(start: u64, end: u64) {
     }
 }
 
-/// The span of pages whose entries one call changed, gathered so the TLB is invalidated once
-/// per call with [`invalidate_range`], not once per page (Linux: `struct mmu_gather`'s
-/// `start`/`end`, flushed by `tlb_finish_mmu()`). Dropping it without [`TlbBatch::flush`]
-/// would leave stale translations: every caller flushes before it returns (`#[must_use]` only
-/// catches a batch made and never used).
-#[derive(Debug, Default)]
+/// The pages whose entries one call changed, and the frames it freed, gathered so that the TLB
+/// is invalidated once per call — here and on every other CPU that may cache the tree — and
+/// the frames are freed only after that (Linux: `struct mmu_gather`: `tlb_gather_mmu()`,
+/// `tlb_remove_page()`, `tlb_finish_mmu()`). A frame freed before every CPU forgot it could be
+/// handed to someone else while a thread on another CPU still writes to it through its stale
+/// entry. Dropping a batch without [`TlbBatch::flush`] would leave stale translations: every
+/// caller flushes before it returns (`#[must_use]` only catches a batch made and never used).
+#[derive(Debug)]
 #[must_use = "changed entries stay in the TLB until the batch is flushed"]
 pub struct TlbBatch {
     start: u64,
     end: u64,
+    /// The tree's root (physical address): a CPU with another tree loaded has nothing to do.
+    root: u64,
+    /// Other CPUs that may cache entries of the tree (the address space's `cpus` mask).
+    others: u64,
+    /// Frames to free once every CPU has forgotten them (only when `others` is not empty:
+    /// alone, this CPU invalidates before it returns to user code, and the kernel never uses
+    /// user translations of a page it has just unmapped).
+    deferred: alloc::vec::Vec<(PhysFrame, fn(PhysFrame))>,
 }
 
+/// At most this many frames wait in a batch; then it is flushed early (Linux flushes a full
+/// `mmu_gather` batch the same way), which bounds the memory an `munmap` can make the kernel
+/// hold.
+const DEFERRED_MAX: usize = 4096;
+
 impl TlbBatch {
+    /// An empty batch for changes to `tree`, which CPUs `others` may also have loaded (this
+    /// CPU's own bit is ignored).
+    pub fn new(tree: &PageTableRoot, others: u64) -> TlbBatch {
+        let me = 1u64 << super::percpu::this_cpu().cpu_id;
+        TlbBatch { start: 0, end: 0, root: tree.frame.start_address().as_u64(), others: others & !me, deferred: alloc::vec::Vec::new() }
+    }
+
     /// Adds the page at `addr` (a user address: below [`USER_END`]).
     pub fn add(&mut self, addr: u64) {
         if self.start == self.end {
@@ -485,12 +511,48 @@ impl TlbBatch {
         self.end = self.end.max(addr + 4096);
     }
 
-    /// Invalidates every page added (nothing if none was).
-    pub fn flush(self) {
-        if self.start < self.end {
-            invalidate_range(self.start, self.end);
+    /// Frees `frame` with `put` once the batch has been flushed everywhere (at once if no
+    /// other CPU may cache the tree).
+    pub fn put_after_flush(&mut self, frame: PhysFrame, put: fn(PhysFrame)) {
+        if self.others == 0 {
+            put(frame);
+            return;
+        }
+        if self.deferred.len() >= DEFERRED_MAX || self.deferred.try_reserve(1).is_err() {
+            self.flush_now();
+        }
+        if self.deferred.try_reserve(1).is_ok() {
+            self.deferred.push((frame, put));
+        } else {
+            // No memory even for one entry after a flush: this frame's page was added
+            // before, so flush once more and free it directly.
+            self.flush_now();
+            put(frame);
         }
     }
+
+    /// Invalidates what was gathered so far, everywhere, and frees the deferred frames.
+    fn flush_now(&mut self) {
+        if self.start < self.end {
+            super::shootdown::shoot(self.others, Some(self.root), self.start, self.end);
+        }
+        self.start = 0;
+        self.end = 0;
+        for (frame, put) in self.deferred.drain(..) {
+            put(frame);
+        }
+    }
+
+    /// Invalidates every page added, on this CPU and the others, then frees the frames.
+    pub fn flush(mut self) {
+        self.flush_now();
+    }
+}
+
+/// Invalidates the kernel pages `[start, end)` on every online CPU (a kernel mapping is cached
+/// whatever tree a CPU has loaded) and returns once all have. Linux: `flush_tlb_kernel_range()`.
+pub fn shoot_kernel_range(start: u64, end: u64) {
+    super::shootdown::shoot(super::percpu::online_mask(), None, start, end);
 }
 
 /// Flushes all non-global TLB entries (CR3 reload).

@@ -136,3 +136,58 @@ impl<T> CpuLocalArc<T> {
         (!ptr.is_null()).then(|| unsafe { Arc::from_raw(ptr) })
     }
 }
+
+/// An event counter with one slot per CPU: each CPU adds to its own slot (no cache line
+/// bounces, no lock), and a report sums them. Linux: `DEFINE_PER_CPU` counters read with
+/// `for_each_possible_cpu`.
+pub struct Counter {
+    slots: [AtomicU64; MAX_CPUS],
+}
+
+impl Counter {
+    /// Every slot zero.
+    pub const fn new() -> Self {
+        Counter { slots: [const { AtomicU64::new(0) }; MAX_CPUS] }
+    }
+
+    /// Adds `n` to this CPU's slot.
+    pub fn add(&self, n: u64) {
+        self.slots[this_cpu().cpu_id as usize].fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The sum over every CPU.
+    pub fn sum(&self) -> u64 {
+        self.slots.iter().map(|s| s.load(Ordering::Relaxed)).sum()
+    }
+
+    /// This CPU's own count (what a test running on one CPU compares: other CPUs' events do
+    /// not disturb it).
+    pub fn here(&self) -> u64 {
+        self.slots[this_cpu().cpu_id as usize].load(Ordering::Relaxed)
+    }
+
+    /// CPU `cpu`'s own count.
+    pub fn of(&self, cpu: usize) -> u64 {
+        self.slots.get(cpu).map_or(0, |s| s.load(Ordering::Relaxed))
+    }
+}
+
+impl Default for Counter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The CPUs that are up (bit = dense CPU index): the boot CPU from the start, each AP once it
+/// runs kernel code. Targets of kernel-wide shootdowns and of "kick an idle CPU".
+static ONLINE: AtomicU64 = AtomicU64::new(1);
+
+/// The mask of online CPUs.
+pub fn online_mask() -> u64 {
+    ONLINE.load(Ordering::Acquire)
+}
+
+/// Marks CPU `cpu` online (an AP, once its per-CPU data works).
+pub fn set_online(cpu: u32) {
+    ONLINE.fetch_or(1 << cpu, Ordering::Release);
+}

@@ -13,19 +13,18 @@
 
 #[cfg(test)]
 use super::extable::Fault;
-use core::sync::atomic::{AtomicU64, Ordering};
 use pkeys::{Pkru, PkruRegister};
 
 /// Counts for tests and the demo: WRPKRUs executed, WRPKRUs avoided because the value was
 /// already there, RDPKRUs executed.
-pub static WRPKRU_DONE: AtomicU64 = AtomicU64::new(0);
-pub static WRPKRU_SKIPPED: AtomicU64 = AtomicU64::new(0);
-pub static RDPKRU_DONE: AtomicU64 = AtomicU64::new(0);
+pub static WRPKRU_DONE: super::percpu::Counter = super::percpu::Counter::new();
+pub static WRPKRU_SKIPPED: super::percpu::Counter = super::percpu::Counter::new();
+pub static RDPKRU_DONE: super::percpu::Counter = super::percpu::Counter::new();
 
 #[inline]
 fn rdpkru() -> u32 {
     debug_assert!(super::cpu::ospke());
-    RDPKRU_DONE.fetch_add(1, Ordering::Relaxed);
+    RDPKRU_DONE.add(1);
     let value: u32;
     // SAFETY: only called with OSPKE on (CR4.PKE set), so RDPKRU is defined; ECX = 0 as
     // required; it reads a register and touches no memory.
@@ -38,7 +37,7 @@ fn rdpkru() -> u32 {
 #[inline]
 fn wrpkru(value: u32) {
     debug_assert!(super::cpu::ospke());
-    WRPKRU_DONE.fetch_add(1, Ordering::Relaxed);
+    WRPKRU_DONE.add(1);
     // SAFETY: only called with OSPKE on; ECX = EDX = 0 as required. PKRU governs user-mode
     // pages only (and supervisor accesses to them), so no kernel data becomes unreachable.
     // Not `nomem`: later memory accesses depend on the new value, so the compiler must not move
@@ -64,7 +63,7 @@ pub fn write(value: Pkru) {
         return;
     }
     if rdpkru() == value.bits() {
-        WRPKRU_SKIPPED.fetch_add(1, Ordering::Relaxed);
+        WRPKRU_SKIPPED.add(1);
         return;
     }
     wrpkru(value.bits());
@@ -121,10 +120,10 @@ mod tests {
         // The reason for every OSPKE guard: on this CPU the instruction itself is invalid.
         let fault = rdpkru_unguarded().expect_err("RDPKRU must fault without PKU");
         assert_eq!(fault.vector, 6, "#UD");
-        let before = RDPKRU_DONE.load(Ordering::Relaxed);
+        let before = RDPKRU_DONE.here();
         assert_eq!(read(), Pkru::ALL_OPEN, "read_pkru() is 0 without OSPKE");
         write(Pkru::INIT);
-        assert_eq!(RDPKRU_DONE.load(Ordering::Relaxed), before, "the guarded paths ran no RDPKRU");
+        assert_eq!(RDPKRU_DONE.here(), before, "the guarded paths ran no RDPKRU");
     }
 
     #[ktest(needs = pku)]
@@ -134,10 +133,10 @@ mod tests {
             write(Pkru::from_bits(value));
             assert_eq!(rdpkru_unguarded(), Ok(value));
         }
-        let (done, skipped) = (WRPKRU_DONE.load(Ordering::Relaxed), WRPKRU_SKIPPED.load(Ordering::Relaxed));
+        let (done, skipped) = (WRPKRU_DONE.here(), WRPKRU_SKIPPED.here());
         write(Pkru::from_bits(0xaaaa_aaa8));
-        assert_eq!(WRPKRU_DONE.load(Ordering::Relaxed), done, "no WRPKRU for an unchanged value");
-        assert_eq!(WRPKRU_SKIPPED.load(Ordering::Relaxed), skipped + 1);
+        assert_eq!(WRPKRU_DONE.here(), done, "no WRPKRU for an unchanged value");
+        assert_eq!(WRPKRU_SKIPPED.here(), skipped + 1);
         write(saved);
     }
 }

@@ -9,7 +9,7 @@
 //! per "transmitter empty" poll. What stays here is pikku's policy: one lock around the port,
 //! and a way for the panic path to break it.
 
-use spin::Mutex;
+use super::sync::Mutex;
 use uart_16550::backend::PioBackend;
 use uart_16550::{BaudRate, Config, Uart16550};
 

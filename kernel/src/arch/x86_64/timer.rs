@@ -73,3 +73,10 @@ pub fn heartbeat_due() -> bool {
 pub fn ticks() -> u64 {
     TICKS.load(Ordering::Relaxed)
 }
+
+/// Stops this CPU's tick while it halts idle (an idle CPU needs none: an IPI wakes it). The
+/// PIT is CPU 0's, which always ticks, so there is nothing to stop yet on the others.
+pub fn stop_this_cpu() {}
+
+/// Restarts this CPU's tick when it leaves the idle loop's halt.
+pub fn start_this_cpu() {}
