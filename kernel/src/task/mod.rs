@@ -110,19 +110,21 @@ pub struct Thread {
 
 static NEXT_TID: AtomicU32 = AtomicU32::new(1);
 /// Every user thread by tid (weak), for signals aimed at a thread.
-static THREADS: Mutex<alloc::collections::BTreeMap<u32, alloc::sync::Weak<Thread>>> = Mutex::new(alloc::collections::BTreeMap::new());
+/// Holds every user thread from its creation until it exits (`sched::exit_current` takes it
+/// out): a thread that sleeps in no queue (`pause`, a job-control stop) is kept alive here, not
+/// by the scheduler. Linux: the pid hash and the thread group list.
+static THREADS: Mutex<alloc::collections::BTreeMap<u32, Arc<Thread>>> = Mutex::new(alloc::collections::BTreeMap::new());
 
 /// The live user thread with id `tid`.
 pub fn find_thread(tid: u32) -> Option<Arc<Thread>> {
-    let t = THREADS.lock().get(&tid).and_then(alloc::sync::Weak::upgrade);
+    let t = THREADS.lock().get(&tid).cloned();
     t.filter(|t| t.process.exit.lock().is_none())
 }
 
-/// Every live thread of process `pid` (for waking them all when it ends). The tids are copied
-/// out of the registry first; nothing else is locked while they are collected.
+/// Every live thread of process `pid` (for waking them all when it ends).
 pub fn threads_of(pid: u32) -> alloc::vec::Vec<Arc<Thread>> {
-    let threads = THREADS.lock();
-    threads.values().filter_map(alloc::sync::Weak::upgrade).filter(|t| t.process.pid == pid).collect()
+    let all: alloc::vec::Vec<Arc<Thread>> = THREADS.lock().values().cloned().collect();
+    all.into_iter().filter(|t| t.process.pid == pid).collect()
 }
 
 /// Frees the thread registry's last node once it is empty (see
@@ -134,14 +136,12 @@ pub fn release_spare_capacity() {
     }
 }
 
-impl Drop for Thread {
-    /// A freed thread leaves the registry (an entry per thread that ever lived would grow
-    /// without bound). `execve`'s successor reuses the tid, so only our own entry goes.
-    fn drop(&mut self) {
-        let mut threads = THREADS.lock();
-        if threads.get(&self.tid).is_some_and(|w| core::ptr::eq(w.as_ptr(), self)) {
-            threads.remove(&self.tid);
-        }
+/// Takes an exiting thread out of the registry. `execve`'s successor reuses the tid, so only
+/// the thread's own entry goes.
+fn unregister(thread: &Arc<Thread>) {
+    let mut threads = THREADS.lock();
+    if threads.get(&thread.tid).is_some_and(|t| Arc::ptr_eq(t, thread)) {
+        threads.remove(&thread.tid);
     }
 }
 /// Each CPU's current thread (Linux: `current`).
@@ -208,7 +208,7 @@ impl Thread {
         thread.task = task;
         thread.saved_rsp.store(rsp, Ordering::Relaxed);
         let thread = Arc::new(thread);
-        THREADS.lock().insert(tid, Arc::downgrade(&thread));
+        THREADS.lock().insert(tid, thread.clone());
         thread
     }
 

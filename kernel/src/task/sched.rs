@@ -352,10 +352,12 @@ pub fn reschedule_ipi(from_user: bool) {
     }
 }
 
-/// Ends the current thread and runs the next one. Never returns. The thread is in no queue;
-/// the CPU lets go of it in [`finish_switch`], once it is off its stack.
+/// Ends the current thread and runs the next one. Never returns. The thread leaves the
+/// registry and is in no queue; the CPU lets go of it in [`finish_switch`], once it is off its
+/// stack.
 pub fn exit_current() -> ! {
     let prev = current();
+    super::unregister(&prev);
     switch_to(prev, next_or_idle());
     unreachable!("a dead thread was resumed");
 }
@@ -464,6 +466,8 @@ fn wake_child_waiters(process: &Arc<Process>) {
 pub fn wait_for(process: &Arc<Process>) -> ExitStatus {
     loop {
         if let Some(status) = *process.exit.lock() {
+            // Let go of the last program's address space, so its memory counts as returned.
+            crate::mm::tlb::leave_mm();
             return status;
         }
         idle_once();
