@@ -110,7 +110,7 @@ pub struct Thread {
 
 static NEXT_TID: AtomicU32 = AtomicU32::new(1);
 /// Every user thread by tid (weak), for signals aimed at a thread.
-/// Holds every user thread from its creation until it exits (`sched::exit_current` takes it
+/// Holds every user thread from its start (`sched::spawn`) until it exits (`sched::exit_current` takes it
 /// out): a thread that sleeps in no queue (`pause`, a job-control stop) is kept alive here, not
 /// by the scheduler. Linux: the pid hash and the thread group list.
 static THREADS: Mutex<alloc::collections::BTreeMap<u32, Arc<Thread>>> = Mutex::new(alloc::collections::BTreeMap::new());
@@ -134,6 +134,13 @@ pub fn release_spare_capacity() {
     if threads.is_empty() {
         *threads = alloc::collections::BTreeMap::new();
     }
+}
+
+/// Enters a thread about to run for the first time in the registry (`execve`'s successor takes
+/// over its predecessor's tid and entry). A thread made but never started — a `clone` that
+/// failed after it was built — is never entered, and simply goes away.
+fn register(thread: &Arc<Thread>) {
+    THREADS.lock().insert(thread.tid, thread.clone());
 }
 
 /// Takes an exiting thread out of the registry. `execve`'s successor reuses the tid, so only
@@ -207,9 +214,7 @@ impl Thread {
         let mut thread = Self::build(tid, process, mm, pkru, Some(stack));
         thread.task = task;
         thread.saved_rsp.store(rsp, Ordering::Relaxed);
-        let thread = Arc::new(thread);
-        THREADS.lock().insert(tid, thread.clone());
-        thread
+        Arc::new(thread)
     }
 
     /// The boot thread: tid 0 in process 0 (Linux's "swapper"), so the first program is pid 1.

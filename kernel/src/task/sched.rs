@@ -120,8 +120,9 @@ fn kick(allowed: u64) {
     }
 }
 
-/// Makes `thread` ready to run.
+/// Makes a new thread ready to run (and findable by its tid).
 pub fn spawn(thread: Arc<Thread>) {
+    super::register(&thread);
     enqueue(thread);
 }
 
