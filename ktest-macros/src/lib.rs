@@ -64,10 +64,11 @@ fn needs_of(attr: TokenStream) -> Result<(&'static str, String), String> {
                 "pku" => Ok(("Pku", "None".into())),
                 "no_pku" => Ok(("NoPku", "None".into())),
                 "harness_selftest" => Ok(("HarnessSelftest", "None".into())),
-                other => Err(format!("#[ktest(needs = …)]: unknown requirement `{other}` (pku, no_pku, harness_selftest)")),
+                "smp" => Ok(("Smp", "None".into())),
+                other => Err(format!("#[ktest(needs = …)]: unknown requirement `{other}` (pku, no_pku, harness_selftest, smp)")),
             }
         }
-        _ => Err("#[ktest] takes nothing, `needs = pku|no_pku|harness_selftest` or `panics = \"text\"`".into()),
+        _ => Err("#[ktest] takes nothing, `needs = pku|no_pku|harness_selftest|smp` or `panics = \"text\"`".into()),
     }
 }
 

@@ -6,8 +6,10 @@
 //!   protection-key state, behind a reader-writer lock.
 //! * [`area`] — its memory areas: mmap, munmap, mprotect, brk, and demand paging.
 //! * [`user`] — reaching user memory from syscalls (copies that fail with `EFAULT`).
+//! * [`tlb`] — what a CPU does with a TLB-shootdown IPI.
 pub mod address_space;
 pub mod area;
 pub mod user;
 pub mod frame;
 pub mod heap;
+pub mod tlb;

@@ -202,6 +202,15 @@ impl Thread {
         Arc::new(t)
     }
 
+    /// The idle thread of another CPU: tid 0 of the boot thread's process ("swapper"), in the
+    /// boot thread's address space, kernel-only (Linux: `fork_idle()` — every CPU's idle task
+    /// is pid 0). It has no kernel stack of its own: it runs on the stack its CPU started on.
+    pub fn idle_for_another_cpu(boot: &Thread) -> Arc<Thread> {
+        let mut t = Self::build(0, boot.process.clone(), boot.mm.clone(), Pkru::INIT, None);
+        t.kernel_only = true;
+        Arc::new(t)
+    }
+
     /// The top of its kernel stack, if it has one.
     pub fn kernel_stack_top(&self) -> Option<u64> {
         self.kstack.as_ref().map(KernelStack::top)
@@ -306,11 +315,17 @@ pub fn run_as<R>(thread: &Arc<Thread>, f: impl FnOnce() -> R) -> R {
 
 /// Installs `thread` as this CPU's current thread for good (the boot thread).
 pub fn install_boot_thread(thread: Arc<Thread>) {
+    sched::set_idle(thread.clone());
+    install_idle_thread(thread);
+}
+
+/// Installs `thread` as this CPU's current (and idle) thread for good: the boot thread on the
+/// boot CPU, [`Thread::idle_for_another_cpu`] on every other.
+pub fn install_idle_thread(thread: Arc<Thread>) {
     let cpu = percpu::this_cpu();
     switch_pkru(None, &thread);
     thread.mm.read().activate();
     cpu.set_current_tid(thread.tid);
-    sched::set_idle(thread.clone());
     CURRENT.replace(thread);
 }
 

@@ -188,6 +188,12 @@ pub fn sleep_until(deadline_us: u64) -> bool {
 /// The timer tick: wake sleepers whose deadline has passed; if user code was interrupted and
 /// another thread is ready, preempt it.
 pub fn tick(from_user: bool) {
+    // Until the scheduler runs threads on every CPU (issue #15 item 2), another CPU only
+    // counts its ticks: the queues below are the boot CPU's alone.
+    if percpu::this_cpu().cpu_id != 0 {
+        timer::tick();
+        return;
+    }
     timer::tick();
     if timer::heartbeat_due() {
         crate::console::heartbeat();
@@ -212,6 +218,25 @@ pub fn tick(from_user: bool) {
     if from_user && others_ready() {
         PREEMPTIONS.fetch_add(1, Ordering::Relaxed);
         yield_now();
+    }
+}
+
+/// The reschedule IPI (another CPU made a thread ready): a tick without the clock work —
+/// preempt user code if something else is ready. (The boot CPU's queues only, for now.)
+pub fn reschedule_ipi(from_user: bool) {
+    if from_user && percpu::this_cpu().cpu_id == 0 && others_ready() {
+        yield_now();
+    }
+}
+
+/// What every CPU but the boot CPU runs once it is up, on its idle thread: halt until an
+/// interrupt (its tick, an IPI), forever. It runs no threads yet: the run queue is the boot
+/// CPU's (issue #15 item 2 gives each CPU its own). `sti; hlt` is race-free (STI's one-
+/// instruction delay), and nothing is held while halted.
+pub fn ap_idle_loop() -> ! {
+    loop {
+        x86_64::instructions::interrupts::enable_and_hlt();
+        x86_64::instructions::interrupts::disable();
     }
 }
 

@@ -113,28 +113,34 @@ pub fn cpuid_ospke() -> bool {
     cpuid(0, 0).eax >= 7 && bit(cpuid(7, 0).ecx, 4)
 }
 
-/// Turns on user protection keys if the CPU has them, and records the answer.
+/// Turns on user protection keys on *this* CPU if the CPU has them; the first call (the boot
+/// CPU's) decides, once, what the system answers ([`pkey_support`]), and every later call (each
+/// other CPU as it comes up) applies the same: CR4.PKE, then PKRU. Returns the answer.
 ///
-/// Linux: `setup_pku()` (`arch/x86/kernel/cpu/common.c`) — set CR4.PKE, trust OSPKE, then
-/// `pkru_write_default()`: the hardware leaves PKRU at 0 after reset (all keys open), and the
-/// CPU starts out with the default a new program gets, 0x55555554. (The kernel's accesses to
-/// its own supervisor pages are never checked against PKRU.)
+/// Linux: `setup_pku()` (`arch/x86/kernel/cpu/common.c`, run by every CPU in `identify_cpu()`)
+/// — set CR4.PKE, trust OSPKE, then `pkru_write_default()`: the hardware leaves PKRU at 0 after
+/// reset and after INIT (all keys open), and the CPU starts out with the default a new program
+/// gets, 0x55555554. (The kernel's accesses to its own supervisor pages are never checked
+/// against PKRU.)
 pub fn enable_protection_keys() -> Support {
-    *PKEY_SUPPORT.call_once(|| {
-        if !features().pku {
-            return Support::Absent;
-        }
-        // SAFETY: the CPU reports PKU, so CR4.PKE (bit 22) is defined. Setting it makes the
-        // CPU read PTE bits 59-62 as keys; pikku never stores anything else in those bits.
-        unsafe { Cr4::update(|f| f.insert(Cr4Flags::PROTECTION_KEY_USER)) };
+    if !features().pku {
+        return *PKEY_SUPPORT.call_once(|| Support::Absent);
+    }
+    // SAFETY: the CPU reports PKU, so CR4.PKE (bit 22) is defined. Setting it makes the CPU
+    // read PTE bits 59-62 as keys; pikku never stores anything else in those bits.
+    unsafe { Cr4::update(|f| f.insert(Cr4Flags::PROTECTION_KEY_USER)) };
+    let support = *PKEY_SUPPORT.call_once(|| {
         if cpuid_ospke() {
             OSPKE.store(true, Ordering::Release);
-            super::pkru::write(pkeys::Pkru::INIT);
             Support::Enabled
         } else {
             Support::Absent
         }
-    })
+    });
+    if support == Support::Enabled {
+        super::pkru::write(pkeys::Pkru::INIT);
+    }
+    support
 }
 
 /// The kernel's one answer to "does this system have protection keys?". `Absent` until
