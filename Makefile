@@ -58,11 +58,11 @@ run: setup
 test: setup lint doc test-host test-qemu
 
 test-host: setup
-	@echo "== host tests (pure logic: pkeys, bootproto, boot) =="
+	@echo "== host tests (pure logic: pkeys, vma, uapi, firmware, bootproto, boot) =="
 	@$(CARGO) test --quiet --workspace --exclude tests
 
 test-qemu: setup
-	@echo "== QEMU tests (boot reports, in-kernel suite on max/bios, qemu64/bios, max/uefi, harness self-test) =="
+	@echo "== QEMU tests (boot reports, in-kernel suite on max/bios, qemu64/bios, max/uefi, max/bios -smp 4, harness self-test) =="
 	@$(CARGO) test --quiet -p tests --test qemu
 
 conformance: setup

@@ -18,7 +18,7 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 use bootproto::options::LogLevel;
-use core::fmt::{self, Write};
+use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use spin::Mutex;
 

@@ -118,3 +118,152 @@ pub fn report() {
         crate::log_warn!("cpu with APIC id {apic_id} left out: {why:?}");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arch::x86_64::{apic, cpu, gdt, time};
+    use core::sync::atomic::Ordering;
+    use ktest_macros::ktest;
+    use x86_64::registers::control::{Cr0, Cr4};
+    use x86_64::registers::model_specific::{Efer, GsBase};
+
+    /// Spins (interrupts as they are) until `done()` or `ms` milliseconds have passed.
+    fn wait_until(ms: u64, done: impl Fn() -> bool) -> bool {
+        let deadline = time::rdtsc() + time::tsc_per_ms() * ms;
+        while !done() {
+            if time::rdtsc() > deadline {
+                return false;
+            }
+            core::hint::spin_loop();
+        }
+        true
+    }
+
+    fn others() -> Vec<&'static percpu::PerCpu> {
+        let me = percpu::this_cpu().cpu_id;
+        percpu::online_cpus().filter(|c| c.cpu_id != me).collect()
+    }
+
+    #[ktest(needs = smp)]
+    fn every_cpu_answers_a_reschedule_and_a_shootdown_ipi() {
+        for cpu in others() {
+            let (id, resched, shoot) = (cpu.cpu_id as usize, cpu.reschedule_ipis.load(Ordering::Relaxed), cpu.shootdown_ipis.load(Ordering::Relaxed));
+            let served = crate::mm::tlb::SHOOTDOWNS_SERVED.load(Ordering::Relaxed);
+            assert!(arch_smp::send_ipi(id, apic::RESCHEDULE_VECTOR), "CPU {id}: reschedule IPI not sent");
+            assert!(arch_smp::send_ipi(id, apic::TLB_SHOOTDOWN_VECTOR), "CPU {id}: shootdown IPI not sent");
+            assert!(wait_until(1000, || cpu.reschedule_ipis.load(Ordering::Relaxed) > resched), "CPU {id} took no reschedule IPI");
+            assert!(wait_until(1000, || cpu.shootdown_ipis.load(Ordering::Relaxed) > shoot), "CPU {id} took no shootdown IPI");
+            // (Counted by the arch layer before its hook runs: wait for the hook as well.)
+            assert!(wait_until(1000, || crate::mm::tlb::SHOOTDOWNS_SERVED.load(Ordering::Relaxed) > served), "CPU {id}: mm::tlb::shootdown_ipi did not run");
+        }
+        assert!(!arch_smp::send_ipi(MAX_CPUS, apic::RESCHEDULE_VECTOR), "an IPI to a CPU index out of range is refused");
+    }
+
+    #[ktest(needs = smp)]
+    fn every_cpu_has_its_own_gs_base_tss_and_ist_stacks() {
+        let mut seen: Vec<u64> = Vec::new();
+        for cpu in percpu::online_cpus() {
+            let id = cpu.cpu_id as usize;
+            let gs_base = if id == 0 {
+                GsBase::read().as_u64()
+            } else {
+                let r = arch_smp::bring_up_record(id).expect("an AP without a bring-up record");
+                assert_eq!(r.kernel_gs_base, 0, "CPU {id}: IA32_KERNEL_GS_BASE");
+                assert_eq!(r.apic_id, cpu.apic_id.load(Ordering::Relaxed), "CPU {id}: the APIC id it saw");
+                r.gs_base
+            };
+            assert_eq!(gs_base, cpu as *const percpu::PerCpu as u64, "CPU {id}: GS base is its own PerCpu");
+            let (tss, ist) = gdt::tss_of(id);
+            for address in [gs_base, tss, ist.double_fault, ist.nmi] {
+                assert!(address != 0, "CPU {id}: an address is 0");
+                assert!(!seen.contains(&address), "CPU {id}: {address:#x} is shared with another CPU");
+                seen.push(address);
+            }
+        }
+        assert!(seen.len() >= 8);
+    }
+
+    #[ktest(needs = smp)]
+    fn every_ap_came_up_protected_with_the_default_pkru() {
+        const EFER_SCE: u64 = 1 << 0;
+        const EFER_LMA: u64 = 1 << 10;
+        const EFER_NXE: u64 = 1 << 11;
+        const CR0_WP: u64 = 1 << 16;
+        const CR4_OSFXSR: u64 = 1 << 9;
+        const CR4_OSXSAVE: u64 = 1 << 18;
+        const CR4_SMEP: u64 = 1 << 20;
+        const CR4_SMAP: u64 = 1 << 21;
+        const CR4_PKE: u64 = 1 << 22;
+        let f = cpu::features();
+        for cpu in others() {
+            let id = cpu.cpu_id as usize;
+            let r = arch_smp::bring_up_record(id).expect("an AP without a bring-up record");
+            assert_eq!(r.efer & (EFER_SCE | EFER_LMA | EFER_NXE), EFER_SCE | EFER_LMA | EFER_NXE, "CPU {id}: EFER {:#x}", r.efer);
+            assert_eq!(r.efer, Efer::read_raw(), "CPU {id}: EFER differs from the boot CPU's");
+            assert!(r.cr0 & CR0_WP != 0, "CPU {id}: CR0.WP");
+            assert!(r.cr4 & CR4_OSFXSR != 0, "CPU {id}: CR4.OSFXSR");
+            assert_eq!(r.cr4 & CR4_OSXSAVE != 0, f.xsave, "CPU {id}: CR4.OSXSAVE");
+            assert_eq!(r.cr4 & CR4_SMEP != 0, f.smep, "CPU {id}: CR4.SMEP");
+            assert_eq!(r.cr4 & CR4_SMAP != 0, f.smap, "CPU {id}: CR4.SMAP");
+            assert_eq!(r.cr4 & CR4_PKE != 0, f.pku, "CPU {id}: CR4.PKE");
+            assert_eq!(r.cr4, Cr4::read_raw(), "CPU {id}: CR4 {:#x} differs from the boot CPU's {:#x}", r.cr4, Cr4::read_raw());
+            // Also: caching on (CD and NW clear; INIT sets both, SDM Vol. 3A Table 9-1).
+            assert_eq!(r.cr0, Cr0::read_raw(), "CPU {id}: CR0 {:#x} differs from the boot CPU's {:#x}", r.cr0, Cr0::read_raw());
+            if f.xsave {
+                assert_eq!(r.xcr0, x86_64::registers::xcontrol::XCr0::read_raw(), "CPU {id}: XCR0");
+            }
+            assert_eq!(r.pat, arch_smp::boot_pat(), "CPU {id}: PAT differs from the boot CPU's");
+            let expected_pkru = if cpu::ospke() { Some(pkeys::Pkru::INIT.bits()) } else { None };
+            assert_eq!(r.pkru, expected_pkru, "CPU {id}: PKRU after bring-up");
+            // One clock: the AP's TSC, read after the boot CPU read its own before the
+            // start-up IPIs, is not behind it (`time::micros_since_boot` on any CPU).
+            assert!(r.tsc >= r.tsc_at_start, "CPU {id}: TSC {} behind the boot CPU's {}", r.tsc, r.tsc_at_start);
+        }
+    }
+
+    #[ktest]
+    fn the_apic_timer_ticks_on_every_cpu() {
+        // The other CPUs tick from their bring-up on.
+        let before: Vec<(usize, u64)> = others().iter().map(|c| (c.cpu_id as usize, c.ticks.load(Ordering::Relaxed))).collect();
+        // This CPU: its tick on for a moment (the in-kernel suite runs without one), halting
+        // with interrupts on until a few ticks came.
+        let me = percpu::this_cpu();
+        let mine = me.ticks.load(Ordering::Relaxed);
+        apic::timer_start_periodic();
+        let deadline = time::rdtsc() + time::tsc_per_ms() * 1000;
+        while me.ticks.load(Ordering::Relaxed) < mine + 3 && time::rdtsc() < deadline {
+            x86_64::instructions::interrupts::enable_and_hlt();
+            x86_64::instructions::interrupts::disable();
+        }
+        apic::timer_stop();
+        assert!(me.ticks.load(Ordering::Relaxed) >= mine + 3, "this CPU's APIC timer did not tick");
+        for (id, ticks) in before {
+            let cpu = percpu::cpu(id);
+            assert!(wait_until(1000, || cpu.ticks.load(Ordering::Relaxed) > ticks), "CPU {id}: no tick in a second");
+        }
+    }
+
+    #[ktest(needs = smp)]
+    fn an_nmi_without_a_panic_is_counted_and_returns() {
+        for cpu in others() {
+            let id = cpu.cpu_id as usize;
+            let before = arch_smp::nmis(id);
+            assert!(apic::send_nmi(cpu.apic_id.load(Ordering::Relaxed)), "CPU {id}: NMI not sent");
+            assert!(wait_until(1000, || arch_smp::nmis(id) > before), "CPU {id}: the NMI was not counted");
+            // It returned: the CPU still answers an ordinary IPI.
+            let resched = cpu.reschedule_ipis.load(Ordering::Relaxed);
+            assert!(arch_smp::send_ipi(id, apic::RESCHEDULE_VECTOR));
+            assert!(wait_until(1000, || cpu.reschedule_ipis.load(Ordering::Relaxed) > resched), "CPU {id} stopped after an NMI");
+        }
+    }
+
+    #[ktest]
+    fn the_boot_report_counts_the_cpus_the_madt_lists() {
+        let listed = CPUS.get().expect("discover ran").apic_ids.len().max(1);
+        let online = percpu::online_cpus().count();
+        let left_out = LEFT_OUT.lock().len();
+        assert_eq!(online + left_out, listed.min(MAX_CPUS), "every usable CPU is online or reported left out");
+        assert!(online >= 1);
+    }
+}

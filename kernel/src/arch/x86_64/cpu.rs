@@ -197,17 +197,18 @@ pub fn smap_enabled() -> bool {
 }
 
 /// Lets user code use SSE (every x86-64 program does): CR0.EM = 0, CR0.MP = 1, CR4.OSFXSR = 1,
-/// CR4.OSXMMEXCPT = 1 (SDM Vol. 3A §13.1.3 "Initialization of the SSE Extensions"). The kernel
-/// itself is built without SSE (`x86_64-unknown-none` is soft-float), so it never disturbs the XMM
-/// registers.
+/// CR4.OSXMMEXCPT = 1 (SDM Vol. 3A §13.1.3 "Initialization of the SSE Extensions"); and CR0.NE = 1,
+/// x87 errors as #MF rather than through the legacy FERR# pin (§2.5 "Control Registers"; Linux
+/// sets it on every CPU). The kernel itself is built without SSE (`x86_64-unknown-none` is
+/// soft-float), so it never disturbs the XMM registers. Every CPU runs this.
 pub fn enable_sse() {
     use x86_64::registers::control::{Cr0, Cr0Flags};
     // SAFETY: every x86-64 CPU has SSE; these bits only permit SSE instructions and select
-    // native #XM reporting.
+    // native #XM and #MF reporting.
     unsafe {
         Cr0::update(|f| {
             f.remove(Cr0Flags::EMULATE_COPROCESSOR);
-            f.insert(Cr0Flags::MONITOR_COPROCESSOR);
+            f.insert(Cr0Flags::MONITOR_COPROCESSOR | Cr0Flags::NUMERIC_ERROR);
         });
         Cr4::update(|f| f.insert(Cr4Flags::OSFXSR | Cr4Flags::OSXMMEXCPT_ENABLE));
     }

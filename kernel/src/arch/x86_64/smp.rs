@@ -20,8 +20,10 @@
 //!    stack given to the next one — and the AP is reported and left out.
 //!
 //! The trampoline goes real mode → protected mode (a flat GDT of its own) → IA-32e mode: CR4.PAE,
-//! CR3, EFER.LME|NXE|SCE, CR0.PG|WP (§9.8.5 "Initializing IA-32e Mode"), then a far jump to its
-//! 64-bit code, which claims the ticket, loads the stack and jumps to [`ap_entry`]. There the
+//! CR3, EFER.LME|NXE|SCE, CR0.PG|WP (§9.8.5 "Initializing IA-32e Mode"). CR0 is written whole,
+//! not or-ed into: INIT leaves CD and NW set (caches off; Table 9-1 "IA-32 and Intel 64
+//! Processor States Following Power-up, Reset, or INIT"), which the in-kernel tests caught. Then
+//! a far jump to its 64-bit code, which claims the ticket, loads the stack and jumps to [`ap_entry`]. There the
 //! CPU gets everything the boot CPU set up, none of which INIT leaves behind (issue #15 item 5):
 //! its own GDT and TSS with its own IST stacks (guard-paged kernel stacks), the IDT, the GS base
 //! (after the segment loads; KERNEL_GS_BASE 0), the kernel's CR3, PAT, CR0.WP, SSE, XSAVE and
@@ -99,6 +101,12 @@ pub fn bring_up_record(cpu: usize) -> Option<BringUp> {
     RECORDS.get(cpu)?.get().copied()
 }
 
+/// The boot CPU's IA32_PAT, which every AP copies.
+#[cfg(test)] // used by the in-kernel tests only
+pub fn boot_pat() -> u64 {
+    BOOT_PAT.load(Ordering::Relaxed)
+}
+
 /// NMIs CPU `cpu` took and returned from.
 pub fn nmis(cpu: usize) -> u64 {
     NMIS.get(cpu).map_or(0, |n| n.load(Ordering::Relaxed))
@@ -123,9 +131,8 @@ pikku_ap_trampoline_start:
     movw %cs, %ax
     movw %ax, %ds
     lgdtl (pikku_ap_tr_gdt_ptr - pikku_ap_trampoline_start)
-    movl %cr0, %eax
-    orl $1, %eax                       # CR0.PE: protected mode
-    movl %eax, %cr0
+    movl $0x11, %eax                   # CR0 = PE | ET: protected mode; CD and NW (set by
+    movl %eax, %cr0                    # INIT: caches off) cleared
     ljmpl *(pikku_ap_tr_far32 - pikku_ap_trampoline_start)
 
 .code32
@@ -144,8 +151,7 @@ pikku_ap_tr_32:
     rdmsr
     orl $0x901, %eax                   # SCE | LME | NXE
     wrmsr
-    movl %cr0, %eax
-    orl $0x80010000, %eax              # CR0.PG | CR0.WP: IA-32e mode active
+    movl $0x80010033, %eax             # CR0 = PG | WP | NE | ET | MP | PE: IA-32e mode active
     movl %eax, %cr0
     ljmpl *(pikku_ap_tr_far64 - pikku_ap_trampoline_start)(%ebx)
 
