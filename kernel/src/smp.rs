@@ -114,6 +114,14 @@ pub fn report() {
         let _ = write!(ids, " {}", cpu.apic_id.load(core::sync::atomic::Ordering::Relaxed));
     }
     crate::log_info!("cpus: {} online (APIC ids{ids})", online.len());
+    for cpu in online.iter().skip(1) {
+        if let Some(r) = arch_smp::bring_up_record(cpu.cpu_id as usize) {
+            crate::log_debug!(
+                "cpu {} (APIC id {}) came up with EFER {:#x} CR0 {:#x} CR4 {:#x} XCR0 {:#x} PAT {:#x} PKRU {:x?}, GS base {:#x} (kernel GS base {:#x}), TSC {} after the boot CPU's start ({})",
+                cpu.cpu_id, r.apic_id, r.efer, r.cr0, r.cr4, r.xcr0, r.pat, r.pkru, r.gs_base, r.kernel_gs_base, r.tsc, r.tsc_at_start
+            );
+        }
+    }
     for (apic_id, why) in LEFT_OUT.lock().iter() {
         crate::log_warn!("cpu with APIC id {apic_id} left out: {why:?}");
     }

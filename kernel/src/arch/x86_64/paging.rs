@@ -456,7 +456,7 @@ pub fn firmware_bytes(phys: u64, len: usize) -> Option<&'static [u8]> {
 /// window: for a word another CPU writes through another mapping (the AP trampoline's ticket).
 /// `frame` must be reserved for good (the trampoline's is), as the borrow is `'static`.
 pub fn frame_atomic_u32(frame: PhysFrame, at: usize) -> &'static core::sync::atomic::AtomicU32 {
-    assert!(at % 4 == 0 && at + 4 <= 4096, "a misplaced word");
+    assert!(at.is_multiple_of(4) && at + 4 <= 4096, "a misplaced word");
     let ptr = (phys_to_virt(frame.start_address()).as_u64() + at as u64) as *const core::sync::atomic::AtomicU32;
     // SAFETY: aligned, inside a frame mapped in the physical window for good; an AtomicU32 has
     // the layout of a u32 and every bit pattern is valid; all accesses are atomic.
