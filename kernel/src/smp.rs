@@ -266,6 +266,25 @@ mod tests {
         }
     }
 
+    /// The panic path's first step, taken alone: every other CPU halts on the stop NMI and
+    /// answers nothing afterwards. It ends the boot (its CPUs are gone) with the panic it
+    /// expects; the harness goes on in a fresh boot.
+    #[ktest(needs = smp, panics = "every other CPU halted")]
+    fn stopping_the_other_cpus_halts_every_one_of_them() {
+        let others = others();
+        let before: Vec<u64> = others.iter().map(|c| c.reschedule_ipis.load(Ordering::Relaxed)).collect();
+        assert_eq!(arch_smp::stop_other_cpus(), others.len(), "not every CPU reported halting");
+        for (cpu, before) in others.iter().zip(before) {
+            arch_smp::send_ipi(cpu.cpu_id as usize, apic::RESCHEDULE_VECTOR);
+            assert!(
+                !wait_until(100, || cpu.reschedule_ipis.load(Ordering::Relaxed) > before),
+                "CPU {} still takes interrupts after the stop NMI",
+                cpu.cpu_id
+            );
+        }
+        panic!("every other CPU halted ({} of them)", others.len());
+    }
+
     #[ktest]
     fn the_boot_report_counts_the_cpus_the_madt_lists() {
         let listed = CPUS.get().expect("discover ran").apic_ids.len().max(1);
