@@ -188,13 +188,12 @@ pub fn sleep_until(deadline_us: u64) -> bool {
 /// The timer tick: wake sleepers whose deadline has passed; if user code was interrupted and
 /// another thread is ready, preempt it.
 pub fn tick(from_user: bool) {
+    timer::tick();
     // Until the scheduler runs threads on every CPU (issue #15 item 2), another CPU only
     // counts its ticks: the queues below are the boot CPU's alone.
     if percpu::this_cpu().cpu_id != 0 {
-        timer::tick();
         return;
     }
-    timer::tick();
     if timer::heartbeat_due() {
         crate::console::heartbeat();
     }
