@@ -286,7 +286,7 @@ pub fn start_ap(cpu: usize, apic_id: u32, trampoline: PhysFrame, frames: FrameSo
     assert!((1..MAX_CPUS).contains(&cpu), "CPU index {cpu} out of range");
     assert!(trampoline.start_address().as_u64() < 0xa_0000, "the trampoline must lie below 0xA0000");
     let stacks = AP_STACKS[cpu].try_call_once(|| -> Result<[KernelStack; 3], StartError> {
-        let stack = || KernelStack::new(0).ok_or(StartError::NoMemory);
+        let stack = || KernelStack::for_cpu().ok_or(StartError::NoMemory);
         Ok([stack()?, stack()?, stack()?])
     })?;
     let mut free = frames.free;
