@@ -226,6 +226,7 @@ fn run_init() -> ! {
         arch::x86_64::pkru::WRPKRU_DONE.load(core::sync::atomic::Ordering::Relaxed),
         arch::x86_64::pkru::WRPKRU_SKIPPED.load(core::sync::atomic::Ordering::Relaxed),
     );
+    crate::smp::report_ticks();
     match status {
         task::ExitStatus::Exited(code) => console::announce(format_args!("init exited with status {code}")),
         task::ExitStatus::Signaled(sig) => {

@@ -105,6 +105,20 @@ pub fn ipi(frame: &mut TrapFrame, ipi: Ipi) {
     }
 }
 
+/// The end-of-run line with every CPU's tick count (`ticks per CPU: 0:1234 1:1300 …`), with
+/// several CPUs only.
+pub fn report_ticks() {
+    use core::fmt::Write;
+    if percpu::online_cpus().count() < 2 {
+        return;
+    }
+    let mut line = alloc::string::String::new();
+    for cpu in percpu::online_cpus() {
+        let _ = write!(line, " {}:{}", cpu.cpu_id, cpu.ticks.load(core::sync::atomic::Ordering::Relaxed));
+    }
+    crate::log_info!("ticks per CPU (index:count):{line}, {} µs since boot", crate::arch::x86_64::time::micros_since_boot());
+}
+
 /// The boot report's line: `cpus: 4 online (APIC ids 0 1 2 3)`, and any that did not answer.
 pub fn report() {
     use core::fmt::Write;
