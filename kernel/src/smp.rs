@@ -74,8 +74,8 @@ pub fn start_other_cpus(trampoline: Option<x86_64::structures::paging::PhysFrame
     let mut next = 1;
     for &apic_id in cpus.apic_ids.iter().filter(|&&id| id != boot_apic) {
         let result = match trampoline {
-            None => Err(arch_smp::StartError::NoMemory),
-            Some(_) if next >= MAX_CPUS => Err(arch_smp::StartError::NoMemory),
+            None => Err(arch_smp::StartError::NoLowFrame),
+            Some(_) if next >= MAX_CPUS => Err(arch_smp::StartError::TooMany),
             Some(frame) => arch_smp::start_ap(next, apic_id, frame, frames),
         };
         match result {

@@ -258,6 +258,10 @@ pub enum StartError {
     NoAnswer,
     /// It claimed the start but did not finish its bring-up within a second.
     Stalled,
+    /// No frame below 0xA0000 was free for the trampoline at boot.
+    NoLowFrame,
+    /// More CPUs than the per-CPU tables have room for (`percpu::MAX_CPUS`).
+    TooMany,
 }
 
 /// Records, on the boot CPU, what every AP must copy (its PAT), which APIC id it has (CPU 0),
@@ -352,7 +356,7 @@ pub fn start_ap(cpu: usize, apic_id: u32, trampoline: PhysFrame, frames: FrameSo
         // in it still: keep its frames (a root given up frees nothing) rather than free what a
         // CPU may walk.
         Err(StartError::NoAnswer | StartError::IpiStuck) => paging::free_start_up_tree(tree, &mut free),
-        Err(StartError::Stalled | StartError::NoMemory) => {
+        Err(_) => {
             let _kept = tree.into_frame();
         }
     }
