@@ -1,10 +1,12 @@
 //! pikku's QEMU test matrix — what `make test` boots.
 //!
 //! 1. **Boot reports**: the run kernel under `-cpu max` reports PKU, OSPKE and PKS present and
-//!    PKRU 0x55555554; under `-cpu qemu64` all absent; under UEFI it boots too. Each powers off
+//!    PKRU 0x55555554; under `-cpu qemu64` all absent; under UEFI it boots too; under `-smp 4`
+//!    it reports four CPUs online and still runs `/init`. Each powers off
 //!    through the exit device.
 //! 2. **The in-kernel suite** under `-cpu max` + BIOS, `-cpu qemu64` + BIOS (the no-pkeys
-//!    paths), and `-cpu max` + UEFI. Every test must pass or be skipped for a stated reason,
+//!    paths), `-cpu max` + UEFI, and `-cpu max -smp 4` + BIOS (every CPU brought up and
+//!    answering IPIs, ticks and NMIs). Every test must pass or be skipped for a stated reason,
 //!    and the tests that matter for each CPU must actually have run there.
 //! 3. **User programs** (static musl, `-nostdlib` and Rust `no_std` executables from `user/`,
 //!    each booted as `/init`): their output byte for byte and how they ended must equal what
@@ -162,8 +164,14 @@ fn user_programs(tally: &mut Tally, kernel: &std::path::Path) {
 const FUZZ_SEED: u64 = 21;
 const FUZZ_CALLS: u64 = 20_000;
 
-fn suite(kernel: &std::path::Path, label: &str, firmware: Firmware, cpu: &str) -> Result<Report, String> {
-    let suite = Suite::new(firmware, cpu);
+fn suite(kernel: &std::path::Path, label: &str, firmware: Firmware, cpu: &str, smp: u32) -> Result<Report, String> {
+    let mut suite = Suite::new(firmware, cpu);
+    suite.qemu.smp = smp;
+    if smp > 1 {
+        // MTTCG runs a host thread per vCPU on a 2-core host (and the guest may wait for
+        // /tmp/pikku-smp.lock while another worktree's -smp guest runs): a generous limit.
+        suite.timeout = Duration::from_secs(240);
+    }
     suite.run(kernel, |e| print_event(label, &e))
 }
 
@@ -199,13 +207,30 @@ fn main() {
     let test_kernel = build::kernel(Kernel::Test).unwrap_or_else(|e| panic!("{e}"));
 
     // 1. Boot reports.
-    let pkeys_present = ["PKU yes", "OSPKE yes (CR4.PKE set)", "PKS yes", "PKRU at boot (the default every program starts with): 0x55555554"];
+    let pkeys_present =
+        ["PKU yes", "OSPKE yes (CR4.PKE set)", "PKS yes", "PKRU at boot (the default every program starts with): 0x55555554", "cpus: 1 online (APIC ids 0)"];
     tally.check("boot_report_max_bios", boot_report(&run_kernel, Firmware::Bios, "max", &pkeys_present));
     tally.check(
         "boot_report_qemu64_bios",
         boot_report(&run_kernel, Firmware::Bios, "qemu64", &["PKU no", "OSPKE no (CR4.PKE clear)", "PKS no", "no PKRU"]),
     );
     tally.check("boot_report_max_uefi", boot_report(&run_kernel, Firmware::Uefi, "max", &pkeys_present));
+    // Four CPUs (QEMU -smp 4): all come up from the MADT, and /init (the demo) still runs to
+    // its end on the boot CPU while the others idle.
+    tally.check(
+        "boot_report_max_bios_smp4_and_init_runs",
+        (|| {
+            let init = boot::run::Init { program: build::user_programs()?.join("demo"), ..Default::default() };
+            let qemu = Qemu { smp: 4, ..Qemu::default() };
+            let run = boot::run::boot(&run_kernel, &qemu, LogLevel::Info, Some(&init), true)?;
+            for needle in ["cpus: 4 online (APIC ids 0 1 2 3)", "thread B's PKRU = 0x55555560", "init exited with status 0"] {
+                if !run.output.contains(needle) {
+                    return Err(format!("the -smp 4 boot lacks {needle:?}:\n{}", run.output));
+                }
+            }
+            Ok(())
+        })(),
+    );
 
     // 2. The matrix.
     let pku_tests = [
@@ -219,12 +244,21 @@ fn main() {
         "arch::x86_64::pkru::tests::rdpkru_raises_ud_without_cr4_pke",
         "arch::x86_64::cpu::tests::without_pku_nothing_is_enabled",
     ];
-    for (label, firmware, cpu, must_run) in [
-        ("max/bios", Firmware::Bios, "max", &pku_tests[..]),
-        ("qemu64/bios", Firmware::Bios, "qemu64", &no_pku_tests[..]),
-        ("max/uefi", Firmware::Uefi, "max", &pku_tests[..]),
+    let smp_tests = [
+        "smp::tests::every_cpu_answers_a_reschedule_and_a_shootdown_ipi",
+        "smp::tests::every_cpu_has_its_own_gs_base_tss_and_ist_stacks",
+        "smp::tests::every_ap_came_up_protected_with_the_default_pkru",
+        "smp::tests::an_nmi_without_a_panic_is_counted_and_returns",
+        "smp::tests::the_apic_timer_ticks_on_every_cpu",
+        "syscall::pkey::tests::fifteen_keys_in_order_then_enospc",
+    ];
+    for (label, firmware, cpu, smp, must_run) in [
+        ("max/bios", Firmware::Bios, "max", 1, &pku_tests[..]),
+        ("qemu64/bios", Firmware::Bios, "qemu64", 1, &no_pku_tests[..]),
+        ("max/uefi", Firmware::Uefi, "max", 1, &pku_tests[..]),
+        ("max/bios/smp4", Firmware::Bios, "max", 4, &smp_tests[..]),
     ] {
-        match suite(&test_kernel, label, firmware, cpu) {
+        match suite(&test_kernel, label, firmware, cpu, smp) {
             Ok(report) => {
                 tally.add_suite(&report);
                 let c = report.counts();

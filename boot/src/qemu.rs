@@ -27,11 +27,19 @@ pub struct Qemu {
     pub kvm: bool,
     /// Extra arguments, passed through as they are.
     pub extra_args: Vec<String>,
+    /// Virtual CPUs (`-smp`). 1 — the default — keeps timings and instruction counts as they
+    /// were on one CPU (`make bench` needs that). A guest with more takes [`SMP_LOCK`] for its
+    /// whole life, so that no two of them run at once on this machine.
+    pub smp: u32,
 }
+
+/// The lock every guest with `-smp` > 1 holds while it runs (an exclusive `flock`): MTTCG runs
+/// one host thread per vCPU, and two such guests on a 2-core host starve each other.
+pub const SMP_LOCK: &str = "/tmp/pikku-smp.lock";
 
 impl Default for Qemu {
     fn default() -> Self {
-        Qemu { firmware: Firmware::Bios, cpu: "max".into(), kvm: false, extra_args: Vec::new() }
+        Qemu { firmware: Firmware::Bios, cpu: "max".into(), kvm: false, extra_args: Vec::new(), smp: 1 }
     }
 }
 
@@ -65,8 +73,20 @@ impl Qemu {
     /// The machine every boot uses — pikku's and Linux's alike (the conformance runner boots
     /// Debian's kernel with exactly these flags plus `-kernel`/`-initrd`/`-append`).
     pub fn machine(&self) -> Command {
-        let mut cmd = Command::new("qemu-system-x86_64");
+        let mut cmd = if self.smp > 1 {
+            // The lock is taken on a descriptor QEMU inherits through `exec`: it is held exactly
+            // as long as QEMU lives, whoever ends it (the harness kills the process it started,
+            // which by then *is* QEMU).
+            let mut sh = Command::new("sh");
+            sh.args(["-c", &format!("exec 9>>{SMP_LOCK} && flock 9 && exec qemu-system-x86_64 \"$@\""), "sh"]);
+            sh
+        } else {
+            Command::new("qemu-system-x86_64")
+        };
         cmd.args(["-cpu", &self.cpu, "-m", "512M", "-no-reboot", "-display", "none", "-monitor", "none"]);
+        if self.smp > 1 {
+            cmd.args(["-smp", &self.smp.to_string()]);
+        }
         cmd.args(["-serial", "stdio"]);
         cmd.args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
         if self.kvm {

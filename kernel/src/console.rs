@@ -18,7 +18,7 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 use bootproto::options::LogLevel;
-use core::fmt::{self, Write};
+use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use crate::sync::Mutex;
 
@@ -75,20 +75,10 @@ pub fn enabled(level: Level) -> bool {
     level as u8 <= MAX_LEVEL.load(Ordering::Relaxed)
 }
 
-struct Serial;
-
-impl Write for Serial {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        serial::write_bytes(s.as_bytes());
-        Ok(())
-    }
-}
-
-/// Prints without a tag (the `print!` macro).
+/// Prints without a tag (the `print!` macro), under one hold of the UART's lock: a line printed
+/// with one call never interleaves with another CPU's.
 pub fn print(args: fmt::Arguments) {
-    x86_64::instructions::interrupts::without_interrupts(|| {
-        let _ = Serial.write_fmt(args);
-    });
+    x86_64::instructions::interrupts::without_interrupts(|| serial::write_fmt(args));
 }
 
 /// Prints one log line (the `log_*!` macros).

@@ -38,6 +38,7 @@ mod mm;
 mod panic;
 mod report;
 mod signal;
+mod smp;
 mod syscall;
 mod task;
 #[cfg(test)]
@@ -49,7 +50,7 @@ use bootproto::exit::ExitCode;
 use bootproto::options::{BootOptions, Mode, CMDLINE_PATH};
 use spin::Once;
 
-use arch::x86_64::{cpu, gdt, paging, percpu, pic, qemu, rtc, serial, syscall as syscall_entry, time, trap};
+use arch::x86_64::{apic, cpu, gdt, paging, percpu, pic, qemu, rtc, serial, syscall as syscall_entry, time, trap};
 
 /// Where the bootloader puts things: everything it maps for the kernel goes to the upper half
 /// (from `0xffff_8000_0000_0000`), so the whole lower half stays free for user space.
@@ -82,8 +83,9 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     arch::x86_64::timer::set_heartbeat(options.heartbeat);
     log_info!("pikku booting (ramdisk {} bytes, tsc {} kHz)", ramdisk.len(), time::tsc_per_ms());
 
-    // 3. The CPU's tables: segments and the TSS, exception handlers, per-CPU data.
-    gdt::init();
+    // 3. The CPU's tables: segments and the TSS (IST stacks for double faults and NMIs),
+    //    exception handlers, per-CPU data (GS, after the segment loads).
+    gdt::init_cpu(0, gdt::boot_ist_stacks());
     trap::init();
     percpu::init_boot_cpu();
     arch::x86_64::shootdown::init();
@@ -92,12 +94,28 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     let phys_offset = boot_info.physical_memory_offset.into_option().expect("bootloader gave no physical-memory mapping");
     paging::init(phys_offset);
     mm::frame::init(&boot_info.memory_regions);
+    // The page other CPUs start in (real mode: below 1 MiB), taken before the heap takes
+    // every low frame.
+    let trampoline = mm::frame::alloc_below(0xa_0000);
     mm::heap::init();
     arch::x86_64::context::init_kernel_stacks(
         mm::frame::alloc().expect("no frame for the kernel stacks' PDPT"),
         arch::x86_64::context::FrameSource { alloc: mm::frame::alloc, free: mm::frame::free },
     );
     mm::frame::init_refcounts(&boot_info.memory_regions);
+
+    // 4b. The processors (ACPI MADT) and this CPU's local APIC, mapped uncached; its timer,
+    //     calibrated against the PIT, will be the tick.
+    let cpus = smp::discover(boot_info.rsdp_addr.into_option());
+    apic::init(
+        cpus.local_apic_address,
+        mm::frame::alloc().expect("no frame for the device region's PDPT"),
+        mm::frame::alloc,
+    );
+    apic::enable_this_cpu();
+    arch::x86_64::smp::init_boot_cpu(smp::ap_main);
+    let apic_per_ms = apic::calibrate_timer();
+    log_debug!("local APIC at {:#x}: timer {} counts/ms (divided by 16)", cpus.local_apic_address, apic_per_ms);
 
     // 5. Protection: supervisor writes honour read-only pages and PKRU's WD bits (CR0.WP),
     //    protection keys are switched on where the CPU has them (CR4.PKE), and the kernel can
@@ -119,6 +137,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         user_exception: task::fault::user_exception,
         kernel_fault_on_user_address: task::fault::kernel_fault_on_user_address,
         irq: task::interrupt,
+        ipi: smp::ipi,
     });
     syscall_entry::init(syscall::entry);
     arch::x86_64::context::set_first_entry_hook(task::sched::first_entry);
@@ -127,10 +146,15 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     let mm = mm::address_space::Mm::new().expect("no memory for the first address space").into_ref();
     task::install_idle_thread(task::Thread::boot(mm));
 
-    // 8. Say what we found.
-    report::print(&boot_info.memory_regions, boot_info.kernel_image_offset);
+    // 8. The other CPUs, one at a time: each comes up completely and idles (the boot CPU
+    //    depends on none of them).
+    smp::start_other_cpus(trampoline);
 
-    // 9. Do what the options ask.
+    // 9. Say what we found.
+    report::print(&boot_info.memory_regions, boot_info.kernel_image_offset);
+    smp::report();
+
+    // 10. Do what the options ask.
     match options.mode {
         Mode::Run => run_init(),
         Mode::Test => run_tests(),
@@ -195,14 +219,20 @@ fn run_init() -> ! {
         task::limits::max_tasks()
     );
     log_info!(
-        "scheduler: {} switches, {} preemptive ({} ticks at {} Hz); WRPKRU {} done, {} skipped",
+        "scheduler: {} switches, {} preemptive ({} ticks at {} Hz); WRPKRU {} done, {} skipped; {} migrations, {} idle CPUs woken; \
+         TLB shootdowns: {} needed another CPU, {} requests served",
         task::SWITCHES.sum(),
         task::sched::PREEMPTIONS.sum(),
         arch::x86_64::timer::ticks(),
         arch::x86_64::timer::HZ,
         arch::x86_64::pkru::WRPKRU_DONE.sum(),
         arch::x86_64::pkru::WRPKRU_SKIPPED.sum(),
+        task::sched::MIGRATIONS.sum(),
+        task::sched::KICKS.sum(),
+        arch::x86_64::shootdown::SENT.sum(),
+        arch::x86_64::shootdown::SERVED.sum(),
     );
+    crate::smp::report_ticks();
     match status {
         task::ExitStatus::Exited(code) => console::announce(format_args!("init exited with status {code}")),
         task::ExitStatus::Signaled(sig) => {

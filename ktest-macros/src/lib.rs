@@ -12,6 +12,8 @@
 //!
 //! #[ktest(panics = "kernel stack overflow")]   // passes only if it ends the boot with a
 //! fn overflow_is_reported() { … }              // panic whose message contains the text
+//!
+//! #[ktest(needs = smp, panics = "…")]          // both: skipped on one CPU
 //! ```
 //!
 //! The attribute leaves the function as it is and adds, next to it, a
@@ -47,28 +49,38 @@ pub fn ktest(attr: TokenStream, item: TokenStream) -> TokenStream {
 }
 
 /// `needs = pku` → `Pku`, `needs = no_pku` → `NoPku`, nothing → `Nothing`; `panics = "text"`
-/// → the panic the test must end with.
+/// → the panic the test must end with; both, separated by a comma (`needs = smp, panics = "…"`).
 fn needs_of(attr: TokenStream) -> Result<(&'static str, String), String> {
     let tokens: Vec<TokenTree> = attr.into_iter().collect();
-    match tokens.as_slice() {
-        [] => Ok(("Nothing", "None".into())),
-        [TokenTree::Ident(key), TokenTree::Punct(eq), TokenTree::Literal(text)]
-            if key.to_string() == "panics" && eq.as_char() == '=' && text.to_string().starts_with('"') =>
-        {
-            Ok(("Nothing", format!("Some({text})")))
-        }
-        [TokenTree::Ident(key), TokenTree::Punct(eq), TokenTree::Ident(value)]
-            if key.to_string() == "needs" && eq.as_char() == '=' =>
-        {
-            match value.to_string().as_str() {
-                "pku" => Ok(("Pku", "None".into())),
-                "no_pku" => Ok(("NoPku", "None".into())),
-                "harness_selftest" => Ok(("HarnessSelftest", "None".into())),
-                other => Err(format!("#[ktest(needs = …)]: unknown requirement `{other}` (pku, no_pku, harness_selftest)")),
+    let mut needs = "Nothing";
+    let mut panics = "None".to_string();
+    for part in tokens.split(|t| matches!(t, TokenTree::Punct(p) if p.as_char() == ',')) {
+        match part {
+            [TokenTree::Ident(key), TokenTree::Punct(eq), TokenTree::Literal(text)]
+                if key.to_string() == "panics" && eq.as_char() == '=' && text.to_string().starts_with('"') =>
+            {
+                panics = format!("Some({text})");
             }
+            [TokenTree::Ident(key), TokenTree::Punct(eq), TokenTree::Ident(value)]
+                if key.to_string() == "needs" && eq.as_char() == '=' =>
+            {
+                needs = match value.to_string().as_str() {
+                    "pku" => "Pku",
+                    "no_pku" => "NoPku",
+                    "harness_selftest" => "HarnessSelftest",
+                    "smp" => "Smp",
+                    other => {
+                        return Err(format!(
+                            "#[ktest(needs = …)]: unknown requirement `{other}` (pku, no_pku, harness_selftest, smp)"
+                        ))
+                    }
+                };
+            }
+            [] if tokens.is_empty() => {}
+            _ => return Err("#[ktest] takes nothing, `needs = pku|no_pku|harness_selftest|smp`, `panics = \"text\"`, or both".into()),
         }
-        _ => Err("#[ktest] takes nothing, `needs = pku|no_pku|harness_selftest` or `panics = \"text\"`".into()),
     }
+    Ok((needs, panics))
 }
 
 fn fn_name(item: &TokenStream) -> Option<String> {

@@ -49,6 +49,8 @@ pub enum Needs {
     NoPku,
     /// The harness's own deliberately failing tests: only with `ktest.selftest=1`.
     HarnessSelftest,
+    /// More than one CPU online (QEMU `-smp 2` or more): skipped on one CPU.
+    Smp,
 }
 
 impl Needs {
@@ -59,6 +61,7 @@ impl Needs {
             Needs::Pku => pkeys,
             Needs::NoPku => !pkeys,
             Needs::HarnessSelftest => crate::boot_options().harness_selftest,
+            Needs::Smp => crate::arch::x86_64::percpu::online_cpus().count() > 1,
         }
     }
 
@@ -68,6 +71,7 @@ impl Needs {
             Needs::Pku => "PKU",
             Needs::NoPku => "a CPU without PKU",
             Needs::HarnessSelftest => "ktest.selftest=1",
+            Needs::Smp => "more than one CPU",
         }
     }
 }

@@ -53,6 +53,18 @@ pub fn init(regions: &MemoryRegions) {
     }
 }
 
+/// Takes a free frame whose address lies below `limit`, or `None`. For the one frame that
+/// must be low: the code other CPUs start in (real mode reaches only the first MiB; below
+/// 0xA0000 is RAM on every PC). Called right after [`init`], before the heap takes frames.
+pub fn alloc_below(limit: u64) -> Option<PhysFrame> {
+    let mut bm = FRAMES.lock();
+    let frames = ((limit / FRAME_SIZE) as usize).min(MAX_FRAMES);
+    let index = (1..frames).find(|&i| bm.free[i / 64] & (1 << (i % 64)) != 0)?;
+    bm.free[index / 64] &= !(1 << (index % 64));
+    bm.free_count -= 1;
+    Some(PhysFrame::containing_address(PhysAddr::new(index as u64 * FRAME_SIZE)))
+}
+
 /// Takes a free frame, or `None` when memory is exhausted. The contents are whatever was there.
 pub fn alloc() -> Option<PhysFrame> {
     let mut bm = FRAMES.lock();

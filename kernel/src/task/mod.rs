@@ -224,6 +224,15 @@ impl Thread {
         Arc::new(t)
     }
 
+    /// The idle thread of another CPU: tid 0 of the boot thread's process ("swapper"), in the
+    /// boot thread's address space, kernel-only (Linux: `fork_idle()` — every CPU's idle task
+    /// is pid 0). It has no kernel stack of its own: it runs on the stack its CPU started on.
+    pub fn idle_for_another_cpu(boot: &Thread) -> Arc<Thread> {
+        let mut t = Self::build(0, boot.process.clone(), boot.mm.clone(), Pkru::INIT, None);
+        t.kernel_only = true;
+        Arc::new(t)
+    }
+
     /// The top of its kernel stack, if it has one.
     pub fn kernel_stack_top(&self) -> Option<u64> {
         self.kstack.as_ref().map(KernelStack::top)

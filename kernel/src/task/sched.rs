@@ -309,9 +309,9 @@ pub fn sleep_until(deadline_us: u64) -> bool {
 /// ticks; the others only while busy); if user code was interrupted and another thread is
 /// ready for this CPU, preempt it.
 pub fn tick(from_user: bool) {
+    timer::tick();
     let (cpu, _) = this_cpu();
     if cpu == 0 {
-        timer::tick();
         if timer::heartbeat_due() {
             crate::console::heartbeat();
         }

@@ -78,6 +78,8 @@ pub struct KernelStack {
     slot: usize,
     /// Pages mapped so far (all of them, once `new` has succeeded).
     mapped: usize,
+    /// A CPU's own stack ([`KernelStack::for_cpu`]), not a thread's.
+    cpu_owned: bool,
 }
 
 impl core::fmt::Debug for KernelStack {
@@ -102,7 +104,7 @@ impl KernelStack {
         };
         OWNERS[slot].store(owner, Ordering::Relaxed);
         // From here on, dropping `stack` gives back whatever has been mapped.
-        let mut stack = KernelStack { slot, mapped: 0 };
+        let mut stack = KernelStack { slot, mapped: 0, cpu_owned: false };
         let mut root = paging::kernel_root().lock();
         let flags = PageTableFlags::PRESENT | PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE;
         let frame = frame_source();
@@ -122,6 +124,16 @@ impl KernelStack {
             stack.mapped += 1;
         }
         drop(root);
+        Some(stack)
+    }
+
+    /// A stack that belongs to a CPU rather than a thread — an AP's start-up (and idle) stack
+    /// and its IST stacks: guarded like every other, never freed, and not counted among the
+    /// threads' stacks in use.
+    pub fn for_cpu() -> Option<KernelStack> {
+        let mut stack = Self::new(0)?;
+        stack.cpu_owned = true;
+        CPU_STACKS.fetch_add(1, Ordering::Relaxed);
         Some(stack)
     }
 
@@ -198,13 +210,21 @@ impl Drop for KernelStack {
         let mut slots = SLOTS.lock();
         slots.used[self.slot / 64] &= !(1 << (self.slot % 64));
         slots.count -= 1;
+        if self.cpu_owned {
+            // (Only on a failed start-up: a CPU that came up keeps its stacks.)
+            CPU_STACKS.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
-/// Kernel stacks in use now.
+/// Kernel stacks of threads in use now (the stacks of the CPUs themselves, [`KernelStack::for_cpu`],
+/// are not counted: they live as long as the machine).
 pub fn kernel_stacks_in_use() -> usize {
-    SLOTS.lock().count
+    SLOTS.lock().count.saturating_sub(CPU_STACKS.load(Ordering::Relaxed))
 }
+
+/// How many stacks belong to CPUs ([`KernelStack::for_cpu`]).
+static CPU_STACKS: AtomicUsize = AtomicUsize::new(0);
 
 /// Frames the kernel-stack region holds while no stack is in use: its page tables.
 pub fn kernel_stack_table_frames() -> usize {

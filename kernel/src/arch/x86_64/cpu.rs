@@ -113,28 +113,34 @@ pub fn cpuid_ospke() -> bool {
     cpuid(0, 0).eax >= 7 && bit(cpuid(7, 0).ecx, 4)
 }
 
-/// Turns on user protection keys if the CPU has them, and records the answer.
+/// Turns on user protection keys on *this* CPU if the CPU has them; the first call (the boot
+/// CPU's) decides, once, what the system answers ([`pkey_support`]), and every later call (each
+/// other CPU as it comes up) applies the same: CR4.PKE, then PKRU. Returns the answer.
 ///
-/// Linux: `setup_pku()` (`arch/x86/kernel/cpu/common.c`) — set CR4.PKE, trust OSPKE, then
-/// `pkru_write_default()`: the hardware leaves PKRU at 0 after reset (all keys open), and the
-/// CPU starts out with the default a new program gets, 0x55555554. (The kernel's accesses to
-/// its own supervisor pages are never checked against PKRU.)
+/// Linux: `setup_pku()` (`arch/x86/kernel/cpu/common.c`, run by every CPU in `identify_cpu()`)
+/// — set CR4.PKE, trust OSPKE, then `pkru_write_default()`: the hardware leaves PKRU at 0 after
+/// reset and after INIT (all keys open), and the CPU starts out with the default a new program
+/// gets, 0x55555554. (The kernel's accesses to its own supervisor pages are never checked
+/// against PKRU.)
 pub fn enable_protection_keys() -> Support {
-    *PKEY_SUPPORT.call_once(|| {
-        if !features().pku {
-            return Support::Absent;
-        }
-        // SAFETY: the CPU reports PKU, so CR4.PKE (bit 22) is defined. Setting it makes the
-        // CPU read PTE bits 59-62 as keys; pikku never stores anything else in those bits.
-        unsafe { Cr4::update(|f| f.insert(Cr4Flags::PROTECTION_KEY_USER)) };
+    if !features().pku {
+        return *PKEY_SUPPORT.call_once(|| Support::Absent);
+    }
+    // SAFETY: the CPU reports PKU, so CR4.PKE (bit 22) is defined. Setting it makes the CPU
+    // read PTE bits 59-62 as keys; pikku never stores anything else in those bits.
+    unsafe { Cr4::update(|f| f.insert(Cr4Flags::PROTECTION_KEY_USER)) };
+    let support = *PKEY_SUPPORT.call_once(|| {
         if cpuid_ospke() {
             OSPKE.store(true, Ordering::Release);
-            super::pkru::write(pkeys::Pkru::INIT);
             Support::Enabled
         } else {
             Support::Absent
         }
-    })
+    });
+    if support == Support::Enabled {
+        super::pkru::write(pkeys::Pkru::INIT);
+    }
+    support
 }
 
 /// The kernel's one answer to "does this system have protection keys?". `Absent` until
@@ -191,17 +197,18 @@ pub fn smap_enabled() -> bool {
 }
 
 /// Lets user code use SSE (every x86-64 program does): CR0.EM = 0, CR0.MP = 1, CR4.OSFXSR = 1,
-/// CR4.OSXMMEXCPT = 1 (SDM Vol. 3A §13.1.3 "Initialization of the SSE Extensions"). The kernel
-/// itself is built without SSE (`x86_64-unknown-none` is soft-float), so it never disturbs the XMM
-/// registers.
+/// CR4.OSXMMEXCPT = 1 (SDM Vol. 3A §13.1.3 "Initialization of the SSE Extensions"); and CR0.NE = 1,
+/// x87 errors as #MF rather than through the legacy FERR# pin (§2.5 "Control Registers"; Linux
+/// sets it on every CPU). The kernel itself is built without SSE (`x86_64-unknown-none` is
+/// soft-float), so it never disturbs the XMM registers. Every CPU runs this.
 pub fn enable_sse() {
     use x86_64::registers::control::{Cr0, Cr0Flags};
     // SAFETY: every x86-64 CPU has SSE; these bits only permit SSE instructions and select
-    // native #XM reporting.
+    // native #XM and #MF reporting.
     unsafe {
         Cr0::update(|f| {
             f.remove(Cr0Flags::EMULATE_COPROCESSOR);
-            f.insert(Cr0Flags::MONITOR_COPROCESSOR);
+            f.insert(Cr0Flags::MONITOR_COPROCESSOR | Cr0Flags::NUMERIC_ERROR);
         });
         Cr4::update(|f| f.insert(Cr4Flags::OSFXSR | Cr4Flags::OSXMMEXCPT_ENABLE));
     }

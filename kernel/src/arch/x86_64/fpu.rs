@@ -39,17 +39,13 @@ static PKRU_OFFSET: Once<Option<usize>> = Once::new();
 /// XCR0 bit of PKRU.
 pub const XFEATURE_PKRU: u64 = 1 << 9;
 
-/// Turns on XSAVE and picks the components (call once at boot, after SSE is enabled).
+/// Turns on XSAVE on *this* CPU with the components the first call (the boot CPU's) picked,
+/// once, for the whole system (call on every CPU, after SSE is enabled).
 pub fn init() -> Method {
     let method = *METHOD.call_once(|| {
         if !cpu::features().xsave {
             return Method::Fxsave;
         }
-        // CR4.OSXSAVE (bit 18; SDM Vol. 3A §2.5 "Control Registers", Vol. 1 §13.3 "Enabling the
-        // XSAVE Feature Set and XSAVE-Enabled Features").
-        // SAFETY: the CPU reports XSAVE, so CR4.OSXSAVE (bit 18) is defined; setting it lets
-        // XGETBV/XSETBV/XSAVE run and makes CPUID report OSXSAVE to user programs.
-        unsafe { Cr4::update(|c| c.insert(Cr4Flags::OSXSAVE)) };
         // CPUID.(0Dh,0).EDX:EAX: the components XCR0 may enable (SDM Vol. 1 §13.2
         // "Enumeration of CPU Support for XSAVE Instructions and XSAVE-Supported Features").
         let supported = {
@@ -58,18 +54,31 @@ pub fn init() -> Method {
         };
         let wanted = XCr0Flags::X87.bits() | XCr0Flags::SSE.bits() | XCr0Flags::AVX.bits() | XFEATURE_PKRU;
         let xcr0 = supported & wanted;
-        // XSETBV (SDM Vol. 2C "XSETBV—Set Extended Control Register").
-        // SAFETY: only components the CPU supports are enabled (x87 is always among them);
-        // AVX only together with SSE, as XSETBV requires.
-        unsafe { XCr0::write_raw(xcr0) };
+        enable_xsave(xcr0);
         // CPUID.(0Dh,0).EBX: the XSAVE area size for the components now enabled.
         let size = cpu::cpuid(0xd, 0).ebx as usize;
         Method::Xsave { xcr0, size }
     });
+    if let Method::Xsave { xcr0, .. } = method {
+        enable_xsave(xcr0); // every CPU: CR4 and XCR0 are per CPU (again on the first: harmless)
+    }
     // The template signal handlers start from, made now rather than at the first signal, so
     // that the heap a program leaves behind is the heap it found.
     INITIAL.call_once(FpuState::new_initial);
     method
+}
+
+/// CR4.OSXSAVE and XCR0 = `xcr0` on this CPU.
+fn enable_xsave(xcr0: u64) {
+    // CR4.OSXSAVE (bit 18; SDM Vol. 3A §2.5 "Control Registers", Vol. 1 §13.3 "Enabling the
+    // XSAVE Feature Set and XSAVE-Enabled Features").
+    // SAFETY: the CPU reports XSAVE, so CR4.OSXSAVE (bit 18) is defined; setting it lets
+    // XGETBV/XSETBV/XSAVE run and makes CPUID report OSXSAVE to user programs.
+    unsafe { Cr4::update(|c| c.insert(Cr4Flags::OSXSAVE)) };
+    // XSETBV (SDM Vol. 2C "XSETBV—Set Extended Control Register").
+    // SAFETY: only components the CPU supports are enabled (x87 is always among them);
+    // AVX only together with SSE, as XSETBV requires.
+    unsafe { XCr0::write_raw(xcr0) };
 }
 
 /// The components an XRSTOR from a signal frame must always cover besides what the frame

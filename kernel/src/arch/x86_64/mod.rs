@@ -12,7 +12,7 @@
 //! | [`time`]     | the TSC, calibrated against the PIT                  | Vol. 3B §17.15               |
 //! | [`rtc`]      | the CMOS clock, read once for CLOCK_REALTIME         | —                            |
 //! | [`cpu`]      | CPUID features, CR4 (PKE, SMEP, SMAP), OSPKE         | Vol. 3A §2.5, §4.1.3; Vol. 2A CPUID |
-//! | [`gdt`]      | GDT, TSS and the double-fault IST stack              | Vol. 3A §3.4.5, §7.2.3, §7.7 |
+//! | [`gdt`]      | each CPU's GDT, TSS and IST stacks (double fault, NMI) | Vol. 3A §3.4.5, §7.2.3, §7.7 |
 //! | [`trap`]     | IDT, exception entry stubs, the trap frame, reports  | Vol. 3A §6.14, §6.15         |
 //! | [`extable`]  | recoverable instructions (Linux's exception table)   | —                            |
 //! | [`pkru`]     | RDPKRU / WRPKRU                                      | Vol. 3A §2.7; Vol. 2B, 2C    |
@@ -26,8 +26,11 @@
 //! | [`syscall`]  | SYSCALL entry, SYSRET/IRET exit                      | Vol. 3A §5.8.8               |
 //! | [`context`]  | kernel stacks, the context switch                    | —                            |
 //! | [`fpu`]      | XSAVE/XRSTOR of user FPU state (PKRU masked out)     | Vol. 1 ch. 13                |
-//! | [`timer`]    | PIT channel 0: the scheduler's tick                  | —                            |
+//! | [`timer`]    | each CPU's tick (its local APIC timer)               | Vol. 3A §10.5.4              |
+//! | [`apic`]     | the local APIC (xAPIC): EOI, timer, IPIs             | Vol. 3A ch. 10               |
+//! | [`smp`]      | starting the other CPUs; the panic NMI               | Vol. 3A §8.4, §9.8.5         |
 pub mod allocator;
+pub mod apic;
 pub mod context;
 pub mod cpu;
 pub mod extable;
@@ -43,6 +46,7 @@ pub mod rtc;
 pub mod serial;
 pub mod shootdown;
 pub mod sync;
+pub mod smp;
 pub mod syscall;
 pub mod time;
 pub mod timer;

@@ -436,6 +436,92 @@ pub fn map_fresh_kernel_region(
     unsafe { core::slice::from_raw_parts_mut(start.as_mut_ptr(), mapped as usize) }
 }
 
+/// `len` bytes of physical memory at `phys`, through the physical window, if every page of
+/// them is mapped there — for the firmware's tables (ACPI), which nothing writes while the
+/// kernel runs, so a shared `'static` borrow is sound.
+pub fn firmware_bytes(phys: u64, len: usize) -> Option<&'static [u8]> {
+    let offset = *PHYS_OFFSET.get()?;
+    let end = phys.checked_add(len as u64)?;
+    let start_virt = phys.checked_add(offset)?;
+    end.checked_add(offset)?;
+    let mut root = kernel_root().lock();
+    let mut page = phys & !0xfff;
+    while page < end {
+        root.mapper().translate_addr(VirtAddr::try_new(page + offset).ok()?)?;
+        page += 4096;
+    }
+    drop(root);
+    // SAFETY: every page of the range is mapped (checked above) in the physical window, which
+    // is never unmapped; the firmware's tables are not written by anyone (see above).
+    Some(unsafe { core::slice::from_raw_parts(start_virt as *const u8, len) })
+}
+
+/// A 32-bit word of `frame` at byte `at` (4-aligned), as an atomic, through the physical
+/// window: for a word another CPU writes through another mapping (the AP trampoline's ticket).
+/// `frame` must be reserved for good (the trampoline's is), as the borrow is `'static`.
+pub fn frame_atomic_u32(frame: PhysFrame, at: usize) -> &'static core::sync::atomic::AtomicU32 {
+    assert!(at.is_multiple_of(4) && at + 4 <= 4096, "a misplaced word");
+    let ptr = (phys_to_virt(frame.start_address()).as_u64() + at as u64) as *const core::sync::atomic::AtomicU32;
+    // SAFETY: aligned, inside a frame mapped in the physical window for good; an AtomicU32 has
+    // the layout of a u32 and every bit pattern is valid; all accesses are atomic.
+    unsafe { &*ptr }
+}
+
+/// Where device registers are mapped: PML4 slot 450 (its PML4 entry made at boot with
+/// [`create_kernel_region_slot`], like the heap's and the kernel stacks'). Today it holds one
+/// page, the local APIC's.
+pub const DEVICE_REGION_START: u64 = 0xffff_e100_0000_0000;
+const DEVICE_REGION_END: u64 = DEVICE_REGION_START + (1 << 39);
+
+/// Maps one page of device registers — physical `phys` at `virt` in the device region —
+/// present, writable, not executable and **uncached** (PCD|PWT select PAT entry 3, which is UC
+/// at reset and in the PAT pikku keeps: SDM Vol. 3A §11.12.3 "Selecting a Memory Type from the
+/// PAT", Table 11-11 "Selection of PAT Entries with PAT, PCD, and PWT Flags"), so that every
+/// load and store reaches the device in program order (§11.3 "Methods of Caching Available").
+/// Page tables come from `table_frames`. Refuses (panics) anything else: an address outside
+/// the device region, an unaligned address, a page already mapped.
+pub fn map_device_registers(virt: VirtAddr, phys: PhysAddr, table_frames: impl FnMut() -> Option<PhysFrame>) {
+    assert!((DEVICE_REGION_START..DEVICE_REGION_END).contains(&virt.as_u64()), "{virt:?} is not in the device region");
+    assert!(virt.is_aligned(4096u64) && phys.is_aligned(4096u64), "unaligned device page");
+    let flags = PageTableFlags::PRESENT
+        | PageTableFlags::WRITABLE
+        | PageTableFlags::NO_EXECUTE
+        | PageTableFlags::NO_CACHE
+        | PageTableFlags::WRITE_THROUGH;
+    let mut root = kernel_root().lock();
+    assert!(root.translate(virt).is_none(), "device page {virt:?} is already mapped");
+    let page = Page::containing_address(virt);
+    root.map(page, PhysFrame::containing_address(phys), flags, table_frames).expect("no frame for a device page table");
+}
+
+/// A page-table tree for starting another CPU: the kernel half, plus `trampoline` mapped at
+/// its own physical address (identity), executable — the start-up code turns paging on while
+/// running there (SDM Vol. 3A §9.8.5 "Initializing IA-32e Mode": the instruction that sets
+/// CR0.PG must be identity-mapped). Its PML4 lies below 4 GiB (the 32-bit start-up code loads
+/// CR3 from 32 bits), or there is no tree. Frames come from `alloc` and go back through `free`
+/// ([`free_start_up_tree`]).
+pub fn start_up_tree(
+    trampoline: PhysFrame,
+    mut alloc: impl FnMut() -> Option<PhysFrame>,
+    free: &mut impl FnMut(PhysFrame),
+) -> Option<PageTableRoot> {
+    let mut root = PageTableRoot::new_user(&mut alloc)?;
+    let page = Page::containing_address(VirtAddr::new(trampoline.start_address().as_u64()));
+    let mapped = root.map(page, trampoline, PageTableFlags::PRESENT | PageTableFlags::WRITABLE, &mut alloc).is_ok();
+    if !mapped || root.frame.start_address().as_u64() >= 1 << 32 {
+        free_start_up_tree(root, free);
+        return None;
+    }
+    Some(root)
+}
+
+/// Frees a tree made by [`start_up_tree`]: its tables go to `free` (the trampoline page itself
+/// stays: it is reserved for good).
+pub fn free_start_up_tree(mut root: PageTableRoot, free: &mut impl FnMut(PhysFrame)) {
+    root.free_user_half(|_trampoline| {}, &mut *free);
+    free(root.into_frame());
+}
+
 /// The PML4 frame CR3 holds now.
 pub fn active_root_frame() -> PhysFrame {
     Cr3::read().0

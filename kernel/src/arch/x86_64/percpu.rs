@@ -1,20 +1,22 @@
 //! Per-CPU data, reached through the GS segment base.
 //!
-//! Each CPU owns one [`PerCpu`]; its address is written to IA32_GS_BASE (Intel SDM Vol. 3A §3.4.4
-//! "Segment Loading Instructions in IA-32e Mode", MSR 0xC000_0101), and the structure's first word
-//! points at itself, so `mov rax, gs:[0]` yields the structure from any context without a global
-//! "current CPU" variable. pikku boots one CPU today; when more come, each gets its own [`PerCpu`]
-//! and its own GS base, and nothing above this module changes.
+//! Each CPU owns one [`PerCpu`] in a fixed array, named by its **dense CPU index** (0 for the
+//! boot CPU, then 1, 2, … in the order the CPUs came up — not the APIC id, which may have
+//! holes); its address is written to IA32_GS_BASE (Intel SDM Vol. 3A §3.4.4 "Segment Loading
+//! Instructions in IA-32e Mode", MSR 0xC000_0101), and the structure's first word points at
+//! itself, so `mov rax, gs:[0]` yields the structure from any context without a global
+//! "current CPU" variable. IA32_KERNEL_GS_BASE (what SWAPGS exchanges it with) starts at 0.
 //!
 //! The SYSCALL entry stub reaches two fields through GS (the kernel stack top, and a scratch slot
 //! for the user RSP) at offsets it is handed as `offset_of!` constants; the structure is
 //! `repr(C)` so that those offsets are fixed, and the fields are atomics because assembly
-//! writes them behind Rust's back.
+//! writes them behind Rust's back. No lock: a CPU writes only its own structure; the counters
+//! other CPUs read are atomics.
 
 use alloc::sync::Arc;
 use core::marker::PhantomData;
-use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
-use x86_64::registers::model_specific::GsBase;
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
+use x86_64::registers::model_specific::{GsBase, KernelGsBase};
 use x86_64::VirtAddr;
 
 /// One CPU's private data. `repr(C)`: assembly reaches fields by offset.
@@ -26,26 +28,78 @@ pub struct PerCpu {
     pub kernel_stack_top: AtomicU64,
     /// Scratch slot for the user RSP during SYSCALL entry (written by the stub).
     pub user_rsp_scratch: AtomicU64,
-    /// This CPU's number.
+    /// This CPU's dense index (0 = the boot CPU): what names per-CPU data.
     pub cpu_id: u32,
+    /// This CPU's local APIC id (what IPIs are addressed to).
+    pub apic_id: AtomicU32,
+    /// Set once the CPU runs with all its tables loaded (it may then receive IPIs).
+    pub online: AtomicBool,
     /// The thread id this CPU runs (0 = none yet), for reports. The thread itself is found
     /// through `task::current()`, a `CpuLocalArc`.
     pub current_tid: AtomicU32,
+    /// Timer ticks this CPU took.
+    pub ticks: AtomicU64,
+    /// Reschedule IPIs this CPU took.
+    pub reschedule_ipis: AtomicU64,
+    /// TLB-shootdown IPIs this CPU took.
+    pub shootdown_ipis: AtomicU64,
 }
 
-static BSP: PerCpu = PerCpu {
-    self_ptr: AtomicU64::new(0),
-    kernel_stack_top: AtomicU64::new(0),
-    user_rsp_scratch: AtomicU64::new(0),
-    cpu_id: 0,
-    current_tid: AtomicU32::new(0),
+impl PerCpu {
+    const fn new(cpu_id: u32) -> PerCpu {
+        PerCpu {
+            self_ptr: AtomicU64::new(0),
+            kernel_stack_top: AtomicU64::new(0),
+            user_rsp_scratch: AtomicU64::new(0),
+            cpu_id,
+            apic_id: AtomicU32::new(0),
+            online: AtomicBool::new(false),
+            current_tid: AtomicU32::new(0),
+            ticks: AtomicU64::new(0),
+            reschedule_ipis: AtomicU64::new(0),
+            shootdown_ipis: AtomicU64::new(0),
+        }
+    }
+}
+
+/// How many CPUs the per-CPU tables have room for (more in the MADT are reported and left out).
+pub const MAX_CPUS: usize = 16;
+
+static CPUS: [PerCpu; MAX_CPUS] = {
+    let mut cpus = [const { PerCpu::new(0) }; MAX_CPUS];
+    let mut i = 0;
+    while i < MAX_CPUS {
+        cpus[i].cpu_id = i as u32;
+        i += 1;
+    }
+    cpus
 };
 
-/// Sets up the boot CPU's per-CPU area and points GS at it.
+/// Points this CPU's GS base at per-CPU area `cpu` (its dense index) and records its APIC id.
+/// Call after the CPU's segment registers were loaded (`gdt::init_cpu`): loading GS clears the
+/// base. IA32_KERNEL_GS_BASE is set to 0, the value SWAPGS will bring in from user mode.
+pub fn init_cpu(cpu: usize, apic_id: u32) {
+    let area = &CPUS[cpu];
+    area.self_ptr.store(area as *const PerCpu as u64, Ordering::Release);
+    area.apic_id.store(apic_id, Ordering::Relaxed);
+    GsBase::write(VirtAddr::from_ptr(area));
+    KernelGsBase::write(VirtAddr::new(0));
+}
+
+/// Sets up the boot CPU's per-CPU area (index 0; its APIC id is filled in once the APIC is
+/// mapped) and points GS at it.
 pub fn init_boot_cpu() {
-    let ptr = &BSP as *const PerCpu;
-    BSP.self_ptr.store(ptr as u64, Ordering::Release);
-    GsBase::write(VirtAddr::from_ptr(ptr));
+    init_cpu(0, 0);
+}
+
+/// CPU `cpu`'s area (any CPU may read another's atomics).
+pub fn cpu(cpu: usize) -> &'static PerCpu {
+    &CPUS[cpu]
+}
+
+/// The areas of every CPU that is online.
+pub fn online_cpus() -> impl Iterator<Item = &'static PerCpu> {
+    CPUS.iter().filter(|c| c.online.load(Ordering::Acquire))
 }
 
 /// Records the kernel stack top for SYSCALL entries from user mode.
@@ -56,7 +110,7 @@ pub fn set_kernel_stack_top(top: u64) {
 /// This CPU's per-CPU area.
 pub fn this_cpu() -> &'static PerCpu {
     let ptr: *const PerCpu;
-    // SAFETY: after `init_boot_cpu`, the GS-relative `self_ptr` field holds the address of a
+    // SAFETY: after `init_cpu`, the GS-relative `self_ptr` field holds the address of a
     // `PerCpu` that lives forever. The read has no side effects.
     unsafe {
         core::arch::asm!(
@@ -66,7 +120,7 @@ pub fn this_cpu() -> &'static PerCpu {
             options(nostack, readonly, preserves_flags),
         )
     };
-    assert!(!ptr.is_null(), "per-CPU data used before percpu::init_boot_cpu");
+    assert!(!ptr.is_null(), "per-CPU data used before percpu::init_cpu");
     // SAFETY: non-null and pointing at a 'static PerCpu (see above).
     unsafe { &*ptr }
 }
@@ -77,9 +131,6 @@ impl PerCpu {
         self.current_tid.store(tid, Ordering::Relaxed);
     }
 }
-
-/// How many CPUs the per-CPU tables have room for. pikku boots one.
-pub const MAX_CPUS: usize = 1;
 
 /// One `Arc<T>` per CPU that only its own CPU reads or replaces, always with interrupts off —
 /// the shape of Linux's `current` (a per-CPU pointer to the running task, read with one `mov`
@@ -162,11 +213,13 @@ impl Counter {
 
     /// This CPU's own count (what a test running on one CPU compares: other CPUs' events do
     /// not disturb it).
+    #[cfg(test)] // the tests compare one CPU's counts
     pub fn here(&self) -> u64 {
         self.slots[this_cpu().cpu_id as usize].load(Ordering::Relaxed)
     }
 
     /// CPU `cpu`'s own count.
+    #[cfg(test)] // the tests compare one CPU's counts
     pub fn of(&self, cpu: usize) -> u64 {
         self.slots.get(cpu).map_or(0, |s| s.load(Ordering::Relaxed))
     }
@@ -178,16 +231,8 @@ impl Default for Counter {
     }
 }
 
-/// The CPUs that are up (bit = dense CPU index): the boot CPU from the start, each AP once it
-/// runs kernel code. Targets of kernel-wide shootdowns and of "kick an idle CPU".
-static ONLINE: AtomicU64 = AtomicU64::new(1);
-
-/// The mask of online CPUs.
+/// The online CPUs as a mask (bit = dense CPU index): the targets of kernel-wide shootdowns,
+/// the CPUs affinity masks are cut to.
 pub fn online_mask() -> u64 {
-    ONLINE.load(Ordering::Acquire)
-}
-
-/// Marks CPU `cpu` online (an AP, once its per-CPU data works).
-pub fn set_online(cpu: u32) {
-    ONLINE.fetch_or(1 << cpu, Ordering::Release);
+    online_cpus().fold(0, |mask, cpu| mask | 1 << cpu.cpu_id)
 }

@@ -38,10 +38,27 @@ pub fn write_bytes(bytes: &[u8]) {
     }
 }
 
+/// Writes formatted text under one hold of the lock, so that lines from several CPUs never
+/// interleave inside a line (the console hands whole lines to this).
+pub fn write_fmt(args: core::fmt::Arguments) {
+    struct Locked<'a>(&'a mut Uart16550<PioBackend>);
+    impl core::fmt::Write for Locked<'_> {
+        fn write_str(&mut self, s: &str) -> core::fmt::Result {
+            self.0.send_bytes_exact(s.as_bytes());
+            Ok(())
+        }
+    }
+    if let Some(uart) = UART.lock().as_mut() {
+        let _ = core::fmt::Write::write_fmt(&mut Locked(uart), args);
+    }
+}
+
 /// Releases the UART lock unconditionally. Only the panic path calls this, so that a panic
 /// raised while the lock was held can still print its report.
 pub fn force_unlock() {
-    // SAFETY: called on the panic path with interrupts off on a single CPU: whoever held the
-    // lock will never run again, so nobody else can be inside the critical section.
+    // SAFETY: called on the panic path with interrupts off, after every other CPU was stopped
+    // (`smp::stop_other_cpus`): whoever held the lock will never run again, so nobody else can
+    // be inside the critical section. (A CPU that did not answer the NMI within 100 ms could
+    // still write: at worst its bytes mix with the report; nothing is freed or reused.)
     unsafe { UART.force_unlock() }
 }

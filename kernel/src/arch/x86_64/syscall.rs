@@ -107,11 +107,16 @@ pub fn sysret_is_safe(frame: &TrapFrame) -> bool {
         && !rflags.intersects(RFlags::TRAP_FLAG | RFlags::RESUME_FLAG)
 }
 
-/// Programs the SYSCALL MSRs — IA32_STAR, IA32_LSTAR, IA32_FMASK and EFER.SCE, with WRMSR (SDM
-/// Vol. 3A §5.8.8 "Fast System Calls in 64-Bit Mode", Vol. 2C "WRMSR") — and registers `handler`
-/// (once, at boot).
+/// Registers `handler` (once, at boot) and programs this CPU's SYSCALL MSRs ([`init_this_cpu`]).
 pub fn init(handler: fn(&mut TrapFrame)) {
     HANDLER.call_once(|| handler);
+    init_this_cpu();
+}
+
+/// Programs the SYSCALL MSRs of this CPU — IA32_STAR, IA32_LSTAR, IA32_FMASK and EFER.SCE, with
+/// WRMSR (SDM Vol. 3A §5.8.8 "Fast System Calls in 64-Bit Mode", Vol. 2C "WRMSR"). MSRs are per
+/// CPU: every CPU runs this as it comes up.
+pub fn init_this_cpu() {
     // STAR[47:32] = kernel CS (SS = CS + 8); STAR[63:48] = SYSRET base (SS = +8, CS = +16).
     let star = ((SYSRET_BASE as u64) << 48) | ((KERNEL_CS as u64) << 32);
     // SAFETY: the selectors match the GDT (see gdt.rs), the entry point is the stub above, and

@@ -24,27 +24,34 @@ pub fn rdtsc() -> u64 {
 
 /// Measures the TSC rate against PIT channel 2. Call once, early, with interrupts off.
 pub fn calibrate() {
-    let count = (PIT_HZ * CALIBRATION_MS / 1000) as u16;
+    let ticks = measure_against_pit(CALIBRATION_MS, rdtsc);
+    TSC_PER_MS.store((ticks / CALIBRATION_MS).max(1), Ordering::Relaxed);
+    BOOT_TSC.store(rdtsc(), Ordering::Relaxed);
+}
+
+/// How far `counter` advances during `ms` milliseconds measured by PIT channel 2 — the one
+/// stopwatch both the TSC and the local APIC timer ([`super::apic`]) are calibrated with.
+/// Interrupts off; the PIT is the machine's, so one CPU at a time (boot, and the BSP only).
+pub fn measure_against_pit(ms: u64, counter: impl Fn() -> u64) -> u64 {
+    let count = (PIT_HZ * ms / 1000).min(u64::from(u16::MAX)) as u16;
     let mut gate = Port::<u8>::new(0x61);
     let mut command = Port::<u8>::new(0x43);
     let mut channel2 = Port::<u8>::new(0x42);
     // SAFETY: ports 0x61/0x43/0x42 are the PC's PIT gate and channel 2; programming channel 2
     // (the speaker channel, speaker output disabled) touches nothing else.
-    let ticks = unsafe {
+    unsafe {
         let g = gate.read();
-        gate.write((g & !0x02) | 0x01); // gate channel 2 on, speaker off
+        gate.write((g & !0x03) | 0x01); // gate channel 2 on, speaker off (a rising gate reloads)
         command.write(0b1011_0000); // channel 2, lobyte/hibyte, mode 0 (interrupt on terminal count)
         channel2.write(count as u8);
         channel2.write((count >> 8) as u8);
-        let start = rdtsc();
+        let start = counter();
         // Bit 5 of port 0x61 mirrors channel 2's output, which goes high at terminal count.
         while gate.read() & 0x20 == 0 {
             core::hint::spin_loop();
         }
-        rdtsc() - start
-    };
-    TSC_PER_MS.store((ticks / CALIBRATION_MS).max(1), Ordering::Relaxed);
-    BOOT_TSC.store(rdtsc(), Ordering::Relaxed);
+        counter().wrapping_sub(start)
+    }
 }
 
 /// TSC ticks per millisecond (0 before [`calibrate`]).

@@ -212,8 +212,11 @@ ISR_NOERR 44
 ISR_NOERR 45
 ISR_NOERR 46
 ISR_NOERR 47
+ISR_NOERR 48
+ISR_NOERR 49
 
-// Vectors 32-255: nothing is wired to them yet (the PICs are masked); a stray one returns.
+// Vectors 50-255: nothing is wired to them (the 8259s are masked); a stray one returns. The
+// local APIC's spurious vector (0xFF) is one of them: it must return without an EOI.
 .global pikku_isr_spurious
 pikku_isr_spurious:
     iretq
@@ -250,8 +253,9 @@ pikku_trap_return:
     cs_above_vector = const CS_ABOVE_VECTOR,
 );
 
-/// Stubs: the 32 exceptions and the 16 legacy IRQs (vectors 32–47, where the PICs were moved).
-const STUBS: usize = 48;
+/// Stubs: the 32 exceptions, the 16 IRQ vectors (32–47: where the PICs were moved; the local
+/// APIC timer uses 32) and the two IPI vectors (48 reschedule, 49 TLB shootdown: `apic`).
+const STUBS: usize = 50;
 
 /// First vector of the remapped PIC IRQs.
 pub const IRQ_BASE: u64 = 32;
@@ -307,7 +311,7 @@ core::arch::global_asm!(
 .balign 4
 .global pikku_isr_table
 pikku_isr_table:
-    .irp n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47
+    .irp n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47,48,49
     ISR_ENTRY \n
     .endr
 .popsection
@@ -322,8 +326,13 @@ static IDT: Lazy<Idt> = Lazy::new(|| {
     let mut idt = Idt([Gate::MISSING; 256]);
     for (v, &offset) in offsets.iter().enumerate() {
         let addr = (table as u64).wrapping_add_signed(offset as i64);
-        // The double fault runs on its own known-good stack (IST numbers are 1-based in the gate).
-        let ist = if v as u64 == vector::DOUBLE_FAULT { super::gdt::DOUBLE_FAULT_IST_INDEX as u8 + 1 } else { 0 };
+        // The double fault and the NMI run on their own known-good stacks (IST numbers are
+        // 1-based in the gate; see `gdt::NMI_IST_INDEX` for why the NMI needs one).
+        let ist = match v as u64 {
+            vector::DOUBLE_FAULT => super::gdt::DOUBLE_FAULT_IST_INDEX as u8 + 1,
+            vector::NMI => super::gdt::NMI_IST_INDEX as u8 + 1,
+            _ => 0,
+        };
         idt.0[v] = Gate::interrupt(addr, cs, ist);
     }
     let spurious = &raw const pikku_isr_spurious as u64;
@@ -380,8 +389,20 @@ pub struct Hooks {
     /// yet): returns `true` if the page is now mapped and the instruction can be retried.
     /// Linux handles these in `do_user_addr_fault()` before trying the exception table.
     pub kernel_fault_on_user_address: fn(u64, PageFaultError) -> bool,
-    /// A hardware interrupt (IRQ number 0–15); the frame says whether user code was running.
+    /// A hardware interrupt (IRQ number 0–15; 0 is this CPU's timer tick); the frame says
+    /// whether user code was running. The hook sends the end of interrupt.
     pub irq: fn(&mut TrapFrame, u8),
+    /// An inter-processor interrupt, already acknowledged (EOI sent) and counted.
+    pub ipi: fn(&mut TrapFrame, Ipi),
+}
+
+/// The inter-processor interrupts the kernel handles (vectors in `apic`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ipi {
+    /// Another CPU made a thread ready here: look at the run queue.
+    Reschedule,
+    /// Another CPU changed page tables this CPU may cache: flush.
+    TlbShootdown,
 }
 
 static HOOKS: Once<Hooks> = Once::new();
@@ -391,9 +412,34 @@ pub fn set_hooks(hooks: Hooks) {
     HOOKS.call_once(|| hooks);
 }
 
+fn ipi_of(vector: u64) -> Option<Ipi> {
+    match vector {
+        v if v == u64::from(super::apic::RESCHEDULE_VECTOR) => Some(Ipi::Reschedule),
+        v if v == u64::from(super::apic::TLB_SHOOTDOWN_VECTOR) => Some(Ipi::TlbShootdown),
+        _ => None,
+    }
+}
+
 /// The Rust side of every exception.
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
     let v = frame.vector;
+    // First, before anything reads per-CPU data: an NMI may have interrupted the SYSCALL entry
+    // before its SWAPGS, when GS still holds the user's base (see `smp::nmi`).
+    if v == vector::NMI {
+        return super::smp::nmi(frame);
+    }
+    if let Some(ipi) = ipi_of(v) {
+        super::apic::end_of_interrupt();
+        let cpu = super::percpu::this_cpu();
+        match ipi {
+            Ipi::Reschedule => cpu.reschedule_ipis.fetch_add(1, Ordering::Relaxed),
+            Ipi::TlbShootdown => cpu.shootdown_ipis.fetch_add(1, Ordering::Relaxed),
+        };
+        if let Some(hooks) = HOOKS.get() {
+            (hooks.ipi)(frame, ipi);
+        }
+        return;
+    }
     if (IRQ_BASE..IRQ_BASE + 16).contains(&v) {
         match HOOKS.get() {
             Some(hooks) => return (hooks.irq)(frame, (v - IRQ_BASE) as u8),
@@ -419,7 +465,7 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
             return;
         }
     }
-    if v != vector::DOUBLE_FAULT && v != vector::NMI {
+    if v != vector::DOUBLE_FAULT {
         // A kernel instruction that was marked as allowed to fault (user-memory access, probing
         // an instruction): resume at its recovery point with the fault in rax.
         if super::extable::fixup(frame) {
