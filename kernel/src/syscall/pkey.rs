@@ -31,7 +31,6 @@ mod tests {
     use super::super::{decode, dispatch, nr};
     use crate::arch::x86_64::pkru;
     use crate::ktest::as_fresh_program;
-    use core::sync::atomic::Ordering;
     use ktest_macros::ktest;
     use pkeys::Errno::{self, EINVAL, ENOSPC};
 

@@ -467,8 +467,16 @@ fn wake_child_waiters(process: &Arc<Process>) {
 pub fn wait_for(process: &Arc<Process>) -> ExitStatus {
     loop {
         if let Some(status) = *process.exit.lock() {
-            // Let go of the last program's address space, so its memory counts as returned.
+            // Let go of the last program's address space, and give the other CPUs a moment to
+            // do the same (each announces itself idle once it has), so that the memory report
+            // that follows sees everything returned.
             crate::mm::tlb::leave_mm();
+            let others = percpu::online_mask() & !1;
+            let deadline = time::micros_since_boot().saturating_add(1_000_000);
+            while IDLE_CPUS.load(Ordering::SeqCst) & others != others && time::micros_since_boot() < deadline {
+                shootdown::serve();
+                core::hint::spin_loop();
+            }
             return status;
         }
         idle_once();
@@ -482,9 +490,9 @@ pub fn ap_idle_loop() -> ! {
     }
 }
 
-/// One turn of an idle loop: run a ready thread if there is one; otherwise announce this CPU
-/// idle, look at the queue once more (a thread queued before the announcement was not kicked
-/// here), let go of the user address space, and halt until an interrupt — the reschedule IPI,
+/// One turn of an idle loop: run a ready thread if there is one; otherwise let go of the user
+/// address space, announce this CPU idle, look at the queue once more (a thread queued before
+/// the announcement was not kicked here), and halt until an interrupt — the reschedule IPI,
 /// a shootdown, or the tick. (STI's one-instruction delay makes `sti; hlt` race-free: an IPI
 /// that arrives after the check waits for the HLT.) CPUs other than 0 stop their tick while
 /// halted.
@@ -494,12 +502,12 @@ fn idle_once() {
         return;
     }
     let (cpu, me) = this_cpu();
+    crate::mm::tlb::leave_mm();
     IDLE_CPUS.fetch_or(me, Ordering::SeqCst);
     if others_ready() {
         IDLE_CPUS.fetch_and(!me, Ordering::SeqCst);
         return;
     }
-    crate::mm::tlb::leave_mm();
     if cpu != 0 {
         timer::stop_this_cpu();
     }
