@@ -169,6 +169,7 @@ impl Suite {
         let ramdisk = image::ramdisk(options, &crate::run::rootfs_files());
         let disk = image::disk_image(kernel, &ramdisk, self.qemu.firmware, self.log == LogLevel::Debug)?;
         let vars = self.qemu.prepare_vars()?;
+        let _turn = self.qemu.smp_turn()?;
         let mut child = self
             .qemu
             .command(&disk, vars.as_deref())

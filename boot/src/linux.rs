@@ -9,8 +9,8 @@
 //! * **The initramfs**: a cpio newc archive with the program as `/init` plus the same files
 //!   pikku's ramdisk gets (`rootfs/`, extra files). Arguments go on the kernel command line
 //!   after `--`, which Linux hands to init as `argv[1..]`.
-//! * **The boot**: [`crate::qemu::Qemu::machine`] (the flags pikku boots with) plus
-//!   `-kernel … -initrd … -append "console=ttyS0 quiet panic=-1 -- ARGS"`.
+//! * **The boot**: [`crate::qemu::Qemu::machine`] (the flags pikku boots with, `-smp` included)
+//!   plus `-kernel … -initrd … -append "console=ttyS0 quiet panic=-1 -- ARGS"`.
 //! * **The output**: Linux's tty turns `\n` into `\r\n` (ONLCR), so `\r\n` becomes `\n`; kernel
 //!   log lines (`[    2.226316] …`) are dropped. When init ends, Linux panics with
 //!   `Attempted to kill init! exitcode=0x…`: that code is init's wait status (`0x700` = exit 7,
@@ -144,14 +144,16 @@ pub fn parse_end(output: &str) -> Option<InitEnd> {
     Some(if code & 0x7f == 0 { InitEnd::Exited((code >> 8) as u8) } else { InitEnd::Signaled((code & 0x7f) as u8) })
 }
 
-/// Runs `init` on Linux under CPU model `cpu`; returns the program's output (kernel lines
-/// dropped, `\r\n` → `\n`), the full console, and how init ended (`None`: it powered off).
-pub fn run(init: &Init, cpu: &str) -> Result<(String, String, Option<InitEnd>), Error> {
-    run_with(init, cpu, &[], "")
+/// Runs `init` on Linux under CPU model `cpu` with `smp` CPUs; returns the program's output
+/// (kernel lines dropped, `\r\n` → `\n`), the full console, and how init ended (`None`: it
+/// powered off).
+pub fn run(init: &Init, cpu: &str, smp: u32) -> Result<(String, String, Option<InitEnd>), Error> {
+    run_with(init, cpu, smp, &[], "")
 }
 
-/// [`run`] with extra QEMU arguments (e.g. `-icount shift=0`) and extra kernel parameters.
-pub fn run_with(init: &Init, cpu: &str, qemu_args: &[&str], kernel_params: &str) -> Result<(String, String, Option<InitEnd>), Error> {
+/// [`run`] with extra QEMU arguments (e.g. `-icount shift=0`) and extra kernel parameters. A
+/// machine with `smp` > 1 waits for its turn ([`Qemu::smp_turn`]) and holds it while it runs.
+pub fn run_with(init: &Init, cpu: &str, smp: u32, qemu_args: &[&str], kernel_params: &str) -> Result<(String, String, Option<InitEnd>), Error> {
     let (vmlinuz, _) = kernel()?;
     let initrd = crate::image::unique_path("linux-initrd", "cpio");
     std::fs::write(&initrd, initramfs(init)?).map_err(|e| e.to_string())?;
@@ -164,7 +166,8 @@ pub fn run_with(init: &Init, cpu: &str, qemu_args: &[&str], kernel_params: &str)
         append.push_str(" -- ");
         append.push_str(&init.args.join(" "));
     }
-    let qemu = Qemu { cpu: cpu.into(), extra_args: qemu_args.iter().map(|a| a.to_string()).collect(), ..Qemu::default() };
+    let qemu = Qemu { cpu: cpu.into(), extra_args: qemu_args.iter().map(|a| a.to_string()).collect(), smp, ..Qemu::default() };
+    let turn = qemu.smp_turn()?;
     let out = qemu
         .machine()
         .args(&qemu.extra_args)
@@ -177,6 +180,7 @@ pub fn run_with(init: &Init, cpu: &str, qemu_args: &[&str], kernel_params: &str)
         .stdin(Stdio::null())
         .output()
         .map_err(|e| format!("cannot start QEMU: {e}"))?;
+    drop(turn);
     let _ = std::fs::remove_file(&initrd);
     let console = String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n");
     let program: String = console.split_inclusive('\n').filter(|l| !is_kernel_line(l)).collect();

@@ -5,6 +5,10 @@
 //! PKU and PKS) unless told otherwise, 512 MiB, no display, COM1 on standard output, no reboot
 //! (a triple fault ends QEMU with status 0 instead of looping), and the `isa-debug-exit` device
 //! the kernel ends QEMU with ([`bootproto::exit`]).
+//!
+//! A machine with more than one CPU (`-smp N`, N > 1) runs a host thread per CPU (QEMU's MTTCG).
+//! This machine has 2 cores shared by several sessions, so such guests take turns: whoever boots
+//! one holds an exclusive `flock` on [`SMP_LOCK`] while it runs ([`Qemu::smp_turn`]).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -27,11 +31,22 @@ pub struct Qemu {
     pub kvm: bool,
     /// Extra arguments, passed through as they are.
     pub extra_args: Vec<String>,
+    /// The number of CPUs (`-smp N`); 1 unless told otherwise.
+    pub smp: u32,
+}
+
+/// The lock file that several-CPU guests take turns on (see [`Qemu::smp_turn`]).
+pub const SMP_LOCK: &str = "/tmp/pikku-smp.lock";
+
+/// Held while a several-CPU guest runs; dropping it (closing the file) lets the next one boot.
+#[derive(Debug)]
+pub struct SmpTurn {
+    _lock: Option<std::fs::File>,
 }
 
 impl Default for Qemu {
     fn default() -> Self {
-        Qemu { firmware: Firmware::Bios, cpu: "max".into(), kvm: false, extra_args: Vec::new() }
+        Qemu { firmware: Firmware::Bios, cpu: "max".into(), kvm: false, extra_args: Vec::new(), smp: 1 }
     }
 }
 
@@ -67,12 +82,31 @@ impl Qemu {
     pub fn machine(&self) -> Command {
         let mut cmd = Command::new("qemu-system-x86_64");
         cmd.args(["-cpu", &self.cpu, "-m", "512M", "-no-reboot", "-display", "none", "-monitor", "none"]);
+        cmd.args(["-smp", &self.smp.to_string()]);
         cmd.args(["-serial", "stdio"]);
         cmd.args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
         if self.kvm {
             cmd.arg("-enable-kvm");
         }
         cmd
+    }
+
+    /// Waits for this machine's turn to run: for `-smp` > 1, an exclusive `flock` on [`SMP_LOCK`]
+    /// (blocking until no other several-CPU guest on this host runs), held until the returned
+    /// value is dropped; for one CPU, nothing to wait for. Take it before starting QEMU and keep
+    /// it until QEMU has ended.
+    pub fn smp_turn(&self) -> Result<SmpTurn, Error> {
+        if self.smp <= 1 {
+            return Ok(SmpTurn { _lock: None });
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(SMP_LOCK)
+            .map_err(|e| format!("cannot open {SMP_LOCK}: {e}"))?;
+        file.lock().map_err(|e| format!("cannot lock {SMP_LOCK}: {e}"))?;
+        Ok(SmpTurn { _lock: Some(file) })
     }
 
     /// For UEFI: a fresh writable copy of the OVMF variable store (OVMF writes to it).

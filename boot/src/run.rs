@@ -157,6 +157,7 @@ pub fn boot_watched(kernel: &Path, qemu: &Qemu, log: LogLevel, init: Option<&Ini
     };
     let disk = image::disk_image(kernel, &image::ramdisk(&options, &files), qemu.firmware, log == LogLevel::Debug)?;
     let vars = qemu.prepare_vars()?;
+    let _turn = qemu.smp_turn()?;
     let mut child = qemu
         .command(&disk, vars.as_deref())
         .stdin(if watch.echo { Stdio::inherit() } else { Stdio::null() })
