@@ -71,12 +71,12 @@ pub const CASES: &[Case] = &[
     Case { program: "hostile", args: &[], cpu: FOUR_LEVEL_MAX, smp: 1 },
     // Several CPUs (issue #15). Each program prints counts and verdicts in a fixed order, so
     // Linux's transcript does not depend on how its scheduler spread the threads.
-    Case { program: "affinity", args: &[], cpu: "max", smp: 1 },
-    Case { program: "affinity", args: &[], cpu: "max", smp: SMP },
+    Case { program: "smp_affinity", args: &[], cpu: "max", smp: 1 },
+    Case { program: "smp_affinity", args: &[], cpu: "max", smp: SMP },
     Case { program: "smp_pkeys", args: &[], cpu: "max", smp: 1 },
     Case { program: "smp_pkeys", args: &[], cpu: "max", smp: SMP },
-    Case { program: "shootdown", args: &[], cpu: "max", smp: SMP },
-    Case { program: "migrate", args: &[], cpu: "max", smp: SMP },
+    Case { program: "smp_shootdown", args: &[], cpu: "max", smp: SMP },
+    Case { program: "smp_migrate", args: &[], cpu: "max", smp: SMP },
     Case { program: "smp_forks", args: &[], cpu: "max", smp: 1 },
     Case { program: "smp_forks", args: &[], cpu: "max", smp: SMP },
 ];

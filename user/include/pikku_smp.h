@@ -6,6 +6,8 @@
 #define PIKKU_SMP_H
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 #include <sys/syscall.h>
@@ -56,6 +58,16 @@ static inline void spin_until(volatile int *flag, int value) {
 
 static inline void set_flag(volatile int *flag, int value) { __atomic_store_n(flag, value, __ATOMIC_RELEASE); }
 
+/* Flushes stdout and waits until the console has sent every byte (tcdrain: TCSBRK on Linux,
+ * which waits for the serial port to drain; pikku's console writes synchronously and answers
+ * ENOTTY). Needed before /init ends on several CPUs: Linux's serial driver may still be sending
+ * the last line from another CPU when init's exit panics the kernel, and the panic message
+ * would land in the middle of that line. */
+static void drain_console(void) {
+    fflush(stdout);
+    tcdrain(1);
+}
+
 /* The watchdog: a thread that sleeps `seconds` and then ends the whole program with exit
  * status 99 and a line naming it — a lost wake-up or a stuck thread then fails the comparison
  * with Linux in bounded time instead of hanging the machine. */
@@ -66,13 +78,17 @@ static void *watchdog_thread(void *unused) {
     struct timespec t = {watchdog_seconds, 0};
     while (nanosleep(&t, &t) != 0) {}
     printf("watchdog: %s did not finish within %u s\n", watchdog_name, watchdog_seconds);
-    fflush(stdout);
+    drain_console();
     _exit(99);
 }
-static inline void start_watchdog(const char *name, unsigned seconds) {
+
+/* The first call in main of every several-CPU program: the console drained at exit (see
+ * drain_console) and the watchdog started. */
+static inline void smp_program_begin(const char *name, unsigned watchdog_after_seconds) {
+    atexit(drain_console);
     pthread_t t;
     watchdog_name = name;
-    watchdog_seconds = seconds;
+    watchdog_seconds = watchdog_after_seconds;
     pthread_create(&t, 0, watchdog_thread, 0);
     pthread_detach(t);
 }

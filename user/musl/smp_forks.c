@@ -73,7 +73,7 @@ static void *worker(void *arg) {
 }
 
 int main(void) {
-    start_watchdog("smp_forks", 240);
+    smp_program_begin("smp_forks", 240);
     ncpus = allowed_cpus();
     struct worker w[WORKERS];
     pthread_t t[WORKERS];

@@ -60,7 +60,7 @@ static void *worker(void *p) {
 }
 
 int main(void) {
-    start_watchdog("smp_pkeys", 240);
+    smp_program_begin("smp_pkeys", 240);
     int pk = ospke();
     printf("ospke = %d\n", pk);
     struct worker w[THREADS] = {0};

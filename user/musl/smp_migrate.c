@@ -58,7 +58,7 @@ static void *mover(void *p) {
 }
 
 int main(void) {
-    start_watchdog("migrate", 180);
+    smp_program_begin("smp_migrate", 180);
     int pk = ospke();
     ncpus = allowed_cpus();
     printf("ospke = %d, CPUs: %d\n", pk, ncpus);

@@ -246,7 +246,7 @@ static void part2(void) {
 }
 
 int main(void) {
-    start_watchdog("shootdown", 240);
+    smp_program_begin("smp_shootdown", 240);
     ncpus = allowed_cpus();
     cpu_a = 0;
     cpu_b = 1 % ncpus;

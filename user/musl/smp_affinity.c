@@ -91,7 +91,7 @@ static int after_exec(int k) {
 
 int main(int argc, char **argv) {
     if (argc > 2 && !strcmp(argv[1], "after-exec")) return after_exec(atoi(argv[2]));
-    start_watchdog("affinity", 120);
+    smp_program_begin("smp_affinity", 120);
 
     /* 1. How many CPUs: the mask, and musl's views of it (both sysconf names and get_nprocs
      *    count the bits of sched_getaffinity's mask). */
