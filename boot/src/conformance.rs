@@ -157,7 +157,12 @@ pub fn run_pikku_with_console(kernel: &Path, case: &Case, user_dir: &Path) -> Re
 
 /// The case's transcript on Linux.
 pub fn run_linux(case: &Case, user_dir: &Path) -> Result<String, Error> {
-    let (program, _, end) = crate::linux::run(&case.init(user_dir), case.cpu, case.smp)?;
+    let (program, console, end) = crate::linux::run(&case.init(user_dir), case.cpu, case.smp)?;
+    if !crate::linux::ended_normally(&console) {
+        let lines: Vec<&str> = console.lines().collect();
+        let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+        return Err(format!("{}: Linux's boot ended without init's end or a power-off; its console's last lines:\n{tail}", case.name()));
+    }
     Ok(transcript(&program, end))
 }
 
@@ -182,7 +187,19 @@ mod tests {
         assert_eq!(first_difference("a\n", "a\nextra\n"), Some((2, "(end)".into(), "extra".into())));
         let names: Vec<String> = CASES.iter().map(Case::name).collect();
         let mut unique = names.clone();
+        unique.sort();
         unique.dedup();
         assert_eq!(names.len(), unique.len(), "case names are unique");
+    }
+
+    #[test]
+    fn several_cpus_show_in_the_name_and_the_machine() {
+        let one = Case { program: "smp_affinity", args: &[], cpu: "max", smp: 1 };
+        let four = Case { smp: 4, ..one };
+        assert_eq!(one.name(), "smp_affinity.max");
+        assert_eq!(four.name(), "smp_affinity.max.smp4");
+        assert!(four.golden().ends_with("tests/golden/smp_affinity.max.smp4.txt"));
+        let args: Vec<String> = four.qemu().machine().get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        assert!(args.windows(2).any(|w| w == ["-smp", "4"]), "{args:?}");
     }
 }

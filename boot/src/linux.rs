@@ -137,6 +137,13 @@ pub fn is_kernel_line(line: &str) -> bool {
     !stamp.is_empty() && stamp.chars().all(|c| c.is_ascii_digit() || c == '.')
 }
 
+/// Did the boot end the way a test program ends: init ended (the panic line) or powered off?
+/// Anything else — no console at all, a reset, a crash before init — is no transcript, and
+/// must not become a golden file.
+pub fn ended_normally(console: &str) -> bool {
+    console.contains("Attempted to kill init!") || console.contains("reboot: Power down")
+}
+
 /// Reads init's end from Linux's panic line.
 pub fn parse_end(output: &str) -> Option<InitEnd> {
     let (_, code) = output.split_once("Attempted to kill init! exitcode=0x")?;
@@ -197,6 +204,9 @@ mod tests {
         assert_eq!(parse_end(out), Some(InitEnd::Exited(7)));
         assert_eq!(parse_end("Attempted to kill init! exitcode=0x0000000b\n"), Some(InitEnd::Signaled(11)));
         assert_eq!(parse_end("Attempted to kill init! exitcode=0x00000000\n"), Some(InitEnd::Exited(0)));
+        assert!(ended_normally(out));
+        assert!(ended_normally("powering off\n[   13.375088] reboot: Power down\n"));
+        assert!(!ended_normally(""));
         assert!(is_kernel_line("[    2.226316] Kernel panic"));
         assert!(!is_kernel_line("[ktest] start x"));
         assert!(!is_kernel_line("plain"));

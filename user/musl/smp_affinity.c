@@ -211,21 +211,26 @@ int main(int argc, char **argv) {
     pthread_create(&t, 0, report_cpu, 0);
     pthread_join(t, 0);
     printf("thread created while pinned to CPU %d: mask CPU %d alone: %s, runs there: %s\n", last, last, clone_mask == 1ul << last ? "yes" : "no", clone_cpu == last ? "yes" : "no");
-    int fds[2], st;
-    pipe(fds);
+    /* The child checks its own mask and CPU, says so through `checked`, and waits on `go`
+     * while the parent reads and then widens its mask. */
+    int checked[2], go[2], st;
+    char c;
+    pipe(checked);
+    pipe(go);
     fflush(stdout);
     pid_t child = fork();
     if (child == 0) {
-        char c;
         int ok = low_mask(0) == 1ul << last && current_cpu() == last;
-        read(fds[0], &c, 1);
+        write(checked[1], "x", 1);
+        read(go[0], &c, 1);
         _exit(ok ? 30 : 31);
     }
+    read(checked[0], &c, 1);
     printf("sched_getaffinity(child) == CPU %d alone: %s\n", last, low_mask(child) == 1ul << last ? "yes" : "no");
     m = all_cpus();
     SHOW(setaffinity(child, 8, &m));
     printf("the child's mask after the parent widened it: all CPUs: %s\n", low_mask(child) == all_cpus() ? "yes" : "no");
-    write(fds[1], "x", 1);
+    write(go[1], "x", 1);
     waitpid(child, &st, 0);
     printf("forked child (30 = pinned like its parent): exit %d\n", WEXITSTATUS(st));
     fflush(stdout);
