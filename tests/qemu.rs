@@ -18,6 +18,10 @@
 //!    the test after them; the kernel's closing line must carry the counts across boots.
 //!
 //! Ends with `N passed, M failed` counting every check and every in-kernel test result.
+//!
+//! `cargo test -p tests --test qemu -- WORD` runs only the conformance cases whose name contains
+//! WORD: `-- smp` runs the several-CPU programs (`user/musl/smp_*.c`) and every case booted with
+//! `-smp` > 1 (`….smp4`), one guest at a time.
 
 use std::time::{Duration, Instant};
 
@@ -90,9 +94,10 @@ fn boot_report(kernel: &std::path::Path, firmware: Firmware, cpu: &str, expect: 
     Ok(())
 }
 
-/// Every conformance case on pikku, compared with Linux's golden transcript, plus checks of
-/// the kernel's own console lines from the same boot.
-fn user_programs(tally: &mut Tally, kernel: &std::path::Path) {
+/// Every conformance case on pikku (those whose name contains `filter`, if given), compared
+/// with Linux's golden transcript, plus checks of the kernel's own console lines from the same
+/// boot.
+fn user_programs(tally: &mut Tally, kernel: &std::path::Path, filter: Option<&str>) {
     use boot::conformance::{first_difference, run_pikku_with_console, CASES};
     let dir = match build::user_programs() {
         Ok(d) => d,
@@ -116,8 +121,9 @@ fn user_programs(tally: &mut Tally, kernel: &std::path::Path) {
         ("pkey_fault-wd-write-mapped.max", &["pid 1 (init): SIGSEGV SEGV_PKUERR pkey=1"]),
         ("pkey_fault-xo-read.max", &["pid 1 (init): SIGSEGV SEGV_PKUERR pkey=1"]),
     ];
-    for case in CASES {
+    for case in CASES.iter().filter(|c| filter.is_none_or(|f| c.name().contains(f))) {
         let name = case.name();
+        let started = Instant::now();
         let result = (|| {
             let golden = std::fs::read_to_string(case.golden())
                 .map_err(|e| format!("{}: {e} (run `make conformance` to record Linux's transcript)", case.golden().display()))?;
@@ -125,7 +131,7 @@ fn user_programs(tally: &mut Tally, kernel: &std::path::Path) {
             if let Some((line, linux, ours)) = first_difference(&golden, &pikku) {
                 return Err(format!("differs from Linux at line {line}: linux {linux:?}, pikku {ours:?}\n--- console\n{console}"));
             }
-            if name.starts_with("procs.") || name.starts_with("threads.") || name.starts_with("limits.") || name.starts_with("hostile.") {
+            if ["procs.", "threads.", "limits.", "hostile.", "smp_forks."].iter().any(|p| name.starts_with(p)) {
                 // Every frame and every heap byte the program and its 1,000+ children or
                 // threads took is back (the heap may have grown: its frames count as held),
                 // no process is left, no kernel stack, no task.
@@ -156,6 +162,10 @@ fn user_programs(tally: &mut Tally, kernel: &std::path::Path) {
             }
             Ok(())
         })();
+        if case.smp > 1 {
+            // These share the host's 2 cores among 4 vCPUs: their time is what to watch.
+            println!("[{name}] {:.1} s", started.elapsed().as_secs_f64());
+        }
         tally.check(&format!("user_{name}_same_as_linux"), result);
     }
 }
@@ -204,6 +214,13 @@ fn main() {
     let mut tally = Tally::default();
 
     let run_kernel = build::kernel(Kernel::Run).unwrap_or_else(|e| panic!("{e}"));
+    // `-- WORD`: only the conformance cases whose name contains WORD.
+    if let Some(filter) = std::env::args().skip(1).find(|a| !a.starts_with('-')) {
+        user_programs(&mut tally, &run_kernel, Some(&filter));
+        println!("[qemu tests] cases containing {filter:?}, {:.1} s", started.elapsed().as_secs_f64());
+        println!("{} passed, {} failed", tally.passed, tally.failed);
+        std::process::exit(if tally.failed > 0 { 1 } else { 0 });
+    }
     let test_kernel = build::kernel(Kernel::Test).unwrap_or_else(|e| panic!("{e}"));
 
     // 1. Boot reports.
@@ -271,7 +288,7 @@ fn main() {
     }
 
     // 3. User programs.
-    user_programs(&mut tally, &run_kernel);
+    user_programs(&mut tally, &run_kernel, None);
 
     // 3b. The system-call fuzzer (user/musl/fuzz.c): a short fixed-seed campaign on the debug
     // kernel under each CPU model — no panic, no hang (the kernel's heartbeat goes on), no failed

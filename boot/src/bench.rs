@@ -66,7 +66,7 @@ fn pikku_run(kernel: &std::path::Path, init: &Init) -> Result<Run, Error> {
 }
 
 fn linux_run(init: &Init) -> Result<Run, Error> {
-    let (out, console, _) = crate::linux::run_with(init, "max", &ICOUNT, LINUX_PARAMS)?;
+    let (out, console, _) = crate::linux::run_with(init, "max", 1, &ICOUNT, LINUX_PARAMS)?;
     if !out.contains("bench done") {
         return Err(format!("the benchmark did not finish on Linux:\n{console}"));
     }

@@ -9,8 +9,8 @@
 //! * **The initramfs**: a cpio newc archive with the program as `/init` plus the same files
 //!   pikku's ramdisk gets (`rootfs/`, extra files). Arguments go on the kernel command line
 //!   after `--`, which Linux hands to init as `argv[1..]`.
-//! * **The boot**: [`crate::qemu::Qemu::machine`] (the flags pikku boots with) plus
-//!   `-kernel … -initrd … -append "console=ttyS0 quiet panic=-1 -- ARGS"`.
+//! * **The boot**: [`crate::qemu::Qemu::machine`] (the flags pikku boots with, `-smp` included)
+//!   plus `-kernel … -initrd … -append "console=ttyS0 quiet panic=-1 -- ARGS"`.
 //! * **The output**: Linux's tty turns `\n` into `\r\n` (ONLCR), so `\r\n` becomes `\n`; kernel
 //!   log lines (`[    2.226316] …`) are dropped. When init ends, Linux panics with
 //!   `Attempted to kill init! exitcode=0x…`: that code is init's wait status (`0x700` = exit 7,
@@ -137,6 +137,13 @@ pub fn is_kernel_line(line: &str) -> bool {
     !stamp.is_empty() && stamp.chars().all(|c| c.is_ascii_digit() || c == '.')
 }
 
+/// Did the boot end the way a test program ends: init ended (the panic line) or powered off?
+/// Anything else — no console at all, a reset, a crash before init — is no transcript, and
+/// must not become a golden file.
+pub fn ended_normally(console: &str) -> bool {
+    console.contains("Attempted to kill init!") || console.contains("reboot: Power down")
+}
+
 /// Reads init's end from Linux's panic line.
 pub fn parse_end(output: &str) -> Option<InitEnd> {
     let (_, code) = output.split_once("Attempted to kill init! exitcode=0x")?;
@@ -144,14 +151,16 @@ pub fn parse_end(output: &str) -> Option<InitEnd> {
     Some(if code & 0x7f == 0 { InitEnd::Exited((code >> 8) as u8) } else { InitEnd::Signaled((code & 0x7f) as u8) })
 }
 
-/// Runs `init` on Linux under CPU model `cpu`; returns the program's output (kernel lines
-/// dropped, `\r\n` → `\n`), the full console, and how init ended (`None`: it powered off).
-pub fn run(init: &Init, cpu: &str) -> Result<(String, String, Option<InitEnd>), Error> {
-    run_with(init, cpu, &[], "")
+/// Runs `init` on Linux under CPU model `cpu` with `smp` CPUs; returns the program's output
+/// (kernel lines dropped, `\r\n` → `\n`), the full console, and how init ended (`None`: it
+/// powered off).
+pub fn run(init: &Init, cpu: &str, smp: u32) -> Result<(String, String, Option<InitEnd>), Error> {
+    run_with(init, cpu, smp, &[], "")
 }
 
-/// [`run`] with extra QEMU arguments (e.g. `-icount shift=0`) and extra kernel parameters.
-pub fn run_with(init: &Init, cpu: &str, qemu_args: &[&str], kernel_params: &str) -> Result<(String, String, Option<InitEnd>), Error> {
+/// [`run`] with extra QEMU arguments (e.g. `-icount shift=0`) and extra kernel parameters. A
+/// machine with `smp` > 1 waits for its turn (the lock `Qemu::machine` takes) and holds it while it runs.
+pub fn run_with(init: &Init, cpu: &str, smp: u32, qemu_args: &[&str], kernel_params: &str) -> Result<(String, String, Option<InitEnd>), Error> {
     let (vmlinuz, _) = kernel()?;
     let initrd = crate::image::unique_path("linux-initrd", "cpio");
     std::fs::write(&initrd, initramfs(init)?).map_err(|e| e.to_string())?;
@@ -164,7 +173,7 @@ pub fn run_with(init: &Init, cpu: &str, qemu_args: &[&str], kernel_params: &str)
         append.push_str(" -- ");
         append.push_str(&init.args.join(" "));
     }
-    let qemu = Qemu { cpu: cpu.into(), extra_args: qemu_args.iter().map(|a| a.to_string()).collect(), ..Qemu::default() };
+    let qemu = Qemu { cpu: cpu.into(), extra_args: qemu_args.iter().map(|a| a.to_string()).collect(), smp, ..Qemu::default() };
     let out = qemu
         .machine()
         .args(&qemu.extra_args)
@@ -193,6 +202,9 @@ mod tests {
         assert_eq!(parse_end(out), Some(InitEnd::Exited(7)));
         assert_eq!(parse_end("Attempted to kill init! exitcode=0x0000000b\n"), Some(InitEnd::Signaled(11)));
         assert_eq!(parse_end("Attempted to kill init! exitcode=0x00000000\n"), Some(InitEnd::Exited(0)));
+        assert!(ended_normally(out));
+        assert!(ended_normally("powering off\n[   13.375088] reboot: Power down\n"));
+        assert!(!ended_normally(""));
         assert!(is_kernel_line("[    2.226316] Kernel panic"));
         assert!(!is_kernel_line("[ktest] start x"));
         assert!(!is_kernel_line("plain"));

@@ -5,6 +5,10 @@
 //! PKU and PKS) unless told otherwise, 512 MiB, no display, COM1 on standard output, no reboot
 //! (a triple fault ends QEMU with status 0 instead of looping), and the `isa-debug-exit` device
 //! the kernel ends QEMU with ([`bootproto::exit`]).
+//!
+//! A machine with more than one CPU (`-smp N`, N > 1) runs a host thread per CPU (QEMU's MTTCG).
+//! This machine has 2 cores shared by several sessions, so such guests take turns: whoever boots
+//! one holds an exclusive `flock` on [`SMP_LOCK`] while its QEMU runs ([`Qemu::machine`]).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
