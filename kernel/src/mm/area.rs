@@ -94,6 +94,11 @@ fn page(addr: u64) -> Page {
     Page::containing_address(VirtAddr::new(addr))
 }
 
+/// The start of the page holding `addr`.
+fn page_start(addr: u64) -> u64 {
+    addr & !(PAGE_SIZE - 1)
+}
+
 impl Mm {
     /// Adds an area where nothing is mapped (`EEXIST` if something is, `ENOMEM` outside user
     /// space, which ends at [`TASK_SIZE`]).
@@ -240,12 +245,27 @@ impl Mm {
                 }
             }
         }
+        if let Some(entry) = self.root().leaf_entry(page(addr)) {
+            // The entry as it is *now* already allows the access: the CPU faulted on an older
+            // one — another thread, on another CPU, mapped the page or broke its copy-on-write
+            // between the access and this lock (Linux: the "spurious fault" of
+            // `handle_pte_fault()`, which flushes the local entry and returns). Any stale
+            // entry of this CPU goes, and the access is retried.
+            let bits = entry.flags().bits();
+            let usable = bits & PageTableFlags::PRESENT.bits() != 0
+                && (access != Access::Write || bits & PageTableFlags::WRITABLE.bits() != 0)
+                && (access != Access::Execute || bits & PageTableFlags::NO_EXECUTE.bits() == 0);
+            if usable {
+                paging::invalidate_range(page_start(addr), page_start(addr) + PAGE_SIZE);
+                return Ok(());
+            }
+        }
         if present || self.root().leaf_entry(page(addr)).is_some() {
             // The page exists and the area allows the access, yet the CPU refused it — and it is
             // not a copy-on-write page (broken above): nothing pikku could change would help.
             return Err(SegvCode::AccErr);
         }
-        let page_start = addr & !(PAGE_SIZE - 1);
+        let page_start = page_start(addr);
         let frame = frame::alloc_user().ok_or(SegvCode::OutOfMemory)?;
         paging::zero_frame(frame);
         if let Backing::File { file, offset, file_len } = &area.backing {

@@ -23,17 +23,30 @@ fn nr_cpu_ids() -> u32 {
     64 - percpu::online_mask().leading_zeros()
 }
 
-/// The thread `pid` names: 0 = the caller, otherwise any thread id (Linux
-/// `find_process_by_pid()`, which looks up threads too).
-fn thread_by_pid(pid: u64) -> Result<Arc<Thread>, Errno> {
+/// What a pid names: a live thread, or a process that has exited but is not reaped yet (a
+/// zombie is still found by its pid on Linux, until `wait` releases it).
+enum Target {
+    Thread(Arc<Thread>),
+    Zombie,
+}
+
+/// The task `pid` names: 0 = the caller, otherwise any thread id (Linux
+/// `find_process_by_pid()`, which looks up threads too, and zombies).
+fn target(pid: u64) -> Result<Target, Errno> {
     let pid = pid as u32 as i32;
     if pid == 0 {
-        return Ok(task::current());
+        return Ok(Target::Thread(task::current()));
     }
     if pid < 0 {
         return Err(Errno::ESRCH);
     }
-    task::find_thread(pid as u32).ok_or(Errno::ESRCH)
+    if let Some(thread) = task::find_thread(pid as u32) {
+        return Ok(Target::Thread(thread));
+    }
+    match task::process::find(pid as u32) {
+        Some(_) => Ok(Target::Zombie),
+        None => Err(Errno::ESRCH),
+    }
 }
 
 /// `sched_getaffinity(pid, len, mask)` (204). Linux's order: `len` too small for `nr_cpu_ids`
@@ -46,8 +59,12 @@ pub fn sys_sched_getaffinity(pid: u64, len: u64, mask: u64) -> Result<u64, Errno
     if len.wrapping_mul(8) < nr_cpu_ids() || len % 8 != 0 {
         return Err(Errno::EINVAL);
     }
-    let thread = thread_by_pid(pid)?;
-    let bits = thread.affinity.load(Ordering::Relaxed) & percpu::online_mask();
+    // A zombie's mask: pikku keeps none once the thread is gone; every CPU.
+    let affinity = match target(pid)? {
+        Target::Thread(thread) => thread.affinity.load(Ordering::Relaxed),
+        Target::Zombie => u64::MAX,
+    };
+    let bits = affinity & percpu::online_mask();
     let n = len.min(MASK_BYTES) as usize;
     user::copy_to_user(mask, &bits.to_le_bytes()[..n])?;
     Ok(n as u64)
@@ -64,7 +81,10 @@ pub fn sys_sched_setaffinity(pid: u64, len: u64, mask: u64) -> Result<u64, Errno
     let mut bytes = [0u8; 8];
     user::copy_from_user(&mut bytes[..n], mask)?;
     let wanted = u64::from_le_bytes(bytes);
-    let thread = thread_by_pid(pid)?;
+    let Target::Thread(thread) = target(pid)? else {
+        // A zombie runs nowhere again: there is nothing to move (Linux accepts the call).
+        return if wanted & percpu::online_mask() == 0 { Err(Errno::EINVAL) } else { Ok(0) };
+    };
     let me = task::current();
     let (my_uid, their_uid) = (me.process.uid.load(Ordering::Relaxed), thread.process.uid.load(Ordering::Relaxed));
     if my_uid != 0 && my_uid != their_uid {

@@ -51,8 +51,10 @@ use super::gdt::IstStacks;
 use super::percpu::{self, MAX_CPUS};
 use super::{apic, cpu, fpu, gdt, paging, pkru, syscall, time, trap};
 
-/// How long an AP has to answer the start-up IPIs before it is left out.
-pub const ANSWER_MS: u64 = 100;
+/// How long an AP has to answer the start-up IPIs before it is left out. Under TCG each vCPU
+/// is a host thread, and on a loaded host one may not run for a good fraction of a second:
+/// 100 ms left a CPU out now and then. (Linux waits up to 10 s, `do_boot_cpu()`.)
+pub const ANSWER_MS: u64 = 1000;
 
 /// IA32_PAT (SDM Vol. 3A §11.12.2 "IA32_PAT MSR"): the boot CPU's value, copied to every AP so
 /// that a PTE's PAT/PCD/PWT bits mean the same memory type on every CPU.
@@ -285,7 +287,7 @@ fn delay_us(us: u64) {
 
 /// Starts the AP with APIC id `apic_id` as CPU `cpu` (the next dense index), through the
 /// trampoline frame `trampoline` (below 1 MiB), taking frames from `frames`. Returns once the
-/// AP is online, or with the reason it was left out — never later than about a second.
+/// AP is online, or with the reason it was left out — never later than about two seconds.
 pub fn start_ap(cpu: usize, apic_id: u32, trampoline: PhysFrame, frames: FrameSource) -> Result<(), StartError> {
     assert!((1..MAX_CPUS).contains(&cpu), "CPU index {cpu} out of range");
     assert!(trampoline.start_address().as_u64() < 0xa_0000, "the trampoline must lie below 0xA0000");
