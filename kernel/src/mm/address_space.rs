@@ -6,7 +6,9 @@
 //! Linux's `mmap_write_lock`: `pkey_alloc`, `pkey_free`, `mmap`, `munmap`, `mprotect` and
 //! `pkey_mprotect` take it — and so does the page-fault path, because filling a page table needs
 //! `&mut Mm` (Linux lets faults share the lock as readers and serialises them with per-table
-//! locks instead; pikku has one CPU's worth of faults at a time). Pure queries (`activate`, the
+//! locks instead; pikku keeps one lock: faults of one address space on several CPUs take turns,
+//! and a fault waits for a `munmap` or `pkey_mprotect` on another CPU to finish, exactly as
+//! Linux's readers wait for its writer). Pure queries (`activate`, the
 //! shared-futex check) take the read lock. Because changing the key map or the page tables
 //! needs `&mut Mm`, and the only way to get `&mut Mm` from an [`MmRef`] is `.write()`, forgetting
 //! the lock does not compile.
@@ -27,8 +29,8 @@ pub type MmRef = Arc<RwLock<Mm>>;
 ///
 /// Locking: every field is protected by the `RwLock` of its [`MmRef`] (write = Linux's
 /// `mmap_write_lock`), taken after an open file's or a pipe's lock and before the kernel root,
-/// the frame allocator and the heap. Never held across a block, a switch or a user copy (the
-/// kernel-fault hook only `try_write`s, so a copy under the lock is `EFAULT`, not a deadlock).
+/// the frame allocator and the heap. Never held across a block, a switch or a user copy (a
+/// fault in the copy waits for this lock, as it must when another CPU holds it).
 /// The sharing counts of the frames it maps live in `frame` (atomics, shared between address
 /// spaces), not here.
 #[derive(Debug)]

@@ -465,6 +465,8 @@ pub fn sys_execve(path: u64, argv: u64, envp: u64) -> Result<u64, Errno> {
     thread.process.live_threads.store(1, Ordering::Relaxed);
     crate::signal::reset_for_exec(&thread.process.handlers);
     new.blocked.store(thread.blocked.load(Ordering::Relaxed), Ordering::Relaxed);
+    // The CPUs it may run on survive exec too (Linux keeps `cpus_mask` across `execve`).
+    new.affinity.store(thread.affinity.load(Ordering::Relaxed), Ordering::Relaxed);
     // This thread ends at its kernel exit, once everything above has been dropped.
     thread.leaving.store(true, Ordering::Relaxed);
     sched::spawn(new);

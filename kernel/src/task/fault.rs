@@ -121,8 +121,12 @@ pub fn kernel_fault_on_user_address(addr: u64, error: PageFaultError) -> bool {
         return false;
     }
     let Some(thread) = try_current() else { return false };
-    // A caller holding the lock across a copy would deadlock here; refuse instead (EFAULT).
-    let Some(mut mm) = thread.mm.try_write() else { return false };
+    // The lock may be held by another thread of this address space on another CPU (a fork,
+    // an mmap): wait for it, as Linux's `do_user_addr_fault()` does for a fault in a user copy
+    // (`mmap_read_trylock()`, then `mmap_read_lock()` when the faulting instruction has an
+    // exception-table entry). That this thread itself does not hold it is the lock order's
+    // rule: nothing holding `Mm` touches user memory (docs/ARCHITECTURE.md, "Locks").
+    let mut mm = thread.mm.write();
     let access = if error.contains(PageFaultError::WRITE) { Access::Write } else { Access::Read };
     mm.handle_fault(addr, access, error.contains(PageFaultError::PRESENT), false, pkru::read()).is_ok()
 }
