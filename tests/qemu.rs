@@ -113,6 +113,7 @@ fn user_programs(tally: &mut Tally, kernel: &std::path::Path) {
         ("pkey_fault-wd-write.max", &["pid 1 (init): SIGSEGV SEGV_PKUERR pkey=1"]),
         ("pkey_fault-wd-write-mapped.max", &["pid 1 (init): SIGSEGV SEGV_PKUERR pkey=1"]),
         ("pkey_fault-xo-read.max", &["pid 1 (init): SIGSEGV SEGV_PKUERR pkey=1"]),
+        ("hugetlb.max", &["huge pages: 4 of 2 MiB in the pool", "pid 2 (init): SIGBUS out of memory"]),
     ];
     for case in CASES {
         let name = case.name();
@@ -123,7 +124,9 @@ fn user_programs(tally: &mut Tally, kernel: &std::path::Path) {
             if let Some((line, linux, ours)) = first_difference(&golden, &pikku) {
                 return Err(format!("differs from Linux at line {line}: linux {linux:?}, pikku {ours:?}\n--- console\n{console}"));
             }
-            if name.starts_with("procs.") || name.starts_with("threads.") || name.starts_with("limits.") || name.starts_with("hostile.") {
+            if name.starts_with("procs.") || name.starts_with("threads.") || name.starts_with("limits.") || name.starts_with("hostile.")
+                || name.starts_with("hugetlb.")
+            {
                 // Every frame and every heap byte the program and its 1,000+ children or
                 // threads took is back (the heap may have grown: its frames count as held),
                 // no process is left, no kernel stack, no task.

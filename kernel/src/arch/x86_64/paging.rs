@@ -15,6 +15,11 @@
 //! a new root copies those 256 entries from the kernel's root. The lower half belongs to user
 //! space. Protection keys live in bits 59–62 of the leaf entries (see [`pkeys::pte`]).
 //!
+//! User leaves come in two sizes ([`LeafSize`]): 4-KiB pages (a PTE) and 2-MiB huge pages
+//! (`MAP_HUGETLB`: a PDE with PS set, bit 7, whose layout — the key in bits 62:59 included —
+//! is SDM Vol. 3A Table 4-17 "Format of an IA-32e Page-Directory Entry that Maps a 2-MByte
+//! Page"). Every walker of the user half knows both: a PDE with PS is a leaf, never a table.
+//!
 //! TLB: a function that changes one present entry invalidates that page (INVLPG) before it
 //! returns; the range functions gather the pages they change in a [`TlbBatch`], invalidated
 //! once per call; freeing a whole user half of the active tree reloads CR3. When pikku runs on
@@ -49,6 +54,26 @@ pub const COW_BIT: u64 = 1 << 10;
 
 /// The physical-address bits of a page-table entry (bits 12–51, SDM Vol. 3A Table 4-19).
 pub const FRAME_MASK: u64 = 0x000f_ffff_ffff_f000;
+
+/// How much one user leaf entry maps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeafSize {
+    /// A 4-KiB page: an entry of a page table (SDM Vol. 3A Table 4-19).
+    Page,
+    /// A 2-MiB page: a page-directory entry with PS (bit 7) set (SDM Vol. 3A Table 4-17).
+    Huge,
+}
+
+/// Bytes a 2-MiB page maps.
+pub const HUGE_PAGE_SIZE: u64 = 2 << 20;
+
+/// Is the raw leaf entry `raw`, as [`PageTableRoot::update_leaves`] hands it out, a 2-MiB
+/// page? Its PS bit (bit 7) says so. In a 4-KiB PTE bit 7 is PAT instead, which pikku never
+/// sets (every user page is write-back, PAT entry 0: SDM Vol. 3A §11.12.3 "Selecting a Memory
+/// Type from the PAT"), so the test cannot mistake one for the other.
+pub fn is_huge_leaf(raw: u64) -> bool {
+    raw & PageTableFlags::HUGE_PAGE.bits() != 0
+}
 
 /// A PML4 frame: the root of one page-table tree.
 #[derive(Debug)]
@@ -196,11 +221,12 @@ impl PageTableRoot {
         unsafe { Cr3::write(self.frame, Cr3Flags::empty()) };
     }
 
-    /// Releases every user-half page through `put_page` (pages may be shared) and frees every
-    /// user-half table through `free_table`, leaving an empty user half. Huge pages do not
-    /// occur in the user half (pikku maps 4-KiB pages only).
-    pub fn free_user_half(&mut self, mut put_page: impl FnMut(PhysFrame), mut free_table: impl FnMut(PhysFrame)) {
-        fn walk(frame: PhysFrame, level: u8, put_page: &mut dyn FnMut(PhysFrame), free_table: &mut dyn FnMut(PhysFrame)) {
+    /// Releases every user-half page through `put_page` (pages may be shared; a 2-MiB page is
+    /// handed over once, as its first frame with [`LeafSize::Huge`], and is not a table to
+    /// descend into) and frees every user-half table through `free_table`, leaving an empty
+    /// user half. Linux: `exit_mmap()` → `unmap_vmas()`, then `free_pgtables()`.
+    pub fn free_user_half(&mut self, mut put_page: impl FnMut(PhysFrame, LeafSize), mut free_table: impl FnMut(PhysFrame)) {
+        fn walk(frame: PhysFrame, level: u8, put_page: &mut dyn FnMut(PhysFrame, LeafSize), free_table: &mut dyn FnMut(PhysFrame)) {
             // SAFETY: `frame` is a page table of this tree, reachable through the physical
             // window; the caller holds `&mut PageTableRoot`, so nothing walks it concurrently.
             let table = unsafe { &mut *table(&frame) };
@@ -209,11 +235,13 @@ impl PageTableRoot {
                     continue;
                 }
                 let child = PhysFrame::containing_address(entry.addr());
-                if level > 1 {
+                if level == 2 && entry.flags().contains(PageTableFlags::HUGE_PAGE) {
+                    put_page(child, LeafSize::Huge);
+                } else if level > 1 {
                     walk(child, level - 1, put_page, free_table);
                     free_table(child);
                 } else {
-                    put_page(child);
+                    put_page(child, LeafSize::Page);
                 }
                 entry.set_unused();
             }
@@ -270,14 +298,16 @@ impl PageTableRoot {
         true
     }
 
-    /// Calls `f(address, entry)` for every leaf entry in use (present, or holding a frame) in
-    /// `[start, end)` of the user half, descending only into tables that exist: an empty
+    /// Calls `f(address, size, entry)` for every leaf entry in use (present, or holding a frame)
+    /// that overlaps `[start, end)` of the user half — 4-KiB PTEs and 2-MiB PDEs with PS (a
+    /// caller that must not cut a huge page keeps its ranges 2-MiB aligned there, as the
+    /// system calls do) — descending only into tables that exist: an empty
     /// entry at *any* level — PML4, PDPT, PD — skips everything it would map (512 GiB, 1 GiB,
     /// 2 MiB) in one step, so the cost follows what is mapped, not how long the range is.
     /// Linux: the `pgd_offset()` → `p4d`/`pud`/`pmd_none_or_clear_bad()` → `pte` walk with
     /// `*_addr_end()` that `zap_page_range()`, `change_protection()` and `copy_page_range()`
     /// share. Addresses outside the user half are simply not visited.
-    fn walk_user_leaves(&mut self, start: u64, end: u64, f: &mut dyn FnMut(u64, &mut PageTableEntry)) {
+    fn walk_user_leaves(&mut self, start: u64, end: u64, f: &mut dyn FnMut(u64, LeafSize, &mut PageTableEntry)) {
         /// Bytes one entry of a table at `level` maps (level 1 = PT: 4 KiB … level 4 = PML4:
         /// 512 GiB; Intel SDM Vol. 3A §4.5, Figure 4-8).
         fn span(level: u8) -> u64 {
@@ -285,7 +315,7 @@ impl PageTableRoot {
         }
         /// `[start, end)` is non-empty and lies inside the 512 entries of the table at
         /// `level` that maps from `base`.
-        fn walk(frame: PhysFrame, level: u8, base: u64, start: u64, end: u64, f: &mut dyn FnMut(u64, &mut PageTableEntry)) {
+        fn walk(frame: PhysFrame, level: u8, base: u64, start: u64, end: u64, f: &mut dyn FnMut(u64, LeafSize, &mut PageTableEntry)) {
             // SAFETY: `frame` is a table of this tree (the root, or a child found through a
             // used, non-huge entry), reachable through the physical window; the caller holds
             // `&mut PageTableRoot`, so nothing walks or edits it concurrently.
@@ -299,7 +329,9 @@ impl PageTableRoot {
                 }
                 let addr = base + i * span;
                 if level == 1 {
-                    f(addr, entry);
+                    f(addr, LeafSize::Page, entry);
+                } else if level == 2 && entry.flags().contains(PageTableFlags::HUGE_PAGE) {
+                    f(addr, LeafSize::Huge, entry);
                 } else if !entry.flags().contains(PageTableFlags::HUGE_PAGE) {
                     let child = PhysFrame::containing_address(entry.addr());
                     walk(child, level - 1, addr, start.max(addr), end.min(addr + span), f);
@@ -314,20 +346,27 @@ impl PageTableRoot {
 
     /// Rewrites every leaf entry in `[start, end)` that is in use (present, or holding a frame)
     /// with `f(address, old)`, adding each page to `tlb` (invalidated once, by the caller,
-    /// with [`TlbBatch::flush`]). Linux: `change_protection()` → `change_pte_range()`.
+    /// with [`TlbBatch::flush`]). A 2-MiB leaf keeps its PS bit whatever `f` returns (so `f`
+    /// may build an entry from the same bits as for a 4-KiB page; [`is_huge_leaf`] tells
+    /// them apart in `old`). Linux: `change_protection()` → `change_pte_range()` and, for
+    /// huge pages, `hugetlb_change_protection()`.
     pub fn update_leaves(&mut self, start: u64, end: u64, tlb: &mut TlbBatch, mut f: impl FnMut(u64, u64) -> u64) {
-        self.walk_user_leaves(start, end, &mut |addr, entry| {
-            rewrite(entry, |old| f(addr, old));
+        self.walk_user_leaves(start, end, &mut |addr, size, entry| {
+            let keep = if size == LeafSize::Huge { PageTableFlags::HUGE_PAGE.bits() } else { 0 };
+            rewrite(entry, |old| f(addr, old) | keep);
+            // One INVLPG of any address in a 2-MiB page drops the whole page's translation
+            // (SDM Vol. 2A "INVLPG": it invalidates the entries for the page containing it).
             tlb.add(addr);
         });
     }
 
-    /// Removes every leaf entry in `[start, end)` (present or not), handing each frame to
-    /// `put` and each page to `tlb`. Page tables stay (as Linux keeps them until
-    /// `free_pgtables()`). Linux: `zap_page_range_single()` → `zap_pte_range()`.
-    pub fn unmap_leaves(&mut self, start: u64, end: u64, tlb: &mut TlbBatch, mut put: impl FnMut(PhysFrame)) {
-        self.walk_user_leaves(start, end, &mut |addr, entry| {
-            put(PhysFrame::containing_address(entry.addr()));
+    /// Removes every leaf entry in `[start, end)` (present or not), handing each frame (a
+    /// 2-MiB page's first frame, with its size) to `put` and each page to `tlb`. Page tables
+    /// stay (as Linux keeps them until `free_pgtables()`). Linux: `zap_page_range_single()` →
+    /// `zap_pte_range()`, or `__unmap_hugepage_range()` for a huge page.
+    pub fn unmap_leaves(&mut self, start: u64, end: u64, tlb: &mut TlbBatch, mut put: impl FnMut(PhysFrame, LeafSize)) {
+        self.walk_user_leaves(start, end, &mut |addr, size, entry| {
+            put(PhysFrame::containing_address(entry.addr()), size);
             entry.set_unused();
             tlb.add(addr);
         });
@@ -343,12 +382,103 @@ impl PageTableRoot {
         Some(frame)
     }
 
-    /// Calls `f(page, frame, leaf flags)` for every mapped 4-KiB page of the user half.
+    /// Calls `f(page, frame, leaf flags, size)` for every mapped leaf of the user half (a 2-MiB
+    /// page once, at its first 4-KiB page and frame).
     #[cfg(test)] // used by the in-kernel tests only
-    pub fn for_each_user_page(&mut self, mut f: impl FnMut(Page, PhysFrame, PageTableFlags)) {
-        self.walk_user_leaves(0, USER_END, &mut |addr, entry| {
-            f(Page::containing_address(VirtAddr::new(addr)), PhysFrame::containing_address(entry.addr()), entry.flags());
+    pub fn for_each_user_page(&mut self, mut f: impl FnMut(Page, PhysFrame, PageTableFlags, LeafSize)) {
+        self.walk_user_leaves(0, USER_END, &mut |addr, size, entry| {
+            f(Page::containing_address(VirtAddr::new(addr)), PhysFrame::containing_address(entry.addr()), entry.flags(), size);
         });
+    }
+
+    /// The 2-MiB leaf entry (a PDE with PS) that maps `addr`, if there is one — present, or
+    /// holding its page while `PROT_NONE` ([`PROT_NONE_BIT`]). Linux: `huge_pte_offset()`.
+    pub fn huge_leaf_entry(&mut self, addr: u64) -> Option<&mut PageTableEntry> {
+        let page = Page::<Size4KiB>::containing_address(VirtAddr::new(addr));
+        let mut table = table(&self.frame);
+        for index in [page.p4_index(), page.p3_index()] {
+            // SAFETY: `table` is a table of this tree (the root, or a child found through a
+            // present, non-huge entry), reachable through the physical window; `&mut self`
+            // excludes concurrent access.
+            let entry = unsafe { &(&*table)[index] };
+            if !entry.flags().contains(PageTableFlags::PRESENT) || entry.flags().contains(PageTableFlags::HUGE_PAGE) {
+                return None;
+            }
+            table = self::table(&PhysFrame::containing_address(entry.addr()));
+        }
+        // SAFETY: as above, for the page directory; the borrow is tied to `&mut self`.
+        let entry = unsafe { &mut (&mut *table)[page.p2_index()] };
+        entry.flags().contains(PageTableFlags::HUGE_PAGE).then_some(entry)
+    }
+
+    /// Rewrites the 2-MiB leaf entry that maps `addr` with `f` (PS stays set) and invalidates
+    /// its translation. Returns `false` if there is none.
+    pub fn update_huge_leaf(&mut self, addr: u64, f: impl FnOnce(u64) -> u64) -> bool {
+        let Some(entry) = self.huge_leaf_entry(addr) else { return false };
+        rewrite(entry, |old| f(old) | PageTableFlags::HUGE_PAGE.bits());
+        let mut tlb = TlbBatch::default();
+        tlb.add(addr);
+        tlb.flush();
+        true
+    }
+
+    /// Maps the 2-MiB page at `addr` (2-MiB aligned, user half) to the 512 contiguous frames
+    /// starting at `frame` (2-MiB aligned), with the raw leaf bits `flags` — key bits 62:59
+    /// included (SDM Vol. 3A Table 4-17) — plus PS. The PML4 entry and PDPT it needs are made
+    /// from `alloc` as [`Self::map`] makes them. A page table left in the slot by earlier
+    /// 4-KiB mappings (pikku keeps tables after `munmap`, see [`Self::unmap_leaves`]) must be
+    /// empty: it is unhooked, the paging-structure caches that may still point at it are
+    /// invalidated (SDM Vol. 3A §4.10.4.1: INVLPG invalidates them all), and only then is it
+    /// handed to `free_table`. Linux: `hugetlb_no_page()` → `set_huge_pte_at()`.
+    pub fn map_huge(
+        &mut self,
+        addr: u64,
+        frame: PhysFrame,
+        flags: u64,
+        mut alloc: impl FnMut() -> Option<PhysFrame>,
+        mut free_table: impl FnMut(PhysFrame),
+    ) -> Result<(), MapError> {
+        assert!(addr.is_multiple_of(HUGE_PAGE_SIZE) && addr < USER_END, "huge page at {addr:#x}");
+        assert!(frame.start_address().as_u64().is_multiple_of(HUGE_PAGE_SIZE), "huge frame {:?}", frame.start_address());
+        let page = Page::<Size4KiB>::containing_address(VirtAddr::new(addr));
+        let parent = PageTableFlags::PRESENT | PageTableFlags::WRITABLE | PageTableFlags::USER_ACCESSIBLE;
+        let mut table = table(&self.frame);
+        for index in [page.p4_index(), page.p3_index()] {
+            // SAFETY: `table` is a table of this tree (the root, or a child made or found
+            // through a present, non-huge entry), reachable through the physical window;
+            // `&mut self` excludes concurrent access.
+            let entry = unsafe { &mut (&mut *table)[index] };
+            if entry.is_unused() {
+                let child = alloc().ok_or(MapError::OutOfFrames)?;
+                zero_frame(child);
+                entry.set_frame(child, parent);
+            } else if entry.flags().contains(PageTableFlags::HUGE_PAGE) {
+                return Err(MapError::HugePage);
+            }
+            table = self::table(&PhysFrame::containing_address(entry.addr()));
+        }
+        // SAFETY: as above, for the page directory.
+        let entry = unsafe { &mut (&mut *table)[page.p2_index()] };
+        let mut empty_table = None;
+        if !entry.is_unused() {
+            if entry.flags().contains(PageTableFlags::HUGE_PAGE) {
+                return Err(MapError::AlreadyMapped);
+            }
+            let pt = PhysFrame::containing_address(entry.addr());
+            // SAFETY: a page table of this tree, as above.
+            if unsafe { (&*self::table(&pt)).iter().any(|e| !e.is_unused()) } {
+                return Err(MapError::AlreadyMapped);
+            }
+            empty_table = Some(pt);
+        }
+        entry.set_addr(frame.start_address(), PageTableFlags::from_bits_retain(flags) | PageTableFlags::HUGE_PAGE);
+        if let Some(pt) = empty_table {
+            let mut tlb = TlbBatch::default();
+            tlb.add(addr);
+            tlb.flush();
+            free_table(pt);
+        }
+        Ok(())
     }
 
     /// Consumes the root, returning its PML4 frame (to be freed once its user half is empty
