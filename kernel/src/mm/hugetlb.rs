@@ -408,7 +408,7 @@ mod tests {
         // More than memory holds: as many as fit, no error (Linux's write does not fail).
         let most = set_nr_hugepages(1 << 20);
         assert!(most > 0 && most < (frame::total_usable() / 512) as u64, "{most}");
-        assert!(frame::free_count() < 512 + frame::user_reserve(), "it stopped where memory ran out");
+        assert_eq!(frame::alloc_contiguous(), None, "it stopped where no aligned run was left");
         assert_eq!(set_nr_hugepages(pool), pool);
         assert_eq!(frame::free_count(), free);
     }
@@ -488,6 +488,36 @@ mod tests {
                 assert_eq!(free_hugepages(), 2, "the child's page came back with the child");
             });
             assert_eq!(free_hugepages(), 3);
+        });
+    }
+
+    #[ktest]
+    fn a_huge_page_replaces_an_empty_page_table_and_prot_none_keeps_its_data() {
+        with_pool(1, || {
+            let free = frame::free_count();
+            as_fresh_program(|t| {
+                // 4-KiB pages first, so a page table covers the 2 MiB; munmap leaves it (empty).
+                let p = call(nr::MMAP, &[0, 2 * HPAGE_SIZE, RW, 0x22, u64::MAX, 0]).unwrap();
+                let base = (p + HPAGE_SIZE - 1) & !(HPAGE_SIZE - 1);
+                copy_to_user(base + 8192, b"small").unwrap();
+                assert_eq!(call(nr::MUNMAP, &[p, 2 * HPAGE_SIZE]), Ok(0));
+                let tables = frame::free_count();
+                let h = call(nr::MMAP, &[base, HPAGE_SIZE, RW, HUGETLB | 0x10, u64::MAX, 0]).unwrap();
+                assert_eq!(h, base);
+                copy_to_user(base + 8192, b"huge!").unwrap();
+                assert_eq!(frame::free_count(), tables + 1, "the empty page table was freed");
+                let all = leaves(&mut t.mm.write());
+                assert_eq!((all.len(), all[0].0, all[0].2), (1, base, LeafSize::Huge));
+                assert_eq!(call(nr::MPROTECT, &[base, HPAGE_SIZE, 0]), Ok(0));
+                let mut buf = [0u8; 5];
+                assert_eq!(copy_from_user(&mut buf, base + 8192), Err(Errno::EFAULT), "PROT_NONE");
+                assert_eq!(call(nr::MPROTECT, &[base, HPAGE_SIZE, 1]), Ok(0));
+                copy_from_user(&mut buf, base + 8192).unwrap();
+                assert_eq!(&buf, b"huge!", "the page stayed through PROT_NONE");
+                assert_eq!(copy_to_user(base, b"x"), Err(Errno::EFAULT), "read-only now");
+            });
+            assert_eq!(frame::free_count(), free, "every frame back");
+            assert_eq!(free_hugepages(), 1);
         });
     }
 
