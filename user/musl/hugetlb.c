@@ -111,6 +111,7 @@ int main(void) {
     munmap(aligned, HUGE);
     show_map("MAP_FIXED 4 KiB past it", mmap(aligned + PAGE, HUGE, PROT_READ, ANON_HUGE | MAP_FIXED, -1, 0));
     show_map("MAP_HUGE_2MB", p = map(HUGE, PROT_READ, ANON_HUGE | (21 << HUGE_SHIFT)));
+    show_map("MAP_FIXED 4 KiB page inside it", mmap(p + PAGE, PAGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0));
     munmap(p, HUGE);
     show_map("MAP_HUGE_1GB", map(1UL << 30, PROT_READ, ANON_HUGE | (30 << HUGE_SHIFT)));
     show_map("MAP_HUGE 4 MiB (no such size)", map(HUGE, PROT_READ, ANON_HUGE | (22 << HUGE_SHIFT)));

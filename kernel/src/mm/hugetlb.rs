@@ -433,6 +433,10 @@ mod tests {
                 assert_eq!((free_hugepages(), resv_hugepages()), (1, 0), "the reservation was used");
                 let entry = mm.root().huge_leaf_entry(p + 12345).expect("a 2-MiB leaf");
                 assert_eq!(pkeys::pte::pkey_of(entry.flags().bits()), pkeys::Pkey::DEFAULT);
+                // translate() finds the 4-KiB frame inside the huge page that holds an address.
+                let at = |mm: &mut Mm, a: u64| mm.page_frame(x86_64::VirtAddr::new(a)).map(|f| f.start_address().as_u64());
+                assert_eq!(at(&mut mm, p + 5 * 4096 + 17), Some(all[0].1 + 5 * 4096));
+                assert_eq!(at(&mut mm, p + HPAGE_SIZE), None, "past the page");
             });
             // The program is gone: its page is back in the pool, not 512 frames freed as
             // "pages" of a table that was never one.

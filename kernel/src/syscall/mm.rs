@@ -130,6 +130,8 @@ pub fn sys_mmap(addr: u64, len: u64, prot: u64, flags: u64, fd: u64, offset: u64
         if flags & MAP_FIXED_NOREPLACE != 0 && mm.vmas.overlaps(addr, end) {
             return Err(Errno::EEXIST);
         }
+        // What it replaces is unmapped as munmap would, so it may not cut a huge page either.
+        hugetlb::check_cuts(&mm, addr, end)?;
         mm.unmap_range(addr, end);
         addr
     } else if huge {
@@ -200,6 +202,9 @@ pub fn sys_brk(addr: u64) -> Result<u64, Errno> {
             return Ok(old);
         }
     } else if new_end < old_end {
+        if hugetlb::check_cuts(&mm, new_end, old_end).is_err() {
+            return Ok(old);
+        }
         mm.unmap_range(new_end, old_end);
     }
     mm.brk = addr;

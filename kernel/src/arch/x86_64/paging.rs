@@ -205,10 +205,15 @@ impl PageTableRoot {
         }
     }
 
-    /// The frame and leaf flags of the 4-KiB page containing `addr`, if mapped.
+    /// The frame and leaf flags of the 4-KiB page containing `addr`, if mapped: in a 2-MiB
+    /// page, the frame of that page that holds `addr`, with the PDE's flags (PS among them).
     pub fn translate(&mut self, addr: VirtAddr) -> Option<(PhysFrame, PageTableFlags)> {
         match self.mapper().translate(addr) {
             TranslateResult::Mapped { frame: MappedFrame::Size4KiB(frame), flags, .. } => Some((frame, flags)),
+            TranslateResult::Mapped { frame: MappedFrame::Size2MiB(huge), flags, .. } => {
+                let within = (addr.as_u64() & (HUGE_PAGE_SIZE - 1)) & !0xfff;
+                Some((PhysFrame::containing_address(huge.start_address() + within), flags))
+            }
             _ => None,
         }
     }
