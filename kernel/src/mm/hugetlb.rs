@@ -28,15 +28,17 @@
 //!   reference count of a huge page's first frame counts its sharers.
 //!
 //! Locking: [`POOL`] is one spin lock for the whole pool. It is taken under an `Mm` write lock
-//! (faults, `mmap`, `munmap`) and takes the heap (the free list grows) and `frame::FRAMES`, so
-//! its place in the lock order is after `Mm` and before the heap (`docs/ARCHITECTURE.md`,
-//! "Locks"); nothing is logged and no user memory is touched while it is held.
+//! (faults, `mmap`, `munmap`) and takes `frame::FRAMES` (2-MiB runs come and go), so its place in
+//! the lock order is after `Mm` and before `FRAMES` (`docs/ARCHITECTURE.md`, "Locks"). Its free
+//! list is a fixed bitmap, not a heap object: the pool never allocates, so resizing it cannot
+//! fail for want of heap, nor leave heap bytes behind in the memory report. Nothing is logged
+//! and no user memory is touched while it is held.
 
-use alloc::vec::Vec;
 use pkeys::Errno;
 use spin::Mutex;
 use vma::{Backing, PAGE_SIZE};
 use x86_64::structures::paging::PhysFrame;
+use x86_64::PhysAddr;
 
 use super::address_space::Mm;
 use super::area::{pte_bits, Access, Area, SegvCode};
@@ -46,11 +48,16 @@ use crate::arch::x86_64::paging::{self, LeafSize, TlbBatch, HUGE_PAGE_SIZE};
 /// Bytes in one huge page: 2 MiB (Linux: `HPAGE_SIZE`, `huge_page_size(h)`).
 pub const HPAGE_SIZE: u64 = HUGE_PAGE_SIZE;
 
+/// 2-MiB runs in the physical memory the frame allocator covers (4 GiB / 2 MiB = 2,048).
+const RUNS: usize = frame::MAX_FRAMES / frame::CONTIGUOUS_FRAMES;
+
 /// The pool. Linux: `struct hstate`'s counters.
 struct Pool {
-    /// Pages not mapped anywhere, ready to hand out (Linux: `hugepage_freelists`); its length
-    /// is `free_huge_pages`.
-    free: Vec<PhysFrame>,
+    /// Pages not mapped anywhere, ready to hand out (Linux: `hugepage_freelists`): one bit per
+    /// 2-MiB run of physical memory, set = a free page of the pool.
+    free: [u64; RUNS / 64],
+    /// Bits set in `free` (Linux: `free_huge_pages`).
+    free_count: u64,
     /// Pages the pool holds, free or in use (Linux: `nr_huge_pages`).
     total: u64,
     /// Free pages promised to mappings (Linux: `resv_huge_pages`); never more than `free`.
@@ -61,14 +68,31 @@ struct Pool {
 }
 
 /// The one pool, for 2-MiB pages. Lock order: after `Mm`, before the heap (module docs).
-static POOL: Mutex<Pool> = Mutex::new(Pool { free: Vec::new(), total: 0, reserved: 0, surplus: 0 });
+static POOL: Mutex<Pool> = Mutex::new(Pool { free: [0; RUNS / 64], free_count: 0, total: 0, reserved: 0, surplus: 0 });
 
 impl Pool {
+    /// Puts a page on the free list.
+    fn push(&mut self, page: PhysFrame) {
+        let run = (page.start_address().as_u64() / HPAGE_SIZE) as usize;
+        assert!(self.free[run / 64] & (1 << (run % 64)) == 0, "huge page {:#x} freed twice", page.start_address().as_u64());
+        self.free[run / 64] |= 1 << (run % 64);
+        self.free_count += 1;
+    }
+
+    /// Takes a page off the free list, the lowest first.
+    fn pop(&mut self) -> Option<PhysFrame> {
+        let word = self.free.iter().position(|&w| w != 0)?;
+        let bit = self.free[word].trailing_zeros() as usize;
+        self.free[word] &= !(1 << bit);
+        self.free_count -= 1;
+        Some(PhysFrame::containing_address(PhysAddr::new((word * 64 + bit) as u64 * HPAGE_SIZE)))
+    }
+
     /// Gives free, unreserved surplus pages back to the frame allocator. Linux:
     /// `return_unused_surplus_pages()`.
     fn return_surplus(&mut self) {
-        while self.surplus > 0 && self.free.len() as u64 > self.reserved {
-            let page = self.free.pop().expect("more free pages than reserved ones");
+        while self.surplus > 0 && self.free_count > self.reserved {
+            let page = self.pop().expect("more free pages than reserved ones");
             frame::free_contiguous(page);
             self.total -= 1;
             self.surplus -= 1;
@@ -89,7 +113,7 @@ pub fn nr_hugepages() -> u64 {
 /// `/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages` shows them. Linux:
 /// `free_huge_pages`.
 pub fn free_hugepages() -> u64 {
-    POOL.lock().free.len() as u64
+    POOL.lock().free_count
 }
 
 /// Free pages that are promised to mappings (`resv_hugepages`). Linux: `resv_huge_pages`.
@@ -110,11 +134,7 @@ pub fn set_nr_hugepages(n: u64) -> u64 {
     }
     while pool.total < n {
         let Some(page) = frame::alloc_contiguous() else { break };
-        if pool.free.try_reserve(1).is_err() {
-            frame::free_contiguous(page);
-            break;
-        }
-        pool.free.push(page);
+        pool.push(page);
         pool.total += 1;
     }
     if pool.total - pool.surplus > n {
@@ -128,7 +148,7 @@ pub fn set_nr_hugepages(n: u64) -> u64 {
 /// unpromised. Linux: `hugetlb_reserve_pages()` → `hugetlb_acct_memory()`.
 fn reserve(pages: u64) -> Result<(), Errno> {
     let mut pool = POOL.lock();
-    if (pool.free.len() as u64 - pool.reserved) < pages {
+    if pool.free_count - pool.reserved < pages {
         return Err(Errno::ENOMEM);
     }
     pool.reserved += pages;
@@ -152,12 +172,12 @@ fn take_page(reserved: bool) -> Option<PhysFrame> {
     let mut pool = POOL.lock();
     if reserved && pool.reserved > 0 {
         pool.reserved -= 1;
-    } else if pool.free.len() as u64 <= pool.reserved {
+    } else if pool.free_count <= pool.reserved {
         // (A reserving area's page without a reservation: one dropped while a child of fork
         // still shared it, when the pool had no page to reserve in its place.)
         return None;
     }
-    let page = pool.free.pop()?;
+    let page = pool.pop()?;
     frame::set_one_reference(page);
     Some(page)
 }
@@ -167,8 +187,7 @@ fn take_page(reserved: bool) -> Option<PhysFrame> {
 /// `free_huge_folio()`.
 fn give_back(page: PhysFrame, keep_reservation: bool) {
     let mut pool = POOL.lock();
-    pool.free.try_reserve(1).expect("the free list had room for every page of the pool");
-    pool.free.push(page);
+    pool.push(page);
     if keep_reservation {
         pool.reserved += 1;
     } else {
@@ -350,7 +369,7 @@ impl Mm {
     /// free page of the pool (none: `SIGBUS`, as Linux's `hugetlb_wp()` when the pool is dry).
     fn break_huge_cow(&mut self, base: u64, old: u64) -> Result<(), SegvCode> {
         let writable = |bits: u64| (bits & !paging::COW_BIT) | x86_64::structures::paging::PageTableFlags::WRITABLE.bits();
-        let shared = PhysFrame::containing_address(x86_64::PhysAddr::new(old & paging::FRAME_MASK));
+        let shared = PhysFrame::containing_address(PhysAddr::new(old & paging::FRAME_MASK));
         if frame::references(shared) == 1 {
             self.root().update_huge_leaf(base, writable);
             return Ok(());
@@ -370,6 +389,7 @@ mod tests {
     use crate::ktest::as_fresh_program;
     use crate::mm::user::{copy_from_user, copy_to_user};
     use crate::syscall::{decode, dispatch, nr};
+    use alloc::vec::Vec;
     use ktest_macros::ktest;
 
     const RW: u64 = 3;
@@ -402,7 +422,6 @@ mod tests {
         assert_eq!(set_nr_hugepages(pool + 3), pool + 3);
         assert_eq!(frame::free_count(), free - 3 * 512, "three runs of 512 frames");
         assert_eq!(free_hugepages(), pool + 3);
-        assert!(POOL.lock().free.iter().all(|f| f.start_address().as_u64().is_multiple_of(HPAGE_SIZE)));
         assert_eq!(set_nr_hugepages(pool), pool);
         assert_eq!(frame::free_count(), free, "every frame back");
         // More than memory holds: as many as fit, no error (Linux's write does not fail).
@@ -477,7 +496,7 @@ mod tests {
                 let mut child = t.mm.write().fork().unwrap();
                 let shared = leaves(&mut child)[0].1;
                 assert_eq!(leaves(&mut t.mm.write())[0].1, shared, "one page for both");
-                assert_eq!(frame::references(PhysFrame::containing_address(x86_64::PhysAddr::new(shared))), 2);
+                assert_eq!(frame::references(PhysFrame::containing_address(PhysAddr::new(shared))), 2);
                 assert!(matches!(child.vmas.find(p).unwrap().backing, Backing::Hugetlb { reserved: false }), "no reservations in the child");
                 copy_to_user(p + 100, b"PARENT").unwrap();
                 let own = leaves(&mut t.mm.write())[0].1;
