@@ -267,12 +267,13 @@ impl PageTableRoot {
         }
     }
 
-    /// The last-level table (the one holding 4-KiB leaf entries) that covers `addr`, if every
-    /// table above it exists (Intel SDM Vol. 3A §4.5: PML4 → PDPT → PD → PT).
-    fn last_level_table(&mut self, addr: VirtAddr) -> Option<&mut PageTable> {
+    /// The table `depth` levels below the root that covers `addr` — 2: its page directory, 3:
+    /// its last-level table, the one holding 4-KiB leaf entries — if every table above it
+    /// exists (Intel SDM Vol. 3A §4.5: PML4 → PDPT → PD → PT).
+    fn table_below(&mut self, addr: VirtAddr, depth: usize) -> Option<&mut PageTable> {
         let page = Page::<Size4KiB>::containing_address(addr);
         let mut table = table(&self.frame);
-        for index in [page.p4_index(), page.p3_index(), page.p2_index()] {
+        for index in [page.p4_index(), page.p3_index(), page.p2_index()].into_iter().take(depth) {
             // SAFETY: `table` is a table of this tree (the root, or a child found through a
             // present, non-huge entry), reachable through the physical window; `&mut self`
             // excludes concurrent access.
@@ -282,8 +283,13 @@ impl PageTableRoot {
             }
             table = self::table(&PhysFrame::containing_address(entry.addr()));
         }
-        // SAFETY: as above, for the last-level table; the borrow is tied to `&mut self`.
+        // SAFETY: as above, for the table reached; the borrow is tied to `&mut self`.
         Some(unsafe { &mut *table })
+    }
+
+    /// The last-level table that covers `addr`, if every table above it exists.
+    fn last_level_table(&mut self, addr: VirtAddr) -> Option<&mut PageTable> {
+        self.table_below(addr, 3)
     }
 
     /// The 4-KiB leaf entry for `page`, if every table above it exists. Unlike
@@ -399,20 +405,8 @@ impl PageTableRoot {
     /// The 2-MiB leaf entry (a PDE with PS) that maps `addr`, if there is one — present, or
     /// holding its page while `PROT_NONE` ([`PROT_NONE_BIT`]). Linux: `huge_pte_offset()`.
     pub fn huge_leaf_entry(&mut self, addr: u64) -> Option<&mut PageTableEntry> {
-        let page = Page::<Size4KiB>::containing_address(VirtAddr::new(addr));
-        let mut table = table(&self.frame);
-        for index in [page.p4_index(), page.p3_index()] {
-            // SAFETY: `table` is a table of this tree (the root, or a child found through a
-            // present, non-huge entry), reachable through the physical window; `&mut self`
-            // excludes concurrent access.
-            let entry = unsafe { &(&*table)[index] };
-            if !entry.flags().contains(PageTableFlags::PRESENT) || entry.flags().contains(PageTableFlags::HUGE_PAGE) {
-                return None;
-            }
-            table = self::table(&PhysFrame::containing_address(entry.addr()));
-        }
-        // SAFETY: as above, for the page directory; the borrow is tied to `&mut self`.
-        let entry = unsafe { &mut (&mut *table)[page.p2_index()] };
+        let addr = VirtAddr::new(addr);
+        let entry = &mut self.table_below(addr, 2)?[addr.p2_index()];
         entry.flags().contains(PageTableFlags::HUGE_PAGE).then_some(entry)
     }
 
