@@ -159,6 +159,9 @@ int main(void) {
         uint32_t open_pkru = rdpkru();
         wrpkru(open_pkru | (PKEY_DISABLE_WRITE << (2 * key)));
         char c = k[HUGE + 100];
+        int fd = open("/etc/passwd", O_RDONLY);
+        show("read() into the page under WD", read(fd, k + HUGE + 300, 4));
+        close(fd);
         k[HUGE + 200] = 'w';
         wrpkru(open_pkru);
         printf("read under WD: %c; write under WD: %d fault(s), si_code %d, si_pkey == key: %s, then written: %c\n", c,
