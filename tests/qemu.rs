@@ -120,6 +120,7 @@ fn user_programs(tally: &mut Tally, kernel: &std::path::Path, filter: Option<&st
         ("pkey_fault-wd-write.max", &["pid 1 (init): SIGSEGV SEGV_PKUERR pkey=1"]),
         ("pkey_fault-wd-write-mapped.max", &["pid 1 (init): SIGSEGV SEGV_PKUERR pkey=1"]),
         ("pkey_fault-xo-read.max", &["pid 1 (init): SIGSEGV SEGV_PKUERR pkey=1"]),
+        ("hugetlb.max", &["huge pages: 4 of 2 MiB in the pool", "pid 2 (init): SIGBUS out of memory"]),
     ];
     for case in CASES.iter().filter(|c| filter.is_none_or(|f| c.name().contains(f))) {
         let name = case.name();
@@ -131,7 +132,7 @@ fn user_programs(tally: &mut Tally, kernel: &std::path::Path, filter: Option<&st
             if let Some((line, linux, ours)) = first_difference(&golden, &pikku) {
                 return Err(format!("differs from Linux at line {line}: linux {linux:?}, pikku {ours:?}\n--- console\n{console}"));
             }
-            if ["procs.", "threads.", "limits.", "hostile.", "smp_forks."].iter().any(|p| name.starts_with(p)) {
+            if ["procs.", "threads.", "limits.", "hostile.", "smp_forks.", "hugetlb."].iter().any(|p| name.starts_with(p)) {
                 // Every frame and every heap byte the program and its 1,000+ children or
                 // threads took is back (the heap may have grown: its frames count as held),
                 // no process is left, no kernel stack, no task.

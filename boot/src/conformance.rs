@@ -69,6 +69,7 @@ pub const CASES: &[Case] = &[
     Case { program: "edges", args: &["sigpipe"], cpu: FOUR_LEVEL_MAX, smp: 1 },
     // Four-level paging, as pikku's: with LA57 (which `-cpu max` has) Linux's TASK_SIZE is 2^56.
     Case { program: "hostile", args: &[], cpu: FOUR_LEVEL_MAX, smp: 1 },
+    Case { program: "hugetlb", args: &[], cpu: "max", smp: 1 },
     // Several CPUs (issue #15). Each program prints counts and verdicts in a fixed order, so
     // Linux's transcript does not depend on how its scheduler spread the threads.
     Case { program: "smp_affinity", args: &[], cpu: "max", smp: 1 },
@@ -80,6 +81,9 @@ pub const CASES: &[Case] = &[
     Case { program: "smp_forks", args: &[], cpu: "max", smp: 1 },
     Case { program: "smp_forks", args: &[], cpu: "max", smp: SMP },
 ];
+
+/// Cases booted with huge pages in the pool: (program, pages).
+const HUGEPAGES: &[(&str, u64)] = &[("hugetlb", 4)];
 
 impl Case {
     /// `pkeys_ring3.max`, `faults-priv.max`, …; with several CPUs the count follows:
@@ -108,7 +112,13 @@ impl Case {
 
     /// The program as /init.
     pub fn init(&self, user_dir: &Path) -> Init {
-        Init { program: user_dir.join(self.program), args: self.args.iter().map(|a| a.to_string()).collect(), files: Vec::new() }
+        Init { program: user_dir.join(self.program), args: self.args.iter().map(|a| a.to_string()).collect(), hugepages: self.hugepages(), ..Default::default() }
+    }
+
+    /// The huge pages the case's kernel starts with (Linux's `hugepages=` parameter): the
+    /// `MAP_HUGETLB` case needs a pool, the others none.
+    pub fn hugepages(&self) -> u64 {
+        HUGEPAGES.iter().find(|(program, _)| *program == self.program).map_or(0, |(_, n)| *n)
     }
 }
 

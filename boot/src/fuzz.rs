@@ -101,7 +101,7 @@ pub fn campaign(kernel: &Path, fuzz: &Path, cpu: &str, seed: u64, calls: u64, ve
     if verbose {
         args.push("v".into());
     }
-    let init = Init { program: fuzz.to_path_buf(), args, files: Vec::new() };
+    let init = Init { program: fuzz.to_path_buf(), args, ..Default::default() };
     let qemu = Qemu { cpu: cpu.into(), ..Qemu::default() };
     let watch = Watch { heartbeat: Some(HANG), limit: Some(time_limit(calls)), echo, keep: true };
     let started = Instant::now();

@@ -148,6 +148,7 @@ impl Suite {
                 carry: report.counts(),
                 harness_selftest: self.harness_selftest,
                 heartbeat: 0,
+                hugepages: 0,
             };
             let boot = self.boot_once(kernel, &options, &mut report, &mut on_event)?;
             match boot {

@@ -10,7 +10,8 @@
 //!   pikku's ramdisk gets (`rootfs/`, extra files). Arguments go on the kernel command line
 //!   after `--`, which Linux hands to init as `argv[1..]`.
 //! * **The boot**: [`crate::qemu::Qemu::machine`] (the flags pikku boots with, `-smp` included)
-//!   plus `-kernel … -initrd … -append "console=ttyS0 quiet panic=-1 -- ARGS"`.
+//!   plus `-kernel … -initrd … -append "console=ttyS0 quiet panic=-1 -- ARGS"` (plus
+//!   `hugepages=N` when the program needs a huge-page pool, [`crate::run::Init::hugepages`]).
 //! * **The output**: Linux's tty turns `\n` into `\r\n` (ONLCR), so `\r\n` becomes `\n`; kernel
 //!   log lines (`[    2.226316] …`) are dropped. When init ends, Linux panics with
 //!   `Attempted to kill init! exitcode=0x…`: that code is init's wait status (`0x700` = exit 7,
@@ -168,6 +169,9 @@ pub fn run_with(init: &Init, cpu: &str, smp: u32, qemu_args: &[&str], kernel_par
     if !kernel_params.is_empty() {
         append.push(' ');
         append.push_str(kernel_params);
+    }
+    if init.hugepages != 0 {
+        append.push_str(&format!(" hugepages={}", init.hugepages));
     }
     if !init.args.is_empty() {
         append.push_str(" -- ");

@@ -28,6 +28,10 @@ pub struct Init {
     pub args: Vec<String>,
     /// Extra files: (path on the host, path in the ramdisk).
     pub files: Vec<(PathBuf, String)>,
+    /// 2-MiB huge pages the kernel puts in its pool at boot: Linux's `hugepages=` kernel
+    /// parameter, which both kernels take (pikku as the boot option of the same name), so a
+    /// program can use `MAP_HUGETLB` without writing `/proc/sys/vm/nr_hugepages` first. 0: none.
+    pub hugepages: u64,
 }
 
 /// How the first user program ended, as the kernel reported it.
@@ -150,7 +154,8 @@ pub enum Stopped {
 pub fn boot_watched(kernel: &Path, qemu: &Qemu, log: LogLevel, init: Option<&Init>, watch: &Watch) -> Result<(RunResult, Option<Stopped>), Error> {
     crate::qemu::check_installed(qemu.firmware)?;
     let heartbeat = watch.heartbeat.map_or(0, |_| 1);
-    let options = BootOptions { log, mode: Mode::Run, heartbeat, ..BootOptions::default() };
+    let hugepages = init.map_or(0, |i| i.hugepages);
+    let options = BootOptions { log, mode: Mode::Run, heartbeat, hugepages, ..BootOptions::default() };
     let files = match init {
         Some(init) => init_files(init)?,
         None => rootfs_files(),

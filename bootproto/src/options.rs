@@ -12,6 +12,7 @@
 //! | `ktest.start_after=NAME`   | test mode: skip every test up to and including `NAME` (the host uses it to resume after a test that panicked) |
 //! | `ktest.selftest=1`         | test mode: also run the harness's own deliberately failing tests (panic, hang, triple fault), which the host uses to check the harness |
 //! | `ktest.carry=P,F,S`        | test mode: passed/failed/skipped counts of earlier boots of the same run, so the closing count covers them all |
+//! | `hugepages=N`              | put N 2-MiB pages in the huge-page pool at boot, as Linux's kernel parameter of the same name (fewer if memory is short) |
 //! | `heartbeat=SECS`           | print a `[… beat] alive` line every SECS seconds of guest time (0, the default: never); the fuzz runner (`make fuzz`) calls a boot hung when these stop |
 
 /// Where the options live inside the ramdisk archive.
@@ -49,6 +50,8 @@ pub struct BootOptions<'a> {
     pub harness_selftest: bool,
     /// Seconds between heartbeat lines; 0 = none.
     pub heartbeat: u32,
+    /// 2-MiB pages for the huge-page pool at boot (Linux's `hugepages=`); 0 = none.
+    pub hugepages: u64,
 }
 
 /// Test counts: passed, failed, skipped.
@@ -61,7 +64,7 @@ pub struct Counts {
 
 impl Default for BootOptions<'_> {
     fn default() -> Self {
-        BootOptions { log: LogLevel::Info, mode: Mode::Run, start_after: None, carry: Counts::default(), harness_selftest: false, heartbeat: 0 }
+        BootOptions { log: LogLevel::Info, mode: Mode::Run, start_after: None, carry: Counts::default(), harness_selftest: false, heartbeat: 0, hugepages: 0 }
     }
 }
 
@@ -111,6 +114,10 @@ impl<'a> BootOptions<'a> {
                     Ok(secs) => opts.heartbeat = secs,
                     Err(_) => unknown(Unknown(word)),
                 },
+                "hugepages" => match value.parse() {
+                    Ok(pages) => opts.hugepages = pages,
+                    Err(_) => unknown(Unknown(word)),
+                },
                 "ktest.carry" => match parse_counts(value) {
                     Some(c) => opts.carry = c,
                     None => unknown(Unknown(word)),
@@ -138,6 +145,9 @@ impl<'a> BootOptions<'a> {
         if self.heartbeat != 0 {
             s.push_str(&format!(" heartbeat={}", self.heartbeat));
         }
+        if self.hugepages != 0 {
+            s.push_str(&format!(" hugepages={}", self.hugepages));
+        }
         if self.carry != Counts::default() {
             let c = self.carry;
             s.push_str(&format!(" ktest.carry={},{},{}", c.passed, c.failed, c.skipped));
@@ -160,7 +170,7 @@ mod tests {
     fn parses_known_words_and_reports_the_rest() {
         let mut unknown = Vec::new();
         let o = BootOptions::parse("log=debug  mode=test ktest.start_after=a::b bogus log=loud", |u| unknown.push(u.0));
-        assert_eq!(o, BootOptions { log: LogLevel::Debug, mode: Mode::Test, start_after: Some("a::b"), carry: Counts::default(), harness_selftest: false, heartbeat: 0 });
+        assert_eq!(o, BootOptions { log: LogLevel::Debug, mode: Mode::Test, start_after: Some("a::b"), carry: Counts::default(), harness_selftest: false, heartbeat: 0, hugepages: 0 });
         assert_eq!(unknown, ["bogus", "log=loud"]);
     }
 
@@ -173,12 +183,13 @@ mod tests {
             carry: Counts { passed: 3, failed: 1, skipped: 2 },
             harness_selftest: true,
             heartbeat: 5,
+            hugepages: 10,
         };
         let line = o.to_cmdline();
         assert_eq!(BootOptions::parse(&line, |u| panic!("unknown {u:?}")), o);
         assert_eq!(BootOptions::parse("", |_| {}), BootOptions::default());
         let mut bad = Vec::new();
-        BootOptions::parse("ktest.carry=1,2 ktest.carry=1,2,3,4 ktest.carry=a,b,c heartbeat=-1", |u| bad.push(u.0));
-        assert_eq!(bad.len(), 4);
+        BootOptions::parse("ktest.carry=1,2 ktest.carry=1,2,3,4 ktest.carry=a,b,c heartbeat=-1 hugepages=-1", |u| bad.push(u.0));
+        assert_eq!(bad.len(), 5);
     }
 }

@@ -103,6 +103,11 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         arch::x86_64::context::FrameSource { alloc: mm::frame::alloc, free: mm::frame::free },
     );
     mm::frame::init_refcounts(&boot_info.memory_regions);
+    if options.hugepages != 0 {
+        // Linux's `hugepages=`: the pool is filled at boot, while memory is least fragmented.
+        let reached = mm::hugetlb::set_nr_hugepages(options.hugepages);
+        log_info!("huge pages: {reached} of 2 MiB in the pool (hugepages={} asked)", options.hugepages);
+    }
 
     // 4b. The processors (ACPI MADT) and this CPU's local APIC, mapped uncached; its timer,
     //     calibrated against the PIT, will be the tick.
@@ -244,7 +249,9 @@ fn run_init() -> ! {
 
 /// What a program must give back: free frames, and the heap's frames and bytes in use. (The
 /// heap keeps pages it grew by, and the kernel-stack region the page tables it needed, so
-/// "every frame back" means free + held frames are as before; both count as held.)
+/// "every frame back" means free + held frames are as before; both count as held. The free
+/// pages of the huge-page pool count as free frames: a program may resize the pool, and what
+/// it must give back is the pages it mapped.)
 struct MemoryBalance {
     free_frames: usize,
     heap_frames: usize,
@@ -254,7 +261,7 @@ struct MemoryBalance {
 impl MemoryBalance {
     fn now() -> MemoryBalance {
         MemoryBalance {
-            free_frames: mm::frame::free_count(),
+            free_frames: mm::frame::free_count() + mm::hugetlb::free_hugepages() as usize * mm::frame::CONTIGUOUS_FRAMES,
             heap_frames: mm::heap::frames_held() + arch::x86_64::context::kernel_stack_table_frames(),
             heap_bytes: mm::heap::used(),
         }

@@ -55,6 +55,13 @@ pub enum Backing<F> {
     /// `offset + (vaddr - start)`, for the first `file_len` bytes of the area; zeros after that
     /// (the `.bss` tail of an ELF segment).
     File { file: F, offset: u64, file_len: u64 },
+    /// Zeros in 2-MiB pages from the huge-page pool (`MAP_HUGETLB`; Linux: an anonymous
+    /// hugetlbfs file of its own, `VM_HUGETLB`). `reserved`: the area's pages not yet
+    /// faulted in were reserved in the pool when it was mapped (no `MAP_NORESERVE`; and not in
+    /// a child of `fork`, whose areas Linux leaves without reservations). Such an area is
+    /// never merged with another (Linux sets `VM_DONTEXPAND`, one of `VM_SPECIAL`), and is cut
+    /// only at 2-MiB boundaries (the kernel refuses other cuts first).
+    Hugetlb { reserved: bool },
 }
 
 /// One virtual memory area.
@@ -91,6 +98,7 @@ impl<F: Clone + PartialEq> Vma<F> {
         let left_len = at - self.start;
         let (left_backing, right_backing) = match self.backing {
             Backing::Anonymous => (Backing::Anonymous, Backing::Anonymous),
+            Backing::Hugetlb { reserved } => (Backing::Hugetlb { reserved }, Backing::Hugetlb { reserved }),
             Backing::File { file, offset, file_len } => (
                 Backing::File { file: file.clone(), offset, file_len: file_len.min(left_len) },
                 Backing::File { file, offset: offset + left_len, file_len: file_len.saturating_sub(left_len) },
@@ -320,6 +328,16 @@ impl<F: Clone + PartialEq> VmaMap<F> {
         for (head, key) in merges {
             let next = self.areas.remove(&key).expect("walked above");
             self.areas.get_mut(&head).expect("walked above").absorb(next);
+        }
+    }
+
+    /// Marks every huge-page area as holding no reservations (a child's copy of the map at
+    /// `fork`; Linux: `reset_vma_resv_huge_pages()` in `dup_mmap()`).
+    pub fn forget_hugetlb_reservations(&mut self) {
+        for vma in self.areas.values_mut() {
+            if let Backing::Hugetlb { reserved } = &mut vma.backing {
+                *reserved = false;
+            }
         }
     }
 

@@ -180,3 +180,31 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn huge_page_areas_never_merge_and_a_fork_copy_forgets_their_reservations() {
+    let huge = |start: u64, pages: u64, reserved: bool| Vma {
+        start,
+        end: start + pages * PAGE_SIZE,
+        prot: Prot::READ,
+        pkey: key(0),
+        backing: Backing::<u32>::Hugetlb { reserved },
+    };
+    let mut m = VmaMap::new();
+    assert!(m.insert(huge(BASE, 2, true)));
+    assert!(m.insert(huge(BASE + 2 * PAGE_SIZE, 2, true)));
+    assert!(m.insert(anon(BASE + 4 * PAGE_SIZE, 2, Prot::READ, 0)));
+    assert_eq!(m.len(), 3, "equal huge-page neighbours stay apart (VM_DONTEXPAND), and apart from anonymous memory");
+    // Changed and changed back: still apart; both halves of a split keep the reservation.
+    let done = m.protect(BASE + PAGE_SIZE, BASE + 2 * PAGE_SIZE, |_| (Prot::READ | Prot::WRITE, key(0)));
+    assert_eq!(done.changed.len(), 1);
+    let done = m.protect(BASE, BASE + 2 * PAGE_SIZE, |_| (Prot::READ, key(0)));
+    assert_eq!(done.changed.len(), 1);
+    assert_eq!(m.len(), 4);
+    assert!(m.iter().take(3).all(|v| v.backing == Backing::Hugetlb { reserved: true }));
+    let mut child = m.clone();
+    child.forget_hugetlb_reservations();
+    assert!(child.iter().take(3).all(|v| v.backing == Backing::Hugetlb { reserved: false }));
+    assert_eq!(child.iter().nth(3).map(|v| v.backing.clone()), Some(Backing::Anonymous), "other areas untouched");
+    assert!(m.iter().take(3).all(|v| v.backing == Backing::Hugetlb { reserved: true }), "the parent keeps its own");
+}

@@ -93,6 +93,9 @@ impl Mm {
         let mut child = Mm::new()?;
         child.pkeys = self.pkeys.dup();
         child.vmas = self.vmas.clone();
+        // Linux's `dup_mmap()` → `reset_vma_resv_huge_pages()`: the child's huge-page areas
+        // hold no reservations (the parent's stay the parent's).
+        child.vmas.forget_hugetlb_reservations();
         child.brk_start = self.brk_start;
         child.brk = self.brk;
         child.free_area_cache = self.free_area_cache;
@@ -110,9 +113,17 @@ impl Mm {
         for (addr, old) in pages {
             let frame = PhysFrame::containing_address(x86_64::PhysAddr::new(old & paging::FRAME_MASK));
             frame::share(frame);
-            let shared = PageTableFlags::from_bits_retain(cow(old & !paging::FRAME_MASK));
-            if child.root().map(Page::containing_address(VirtAddr::new(addr)), frame, shared, frame::alloc_user_table).is_err() {
-                frame::put(frame);
+            let bits = cow(old & !paging::FRAME_MASK);
+            // A 2-MiB page is shared whole, its first frame's count standing for all 512
+            // (Linux: `copy_hugetlb_page_range()`).
+            let (mapped, size) = if paging::is_huge_leaf(old) {
+                (child.root().map_huge(addr, frame, bits, frame::alloc_user_table, frame::free), paging::LeafSize::Huge)
+            } else {
+                let flags = PageTableFlags::from_bits_retain(bits);
+                (child.root().map(Page::containing_address(VirtAddr::new(addr)), frame, flags, frame::alloc_user_table), paging::LeafSize::Page)
+            };
+            if mapped.is_err() {
+                super::hugetlb::put_user_leaf(frame, size);
                 return Err(Errno::ENOMEM);
             }
         }
@@ -144,14 +155,19 @@ impl Mm {
 }
 
 impl Drop for Mm {
-    /// Returns every frame: user pages, user page tables, the PML4.
+    /// Returns every frame: user pages (huge ones to their pool, with the reservations of
+    /// huge-page areas), user page tables, the PML4.
     fn drop(&mut self) {
+        if self.root.is_none() {
+            return;
+        }
+        self.release_hugetlb_reservations();
         let Some(mut root) = self.root.take() else { return };
         if root.frame() == paging::active_root_frame() {
             // Never free the tree the CPU is walking.
             paging::activate_kernel_root();
         }
-        root.free_user_half(frame::put, frame::free);
+        root.free_user_half(super::hugetlb::put_user_leaf, frame::free);
         frame::free(root.into_frame());
     }
 }
@@ -221,7 +237,7 @@ mod tests {
     /// Frames this address space holds (user pages and page tables) — for leak checks.
     pub(crate) fn user_frame_count(&mut self) -> usize {
         let mut n = 0;
-        self.root().for_each_user_page(|_, _, _| n += 1);
+        self.root().for_each_user_page(|_, _, _, _| n += 1);
         n
     }
     }

@@ -124,7 +124,7 @@ impl Mm {
         }
         let mut tlb = self.tlb_batch();
         for piece in self.vmas.remove_range(start, end) {
-            self.root().unmap_leaves(piece.start, piece.end, &mut tlb, frame::put);
+            self.zap_area_pages(piece.start, piece.end, &piece.backing, false, &mut tlb);
         }
         tlb.flush();
     }
@@ -167,6 +167,8 @@ impl Mm {
         if first.start > range.start {
             return Err(Errno::ENOMEM);
         }
+        // A huge-page area is cut only at 2-MiB boundaries (`hugetlb_vm_op_split()`).
+        super::hugetlb::check_cuts(self, range.start, range.end)?;
         let prot = Prot::from_bits_truncate(range.prot as u32);
         let support = self.pkeys.support();
         let pkeys = &mut self.pkeys;
@@ -205,14 +207,34 @@ impl Mm {
     /// `madvise(MADV_DONTNEED)` over `[start, end)`: drops every page; the next touch faults in
     /// zeros for anonymous memory, or the file's bytes again for a private file mapping (as on
     /// Linux). Returns `Err(ENOMEM)` if part of the range is unmapped (after dropping the rest).
-    /// Pages exist only inside areas, so one walk of the page tables over the whole range
-    /// drops exactly the areas' pages; the cost follows what is mapped. Linux:
-    /// `madvise_dontneed_free()` → `zap_page_range_single()`, per area.
+    /// Area by area, each one walk of the page tables that skips what was never mapped: the
+    /// cost follows what is mapped. In a huge-page area the range must start at a 2-MiB
+    /// boundary (`EINVAL`, the areas before it already dropped) and its end is rounded *down*
+    /// to one, so a 4-KiB length drops nothing rather than 2 MiB (Linux:
+    /// `madvise_dontneed_free_valid_vma()`). Linux: `madvise_dontneed_free()` →
+    /// `zap_page_range_single()`, per area.
     pub fn drop_pages(&mut self, start: u64, end: u64) -> Result<(), Errno> {
         let mut tlb = self.tlb_batch();
-        self.root().unmap_leaves(start, end, &mut tlb, frame::put);
+        let mut cursor = start;
+        let mut misaligned = false;
+        while let Some(area) = self.vmas.find_from(cursor).filter(|a| a.start < end).cloned() {
+            let (from, mut to) = (cursor.max(area.start), end.min(area.end));
+            if matches!(area.backing, Backing::Hugetlb { .. }) {
+                if !from.is_multiple_of(super::hugetlb::HPAGE_SIZE) {
+                    misaligned = true;
+                    break;
+                }
+                to &= !(super::hugetlb::HPAGE_SIZE - 1);
+            }
+            if from < to {
+                self.zap_area_pages(from, to, &area.backing, true, &mut tlb);
+            }
+            cursor = area.end;
+        }
         tlb.flush();
-        if self.vmas.covers(start, end) {
+        if misaligned {
+            Err(Errno::EINVAL)
+        } else if self.vmas.covers(start, end) {
             Ok(())
         } else {
             Err(Errno::ENOMEM)
@@ -230,13 +252,16 @@ impl Mm {
     ///    any page is mapped (Linux: `arch_vma_access_permitted()`); instruction fetches are
     ///    never checked against keys;
     /// 5. otherwise map a fresh page — zeros, or the file's bytes — with the area's protection
-    ///    and key.
+    ///    and key (in a huge-page area: [`Mm::handle_huge_fault`], a whole 2-MiB page).
     pub fn handle_fault(&mut self, addr: u64, access: Access, present: bool, pk: bool, pkru: Pkru) -> Result<(), SegvCode> {
         let Some(area) = self.vmas.find(addr).cloned() else { return Err(SegvCode::MapErr) };
         if pk {
             return Err(SegvCode::PkuErr(area.pkey));
         }
         self.permits(&area, access, pkru)?;
+        if let Backing::Hugetlb { .. } = area.backing {
+            return self.handle_huge_fault(addr, access, present, &area);
+        }
         if access == Access::Write {
             if let Some(entry) = self.root().leaf_entry(page(addr)) {
                 let bits = entry.flags().bits();
@@ -349,8 +374,8 @@ impl Mm {
         // Another thread of this address space on another CPU may still read the shared frame
         // through its old entry: it must forget it before this thread's writes to the copy
         // start, or the two would see different memory at one address.
-        tlb.put_after_flush(frame, frame::put);
         tlb.flush();
+        frame::put(frame);
         Ok(())
     }
 }

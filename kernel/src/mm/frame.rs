@@ -83,6 +83,38 @@ pub fn alloc() -> Option<PhysFrame> {
     None
 }
 
+/// Frames in one run that [`alloc_contiguous`] hands out: 512, one 2-MiB page.
+pub const CONTIGUOUS_FRAMES: usize = 512;
+
+/// Takes 512 free frames that are physically contiguous and start at a 2-MiB boundary — the
+/// memory of one huge page (a 2-MiB PDE maps a 2-MiB-aligned physical address: SDM Vol. 3A
+/// Table 4-17 "Format of an IA-32e Page-Directory Entry that Maps a 2-MByte Page", bits
+/// 51:21) — or `None` if no such run is free, or if taking it would leave fewer than
+/// [`user_reserve`] frames (the pool's pages are user memory). In the bitmap such a run is 8
+/// whole words at a word index that is a multiple of 8, so the search looks at each aligned
+/// run once: bounded by the size of the bitmap, whatever memory holds. Linux:
+/// `alloc_pool_huge_folio()` → `alloc_pages()` of order 9.
+pub fn alloc_contiguous() -> Option<PhysFrame> {
+    const RUN_WORDS: usize = CONTIGUOUS_FRAMES / 64;
+    let mut bm = FRAMES.lock();
+    if bm.free_count < CONTIGUOUS_FRAMES + user_reserve_of(bm.total_usable) {
+        return None;
+    }
+    let first = (0..WORDS).step_by(RUN_WORDS).find(|&w| bm.free[w..w + RUN_WORDS].iter().all(|&word| word == u64::MAX))?;
+    bm.free[first..first + RUN_WORDS].fill(0);
+    bm.free_count -= CONTIGUOUS_FRAMES;
+    Some(PhysFrame::containing_address(PhysAddr::new((first * 64) as u64 * FRAME_SIZE)))
+}
+
+/// Gives back a run [`alloc_contiguous`] handed out. Freeing a frame of it twice panics.
+pub fn free_contiguous(first: PhysFrame) {
+    let start = first.start_address().as_u64();
+    assert!(start.is_multiple_of(CONTIGUOUS_FRAMES as u64 * FRAME_SIZE), "run at {start:#x} is not 2-MiB aligned");
+    for i in 0..CONTIGUOUS_FRAMES as u64 {
+        free(PhysFrame::containing_address(PhysAddr::new(start + i * FRAME_SIZE)));
+    }
+}
+
 /// Gives a frame back. Freeing a frame twice is a kernel bug and panics.
 pub fn free(frame: PhysFrame) {
     let index = (frame.start_address().as_u64() / FRAME_SIZE) as usize;
@@ -119,7 +151,12 @@ fn refcount(frame: PhysFrame) -> &'static AtomicU16 {
 /// below it, so a program that takes every page it can is refused a page (and killed, as
 /// Linux's OOM killer would) before the kernel is refused one.
 pub fn user_reserve() -> usize {
-    let kib = (total_usable() as u64) * (FRAME_SIZE / 1024);
+    user_reserve_of(total_usable())
+}
+
+/// [`user_reserve`] for `usable` frames (for callers that hold the bitmap's lock already).
+fn user_reserve_of(usable: usize) -> usize {
+    let kib = (usable as u64) * (FRAME_SIZE / 1024);
     let min_free_kib = isqrt(kib * 16).clamp(128, 256 * 1024);
     (min_free_kib / (FRAME_SIZE / 1024)) as usize
 }
@@ -149,7 +186,7 @@ fn alloc_above_reserve() -> Option<PhysFrame> {
 /// A fresh user frame with one reference, unless that would go below [`user_reserve`].
 pub fn alloc_user() -> Option<PhysFrame> {
     let frame = alloc_above_reserve()?;
-    refcount(frame).store(1, Ordering::Relaxed);
+    set_one_reference(frame);
     Some(frame)
 }
 
@@ -168,11 +205,24 @@ pub fn share(frame: PhysFrame) {
 
 /// Drops a reference to a user frame; the last one frees it.
 pub fn put(frame: PhysFrame) {
-    let old = refcount(frame).fetch_sub(1, Ordering::Relaxed);
-    assert!(old != 0, "put of unreferenced frame {:#x}", frame.start_address().as_u64());
-    if old == 1 {
+    if drop_reference(frame) {
         free(frame);
     }
+}
+
+/// Starts the reference count of a frame just handed to user space at 1. For a 2-MiB page
+/// from the huge-page pool, the count of its first frame stands for the whole page.
+pub fn set_one_reference(frame: PhysFrame) {
+    refcount(frame).store(1, Ordering::Relaxed);
+}
+
+/// Drops a reference to a user frame without freeing it; `true` if that was the last one
+/// (the caller then gives the memory back where it came from: [`free`], or the huge-page
+/// pool).
+pub fn drop_reference(frame: PhysFrame) -> bool {
+    let old = refcount(frame).fetch_sub(1, Ordering::Relaxed);
+    assert!(old != 0, "put of unreferenced frame {:#x}", frame.start_address().as_u64());
+    old == 1
 }
 
 /// How many mappings share a user frame.

@@ -5,11 +5,13 @@
 //! * [`address_space`] — [`address_space::Mm`], one per process: its page-table root and its
 //!   protection-key state, behind a reader-writer lock.
 //! * [`area`] — its memory areas: mmap, munmap, mprotect, brk, and demand paging.
+//! * [`hugetlb`] — the pool of 2-MiB pages and the `MAP_HUGETLB` areas that use it.
 //! * [`user`] — reaching user memory from syscalls (copies that fail with `EFAULT`).
 //! * [`tlb`] — which address space each CPU has loaded, so TLB flushes reach exactly those.
 pub mod address_space;
 pub mod tlb;
 pub mod area;
+pub mod hugetlb;
 pub mod user;
 pub mod frame;
 pub mod heap;

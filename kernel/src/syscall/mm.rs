@@ -1,4 +1,5 @@
-//! Memory system calls: `mmap`, `munmap`, `mprotect`, `pkey_mprotect`, `brk`.
+//! Memory system calls: `mmap` (with `MAP_HUGETLB`: 2-MiB pages, see [`crate::mm::hugetlb`]),
+//! `munmap`, `mprotect`, `pkey_mprotect`, `brk`, `madvise`.
 
 use pkeys::{Errno, Pkey};
 use vma::user::page_align_up;
@@ -7,6 +8,7 @@ use vma::{Backing, Prot, UserRange, PAGE_SIZE, TASK_SIZE};
 use crate::arch::x86_64::pkru::CurrentPkru;
 use crate::fs::OpenFile;
 use crate::mm::area::{Area, AREA_HEAP_BYTES};
+use crate::mm::hugetlb;
 use crate::task;
 
 const MAP_SHARED: u64 = 0x01;
@@ -15,6 +17,10 @@ const MAP_SHARED_VALIDATE: u64 = 0x03;
 const MAP_FIXED: u64 = 0x10;
 const MAP_ANONYMOUS: u64 = 0x20;
 const MAP_NORESERVE: u64 = 0x4000;
+const MAP_HUGETLB: u64 = 0x4_0000;
+/// `MAP_HUGE_*`: log2 of the huge-page size in bits 26..32 of the flags (0: the default size).
+const MAP_HUGE_SHIFT: u64 = 26;
+const MAP_HUGE_MASK: u64 = 0x3f;
 const MAP_FIXED_NOREPLACE: u64 = 0x10_0000;
 /// Flags `MAP_SHARED_VALIDATE` accepts (Linux: `LEGACY_MAP_MASK` and friends, the ones pikku
 /// knows): every other flag is only checked with `MAP_SHARED_VALIDATE`.
@@ -61,8 +67,13 @@ pub fn sys_mmap(addr: u64, len: u64, prot: u64, flags: u64, fd: u64, offset: u64
         return Err(Errno::EINVAL);
     }
     let thread = task::current();
+    let huge = flags & MAP_HUGETLB != 0;
     let file = if flags & MAP_ANONYMOUS == 0 {
         let f = thread.process.files.lock().get(fd)?;
+        if huge {
+            // No file system of huge pages (hugetlbfs) here: any file is the wrong kind.
+            return Err(Errno::EINVAL);
+        }
         match &*f {
             OpenFile::File { file, .. } => Some(*file),
             _ => return Err(Errno::ENODEV),
@@ -70,10 +81,13 @@ pub fn sys_mmap(addr: u64, len: u64, prot: u64, flags: u64, fd: u64, offset: u64
     } else {
         None
     };
+    if huge {
+        hugetlb::check_page_size((flags >> MAP_HUGE_SHIFT) & MAP_HUGE_MASK)?;
+    }
     if len == 0 {
         return Err(Errno::EINVAL);
     }
-    let len = page_align_up(len).filter(|&l| l != 0).ok_or(Errno::ENOMEM)?;
+    let len = if huge { hugetlb::align_len(len)? } else { page_align_up(len).filter(|&l| l != 0).ok_or(Errno::ENOMEM)? };
     match flags & MAP_SHARED_VALIDATE {
         MAP_PRIVATE | MAP_SHARED => {}
         MAP_SHARED_VALIDATE if flags & !MAP_KNOWN == 0 => {}
@@ -94,7 +108,8 @@ pub fn sys_mmap(addr: u64, len: u64, prot: u64, flags: u64, fd: u64, offset: u64
     // Linux's overcommit heuristic (`vm.overcommit_memory` = 0, `__vm_enough_memory()`): a
     // private writable mapping that reserves its memory (no MAP_NORESERVE) may not be larger
     // than all of RAM. Nothing is reserved otherwise — pages come at the first touch.
-    let accountable = flags & MAP_SHARED_VALIDATE == MAP_PRIVATE && flags & MAP_NORESERVE == 0 && prot.contains(Prot::WRITE);
+    // (Huge pages are not counted here: the pool's reservation below stands for it.)
+    let accountable = !huge && flags & MAP_SHARED_VALIDATE == MAP_PRIVATE && flags & MAP_NORESERVE == 0 && prot.contains(Prot::WRITE);
     if accountable && len / PAGE_SIZE > crate::mm::frame::total_usable() as u64 {
         return Err(Errno::ENOMEM);
     }
@@ -107,14 +122,20 @@ pub fn sys_mmap(addr: u64, len: u64, prot: u64, flags: u64, fd: u64, offset: u64
     let start = if flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0 {
         // Linux `__get_unmapped_area()`: beyond TASK_SIZE is ENOMEM, checked before alignment.
         let end = UserRange::new(addr, len).ok_or(Errno::ENOMEM)?.end();
-        if addr & (PAGE_SIZE - 1) != 0 {
+        // (A huge page must start at a 2-MiB boundary: Linux's `prepare_hugepage_range()`.)
+        let align = if huge { hugetlb::HPAGE_SIZE } else { PAGE_SIZE };
+        if addr & (align - 1) != 0 {
             return Err(Errno::EINVAL);
         }
         if flags & MAP_FIXED_NOREPLACE != 0 && mm.vmas.overlaps(addr, end) {
             return Err(Errno::EEXIST);
         }
+        // What it replaces is unmapped as munmap would, so it may not cut a huge page either.
+        hugetlb::check_cuts(&mm, addr, end)?;
         mm.unmap_range(addr, end);
         addr
+    } else if huge {
+        mm.find_free_huge_range(addr, len).ok_or(Errno::ENOMEM)?
     } else {
         mm.find_free_range(addr & !(PAGE_SIZE - 1), len).ok_or(Errno::ENOMEM)?
     };
@@ -122,7 +143,14 @@ pub fn sys_mmap(addr: u64, len: u64, prot: u64, flags: u64, fd: u64, offset: u64
         None => Backing::Anonymous,
         Some(file) => Backing::File { file, offset, file_len: (file.data.len() as u64).saturating_sub(offset).min(len) },
     };
-    mm.add_area(Area { start, end: start + len, prot, pkey, backing })?;
+    let area = Area { start, end: start + len, prot, pkey, backing };
+    if huge {
+        // The pool reserves the pages now, so a shortage is this call's ENOMEM, not a
+        // SIGBUS later (unless MAP_NORESERVE).
+        mm.add_huge_area(area, flags & MAP_NORESERVE == 0)?;
+    } else {
+        mm.add_area(area)?;
+    }
     Ok(start)
 }
 
@@ -133,6 +161,7 @@ pub fn sys_munmap(addr: u64, len: u64) -> Result<u64, Errno> {
     let thread = task::current();
     let mut mm = thread.mm.write();
     check_munmap_split(&mm, range.start(), range.end())?;
+    hugetlb::check_cuts(&mm, range.start(), range.end())?;
     mm.unmap_range(range.start(), range.end());
     Ok(0)
 }
@@ -173,6 +202,9 @@ pub fn sys_brk(addr: u64) -> Result<u64, Errno> {
             return Ok(old);
         }
     } else if new_end < old_end {
+        if hugetlb::check_cuts(&mm, new_end, old_end).is_err() {
+            return Ok(old);
+        }
         mm.unmap_range(new_end, old_end);
     }
     mm.brk = addr;

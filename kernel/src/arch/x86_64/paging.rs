@@ -15,6 +15,11 @@
 //! a new root copies those 256 entries from the kernel's root. The lower half belongs to user
 //! space. Protection keys live in bits 59–62 of the leaf entries (see [`pkeys::pte`]).
 //!
+//! User leaves come in two sizes ([`LeafSize`]): 4-KiB pages (a PTE) and 2-MiB huge pages
+//! (`MAP_HUGETLB`: a PDE with PS set, bit 7, whose layout — the key in bits 62:59 included —
+//! is SDM Vol. 3A Table 4-17 "Format of an IA-32e Page-Directory Entry that Maps a 2-MByte
+//! Page"). Every walker of the user half knows both: a PDE with PS is a leaf, never a table.
+//!
 //! TLB: every function that changes user entries gathers the pages it changed in a
 //! [`TlbBatch`], which the caller flushes once per call — on this CPU and, through
 //! [`super::shootdown`], on every other CPU that may cache the tree; pages the change freed
@@ -51,6 +56,26 @@ pub const COW_BIT: u64 = 1 << 10;
 
 /// The physical-address bits of a page-table entry (bits 12–51, SDM Vol. 3A Table 4-19).
 pub const FRAME_MASK: u64 = 0x000f_ffff_ffff_f000;
+
+/// How much one user leaf entry maps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeafSize {
+    /// A 4-KiB page: an entry of a page table (SDM Vol. 3A Table 4-19).
+    Page,
+    /// A 2-MiB page: a page-directory entry with PS (bit 7) set (SDM Vol. 3A Table 4-17).
+    Huge,
+}
+
+/// Bytes a 2-MiB page maps.
+pub const HUGE_PAGE_SIZE: u64 = 2 << 20;
+
+/// Is the raw leaf entry `raw`, as [`PageTableRoot::update_leaves`] hands it out, a 2-MiB
+/// page? Its PS bit (bit 7) says so. In a 4-KiB PTE bit 7 is PAT instead, which pikku never
+/// sets (every user page is write-back, PAT entry 0: SDM Vol. 3A §11.12.3 "Selecting a Memory
+/// Type from the PAT"), so the test cannot mistake one for the other.
+pub fn is_huge_leaf(raw: u64) -> bool {
+    raw & PageTableFlags::HUGE_PAGE.bits() != 0
+}
 
 /// A PML4 frame: the root of one page-table tree.
 #[derive(Debug)]
@@ -182,10 +207,15 @@ impl PageTableRoot {
         }
     }
 
-    /// The frame and leaf flags of the 4-KiB page containing `addr`, if mapped.
+    /// The frame and leaf flags of the 4-KiB page containing `addr`, if mapped: in a 2-MiB
+    /// page, the frame of that page that holds `addr`, with the PDE's flags (PS among them).
     pub fn translate(&mut self, addr: VirtAddr) -> Option<(PhysFrame, PageTableFlags)> {
         match self.mapper().translate(addr) {
             TranslateResult::Mapped { frame: MappedFrame::Size4KiB(frame), flags, .. } => Some((frame, flags)),
+            TranslateResult::Mapped { frame: MappedFrame::Size2MiB(huge), flags, .. } => {
+                let within = (addr.as_u64() & (HUGE_PAGE_SIZE - 1)) & !0xfff;
+                Some((PhysFrame::containing_address(huge.start_address() + within), flags))
+            }
             _ => None,
         }
     }
@@ -198,11 +228,12 @@ impl PageTableRoot {
         unsafe { Cr3::write(self.frame, Cr3Flags::empty()) };
     }
 
-    /// Releases every user-half page through `put_page` (pages may be shared) and frees every
-    /// user-half table through `free_table`, leaving an empty user half. Huge pages do not
-    /// occur in the user half (pikku maps 4-KiB pages only).
-    pub fn free_user_half(&mut self, mut put_page: impl FnMut(PhysFrame), mut free_table: impl FnMut(PhysFrame)) {
-        fn walk(frame: PhysFrame, level: u8, put_page: &mut dyn FnMut(PhysFrame), free_table: &mut dyn FnMut(PhysFrame)) {
+    /// Releases every user-half page through `put_page` (pages may be shared; a 2-MiB page is
+    /// handed over once, as its first frame with [`LeafSize::Huge`], and is not a table to
+    /// descend into) and frees every user-half table through `free_table`, leaving an empty
+    /// user half. Linux: `exit_mmap()` → `unmap_vmas()`, then `free_pgtables()`.
+    pub fn free_user_half(&mut self, mut put_page: impl FnMut(PhysFrame, LeafSize), mut free_table: impl FnMut(PhysFrame)) {
+        fn walk(frame: PhysFrame, level: u8, put_page: &mut dyn FnMut(PhysFrame, LeafSize), free_table: &mut dyn FnMut(PhysFrame)) {
             // SAFETY: `frame` is a page table of this tree, reachable through the physical
             // window; the caller holds `&mut PageTableRoot`, so nothing walks it concurrently.
             let table = unsafe { &mut *table(&frame) };
@@ -211,11 +242,13 @@ impl PageTableRoot {
                     continue;
                 }
                 let child = PhysFrame::containing_address(entry.addr());
-                if level > 1 {
+                if level == 2 && entry.flags().contains(PageTableFlags::HUGE_PAGE) {
+                    put_page(child, LeafSize::Huge);
+                } else if level > 1 {
                     walk(child, level - 1, put_page, free_table);
                     free_table(child);
                 } else {
-                    put_page(child);
+                    put_page(child, LeafSize::Page);
                 }
                 entry.set_unused();
             }
@@ -236,12 +269,13 @@ impl PageTableRoot {
         }
     }
 
-    /// The last-level table (the one holding 4-KiB leaf entries) that covers `addr`, if every
-    /// table above it exists (Intel SDM Vol. 3A §4.5: PML4 → PDPT → PD → PT).
-    fn last_level_table(&mut self, addr: VirtAddr) -> Option<&mut PageTable> {
+    /// The table `depth` levels below the root that covers `addr` — 2: its page directory, 3:
+    /// its last-level table, the one holding 4-KiB leaf entries — if every table above it
+    /// exists (Intel SDM Vol. 3A §4.5: PML4 → PDPT → PD → PT).
+    fn table_below(&mut self, addr: VirtAddr, depth: usize) -> Option<&mut PageTable> {
         let page = Page::<Size4KiB>::containing_address(addr);
         let mut table = table(&self.frame);
-        for index in [page.p4_index(), page.p3_index(), page.p2_index()] {
+        for index in [page.p4_index(), page.p3_index(), page.p2_index()].into_iter().take(depth) {
             // SAFETY: `table` is a table of this tree (the root, or a child found through a
             // present, non-huge entry), reachable through the physical window; `&mut self`
             // excludes concurrent access.
@@ -251,8 +285,13 @@ impl PageTableRoot {
             }
             table = self::table(&PhysFrame::containing_address(entry.addr()));
         }
-        // SAFETY: as above, for the last-level table; the borrow is tied to `&mut self`.
+        // SAFETY: as above, for the table reached; the borrow is tied to `&mut self`.
         Some(unsafe { &mut *table })
+    }
+
+    /// The last-level table that covers `addr`, if every table above it exists.
+    fn last_level_table(&mut self, addr: VirtAddr) -> Option<&mut PageTable> {
+        self.table_below(addr, 3)
     }
 
     /// The 4-KiB leaf entry for `page`, if every table above it exists. Unlike
@@ -272,14 +311,16 @@ impl PageTableRoot {
         true
     }
 
-    /// Calls `f(address, entry)` for every leaf entry in use (present, or holding a frame) in
-    /// `[start, end)` of the user half, descending only into tables that exist: an empty
+    /// Calls `f(address, size, entry)` for every leaf entry in use (present, or holding a frame)
+    /// that overlaps `[start, end)` of the user half — 4-KiB PTEs and 2-MiB PDEs with PS (a
+    /// caller that must not cut a huge page keeps its ranges 2-MiB aligned there, as the
+    /// system calls do) — descending only into tables that exist: an empty
     /// entry at *any* level — PML4, PDPT, PD — skips everything it would map (512 GiB, 1 GiB,
     /// 2 MiB) in one step, so the cost follows what is mapped, not how long the range is.
     /// Linux: the `pgd_offset()` → `p4d`/`pud`/`pmd_none_or_clear_bad()` → `pte` walk with
     /// `*_addr_end()` that `zap_page_range()`, `change_protection()` and `copy_page_range()`
     /// share. Addresses outside the user half are simply not visited.
-    fn walk_user_leaves(&mut self, start: u64, end: u64, f: &mut dyn FnMut(u64, &mut PageTableEntry)) {
+    fn walk_user_leaves(&mut self, start: u64, end: u64, f: &mut dyn FnMut(u64, LeafSize, &mut PageTableEntry)) {
         /// Bytes one entry of a table at `level` maps (level 1 = PT: 4 KiB … level 4 = PML4:
         /// 512 GiB; Intel SDM Vol. 3A §4.5, Figure 4-8).
         fn span(level: u8) -> u64 {
@@ -287,7 +328,7 @@ impl PageTableRoot {
         }
         /// `[start, end)` is non-empty and lies inside the 512 entries of the table at
         /// `level` that maps from `base`.
-        fn walk(frame: PhysFrame, level: u8, base: u64, start: u64, end: u64, f: &mut dyn FnMut(u64, &mut PageTableEntry)) {
+        fn walk(frame: PhysFrame, level: u8, base: u64, start: u64, end: u64, f: &mut dyn FnMut(u64, LeafSize, &mut PageTableEntry)) {
             // SAFETY: `frame` is a table of this tree (the root, or a child found through a
             // used, non-huge entry), reachable through the physical window; the caller holds
             // `&mut PageTableRoot`, so nothing walks or edits it concurrently.
@@ -301,7 +342,9 @@ impl PageTableRoot {
                 }
                 let addr = base + i * span;
                 if level == 1 {
-                    f(addr, entry);
+                    f(addr, LeafSize::Page, entry);
+                } else if level == 2 && entry.flags().contains(PageTableFlags::HUGE_PAGE) {
+                    f(addr, LeafSize::Huge, entry);
                 } else if !entry.flags().contains(PageTableFlags::HUGE_PAGE) {
                     let child = PhysFrame::containing_address(entry.addr());
                     walk(child, level - 1, addr, start.max(addr), end.min(addr + span), f);
@@ -316,25 +359,51 @@ impl PageTableRoot {
 
     /// Rewrites every leaf entry in `[start, end)` that is in use (present, or holding a frame)
     /// with `f(address, old)`, adding each page to `tlb` (invalidated once, by the caller,
-    /// with [`TlbBatch::flush`]). Linux: `change_protection()` → `change_pte_range()`.
+    /// with [`TlbBatch::flush`]). A 2-MiB leaf keeps its PS bit whatever `f` returns (so `f`
+    /// may build an entry from the same bits as for a 4-KiB page; [`is_huge_leaf`] tells
+    /// them apart in `old`). Linux: `change_protection()` → `change_pte_range()` and, for
+    /// huge pages, `hugetlb_change_protection()`.
     pub fn update_leaves(&mut self, start: u64, end: u64, tlb: &mut TlbBatch, mut f: impl FnMut(u64, u64) -> u64) {
-        self.walk_user_leaves(start, end, &mut |addr, entry| {
-            rewrite(entry, |old| f(addr, old));
+        self.walk_user_leaves(start, end, &mut |addr, size, entry| {
+            let keep = if size == LeafSize::Huge { PageTableFlags::HUGE_PAGE.bits() } else { 0 };
+            rewrite(entry, |old| f(addr, old) | keep);
+            // One INVLPG of any address in a 2-MiB page drops the whole page's translation
+            // (SDM Vol. 2A "INVLPG": it invalidates the entries for the page containing it).
             tlb.add(addr);
         });
     }
 
     /// Removes every leaf entry in `[start, end)` (present or not), handing each page to `tlb`
-    /// and each frame to `put` — once no CPU can still reach it through a stale TLB entry
-    /// ([`TlbBatch::put_after_flush`]). Page tables stay (as Linux keeps them until
-    /// `free_pgtables()`). Linux: `zap_page_range_single()` → `zap_pte_range()`.
-    pub fn unmap_leaves(&mut self, start: u64, end: u64, tlb: &mut TlbBatch, put: fn(PhysFrame)) {
-        self.walk_user_leaves(start, end, &mut |addr, entry| {
+    /// and each frame (a 2-MiB page's first frame, with its size) to `put` — once no CPU can
+    /// still reach it through a stale TLB entry: with other CPUs in the batch, the frames wait
+    /// for a flush (at most [`DEFERRED_MAX`] of them). Page tables stay (as Linux keeps them
+    /// until `free_pgtables()`). Linux: `zap_page_range_single()` → `zap_pte_range()`, or
+    /// `__unmap_hugepage_range()` for a huge page, and `tlb_flush_mmu()` before the pages go.
+    pub fn unmap_leaves(&mut self, start: u64, end: u64, tlb: &mut TlbBatch, mut put: impl FnMut(PhysFrame, LeafSize)) {
+        let mut waiting: alloc::vec::Vec<(PhysFrame, LeafSize)> = alloc::vec::Vec::new();
+        self.walk_user_leaves(start, end, &mut |addr, size, entry| {
             let frame = PhysFrame::containing_address(entry.addr());
             entry.set_unused();
             tlb.add(addr);
-            tlb.put_after_flush(frame, put);
+            if tlb.alone() {
+                put(frame, size);
+                return;
+            }
+            if waiting.len() >= DEFERRED_MAX || waiting.try_reserve(1).is_err() {
+                tlb.flush_now();
+                waiting.drain(..).for_each(|(f, s)| put(f, s));
+            }
+            if waiting.try_reserve(1).is_ok() {
+                waiting.push((frame, size));
+            } else {
+                tlb.flush_now();
+                put(frame, size);
+            }
         });
+        if !waiting.is_empty() {
+            tlb.flush_now();
+            waiting.into_iter().for_each(|(f, s)| put(f, s));
+        }
     }
 
     /// Removes the mapping of `page` (a kernel page: a kernel stack's) and returns the frame it
@@ -347,12 +416,91 @@ impl PageTableRoot {
         Some(frame)
     }
 
-    /// Calls `f(page, frame, leaf flags)` for every mapped 4-KiB page of the user half.
+    /// Calls `f(page, frame, leaf flags, size)` for every mapped leaf of the user half (a 2-MiB
+    /// page once, at its first 4-KiB page and frame).
     #[cfg(test)] // used by the in-kernel tests only
-    pub fn for_each_user_page(&mut self, mut f: impl FnMut(Page, PhysFrame, PageTableFlags)) {
-        self.walk_user_leaves(0, USER_END, &mut |addr, entry| {
-            f(Page::containing_address(VirtAddr::new(addr)), PhysFrame::containing_address(entry.addr()), entry.flags());
+    pub fn for_each_user_page(&mut self, mut f: impl FnMut(Page, PhysFrame, PageTableFlags, LeafSize)) {
+        self.walk_user_leaves(0, USER_END, &mut |addr, size, entry| {
+            f(Page::containing_address(VirtAddr::new(addr)), PhysFrame::containing_address(entry.addr()), entry.flags(), size);
         });
+    }
+
+    /// The 2-MiB leaf entry (a PDE with PS) that maps `addr`, if there is one — present, or
+    /// holding its page while `PROT_NONE` ([`PROT_NONE_BIT`]). Linux: `huge_pte_offset()`.
+    pub fn huge_leaf_entry(&mut self, addr: u64) -> Option<&mut PageTableEntry> {
+        let addr = VirtAddr::new(addr);
+        let entry = &mut self.table_below(addr, 2)?[addr.p2_index()];
+        entry.flags().contains(PageTableFlags::HUGE_PAGE).then_some(entry)
+    }
+
+    /// Rewrites the 2-MiB leaf entry that maps `addr` with `f` (PS stays set), adding it to
+    /// `tlb`. Returns `false` if there is none.
+    pub fn update_huge_leaf(&mut self, addr: u64, tlb: &mut TlbBatch, f: impl FnOnce(u64) -> u64) -> bool {
+        let Some(entry) = self.huge_leaf_entry(addr) else { return false };
+        rewrite(entry, |old| f(old) | PageTableFlags::HUGE_PAGE.bits());
+        // One INVLPG of any address in a 2-MiB page drops the whole page's translation.
+        tlb.add(addr);
+        true
+    }
+
+    /// Maps the 2-MiB page at `addr` (2-MiB aligned, user half) to the 512 contiguous frames
+    /// starting at `frame` (2-MiB aligned), with the raw leaf bits `flags` — key bits 62:59
+    /// included (SDM Vol. 3A Table 4-17) — plus PS. The PML4 entry and PDPT it needs are made
+    /// from `alloc` as [`Self::map`] makes them. A page table left in the slot by earlier
+    /// 4-KiB mappings (pikku keeps tables after `munmap`, see [`Self::unmap_leaves`]) must be
+    /// empty: it is unhooked, the paging-structure caches that may still point at it are
+    /// invalidated (SDM Vol. 3A §4.10.4.1: INVLPG invalidates them all), and only then is it
+    /// handed to `free_table`. Linux: `hugetlb_no_page()` → `set_huge_pte_at()`.
+    pub fn map_huge(
+        &mut self,
+        addr: u64,
+        frame: PhysFrame,
+        flags: u64,
+        mut alloc: impl FnMut() -> Option<PhysFrame>,
+        mut free_table: impl FnMut(PhysFrame),
+    ) -> Result<(), MapError> {
+        assert!(addr.is_multiple_of(HUGE_PAGE_SIZE) && addr < USER_END, "huge page at {addr:#x}");
+        assert!(frame.start_address().as_u64().is_multiple_of(HUGE_PAGE_SIZE), "huge frame {:?}", frame.start_address());
+        let page = Page::<Size4KiB>::containing_address(VirtAddr::new(addr));
+        let parent = PageTableFlags::PRESENT | PageTableFlags::WRITABLE | PageTableFlags::USER_ACCESSIBLE;
+        let mut table = table(&self.frame);
+        for index in [page.p4_index(), page.p3_index()] {
+            // SAFETY: `table` is a table of this tree (the root, or a child made or found
+            // through a present, non-huge entry), reachable through the physical window;
+            // `&mut self` excludes concurrent access.
+            let entry = unsafe { &mut (&mut *table)[index] };
+            if entry.is_unused() {
+                let child = alloc().ok_or(MapError::OutOfFrames)?;
+                zero_frame(child);
+                entry.set_frame(child, parent);
+            } else if entry.flags().contains(PageTableFlags::HUGE_PAGE) {
+                return Err(MapError::HugePage);
+            }
+            table = self::table(&PhysFrame::containing_address(entry.addr()));
+        }
+        // SAFETY: as above, for the page directory.
+        let entry = unsafe { &mut (&mut *table)[page.p2_index()] };
+        let mut empty_table = None;
+        if !entry.is_unused() {
+            if entry.flags().contains(PageTableFlags::HUGE_PAGE) {
+                return Err(MapError::AlreadyMapped);
+            }
+            let pt = PhysFrame::containing_address(entry.addr());
+            // SAFETY: a page table of this tree, as above.
+            if unsafe { (&*self::table(&pt)).iter().any(|e| !e.is_unused()) } {
+                return Err(MapError::AlreadyMapped);
+            }
+            empty_table = Some(pt);
+        }
+        entry.set_addr(frame.start_address(), PageTableFlags::from_bits_retain(flags) | PageTableFlags::HUGE_PAGE);
+        if let Some(pt) = empty_table {
+            // Any CPU may hold the old table in its paging-structure caches: all are asked.
+            let mut tlb = TlbBatch::new(self, super::percpu::online_mask());
+            tlb.add(addr);
+            tlb.flush();
+            free_table(pt);
+        }
+        Ok(())
     }
 
     /// Consumes the root, returning its PML4 frame (to be freed once its user half is empty
@@ -518,7 +666,7 @@ pub fn start_up_tree(
 /// Frees a tree made by [`start_up_tree`]: its tables go to `free` (the trampoline page itself
 /// stays: it is reserved for good).
 pub fn free_start_up_tree(mut root: PageTableRoot, free: &mut impl FnMut(PhysFrame)) {
-    root.free_user_half(|_trampoline| {}, &mut *free);
+    root.free_user_half(|_trampoline, _| {}, &mut *free);
     free(root.into_frame());
 }
 
@@ -553,10 +701,10 @@ pub fn invalidate_range(start: u64, end: u64) {
     }
 }
 
-/// The pages whose entries one call changed, and the frames it freed, gathered so that the TLB
-/// is invalidated once per call — here and on every other CPU that may cache the tree — and
-/// the frames are freed only after that (Linux: `struct mmu_gather`: `tlb_gather_mmu()`,
-/// `tlb_remove_page()`, `tlb_finish_mmu()`). A frame freed before every CPU forgot it could be
+/// The pages whose entries one call changed, gathered so that the TLB is invalidated once per
+/// call — here and on every other CPU that may cache the tree (Linux: `struct mmu_gather`:
+/// `tlb_gather_mmu()` … `tlb_finish_mmu()`). Frames an unmapping frees go back only after a
+/// flush ([`PageTableRoot::unmap_leaves`]): a frame freed before every CPU forgot it could be
 /// handed to someone else while a thread on another CPU still writes to it through its stale
 /// entry. Dropping a batch without [`TlbBatch::flush`] would leave stale translations: every
 /// caller flushes before it returns (`#[must_use]` only catches a batch made and never used).
@@ -569,15 +717,11 @@ pub struct TlbBatch {
     root: u64,
     /// Other CPUs that may cache entries of the tree (the address space's `cpus` mask).
     others: u64,
-    /// Frames to free once every CPU has forgotten them (only when `others` is not empty:
-    /// alone, this CPU invalidates before it returns to user code, and the kernel never uses
-    /// user translations of a page it has just unmapped).
-    deferred: alloc::vec::Vec<(PhysFrame, fn(PhysFrame))>,
 }
 
-/// At most this many frames wait in a batch; then it is flushed early (Linux flushes a full
-/// `mmu_gather` batch the same way), which bounds the memory an `munmap` can make the kernel
-/// hold.
+/// At most this many freed frames wait for a flush in [`PageTableRoot::unmap_leaves`]; then it
+/// flushes early (Linux flushes a full `mmu_gather` batch the same way), which bounds the
+/// memory an `munmap` can make the kernel hold.
 const DEFERRED_MAX: usize = 4096;
 
 impl TlbBatch {
@@ -585,7 +729,7 @@ impl TlbBatch {
     /// CPU's own bit is ignored).
     pub fn new(tree: &PageTableRoot, others: u64) -> TlbBatch {
         let me = 1u64 << super::percpu::this_cpu().cpu_id;
-        TlbBatch { start: 0, end: 0, root: tree.frame.start_address().as_u64(), others: others & !me, deferred: alloc::vec::Vec::new() }
+        TlbBatch { start: 0, end: 0, root: tree.frame.start_address().as_u64(), others: others & !me }
     }
 
     /// Adds the page at `addr` (a user address: below [`USER_END`]).
@@ -597,39 +741,23 @@ impl TlbBatch {
         self.end = self.end.max(addr + 4096);
     }
 
-    /// Frees `frame` with `put` once the batch has been flushed everywhere (at once if no
-    /// other CPU may cache the tree).
-    pub fn put_after_flush(&mut self, frame: PhysFrame, put: fn(PhysFrame)) {
-        if self.others == 0 {
-            put(frame);
-            return;
-        }
-        if self.deferred.len() >= DEFERRED_MAX || self.deferred.try_reserve(1).is_err() {
-            self.flush_now();
-        }
-        if self.deferred.try_reserve(1).is_ok() {
-            self.deferred.push((frame, put));
-        } else {
-            // No memory even for one entry after a flush: this frame's page was added
-            // before, so flush once more and free it directly.
-            self.flush_now();
-            put(frame);
-        }
+    /// Is this CPU the only one that may cache the tree? (Then a freed frame may go back at
+    /// once: this CPU invalidates before it returns to user code, and the kernel never uses
+    /// user translations of a page it has just unmapped.)
+    pub fn alone(&self) -> bool {
+        self.others == 0
     }
 
-    /// Invalidates what was gathered so far, everywhere, and frees the deferred frames.
-    fn flush_now(&mut self) {
+    /// Invalidates what was gathered so far, here and on the other CPUs, and starts afresh.
+    pub fn flush_now(&mut self) {
         if self.start < self.end {
             super::shootdown::shoot(self.others, Some(self.root), self.start, self.end);
         }
         self.start = 0;
         self.end = 0;
-        for (frame, put) in self.deferred.drain(..) {
-            put(frame);
-        }
     }
 
-    /// Invalidates every page added, on this CPU and the others, then frees the frames.
+    /// Invalidates every page added, on this CPU and the others.
     pub fn flush(mut self) {
         self.flush_now();
     }
