@@ -6,8 +6,10 @@
 //!   protection-key state, behind a reader-writer lock.
 //! * [`area`] — its memory areas: mmap, munmap, mprotect, brk, and demand paging.
 //! * [`user`] — reaching user memory from syscalls (copies that fail with `EFAULT`).
+//! * [`hugetlb`] — the 2 MiB page pool `/proc/sys/vm/nr_hugepages` sizes.
 pub mod address_space;
 pub mod area;
 pub mod user;
 pub mod frame;
 pub mod heap;
+pub mod hugetlb;
