@@ -63,6 +63,8 @@ pub const CASES: &[Case] = &[
     Case { program: "edges", args: &["sigpipe"], cpu: FOUR_LEVEL_MAX },
     // Four-level paging, as pikku's: with LA57 (which `-cpu max` has) Linux's TASK_SIZE is 2^56.
     Case { program: "hostile", args: &[], cpu: FOUR_LEVEL_MAX },
+    Case { program: "startup", args: &[], cpu: "max" },
+    Case { program: "startup", args: &[], cpu: "qemu64" },
 ];
 
 impl Case {

@@ -14,7 +14,8 @@
 //! mode: root by the owner's bits, anyone else by the others' bits, so uid 1000 gets `EACCES`
 //! for `nr_hugepages` and root gets `EACCES` for a 0444 file (Linux: `sysctl_perm()`, kernfs'
 //! "no write method" check). A write must be one number (leading and trailing blanks allowed),
-//! or `EINVAL` (Linux: `proc_doulongvec_minmax()`).
+//! or `EINVAL` (Linux: `proc_doulongvec_minmax()`); a sysctl ignores a write that does not
+//! start at offset 0 (see [`write`]).
 
 use alloc::format;
 use alloc::string::String;
@@ -66,9 +67,14 @@ pub fn render(file: ProcFile) -> Vec<u8> {
     }
 }
 
-/// A write of `bytes` to `file` (opened for writing, so one of the writable ones).
-pub fn write(file: ProcFile, bytes: &[u8]) -> Result<(), Errno> {
+/// A write of `bytes` at file position `at` to `file` (opened for writing, so one of the
+/// writable ones); the caller moves the position on by the whole write when it succeeds.
+/// A sysctl written past its start ignores the bytes (Linux's default `sysctl_writes_strict`,
+/// `proc_first_pos_non_zero_ignore()`: a second `write` on the same fd changes nothing and
+/// still reports every byte written); sysfs takes every write whole.
+pub fn write(file: ProcFile, at: u64, bytes: &[u8]) -> Result<(), Errno> {
     match file {
+        ProcFile::NrHugepages if at > 0 => Ok(()),
         ProcFile::NrHugepages | ProcFile::SysNrHugepages => {
             hugetlb::set_nr_hugepages(parse_number(bytes)?);
             Ok(())

@@ -258,7 +258,11 @@ fn write_from_user(f: &OpenFile, mut stream: UserStream) -> Result<u64, Errno> {
                 Err(_) => return Ok(done),
             },
             // A sysctl or sysfs value: the chunk is the whole new value.
-            OpenFile::Proc { file, .. } => crate::fs::proc::write(*file, &chunk[..n])?,
+            OpenFile::Proc { file, pos, .. } => {
+                let mut pos = pos.lock();
+                crate::fs::proc::write(*file, *pos, &chunk[..n])?;
+                *pos += n as u64;
+            }
             _ => console::write_user(&chunk[..n]),
         }
         done += n as u64;
