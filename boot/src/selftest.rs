@@ -319,7 +319,7 @@ fn parse_passed(rest: &str) -> Option<(u32, u32)> {
 }
 
 /// A run on pikku: its summary, the whole console, and how long it took.
-pub fn run_pikku(kernel: &Path, config: &Config, user_dir: &Path, limit: Duration) -> Result<(Summary, String, Duration), Error> {
+pub fn run_pikku(kernel: &Path, config: &Config, user_dir: &Path, limit: Duration) -> PikkuRun {
     let init = config.init(user_dir)?;
     let qemu = crate::qemu::Qemu { cpu: config.cpu.into(), ..Default::default() };
     let watch = crate::run::Watch { heartbeat: None, limit: Some(limit), echo: false, keep: true };
@@ -340,19 +340,22 @@ pub fn run_linux(config: &Config, user_dir: &Path) -> Result<(Summary, String), 
     Ok((Summary::parse(config.test, &program, end), program))
 }
 
+/// One run on pikku: its summary, the whole console, how long it took.
+pub type PikkuRun = Result<(Summary, String, Duration), Error>;
+
 /// How long one run on pikku may take before it is stopped (a hang is a failure, not a wait).
 pub const RUN_LIMIT: Duration = Duration::from_secs(240);
 
 /// Runs `configs` on pikku, two QEMUs at a time (the machine has two cores), building every
 /// binary first; the results in `configs`' order.
-pub fn run_all_pikku(kernel: &Path, user_dir: &Path, configs: &[Config]) -> Vec<Result<(Summary, String, Duration), Error>> {
+pub fn run_all_pikku(kernel: &Path, user_dir: &Path, configs: &[Config]) -> Vec<PikkuRun> {
     for c in configs {
         if let Err(e) = binary(c.test, c.libc) {
             return configs.iter().map(|_| Err(e.clone())).collect();
         }
     }
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let results: Vec<std::sync::Mutex<Option<Result<(Summary, String, Duration), Error>>>> = configs.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    let results: Vec<std::sync::Mutex<Option<PikkuRun>>> = configs.iter().map(|_| std::sync::Mutex::new(None)).collect();
     std::thread::scope(|scope| {
         for _ in 0..2 {
             scope.spawn(|| loop {

@@ -93,9 +93,11 @@ pub fn sys_setgroups(size: u64, list: u64) -> Result<u64, Errno> {
     if size > NGROUPS_MAX {
         return Err(Errno::EINVAL);
     }
+    // Linux: `groups_alloc()` (ENOMEM when the memory is not there).
+    crate::mm::heap::reserve(size as usize * 8)?;
     let mut bytes = alloc::vec![0u8; size as usize * 4];
     user::copy_from_user(&mut bytes, list)?;
-    let mut groups: alloc::vec::Vec<u32> = bytes.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let mut groups: alloc::vec::Vec<u32> = bytes.as_chunks::<4>().0.iter().map(|c| u32::from_le_bytes(*c)).collect();
     groups.sort_unstable();
     *thread.process.groups.lock() = groups;
     Ok(0)

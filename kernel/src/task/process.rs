@@ -148,7 +148,8 @@ impl Process {
         made.task = Some(task);
         child.uid.store(self.uid.load(Ordering::Relaxed), Ordering::Relaxed);
         child.gid.store(self.gid.load(Ordering::Relaxed), Ordering::Relaxed);
-        *child.groups.lock() = self.groups.lock().clone();
+        let groups = self.groups.lock().clone();
+        *child.groups.lock() = groups;
         child.parent.store(self.pid, Ordering::Relaxed);
         TABLE.lock().insert(pid, Arc::downgrade(&child));
         self.children.lock().push(child.clone());
