@@ -65,6 +65,8 @@ pub const CASES: &[Case] = &[
     Case { program: "hostile", args: &[], cpu: FOUR_LEVEL_MAX },
     Case { program: "startup", args: &[], cpu: "max" },
     Case { program: "startup", args: &[], cpu: "qemu64" },
+    Case { program: "procmaps", args: &[], cpu: "max" },
+    Case { program: "procmaps", args: &[], cpu: "qemu64" },
 ];
 
 impl Case {

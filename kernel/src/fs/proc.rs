@@ -7,7 +7,10 @@
 //!   `nr_hugepages_store()`);
 //! * `.../free_hugepages` (0444): the pool's unused pages;
 //! * `/proc/cpuinfo` (0444): one block per CPU, its flags from CPUID (`pku`) and from what the
-//!   kernel enabled (`ospke`, Linux's `X86_FEATURE_OSPKE` once CR4.PKE is set).
+//!   kernel enabled (`ospke`, Linux's `X86_FEATURE_OSPKE` once CR4.PKE is set);
+//! * `/proc/self/maps` and `/proc/self/smaps` (0444): the caller's memory areas in Linux's
+//!   format, smaps with the resident counts from the page tables and `ProtectionKey:` — how
+//!   Linux shows keys to tools — when OSPKE is on.
 //!
 //! As on Linux, the text is made once per open (Linux's `seq_file` makes it on the first read
 //! from offset 0) and a write sets the value at once. Who may open for writing follows the
@@ -36,6 +39,10 @@ pub enum ProcFile {
     SysFreeHugepages,
     /// `/proc/cpuinfo`.
     Cpuinfo,
+    /// `/proc/self/maps`.
+    Maps,
+    /// `/proc/self/smaps`.
+    Smaps,
 }
 
 /// Every generated file: its path and mode (a regular file, owned by root).
@@ -44,6 +51,8 @@ const FILES: &[(&str, ProcFile, u32)] = &[
     ("/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages", ProcFile::SysNrHugepages, 0o100644),
     ("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages", ProcFile::SysFreeHugepages, 0o100444),
     ("/proc/cpuinfo", ProcFile::Cpuinfo, 0o100444),
+    ("/proc/self/maps", ProcFile::Maps, 0o100444),
+    ("/proc/self/smaps", ProcFile::Smaps, 0o100444),
 ];
 
 /// The generated file at `path`, and its mode; `None` if `path` is not one of them.
@@ -64,6 +73,8 @@ pub fn render(file: ProcFile) -> Vec<u8> {
         ProcFile::NrHugepages | ProcFile::SysNrHugepages => format!("{}\n", hugetlb::nr_hugepages()).into_bytes(),
         ProcFile::SysFreeHugepages => format!("{}\n", hugetlb::free_hugepages()).into_bytes(),
         ProcFile::Cpuinfo => cpuinfo().into_bytes(),
+        ProcFile::Maps => maps(false).into_bytes(),
+        ProcFile::Smaps => maps(true).into_bytes(),
     }
 }
 
@@ -79,7 +90,7 @@ pub fn write(file: ProcFile, at: u64, bytes: &[u8]) -> Result<(), Errno> {
             hugetlb::set_nr_hugepages(parse_number(bytes)?);
             Ok(())
         }
-        ProcFile::SysFreeHugepages | ProcFile::Cpuinfo => Err(Errno::EACCES),
+        ProcFile::SysFreeHugepages | ProcFile::Cpuinfo | ProcFile::Maps | ProcFile::Smaps => Err(Errno::EACCES),
     }
 }
 
@@ -156,6 +167,139 @@ fn cpuinfo() -> String {
             cpu::text(&f.brand).trim(),
             f.stepping,
         ));
+    }
+    out
+}
+
+/// Resident-page counts of one area, in pages (Linux: `struct mem_size_stats`).
+#[derive(Default)]
+struct Resident {
+    rss: u64,
+    /// Σ 1/sharers, in 1/4096ths of a page: `Pss` is exact to the byte, as Linux's.
+    pss_4k: u64,
+    pss_dirty_4k: u64,
+    shared_clean: u64,
+    shared_dirty: u64,
+    private_clean: u64,
+    private_dirty: u64,
+}
+
+/// `/proc/self/maps` (`smaps` false) or `/proc/self/smaps`: one entry per area, lowest first
+/// (Linux: `show_map_vma()`, `show_smap()`). Areas of the ELF file show the file's inode but
+/// no path (pikku's areas do not keep it); the program break's area is `[heap]`, the stack's
+/// `[stack]`.
+fn maps(smaps: bool) -> String {
+    use crate::mm::area::{STACK_SIZE, STACK_TOP};
+    use vma::{Backing, Prot};
+    let thread = crate::task::current();
+    let mut mm = thread.mm.write();
+    let mut resident: Vec<(u64, Resident)> = Vec::new();
+    if smaps {
+        let areas: Vec<u64> = mm.vmas.iter().map(|a| a.start).collect();
+        resident = areas.iter().map(|&start| (start, Resident::default())).collect();
+        let mut pages = Vec::new();
+        mm.for_each_resident_page(|addr, frame, dirty| pages.push((addr, frame, dirty)));
+        for (addr, frame, pte_dirty) in pages {
+            let Some(area) = mm.vmas.find(addr) else { continue };
+            // pikku has no shared zero page: a resident anonymous page is the program's own
+            // private copy, which Linux counts as dirty once written (and keeps its D bit
+            // through mprotect, where pikku's rewrite of the PTE starts it afresh).
+            let dirty = pte_dirty || matches!(area.backing, Backing::Anonymous);
+            let Ok(i) = resident.binary_search_by_key(&area.start, |(s, _)| *s) else { continue };
+            let r = &mut resident[i].1;
+            let sharers = u64::from(crate::mm::frame::references(frame).max(1));
+            r.rss += 1;
+            r.pss_4k += 4096 / sharers;
+            match (sharers > 1, dirty) {
+                (true, true) => r.shared_dirty += 1,
+                (true, false) => r.shared_clean += 1,
+                (false, true) => r.private_dirty += 1,
+                (false, false) => r.private_clean += 1,
+            }
+            if dirty {
+                r.pss_dirty_4k += 4096 / sharers;
+            }
+        }
+    }
+    let (heap_start, heap_end) = (mm.brk_start, mm.brk);
+    let mut out = String::new();
+    for area in mm.vmas.iter() {
+        let flag = |p: Prot, c: char| if area.prot.contains(p) { c } else { '-' };
+        let (offset, inode) = match &area.backing {
+            Backing::Anonymous => (0, 0),
+            Backing::File { file, offset, .. } => (*offset, file.ino),
+        };
+        let dev = if inode == 0 { "00:00" } else { "00:01" };
+        out.push_str(&format!("{:08x}-{:08x} {}{}{}p {offset:08x} {dev} {inode} ", area.start, area.end, flag(Prot::READ, 'r'), flag(Prot::WRITE, 'w'), flag(Prot::EXEC, 'x')));
+        let is_stack = area.end == STACK_TOP && area.start >= STACK_TOP - STACK_SIZE;
+        let name = if is_stack {
+            "[stack]"
+        } else if heap_end > heap_start && area.start >= heap_start && area.end <= vma::user::page_align_up(heap_end).unwrap_or(heap_end) {
+            "[heap]"
+        } else {
+            ""
+        };
+        if !name.is_empty() {
+            // Linux pads the name to column 74 (`seq_pad()`).
+            while out.len() - out.rfind('\n').map_or(0, |i| i + 1) < 73 {
+                out.push(' ');
+            }
+            out.push_str(name);
+        }
+        out.push('\n');
+        if !smaps {
+            continue;
+        }
+        let empty = Resident::default();
+        let r = resident.binary_search_by_key(&area.start, |(s, _)| *s).map_or(&empty, |i| &resident[i].1);
+        let anonymous = match area.backing {
+            Backing::Anonymous => r.rss,
+            // A private file page someone wrote is an anonymous copy.
+            Backing::File { .. } => r.private_dirty + r.shared_dirty,
+        };
+        let kb = |label: &str, pages: u64| format!("{label:<16}{:>8} kB\n", pages * 4);
+        out.push_str(&kb("Size:", (area.end - area.start) / 4096));
+        out.push_str(&kb("KernelPageSize:", 1));
+        out.push_str(&kb("MMUPageSize:", 1));
+        out.push_str(&kb("Rss:", r.rss));
+        out.push_str(&format!("{:<16}{:>8} kB\n", "Pss:", r.pss_4k / 1024));
+        out.push_str(&format!("{:<16}{:>8} kB\n", "Pss_Dirty:", r.pss_dirty_4k / 1024));
+        out.push_str(&kb("Shared_Clean:", r.shared_clean));
+        out.push_str(&kb("Shared_Dirty:", r.shared_dirty));
+        out.push_str(&kb("Private_Clean:", r.private_clean));
+        out.push_str(&kb("Private_Dirty:", r.private_dirty));
+        out.push_str(&kb("Referenced:", r.rss));
+        out.push_str(&kb("Anonymous:", anonymous));
+        for label in ["KSM:", "LazyFree:", "AnonHugePages:", "ShmemPmdMapped:", "FilePmdMapped:", "Shared_Hugetlb:", "Private_Hugetlb:", "Swap:", "SwapPss:", "Locked:"] {
+            out.push_str(&kb(label, 0));
+        }
+        out.push_str(&format!("{:<16}{:>8}\n", "THPeligible:", 0));
+        if cpu::ospke() {
+            out.push_str(&format!("{:<16}{:>8}\n", "ProtectionKey:", area.pkey.index()));
+        }
+        // Linux's VmFlags in its bit order; every area here is a private mapping (so it may
+        // read, write and execute: mr mw me), new areas are soft-dirty (sd). VM_ACCOUNT (ac)
+        // is not tracked: an area is taken as accounted when writable or anonymous and
+        // accessible, which is what it is unless mprotect changed it.
+        let mut vm = String::from("VmFlags: ");
+        for (on, name) in [
+            (area.prot.contains(Prot::READ), "rd"),
+            (area.prot.contains(Prot::WRITE), "wr"),
+            (area.prot.contains(Prot::EXEC), "ex"),
+            (true, "mr"),
+            (true, "mw"),
+            (true, "me"),
+            (is_stack, "gd"),
+            (area.prot.contains(Prot::WRITE) || (matches!(area.backing, Backing::Anonymous) && !area.prot.is_empty()), "ac"),
+            (true, "sd"),
+        ] {
+            if on {
+                vm.push_str(name);
+                vm.push(' ');
+            }
+        }
+        vm.push('\n');
+        out.push_str(&vm);
     }
     out
 }

@@ -343,8 +343,8 @@ impl PageTableRoot {
         Some(frame)
     }
 
-    /// Calls `f(page, frame, leaf flags)` for every mapped 4-KiB page of the user half.
-    #[cfg(test)] // used by the in-kernel tests only
+    /// Calls `f(page, frame, leaf flags)` for every mapped 4-KiB page of the user half (the
+    /// in-kernel tests, and `/proc/self/smaps`' resident counts).
     pub fn for_each_user_page(&mut self, mut f: impl FnMut(Page, PhysFrame, PageTableFlags)) {
         self.walk_user_leaves(0, USER_END, &mut |addr, entry| {
             f(Page::containing_address(VirtAddr::new(addr)), PhysFrame::containing_address(entry.addr()), entry.flags());
