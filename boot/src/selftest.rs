@@ -21,7 +21,7 @@
 //!   kernel; `make test` and `make selftest` compare pikku's with them.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::run::{Init, InitEnd};
@@ -66,33 +66,19 @@ fn src_dir() -> PathBuf {
     dir().join("src")
 }
 
-/// Downloads the source package and extracts [`SOURCES`] into `target/selftest/src/`, once.
+/// Downloads the source package and extracts the seven selftest files into `target/selftest/src/`, once.
 pub fn sources() -> Result<PathBuf, Error> {
     let src = src_dir();
     if SOURCES.iter().all(|f| src.join(f).exists()) {
         return Ok(src);
     }
-    let download = |spec: &str| {
-        let run = || Command::new("apt-get").args(["download", "-qq", spec]).current_dir(dir()).stderr(Stdio::null()).status();
-        if run().is_ok_and(|s| s.success()) {
-            return true;
+    let deb = match crate::linux::apt_download(&dir(), &format!("{PACKAGE}={VERSION}")) {
+        Ok(deb) => deb,
+        Err(_) => {
+            eprintln!("pikku: {PACKAGE} {VERSION} has left the archive; using the newest {PACKAGE} instead (the goldens may need `make conformance`)");
+            crate::linux::apt_download(&dir(), PACKAGE).map_err(|e| format!("{e} (no network, or no Debian archive in the apt sources?)"))?
         }
-        // The package lists may be stale or absent on a fresh machine.
-        let _ = Command::new("apt-get").args(["update", "-qq"]).stdout(Stdio::null()).stderr(Stdio::null()).status();
-        run().is_ok_and(|s| s.success())
     };
-    if !download(&format!("{PACKAGE}={VERSION}")) {
-        eprintln!("pikku: {PACKAGE} {VERSION} has left the archive; using the newest {PACKAGE} instead (the goldens may need `make conformance`)");
-        if !download(PACKAGE) {
-            return Err(format!("apt-get download {PACKAGE} failed (no network, or no Debian archive in the apt sources?)"));
-        }
-    }
-    let deb = std::fs::read_dir(dir())
-        .map_err(|e| e.to_string())?
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&format!("{PACKAGE}_"))))
-        .ok_or("the downloaded .deb is missing")?;
     std::fs::create_dir_all(&src).map_err(|e| e.to_string())?;
     // The .deb holds usr/src/linux-source-6.12.tar.xz; take just our files out of that.
     let members: Vec<String> = SOURCES.iter().map(|f| format!("linux-source-6.12/{f}")).collect();

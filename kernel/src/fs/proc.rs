@@ -18,7 +18,7 @@
 //! for `nr_hugepages` and root gets `EACCES` for a 0444 file (Linux: `sysctl_perm()`, kernfs'
 //! "no write method" check). A write must be one number (leading and trailing blanks allowed),
 //! or `EINVAL` (Linux: `proc_doulongvec_minmax()`); a sysctl ignores a write that does not
-//! start at offset 0 (see [`write`]).
+//! start at offset 0 (see [`write()`]).
 
 use alloc::format;
 use alloc::string::String;
