@@ -646,7 +646,7 @@ static const struct call calls_table[] = {
     {230, "clock_nanosleep"}, {234, "tgkill"}, {257, "openat"}, {262, "newfstatat"}, {278, "vmsplice"}, {292, "dup3"},
     {293, "pipe2"}, {318, "getrandom"}, {329, "pkey_mprotect"}, {330, "pkey_alloc"}, {331, "pkey_free"},
     {97, "getrlimit"}, {115, "getgroups"}, {116, "setgroups"}, {118, "getresuid"}, {120, "getresgid"}, {201, "time"},
-    {273, "set_robust_list"}, {302, "prlimit64"}, {334, "rseq"}, {435, "clone3"},
+    {273, "set_robust_list"}, {302, "prlimit64"}, {160, "setrlimit"}, {334, "rseq"}, {435, "clone3"},
     {-1, "unknown"},
 };
 #define NCALLS (sizeof calls_table / sizeof calls_table[0])
@@ -767,6 +767,7 @@ static void one_call(struct ctx *c) {
     case 234: a[0] = chance(c, 2) ? (u64)sc0(SYS_getpid) : a_pid(c); a[1] = chance(c, 2) ? my_tid_cache : a_pid(c); a[2] = a_signal_for(c, a[1]); if (a[1] != my_tid_cache && a[0] == (u64)sc0(SYS_getpid)) a[2] = 0; break;
     case 63: a[0] = wptr(c); break;
     case 97: a[0] = chance(c, 2) ? below(c, 17) : flags(c); a[1] = wptr(c); break;
+    case 160: a[0] = chance(c, 2) ? below(c, 17) : flags(c); a[1] = rptr(c); break;
     case 115: case 116: a[0] = chance(c, 2) ? below(c, 8) : flags(c); a[1] = chance(c, 2) ? rptr(c) : wptr(c); if (k->nr == 115) a[1] = wptr(c); break;
     case 118: case 120: a[0] = wptr(c); a[1] = wptr(c); a[2] = wptr(c); break;
     case 201: a[0] = chance(c, 3) ? 0 : wptr(c); break;

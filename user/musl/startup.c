@@ -124,6 +124,14 @@ static void startup_calls(void) {
     printf("prlimit64 bad old: %s\n", err(syscall(SYS_prlimit64, 0, 7, NULL, (void *)8)));
     printf("prlimit64 bad new: %s\n", err(syscall(SYS_prlimit64, 0, 7, (void *)8, NULL)));
     printf("prlimit64 pid 99999: %s\n", err(syscall(SYS_prlimit64, 99999, 7, NULL, &rl)));
+    printf("prlimit64 pid 99999, resource 16: %s\n", err(syscall(SYS_prlimit64, 99999, 16, NULL, &rl)));
+    printf("prlimit64 resource 16, bad new: %s\n", err(syscall(SYS_prlimit64, 0, 16, (void *)8, NULL)));
+    struct rlimit same;
+    syscall(SYS_prlimit64, 0, 7, NULL, &same);
+    printf("prlimit64 NOFILE to what it is: %s\n", err(syscall(SYS_prlimit64, 0, 7, &same, NULL)));
+    printf("setrlimit NOFILE to what it is: %s\n", err(syscall(SYS_setrlimit, 7, &same)));
+    printf("setrlimit bad pointer: %s\n", err(syscall(SYS_setrlimit, 7, (void *)8)));
+    printf("setrlimit resource 16: %s\n", err(syscall(SYS_setrlimit, 16, &same)));
     struct rlimit inverted = {10, 5};
     printf("prlimit64 soft above hard: %s\n", err(syscall(SYS_prlimit64, 0, 7, &inverted, NULL)));
     printf("getrlimit NOFILE: %s", err(syscall(SYS_getrlimit, 7, &rl)));

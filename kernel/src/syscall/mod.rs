@@ -64,6 +64,7 @@ pub mod nr {
     pub const GETRESUID: u64 = 118;
     pub const GETRESGID: u64 = 120;
     pub const GETRLIMIT: u64 = 97;
+    pub const SETRLIMIT: u64 = 160;
     pub const TIME: u64 = 201;
     pub const SET_ROBUST_LIST: u64 = 273;
     pub const PRLIMIT64: u64 = 302;
@@ -144,6 +145,7 @@ pub fn dispatch(number: u64, args: [u64; 6]) -> u64 {
         nr::GETRESUID => process::sys_getresuid(a0, a1, a2),
         nr::GETRESGID => process::sys_getresgid(a0, a1, a2),
         nr::GETRLIMIT => process::sys_getrlimit(a0, a1),
+        nr::SETRLIMIT => process::sys_setrlimit(a0, a1),
         nr::PRLIMIT64 => process::sys_prlimit64(a0, a1, a2, a3),
         nr::TIME => process::sys_time(a0),
         nr::SET_ROBUST_LIST => process::sys_set_robust_list(a0, a1),

@@ -135,19 +135,20 @@ pub fn sys_set_robust_list(head: u64, len: u64) -> Result<u64, Errno> {
 }
 
 /// `prlimit64(pid, resource, new, old)`: the process's resource limits
-/// ([`task::limits::rlimit`]). Linux's order: `resource` ≥ `RLIM_NLIMITS` is `EINVAL`, a `new`
-/// that cannot be read `EFAULT`, a pid that is neither 0 nor an existing process `ESRCH`;
-/// then `old` is written (`EFAULT`). pikku's limits are fixed: a `new` with soft above hard is
-/// `EINVAL` as on Linux, any other `new` `EPERM`. Linux: `sys_prlimit64()`.
+/// ([`task::limits::rlimit`]). Linux's order: a `new` that cannot be read is `EFAULT`, a pid
+/// that is neither 0 nor an existing process `ESRCH`, then (`do_prlimit()`) `resource` ≥
+/// `RLIM_NLIMITS` `EINVAL` and a `new` with soft above hard `EINVAL`; then `old` is written
+/// (`EFAULT`). pikku's limits are fixed: any other `new` that changes one is `EPERM`.
+/// Linux: `sys_prlimit64()`.
 pub fn sys_prlimit64(pid: u64, resource: u64, new: u64, old: u64) -> Result<u64, Errno> {
-    let resource = resource as u32;
-    if resource >= task::limits::RLIM_NLIMITS {
-        return Err(Errno::EINVAL);
-    }
     let wanted = if new != 0 { Some((user::read_u64(new)?, user::read_u64(new.wrapping_add(8))?)) } else { None };
     let pid = pid as u32 as i32;
     if pid < 0 || (pid != 0 && task::process::find(pid as u32).is_none()) {
         return Err(Errno::ESRCH);
+    }
+    let resource = resource as u32;
+    if resource >= task::limits::RLIM_NLIMITS {
+        return Err(Errno::EINVAL);
     }
     let (soft, hard) = task::limits::rlimit(resource);
     if let Some((new_soft, new_hard)) = wanted {
@@ -168,6 +169,12 @@ pub fn sys_prlimit64(pid: u64, resource: u64, new: u64, old: u64) -> Result<u64,
 /// `getrlimit(resource, rlim)` = `prlimit64(0, resource, NULL, rlim)`.
 pub fn sys_getrlimit(resource: u64, rlim: u64) -> Result<u64, Errno> {
     sys_prlimit64(0, resource, 0, rlim)
+}
+
+/// `setrlimit(resource, rlim)`: the new limits are read first (`EFAULT`), then as
+/// `prlimit64(0, resource, rlim, NULL)`. Linux: `sys_setrlimit()`.
+pub fn sys_setrlimit(resource: u64, rlim: u64) -> Result<u64, Errno> {
+    sys_prlimit64(0, resource, rlim, 0)
 }
 
 /// `time(tloc)`: seconds since the epoch, also stored at `tloc` unless it is NULL

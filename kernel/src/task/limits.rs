@@ -72,7 +72,7 @@ pub const RLIM_NLIMITS: u32 = 16;
 /// (`INIT_RLIMITS` with `max_threads` filled in by `set_max_threads()` and `fork_init()`), and
 /// the bounds pikku actually applies where it has them: `RLIMIT_NOFILE` is the fd table's size
 /// ([`crate::fs::file::MAX_FDS`]), `RLIMIT_NPROC` and `RLIMIT_SIGPENDING` are `threads-max / 2`,
-/// `RLIMIT_STACK` the 8 MiB stack area. pikku has no `setrlimit`: they never change.
+/// `RLIMIT_STACK` the 8 MiB stack area. They never change (`setrlimit` that would is `EPERM`).
 /// Linux: `include/asm-generic/resource.h`.
 pub fn rlimit(resource: u32) -> (u64, u64) {
     const RLIMIT_STACK: u32 = 3;
