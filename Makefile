@@ -10,6 +10,8 @@
 #   make conformance [ONLY=name-prefix]
 #                 the conformance programs on pikku and on Debian's Linux 6.12 (same QEMU);
 #                 refreshes tests/golden/ and prints the comparison
+#   make selftest Linux's pkey selftests (protection_keys, pkey_sighandler_tests from Debian's
+#                 linux-source-6.12, unmodified) on pikku, each run against Linux's figures
 #   make fuzz [SEED=n] [CALLS=n] [CPU=…] [VERBOSE=1]
 #                 one system-call fuzzer campaign (user/musl/fuzz.c as /init) on the debug kernel;
 #                 fails on a panic, a hang (no kernel heartbeat), a failed check or a leak
@@ -43,7 +45,7 @@ PIKKU_FLAGS = --boot $(BOOT) --cpu $(CPU) --smp $(SMP) --log $(LOG) $(if $(filte
               $(if $(strip $(FILES)),--files "$(FILES)",) \
               $(if $(strip $(ARGS)),-- $(ARGS),)
 
-.PHONY: all setup run test test-host test-qemu lint conformance fuzz bench trace doc clean
+.PHONY: all setup run test test-host test-qemu lint conformance selftest fuzz bench trace doc clean
 
 all: run
 
@@ -67,6 +69,9 @@ test-qemu: setup
 
 conformance: setup
 	@$(CARGO) run --quiet -p boot --bin pikku -- conformance $(ONLY)
+
+selftest: setup
+	@$(CARGO) run --quiet -p boot --bin pikku -- selftest
 
 fuzz: setup
 	@$(CARGO) run --quiet -p boot --bin pikku -- fuzz --seed $(SEED) --calls $(CALLS) --cpu $(CPU) $(if $(filter 1,$(VERBOSE)),--verbose,)

@@ -70,6 +70,10 @@ pub const CASES: &[Case] = &[
     // Four-level paging, as pikku's: with LA57 (which `-cpu max` has) Linux's TASK_SIZE is 2^56.
     Case { program: "hostile", args: &[], cpu: FOUR_LEVEL_MAX, smp: 1 },
     Case { program: "hugetlb", args: &[], cpu: "max", smp: 1 },
+    Case { program: "startup", args: &[], cpu: "max", smp: 1 },
+    Case { program: "startup", args: &[], cpu: "qemu64", smp: 1 },
+    Case { program: "procmaps", args: &[], cpu: "max", smp: 1 },
+    Case { program: "procmaps", args: &[], cpu: "qemu64", smp: 1 },
     // Several CPUs (issue #15). Each program prints counts and verdicts in a fixed order, so
     // Linux's transcript does not depend on how its scheduler spread the threads.
     Case { program: "smp_affinity", args: &[], cpu: "max", smp: 1 },

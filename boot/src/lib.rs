@@ -9,6 +9,7 @@
 //! * [`run`] — boots the kernel once in run mode;
 //! * [`linux`] — the Linux reference runner (Debian's kernel, same QEMU machine);
 //! * [`conformance`] — the cases compared between pikku and Linux, and their golden files;
+//! * [`selftest`] — Linux's pkey selftests, fetched, built and run on pikku (`make selftest`);
 //! * [`fuzz`] — a campaign of the system-call fuzzer, judged by heartbeat, exit and memory line;
 //! * [`bench`](mod@bench) and [`trace`] — instruction counts against Linux, and where they go;
 //! * [`ktest`] — boots the test kernel, parses its serial output, and re-boots after a test
@@ -26,6 +27,7 @@ pub mod ktest;
 pub mod linux;
 pub mod qemu;
 pub mod run;
+pub mod selftest;
 pub mod trace;
 
 use std::path::PathBuf;

@@ -38,17 +38,24 @@ fn cache_dir() -> PathBuf {
     dir
 }
 
-fn download(package: &str) -> Result<(), Error> {
-    let run = || Command::new("apt-get").args(["download", "-qq", package]).current_dir(cache_dir()).stderr(Stdio::null()).status();
-    if run().is_ok_and(|s| s.success()) {
-        return Ok(());
+/// `apt-get download SPEC` (a package, or `package=version`) into `dir`, as any user (nothing
+/// is installed); the path of the `.deb`. Refreshes the package lists once if the first try
+/// fails (they may be stale or absent on a fresh machine).
+pub fn apt_download(dir: &std::path::Path, spec: &str) -> Result<PathBuf, Error> {
+    let run = || Command::new("apt-get").args(["download", "-qq", spec]).current_dir(dir).stderr(Stdio::null()).status();
+    if !run().is_ok_and(|s| s.success()) {
+        let _ = Command::new("apt-get").args(["update", "-qq"]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+        if !run().is_ok_and(|s| s.success()) {
+            return Err(format!("apt-get download {spec} failed"));
+        }
     }
-    // The package lists may be stale or absent on a fresh machine.
-    let _ = Command::new("apt-get").args(["update", "-qq"]).stdout(Stdio::null()).stderr(Stdio::null()).status();
-    match run() {
-        Ok(s) if s.success() => Ok(()),
-        _ => Err(format!("apt-get download {package} failed")),
-    }
+    let package = spec.split('=').next().unwrap_or(spec);
+    std::fs::read_dir(dir)
+        .map_err(|e| e.to_string())?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&format!("{package}_"))))
+        .ok_or_else(|| format!("apt-get download {spec} left no .deb in {}", dir.display()))
 }
 
 fn newest_612() -> Option<String> {
@@ -74,21 +81,15 @@ pub fn kernel() -> Result<(PathBuf, String), Error> {
     if exact.exists() {
         return Ok((exact, format!("{PACKAGE} {VERSION}")));
     }
-    let package = match download(PACKAGE) {
-        Ok(()) => PACKAGE.to_string(),
+    let (package, deb) = match apt_download(&dir, PACKAGE) {
+        Ok(deb) => (PACKAGE.to_string(), deb),
         Err(_) => {
             let newest = newest_612().ok_or_else(|| format!("{PACKAGE} is not in the archive, and no linux-image-6.12*-amd64 is"))?;
             eprintln!("pikku: {PACKAGE} ({VERSION}) has left the archive; using {newest} instead");
-            download(&newest)?;
-            newest
+            let deb = apt_download(&dir, &newest)?;
+            (newest, deb)
         }
     };
-    let deb = std::fs::read_dir(&dir)
-        .map_err(|e| e.to_string())?
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&format!("{package}_"))))
-        .ok_or("the downloaded .deb is missing")?;
     let status = Command::new("sh")
         .arg("-c")
         .arg("dpkg-deb --fsys-tarfile \"$1\" | tar -x -C \"$2\" --strip-components=2 --wildcards './boot/vmlinuz-*'")

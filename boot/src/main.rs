@@ -180,6 +180,25 @@ fn conformance(only: Option<&str>) -> Result<i32, String> {
         );
         rows.push(diff.is_none());
     }
+    // Linux's pkey selftests: the same binaries under the same init; the golden file is the
+    // run's summary line (counts, verdict, init's end).
+    for config in boot::selftest::CONFIGS.iter().filter(|c| only.is_none_or(|p| format!("selftest-{}", c.name()).starts_with(p))) {
+        let (linux, _) = boot::selftest::run_linux(config, &user)?;
+        let linux = linux.line();
+        let golden = config.golden();
+        let old = std::fs::read_to_string(&golden).ok();
+        if old.as_deref() != Some(linux.as_str()) {
+            if let Some(old) = &old {
+                changed.push((format!("selftest-{}", config.name()), first_difference(old, &linux)));
+            }
+            std::fs::write(&golden, &linux).map_err(|e| e.to_string())?;
+        }
+        let (pikku, _, _) = boot::selftest::run_pikku(&kernel, config, &user, boot::selftest::RUN_LIMIT)?;
+        let pikku = pikku.line();
+        let same = pikku == linux;
+        println!("{:<48} linux {}  {}", format!("selftest-{}", config.name()), linux.trim_end(), if same { "identical".to_string() } else { format!("DIFFERENT: pikku {}", pikku.trim_end()) });
+        rows.push(same);
+    }
     let same = rows.iter().filter(|&&r| r).count();
     println!("{same} of {} identical ({:.0} s)", rows.len(), started.elapsed().as_secs_f64());
     if !changed.is_empty() {
@@ -193,6 +212,29 @@ fn conformance(only: Option<&str>) -> Result<i32, String> {
         return Ok(2);
     }
     Ok(if same == rows.len() { 0 } else { 1 })
+}
+
+/// `make selftest`: Linux's pkey selftests on pikku, each run compared with Linux's figures.
+fn selftest() -> Result<i32, String> {
+    use boot::selftest::{judge, run_all_pikku, CONFIGS};
+    let user = build::user_programs()?;
+    let kernel = build::kernel(Kernel::Run)?;
+    let started = std::time::Instant::now();
+    let mut failed = 0;
+    for (config, result) in CONFIGS.iter().zip(run_all_pikku(&kernel, &user, CONFIGS)) {
+        let verdict = result.and_then(|(summary, console, took)| {
+            judge(config, &summary, &console).map(|line| format!("{line} ({:.0} s)", took.as_secs_f64()))
+        });
+        match verdict {
+            Ok(line) => println!("{line}  same as Linux"),
+            Err(why) => {
+                failed += 1;
+                println!("{why}");
+            }
+        }
+    }
+    println!("{} of {} runs as on Linux ({:.0} s)", CONFIGS.len() - failed, CONFIGS.len(), started.elapsed().as_secs_f64());
+    Ok(if failed == 0 { 0 } else { 1 })
 }
 
 /// `make fuzz`: one campaign on the debug kernel, its console echoed, then the summary line.
@@ -218,6 +260,7 @@ fn main() -> ProcessExit {
         "test" => test(&args),
         "conformance" => conformance(args.only.as_deref()),
         "fuzz" => fuzz(&args),
+        "selftest" => selftest(),
         "bench" => boot::bench::run().map(|md| {
             println!("{md}");
             0

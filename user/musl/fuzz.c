@@ -595,7 +595,7 @@ static void join_threads(void) {
 
 /* ---- the fuzzed call --------------------------------------------------------------------- */
 
-static const char *paths[] = {"/etc/passwd", "/", "/etc", "/nonexistent", "", "/etc/passwd/x", "/pikku/argv", "//etc//passwd", "/init"};
+static const char *paths[] = {"/etc/passwd", "/", "/etc", "/nonexistent", "", "/etc/passwd/x", "/pikku/argv", "//etc//passwd", "/proc/cpuinfo", "/init"};
 
 /* A path: one of the strings above, or any pointer — for execve only ones that cannot name a
  * program (a pointer into its own memory could find "/init" in .rodata and start a stray copy). */
@@ -645,6 +645,8 @@ static const struct call calls_table[] = {
     {169, "reboot"}, {186, "gettid"}, {200, "tkill"}, {202, "futex"}, {218, "set_tid_address"}, {228, "clock_gettime"},
     {230, "clock_nanosleep"}, {234, "tgkill"}, {257, "openat"}, {262, "newfstatat"}, {278, "vmsplice"}, {292, "dup3"},
     {293, "pipe2"}, {318, "getrandom"}, {329, "pkey_mprotect"}, {330, "pkey_alloc"}, {331, "pkey_free"},
+    {97, "getrlimit"}, {115, "getgroups"}, {116, "setgroups"}, {118, "getresuid"}, {120, "getresgid"}, {201, "time"},
+    {273, "set_robust_list"}, {302, "prlimit64"}, {160, "setrlimit"}, {334, "rseq"}, {435, "clone3"},
     {-1, "unknown"},
 };
 #define NCALLS (sizeof calls_table / sizeof calls_table[0])
@@ -739,7 +741,9 @@ static void one_call(struct ctx *c) {
     case 35: a[0] = a_timespec(c); a[1] = chance(c, 2) ? 0 : wptr(c); break;
     case 230: a[0] = chance(c, 2) ? below(c, 12) : flags(c); a[1] = chance(c, 2) ? 1 : flags(c); a[2] = a_timespec(c); a[3] = chance(c, 2) ? 0 : wptr(c); break;
     case 202: { /* futex */
-        a[0] = chance(c, 4) ? rptr(c) : wptr(c); a[1] = chance(c, 2) ? below(c, 2) | (below(c, 2) << 7) : flags(c);
+        static const u64 ops[] = {0, 1, 9, 10};   /* WAIT, WAKE, WAIT_BITSET, WAKE_BITSET */
+        a[0] = chance(c, 4) ? rptr(c) : wptr(c);
+        a[1] = chance(c, 2) ? ops[below(c, 4)] | (below(c, 2) << 7) | (chance(c, 4) ? 256 : 0) : flags(c);
         u64 cmd = a[1] & 0x7f;
         a[3] = (cmd == 0 || cmd == 6 || cmd == 9 || cmd == 11 || cmd == 13) ? a_timespec(c) : (chance(c, 2) ? a_timespec(c) : rnd(c));
         if (cmd == 11 || cmd == 12) return;                /* requeue-PI waits: not modelled */
@@ -762,6 +766,14 @@ static void one_call(struct ctx *c) {
     case 200: a[0] = chance(c, 2) ? my_tid_cache : a_pid(c); a[1] = a_signal_for(c, a[0]); break;
     case 234: a[0] = chance(c, 2) ? (u64)sc0(SYS_getpid) : a_pid(c); a[1] = chance(c, 2) ? my_tid_cache : a_pid(c); a[2] = a_signal_for(c, a[1]); if (a[1] != my_tid_cache && a[0] == (u64)sc0(SYS_getpid)) a[2] = 0; break;
     case 63: a[0] = wptr(c); break;
+    case 97: a[0] = chance(c, 2) ? below(c, 17) : flags(c); a[1] = wptr(c); break;
+    case 160: a[0] = chance(c, 2) ? below(c, 17) : flags(c); a[1] = rptr(c); break;
+    case 115: case 116: a[0] = chance(c, 2) ? below(c, 8) : flags(c); a[1] = chance(c, 2) ? rptr(c) : wptr(c); if (k->nr == 115) a[1] = wptr(c); break;
+    case 118: case 120: a[0] = wptr(c); a[1] = wptr(c); a[2] = wptr(c); break;
+    case 201: a[0] = chance(c, 3) ? 0 : wptr(c); break;
+    case 273: a[0] = chance(c, 2) ? rptr(c) : any_boundary(c); a[1] = chance(c, 2) ? 24 : flags(c); break;
+    case 302: a[0] = chance(c, 2) ? 0 : a_pid(c); a[1] = chance(c, 2) ? below(c, 17) : flags(c); a[2] = chance(c, 2) ? 0 : rptr(c); a[3] = chance(c, 3) ? 0 : wptr(c); break;
+    case 334: case 435: a[0] = rptr(c); break;   /* ENOSYS on pikku; on Linux only with a valid area */
     case 105: case 106: a[0] = chance(c, 2) ? 0 : flags(c); break;
     case 131: { /* sigaltstack */
         u64 *ss = c->ss;

@@ -18,9 +18,22 @@ pub enum OpenFile {
     Dir { ino: u64, mode: u32 },
     /// One end of a pipe.
     Pipe(super::pipe::PipeEnd),
+    /// A generated `/proc` or `/sys` file: its text as it was at `open`, a read position, and
+    /// whether it was opened for writing (a write goes straight to the kernel's state).
+    Proc { file: super::proc::ProcFile, mode: u32, text: alloc::vec::Vec<u8>, pos: Mutex<u64>, writable: bool },
 }
 
 impl OpenFile {
+    /// The bytes a read sees and the read position, for the kinds that have them (ramdisk
+    /// files and generated files).
+    pub fn contents(&self) -> Option<(&[u8], &Mutex<u64>)> {
+        match self {
+            OpenFile::File { file, pos, .. } => Some((file.data, pos)),
+            OpenFile::Proc { text, pos, .. } => Some((text, pos)),
+            _ => None,
+        }
+    }
+
     /// Opens what `node` names.
     pub fn from_node(node: Node) -> OpenFile {
         match node {

@@ -134,6 +134,16 @@ impl Mm {
         self.root.as_mut().expect("an Mm always has a root until dropped")
     }
 
+    /// Calls `f(address, frame, dirty)` for every page of the address space that is in memory,
+    /// `dirty` from the PTE's D bit (SDM Vol. 3A §4.8, "Accessed and Dirty Flags"). For
+    /// `/proc/self/smaps`; `&mut` only because the walk goes through the page-table root.
+    /// Linux: `smaps_pte_entry()`.
+    pub fn for_each_resident_page(&mut self, mut f: impl FnMut(u64, PhysFrame, bool)) {
+        self.root().for_each_user_page(|page, frame, flags, _| {
+            f(page.start_address().as_u64(), frame, flags.contains(PageTableFlags::DIRTY))
+        });
+    }
+
     /// Makes this the address space the CPU translates with (CR3), after adding this CPU to
     /// [`Mm::cpus`] — in that order, so that a writer who changes an entry after the CR3 load
     /// always finds this CPU in the mask. (The scheduler goes through [`super::tlb::switch_mm`],

@@ -35,7 +35,7 @@
 //! and no user memory is touched while it is held.
 
 use pkeys::Errno;
-use spin::Mutex;
+use crate::sync::Mutex;
 use vma::{Backing, PAGE_SIZE};
 use x86_64::structures::paging::PhysFrame;
 use x86_64::PhysAddr;

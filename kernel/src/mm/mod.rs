@@ -8,6 +8,7 @@
 //! * [`hugetlb`] — the pool of 2-MiB pages and the `MAP_HUGETLB` areas that use it.
 //! * [`user`] — reaching user memory from syscalls (copies that fail with `EFAULT`).
 //! * [`tlb`] — which address space each CPU has loaded, so TLB flushes reach exactly those.
+//! * [`hugetlb`] — the 2 MiB page pool `/proc/sys/vm/nr_hugepages` sizes.
 pub mod address_space;
 pub mod tlb;
 pub mod area;

@@ -32,9 +32,10 @@ pub fn sys_read(fd: u64, buf: u64, count: u64) -> Result<u64, Errno> {
         OpenFile::Dir { .. } => Err(Errno::EISDIR),
         OpenFile::Pipe(end) if end.is_write_end() => Err(Errno::EBADF),
         OpenFile::Pipe(end) => end.read(count.min(MAX_RW_COUNT) as usize, |bytes| user::copy_to_user(buf, bytes)),
-        OpenFile::File { file, pos, .. } => {
+        f @ (OpenFile::File { .. } | OpenFile::Proc { .. }) => {
+            let (data, pos) = f.contents().ok_or(Errno::EBADF)?;
             let mut pos = pos.lock();
-            let n = read_at(file.data, *pos, buf, count)?;
+            let n = read_at(data, *pos, buf, count)?;
             *pos += n;
             Ok(n)
         }
@@ -50,7 +51,7 @@ pub fn sys_pread64(fd: u64, buf: u64, count: u64, offset: u64) -> Result<u64, Er
     match &*f {
         OpenFile::Console | OpenFile::Pipe(_) => Err(Errno::ESPIPE),
         OpenFile::Dir { .. } => Err(Errno::EISDIR),
-        OpenFile::File { file, .. } => read_at(file.data, offset, buf, count),
+        f @ (OpenFile::File { .. } | OpenFile::Proc { .. }) => read_at(f.contents().ok_or(Errno::EBADF)?.0, offset, buf, count),
     }
 }
 
@@ -146,11 +147,12 @@ pub fn sys_readv(fd: u64, iov: u64, iovcnt: u64) -> Result<u64, Errno> {
         OpenFile::Console => Ok(0),
         OpenFile::Dir { .. } => Err(Errno::EISDIR),
         OpenFile::Pipe(end) => end.read(total_len(&segments) as usize, |bytes| scatter_to_user(&segments, bytes)),
-        OpenFile::File { file, pos, .. } => {
+        f @ (OpenFile::File { .. } | OpenFile::Proc { .. }) => {
+            let (data, pos) = f.contents().ok_or(Errno::EBADF)?;
             let mut pos = pos.lock();
             let mut done = 0u64;
             for &(base, len) in &segments {
-                let n = match read_at(file.data, *pos + done, base, len) {
+                let n = match read_at(data, *pos + done, base, len) {
                     Ok(n) => n,
                     Err(e) if done == 0 => return Err(e),
                     Err(_) => break,
@@ -222,6 +224,7 @@ fn write_chunk_size(f: &OpenFile) -> Result<usize, Errno> {
     match f {
         OpenFile::Console => Ok(2048),
         OpenFile::Pipe(end) if end.is_write_end() => Ok(4096),
+        OpenFile::Proc { writable: true, .. } => Ok(4096),
         _ => Err(Errno::EBADF),
     }
 }
@@ -254,6 +257,12 @@ fn write_from_user(f: &OpenFile, mut stream: UserStream) -> Result<u64, Errno> {
                 }
                 Err(_) => return Ok(done),
             },
+            // A sysctl or sysfs value: the chunk is the whole new value.
+            OpenFile::Proc { file, pos, .. } => {
+                let mut pos = pos.lock();
+                crate::fs::proc::write(*file, *pos, &chunk[..n])?;
+                *pos += n as u64;
+            }
             _ => console::write_user(&chunk[..n]),
         }
         done += n as u64;
@@ -268,6 +277,9 @@ pub fn sys_openat(dirfd: u64, path: u64, flags: u64, _mode: u64) -> Result<u64, 
     // the ramdisk, whose paths are all resolved from `/`.
     if path.first() != Some(&b'/') && dirfd as u32 as i32 != AT_FDCWD {
         file(dirfd)?;
+    }
+    if let Some((generated, mode)) = crate::fs::proc::lookup(&path) {
+        return open_generated(generated, mode, flags);
     }
     let node = match ramdisk::lookup(&path) {
         Ok(node) => node,
@@ -284,6 +296,22 @@ pub fn sys_openat(dirfd: u64, path: u64, flags: u64, _mode: u64) -> Result<u64, 
     task::current().process.files.lock().insert(OpenFile::from_node(node))
 }
 
+/// Opens a `/proc` or `/sys` file: write access by its mode (`EACCES`; Linux `sysctl_perm()`),
+/// its text made now. `O_TRUNC` asks for nothing more (Linux ignores it on proc and sysfs).
+fn open_generated(generated: crate::fs::proc::ProcFile, mode: u32, flags: u64) -> Result<u64, Errno> {
+    let thread = task::current();
+    let writable = flags & O_ACCMODE != 0;
+    if writable && !crate::fs::proc::may_write(mode, thread.process.uid.load(core::sync::atomic::Ordering::Relaxed)) {
+        return Err(Errno::EACCES);
+    }
+    if flags & O_DIRECTORY != 0 {
+        return Err(Errno::ENOTDIR);
+    }
+    let text = crate::fs::proc::render(generated);
+    let fd = thread.process.files.lock().insert(OpenFile::Proc { file: generated, mode, text, pos: crate::sync::Mutex::new(0), writable });
+    fd
+}
+
 /// `open(path, flags, mode)` = `openat(AT_FDCWD, …)`.
 pub fn sys_open(path: u64, flags: u64, mode: u64) -> Result<u64, Errno> {
     sys_openat(AT_FDCWD as u64, path, flags, mode)
@@ -297,14 +325,14 @@ pub fn sys_close(fd: u64) -> Result<u64, Errno> {
 /// Linux: `vfs_llseek()` with `SEEK_SET` (0), `SEEK_CUR` (1), `SEEK_END` (2).
 pub fn sys_lseek(fd: u64, offset: u64, whence: u64) -> Result<u64, Errno> {
     let f = file(fd)?;
-    let OpenFile::File { file, pos, .. } = &*f else {
+    let Some((data, pos)) = f.contents() else {
         return Err(if matches!(*f, OpenFile::Console | OpenFile::Pipe(_)) { Errno::ESPIPE } else { Errno::EINVAL });
     };
     let mut pos = pos.lock();
     let base = match whence as u32 {
         0 => 0i64,
         1 => *pos as i64,
-        2 => file.data.len() as i64,
+        2 => data.len() as i64,
         _ => return Err(Errno::EINVAL),
     };
     let new = base.checked_add(offset as i64).ok_or(Errno::EOVERFLOW)?;
@@ -332,6 +360,8 @@ fn stat_of(f: &OpenFile) -> uapi::layout::Stat {
         },
         OpenFile::Dir { ino, mode } => Stat { dev: 1, ino: *ino, nlink: 2, mode: *mode, size: 0, blksize: 4096, ..Stat::default() },
         OpenFile::Pipe(_) => Stat { dev: 12, ino: 1, nlink: 1, mode: 0o010600, blksize: 4096, ..Stat::default() },
+        // proc and sysfs report size 0 (the text is made on demand), as Linux's do.
+        OpenFile::Proc { mode, .. } => Stat { dev: 22, ino: 1, nlink: 1, mode: *mode, blksize: 4096, ..Stat::default() },
     }
 }
 

@@ -60,6 +60,17 @@ pub mod nr {
     pub const SETUID: u64 = 105;
     pub const SETGID: u64 = 106;
     pub const GETPPID: u64 = 110;
+    pub const GETGROUPS: u64 = 115;
+    pub const SETGROUPS: u64 = 116;
+    pub const GETRESUID: u64 = 118;
+    pub const GETRESGID: u64 = 120;
+    pub const GETRLIMIT: u64 = 97;
+    pub const SETRLIMIT: u64 = 160;
+    pub const TIME: u64 = 201;
+    pub const SET_ROBUST_LIST: u64 = 273;
+    pub const PRLIMIT64: u64 = 302;
+    pub const RSEQ: u64 = 334;
+    pub const CLONE3: u64 = 435;
     pub const GETEUID: u64 = 107;
     pub const GETEGID: u64 = 108;
     pub const SIGALTSTACK: u64 = 131;
@@ -133,7 +144,19 @@ pub fn dispatch(number: u64, args: [u64; 6]) -> u64 {
         nr::ARCH_PRCTL => process::sys_arch_prctl(a0, a1),
         nr::REBOOT => process::sys_reboot(a0, a1, a2, a3),
         nr::GETTID => process::sys_gettid(),
-        nr::FUTEX => process::sys_futex(a0, a1, a2, a3),
+        nr::GETGROUPS => process::sys_getgroups(a0, a1),
+        nr::SETGROUPS => process::sys_setgroups(a0, a1),
+        nr::GETRESUID => process::sys_getresuid(a0, a1, a2),
+        nr::GETRESGID => process::sys_getresgid(a0, a1, a2),
+        nr::GETRLIMIT => process::sys_getrlimit(a0, a1),
+        nr::SETRLIMIT => process::sys_setrlimit(a0, a1),
+        nr::PRLIMIT64 => process::sys_prlimit64(a0, a1, a2, a3),
+        nr::TIME => process::sys_time(a0),
+        nr::SET_ROBUST_LIST => process::sys_set_robust_list(a0, a1),
+        // Deliberately absent, silently: glibc and musl go on without restartable sequences
+        // (rseq) and fall back to clone() when clone3() is ENOSYS (see the README).
+        nr::RSEQ | nr::CLONE3 => Err(Errno::ENOSYS),
+        nr::FUTEX => process::sys_futex(a0, a1, a2, a3, a4, a5),
         nr::SCHED_SETAFFINITY => sched::sys_sched_setaffinity(a0, a1, a2),
         nr::SCHED_GETAFFINITY => sched::sys_sched_getaffinity(a0, a1, a2),
         nr::GETCPU => sched::sys_getcpu(a0, a1, a2),

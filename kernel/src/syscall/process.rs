@@ -59,6 +59,134 @@ fn set_id(raw: u64, field: fn(&task::Process) -> &core::sync::atomic::AtomicU32)
     Ok(0)
 }
 
+/// Linux's `NGROUPS_MAX`.
+const NGROUPS_MAX: u64 = 65536;
+
+/// `getgroups(size, list)`: the supplementary groups. `size` 0 asks only for the count; a
+/// negative one, or one smaller than the count, is `EINVAL`. Linux: `sys_getgroups()`.
+pub fn sys_getgroups(size: u64, list: u64) -> Result<u64, Errno> {
+    let size = size as u32 as i32;
+    if size < 0 {
+        return Err(Errno::EINVAL);
+    }
+    let groups = task::current().process.groups.lock().clone();
+    if size == 0 {
+        return Ok(groups.len() as u64);
+    }
+    if groups.len() > size as usize {
+        return Err(Errno::EINVAL);
+    }
+    let bytes: alloc::vec::Vec<u8> = groups.iter().flat_map(|g| g.to_le_bytes()).collect();
+    user::copy_to_user(list, &bytes)?;
+    Ok(groups.len() as u64)
+}
+
+/// `setgroups(size, list)`: root only (`EPERM`, checked first), at most `NGROUPS_MAX` groups
+/// (`EINVAL`), then the list is read (`EFAULT`) and kept sorted, as Linux's `groups_sort()`.
+/// Linux: `sys_setgroups()`.
+pub fn sys_setgroups(size: u64, list: u64) -> Result<u64, Errno> {
+    let thread = task::current();
+    if !thread.process.is_root() {
+        return Err(Errno::EPERM);
+    }
+    let size = size as u32 as u64;
+    if size > NGROUPS_MAX {
+        return Err(Errno::EINVAL);
+    }
+    // Linux: `groups_alloc()` (ENOMEM when the memory is not there).
+    crate::mm::heap::reserve(size as usize * 8)?;
+    let mut bytes = alloc::vec![0u8; size as usize * 4];
+    user::copy_from_user(&mut bytes, list)?;
+    let mut groups: alloc::vec::Vec<u32> = bytes.as_chunks::<4>().0.iter().map(|c| u32::from_le_bytes(*c)).collect();
+    groups.sort_unstable();
+    *thread.process.groups.lock() = groups;
+    Ok(0)
+}
+
+/// `getresuid(ruid, euid, suid)`: pikku keeps one uid, so all three are it; each pointer is
+/// written in turn (`EFAULT` at the first bad one). Linux: `sys_getresuid()`.
+pub fn sys_getresuid(ruid: u64, euid: u64, suid: u64) -> Result<u64, Errno> {
+    put_three_ids(task::current().process.uid.load(Ordering::Relaxed), [ruid, euid, suid])
+}
+
+/// `getresgid(rgid, egid, sgid)`, as [`sys_getresuid`]. Linux: `sys_getresgid()`.
+pub fn sys_getresgid(rgid: u64, egid: u64, sgid: u64) -> Result<u64, Errno> {
+    put_three_ids(task::current().process.gid.load(Ordering::Relaxed), [rgid, egid, sgid])
+}
+
+fn put_three_ids(id: u32, addrs: [u64; 3]) -> Result<u64, Errno> {
+    for addr in addrs {
+        user::copy_to_user(addr, &id.to_le_bytes())?;
+    }
+    Ok(0)
+}
+
+/// `set_robust_list(head, len)`: records where the thread's robust-futex list is. `len` must
+/// be the size of `struct robust_list_head` (24), else `EINVAL`. Linux walks the list when the
+/// thread exits to wake waiters on futexes it held; pikku records it (a thread that dies
+/// holding a robust mutex leaves its waiters asleep). Linux: `sys_set_robust_list()`.
+pub fn sys_set_robust_list(head: u64, len: u64) -> Result<u64, Errno> {
+    const ROBUST_LIST_HEAD_SIZE: u64 = 24;
+    if len != ROBUST_LIST_HEAD_SIZE {
+        return Err(Errno::EINVAL);
+    }
+    task::current().robust_list.store(head, Ordering::Relaxed);
+    Ok(0)
+}
+
+/// `prlimit64(pid, resource, new, old)`: the process's resource limits
+/// ([`task::limits::rlimit`]). Linux's order: a `new` that cannot be read is `EFAULT`, a pid
+/// that is neither 0 nor an existing process `ESRCH`, then (`do_prlimit()`) `resource` ≥
+/// `RLIM_NLIMITS` `EINVAL` and a `new` with soft above hard `EINVAL`; then `old` is written
+/// (`EFAULT`). pikku's limits are fixed: any other `new` that changes one is `EPERM`.
+/// Linux: `sys_prlimit64()`.
+pub fn sys_prlimit64(pid: u64, resource: u64, new: u64, old: u64) -> Result<u64, Errno> {
+    let wanted = if new != 0 { Some((user::read_u64(new)?, user::read_u64(new.wrapping_add(8))?)) } else { None };
+    let pid = pid as u32 as i32;
+    if pid < 0 || (pid != 0 && task::process::find(pid as u32).is_none()) {
+        return Err(Errno::ESRCH);
+    }
+    let resource = resource as u32;
+    if resource >= task::limits::RLIM_NLIMITS {
+        return Err(Errno::EINVAL);
+    }
+    let (soft, hard) = task::limits::rlimit(resource);
+    if let Some((new_soft, new_hard)) = wanted {
+        if new_soft > new_hard {
+            return Err(Errno::EINVAL);
+        }
+        if (new_soft, new_hard) != (soft, hard) {
+            return Err(Errno::EPERM);
+        }
+    }
+    if old != 0 {
+        user::write_u64(old, soft)?;
+        user::write_u64(old.wrapping_add(8), hard)?;
+    }
+    Ok(0)
+}
+
+/// `getrlimit(resource, rlim)` = `prlimit64(0, resource, NULL, rlim)`.
+pub fn sys_getrlimit(resource: u64, rlim: u64) -> Result<u64, Errno> {
+    sys_prlimit64(0, resource, 0, rlim)
+}
+
+/// `setrlimit(resource, rlim)`: the new limits are read first (`EFAULT`), then as
+/// `prlimit64(0, resource, rlim, NULL)`. Linux: `sys_setrlimit()`.
+pub fn sys_setrlimit(resource: u64, rlim: u64) -> Result<u64, Errno> {
+    sys_prlimit64(0, resource, rlim, 0)
+}
+
+/// `time(tloc)`: seconds since the epoch, also stored at `tloc` unless it is NULL
+/// (`EFAULT` if that fails). Linux: `sys_time()`.
+pub fn sys_time(tloc: u64) -> Result<u64, Errno> {
+    let seconds = rtc::boot_epoch_seconds() + time::micros_since_boot() / 1_000_000;
+    if tloc != 0 {
+        user::write_u64(tloc, seconds)?;
+    }
+    Ok(seconds)
+}
+
 /// `uname(buf)`. pikku answers as a Linux 6.12 system (static glibc refuses to start on a
 /// kernel that reports an older version), naming itself in `nodename` and `version`.
 pub fn sys_uname(buf: u64) -> Result<u64, Errno> {
@@ -188,22 +316,47 @@ pub fn sys_sched_yield() -> Result<u64, Errno> {
     Ok(0)
 }
 
-/// `futex(uaddr, op, val, timeout, uaddr2, val3)`: `FUTEX_WAIT` (0) and `FUTEX_WAKE` (1), with
-/// or without `FUTEX_PRIVATE_FLAG` (128). pikku has no memory shared between processes, so
-/// both kinds wait on (address space, address); but a shared futex first passes Linux's page
-/// pin, which protection keys can refuse ([`crate::mm::address_space::Mm::shared_futex_allowed`]).
-/// `FUTEX_WAIT`'s timeout is relative; a bad one is `EINVAL`. Other operations: `ENOSYS`.
-pub fn sys_futex(uaddr: u64, op: u64, val: u64, timeout: u64) -> Result<u64, Errno> {
+/// `futex(uaddr, op, val, timeout, uaddr2, val3)`: `FUTEX_WAIT` (0), `FUTEX_WAKE` (1),
+/// `FUTEX_WAIT_BITSET` (9) and `FUTEX_WAKE_BITSET` (10), with or without `FUTEX_PRIVATE_FLAG`
+/// (128); `FUTEX_CLOCK_REALTIME` (256) only with `FUTEX_WAIT_BITSET`. pikku has no memory
+/// shared between processes, so both kinds wait on (address space, address); but a shared
+/// futex first passes Linux's page pin, which protection keys can refuse
+/// ([`crate::mm::address_space::Mm::shared_futex_allowed`]).
+///
+/// Linux's order (`sys_futex()`, `do_futex()`, `futex_wait()`/`futex_wake()`): the timeout of a
+/// command that has one is read (`EFAULT`) and checked (`EINVAL`) first — relative for
+/// `FUTEX_WAIT`, absolute for `FUTEX_WAIT_BITSET` on `CLOCK_MONOTONIC` or, with the flag,
+/// `CLOCK_REALTIME`; then `FUTEX_CLOCK_REALTIME` with another command is `ENOSYS`; then the
+/// command (`ENOSYS` for the others, with one log line); then a zero bitset is `EINVAL`; then
+/// `get_futex_key()`: alignment (`EINVAL`), and for a shared futex the page pin. `uaddr2` is
+/// used by none of these.
+pub fn sys_futex(uaddr: u64, op: u64, val: u64, timeout: u64, _uaddr2: u64, val3: u64) -> Result<u64, Errno> {
     const FUTEX_WAIT: u64 = 0;
     const FUTEX_WAKE: u64 = 1;
+    const FUTEX_LOCK_PI: u64 = 6;
+    const FUTEX_WAIT_BITSET: u64 = 9;
+    const FUTEX_WAKE_BITSET: u64 = 10;
+    const FUTEX_WAIT_REQUEUE_PI: u64 = 11;
+    const FUTEX_LOCK_PI2: u64 = 13;
     const FUTEX_PRIVATE_FLAG: u64 = 128;
     const FUTEX_CLOCK_REALTIME: u64 = 256;
-    // Linux's order: the timeout (`sys_futex`), the command (`do_futex`), then
-    // `get_futex_key()`: alignment, then — shared futexes only — the page pin.
+    let op = op as u32 as u64; // the C type is int
     let command = op & !(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME);
-    let timeout_us = if command == FUTEX_WAIT && timeout != 0 { Some(read_timespec_us(timeout)?) } else { None };
-    if command != FUTEX_WAIT && command != FUTEX_WAKE {
+    let has_timeout = matches!(command, FUTEX_WAIT | FUTEX_LOCK_PI | FUTEX_WAIT_BITSET | FUTEX_WAIT_REQUEUE_PI | FUTEX_LOCK_PI2);
+    let timeout_us = if has_timeout && timeout != 0 { Some(read_timespec_us(timeout)?) } else { None };
+    if op & FUTEX_CLOCK_REALTIME != 0 && !matches!(command, FUTEX_WAIT_BITSET | FUTEX_WAIT_REQUEUE_PI | FUTEX_LOCK_PI2) {
         return Err(Errno::ENOSYS);
+    }
+    let bitset = match command {
+        FUTEX_WAIT | FUTEX_WAKE => task::futex::MATCH_ANY,
+        FUTEX_WAIT_BITSET | FUTEX_WAKE_BITSET => val3 as u32,
+        _ => {
+            crate::log_warn_ratelimited!("futex operation {command} is not implemented: -ENOSYS");
+            return Err(Errno::ENOSYS);
+        }
+    };
+    if bitset == 0 {
+        return Err(Errno::EINVAL);
     }
     if !uaddr.is_multiple_of(4) {
         return Err(Errno::EINVAL);
@@ -211,10 +364,19 @@ pub fn sys_futex(uaddr: u64, op: u64, val: u64, timeout: u64) -> Result<u64, Err
     if op & FUTEX_PRIVATE_FLAG == 0 {
         task::current().mm.read().shared_futex_allowed(uaddr, pkru::read())?;
     }
-    if command == FUTEX_WAIT {
-        task::futex::wait(uaddr, val as u32, timeout_us)
-    } else {
-        Ok(task::futex::wake(&task::current().mm, uaddr, val as u32))
+    match command {
+        FUTEX_WAIT | FUTEX_WAIT_BITSET => {
+            // Linux `futex_init_timeout()`: FUTEX_WAIT's timeout counts from now; the bitset
+            // form's is a time on the clock the flag names (the monotonic clock is time since
+            // boot here).
+            let deadline_us = timeout_us.map(|us| match (command, op & FUTEX_CLOCK_REALTIME != 0) {
+                (FUTEX_WAIT, _) => time::micros_since_boot().saturating_add(us),
+                (_, true) => us.saturating_sub(rtc::boot_epoch_seconds().saturating_mul(1_000_000)),
+                (_, false) => us,
+            });
+            task::futex::wait(uaddr, val as u32, deadline_us, bitset)
+        }
+        _ => Ok(task::futex::wake(&task::current().mm, uaddr, val as u32, bitset)),
     }
 }
 

@@ -1,5 +1,5 @@
 //! Futexes: `FUTEX_WAIT` and `FUTEX_WAKE`, the primitive under every pthread mutex, condition
-//! variable and `pthread_join`.
+//! variable and `pthread_join`, and their `_BITSET` forms (glibc's condition variables).
 //!
 //! A wait queue per (address space, user address). `FUTEX_WAIT(addr, val)` sleeps only if
 //! `*addr` still holds `val` (otherwise `EAGAIN`), and a wake that comes after the program
@@ -13,8 +13,9 @@
 //! count, and the read need not happen under the queue's lock — which is just as well, since a
 //! read of user memory may fault, and the fault path takes the address space's lock, which
 //! comes before `QUEUES` in the lock order. `FUTEX_WAKE(addr, n)` takes up to `n` waiters off
-//! the queue in FIFO order and wakes them; a waiter woken any other way takes itself off
-//! (Linux: `unqueue_me()`). Linux: `kernel/futex/`.
+//! the queue in FIFO order and wakes them — with a bitset, only waiters whose own bitset shares
+//! a bit with it (plain WAIT and WAKE use all ones, Linux's `FUTEX_BITSET_MATCH_ANY`); a waiter
+//! woken any other way takes itself off (Linux: `unqueue_me()`). Linux: `kernel/futex/`.
 
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::sync::Arc;
@@ -23,26 +24,32 @@ use crate::sync::Mutex;
 
 use super::sched::{self, WakeReason};
 use super::{current, Thread};
-use crate::arch::x86_64::time;
 use crate::mm::address_space::MmRef;
 
 type Key = (usize, u64);
 
-static QUEUES: Mutex<BTreeMap<Key, VecDeque<Arc<Thread>>>> = Mutex::new(BTreeMap::new());
+/// A thread waiting on a futex, and the bitset it waits with (Linux: `futex_q.bitset`).
+struct Waiter {
+    thread: Arc<Thread>,
+    bitset: u32,
+}
+
+static QUEUES: Mutex<BTreeMap<Key, VecDeque<Waiter>>> = Mutex::new(BTreeMap::new());
 
 fn key(mm: &MmRef, addr: u64) -> Key {
     (Arc::as_ptr(mm) as usize, addr)
 }
 
-/// `FUTEX_WAIT`: sleep while `*addr == val`, at most `timeout_us` (relative) if given. The
-/// caller has checked the address (aligned; for a shared futex, the page pin).
-pub fn wait(addr: u64, val: u32, timeout_us: Option<u64>) -> Result<u64, Errno> {
+/// `FUTEX_WAIT_BITSET`: sleep while `*addr == val`, until `deadline_us` (microseconds since
+/// boot) if given, to be woken by a wake whose bitset meets `bitset` (non-zero). The caller
+/// has checked the address (aligned; for a shared futex, the page pin).
+pub fn wait(addr: u64, val: u32, deadline_us: Option<u64>, bitset: u32) -> Result<u64, Errno> {
     let thread = current();
     let k = key(&thread.mm, addr);
     sched::prepare_to_wait();
-    QUEUES.lock().entry(k).or_default().push_back(thread.clone());
-    if let Some(us) = timeout_us {
-        sched::arm_deadline(time::micros_since_boot().saturating_add(us));
+    QUEUES.lock().entry(k).or_default().push_back(Waiter { thread: thread.clone(), bitset });
+    if let Some(deadline) = deadline_us {
+        sched::arm_deadline(deadline);
     }
     // Queued: now the word (see the module doc for why in this order).
     let mut word = [0u8; 4];
@@ -74,7 +81,7 @@ pub fn wait(addr: u64, val: u32, timeout_us: Option<u64>) -> Result<u64, Errno> 
 fn unqueue(k: Key, thread: &Arc<Thread>) -> bool {
     let mut queues = QUEUES.lock();
     let Some(q) = queues.get_mut(&k) else { return false };
-    let Some(i) = q.iter().position(|t| Arc::ptr_eq(t, thread)) else { return false };
+    let Some(i) = q.iter().position(|w| Arc::ptr_eq(&w.thread, thread)) else { return false };
     q.remove(i);
     if q.is_empty() {
         queues.remove(&k);
@@ -82,14 +89,17 @@ fn unqueue(k: Key, thread: &Arc<Thread>) -> bool {
     true
 }
 
-/// `FUTEX_WAKE`: wakes up to `n` waiters on `addr`; returns how many.
-pub fn wake(mm: &MmRef, addr: u64, n: u32) -> u64 {
+/// `FUTEX_WAKE_BITSET`: wakes up to `n` waiters on `addr` whose bitset meets `bitset`, first
+/// come first; returns how many. Linux: `futex_wake()`.
+pub fn wake(mm: &MmRef, addr: u64, n: u32, bitset: u32) -> u64 {
     let mut woken = 0;
     let mut queues = QUEUES.lock();
     let k = key(mm, addr);
     while woken < n as u64 {
-        let Some(t) = queues.get_mut(&k).and_then(VecDeque::pop_front) else { break };
-        sched::wake(t, WakeReason::Woken);
+        let Some(q) = queues.get_mut(&k) else { break };
+        let Some(i) = q.iter().position(|w| w.bitset & bitset != 0) else { break };
+        let Some(w) = q.remove(i) else { break };
+        sched::wake(w.thread, WakeReason::Woken);
         woken += 1;
     }
     if queues.get(&k).is_some_and(VecDeque::is_empty) {
@@ -98,11 +108,14 @@ pub fn wake(mm: &MmRef, addr: u64, n: u32) -> u64 {
     woken
 }
 
+/// Linux's `FUTEX_BITSET_MATCH_ANY`: the bitset of plain `FUTEX_WAIT` and `FUTEX_WAKE`.
+pub const MATCH_ANY: u32 = u32::MAX;
+
 /// Removes every thread of process `pid` (but `except`) from the wait queues.
 pub fn forget_process(pid: u32, except: Option<u32>) {
     let mut queues = QUEUES.lock();
     for q in queues.values_mut() {
-        q.retain(|t| t.process.pid != pid || Some(t.tid) == except);
+        q.retain(|w| w.thread.process.pid != pid || Some(w.thread.tid) == except);
     }
     queues.retain(|_, q| !q.is_empty());
 }

@@ -63,6 +63,41 @@ impl Drop for TaskSlot {
     }
 }
 
+/// `RLIM_INFINITY`.
+pub const RLIM_INFINITY: u64 = u64::MAX;
+/// Linux's number of resource limits (`RLIM_NLIMITS`).
+pub const RLIM_NLIMITS: u32 = 16;
+
+/// The resource limits every process has, as `(soft, hard)` — the values Linux gives init
+/// (`INIT_RLIMITS` with `max_threads` filled in by `set_max_threads()` and `fork_init()`), and
+/// the bounds pikku actually applies where it has them: `RLIMIT_NOFILE` is the fd table's size
+/// ([`crate::fs::file::MAX_FDS`]), `RLIMIT_NPROC` and `RLIMIT_SIGPENDING` are `threads-max / 2`,
+/// `RLIMIT_STACK` the 8 MiB stack area. They never change (`setrlimit` that would is `EPERM`).
+/// Linux: `include/asm-generic/resource.h`.
+pub fn rlimit(resource: u32) -> (u64, u64) {
+    const RLIMIT_STACK: u32 = 3;
+    const RLIMIT_CORE: u32 = 4;
+    const RLIMIT_NPROC: u32 = 6;
+    const RLIMIT_NOFILE: u32 = 7;
+    const RLIMIT_MEMLOCK: u32 = 8;
+    const RLIMIT_SIGPENDING: u32 = 11;
+    const RLIMIT_MSGQUEUE: u32 = 12;
+    const RLIMIT_NICE: u32 = 13;
+    const RLIMIT_RTPRIO: u32 = 14;
+    let half_tasks = (max_tasks() / 2) as u64;
+    match resource {
+        RLIMIT_STACK => (crate::mm::area::STACK_SIZE, RLIM_INFINITY),
+        RLIMIT_CORE => (0, RLIM_INFINITY),
+        RLIMIT_NPROC | RLIMIT_SIGPENDING => (half_tasks, half_tasks),
+        // Linux: INR_OPEN_CUR, INR_OPEN_MAX.
+        RLIMIT_NOFILE => (crate::fs::file::MAX_FDS as u64, 4096),
+        RLIMIT_MEMLOCK => (8 << 20, 8 << 20),
+        RLIMIT_MSGQUEUE => (819_200, 819_200),
+        RLIMIT_NICE | RLIMIT_RTPRIO => (0, 0),
+        _ => (RLIM_INFINITY, RLIM_INFINITY),
+    }
+}
+
 /// Heap bytes a new task may need (its `Thread`, FPU area, `Process`, signal handlers, a
 /// copy of the fd table), asked for with `heap::reserve` before a task is made, so that a
 /// full heap means `ENOMEM` from `fork`/`clone` rather than a panic. Measured: 3,986 threads

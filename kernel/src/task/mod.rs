@@ -70,6 +70,9 @@ pub struct Thread {
     /// it is woken (how `pthread_join` learns a thread ended). Atomic: only the thread itself,
     /// or its creator before `spawn`.
     pub clear_child_tid: AtomicU64,
+    /// `set_robust_list()`'s head (0: none; a new thread starts without one, as Linux's
+    /// `futex_init_task()`). Atomic: only the thread itself writes it.
+    pub robust_list: AtomicU64,
     /// Blocked signals (`rt_sigprocmask`). Atomic: written and read only by the thread itself
     /// (or its creator before `spawn`); senders never look at it.
     pub blocked: AtomicU64,
@@ -193,6 +196,7 @@ impl Thread {
             saved_rsp: AtomicU64::new(0),
             fs_base: AtomicU64::new(0),
             clear_child_tid: AtomicU64::new(0),
+            robust_list: AtomicU64::new(0),
             blocked: AtomicU64::new(0),
             task: None,
         }

@@ -74,6 +74,9 @@ pub struct Process {
     /// thread of the process, or `fork` before the child exists for anyone else.
     pub uid: AtomicU32,
     pub gid: AtomicU32,
+    /// Supplementary groups (`setgroups`), sorted. Its `Mutex`, a leaf: copied in and out,
+    /// never held across a user copy.
+    pub groups: Mutex<Vec<u32>>,
     /// Threads that have not exited yet; the last one to exit ends the process. Atomic: +1 in
     /// `clone`, −1 in thread exit (whoever reaches 0 ends the process), 1 after `execve`.
     pub live_threads: AtomicUsize,
@@ -129,6 +132,7 @@ impl Process {
             ended: core::sync::atomic::AtomicBool::new(false),
             uid: AtomicU32::new(0),
             gid: AtomicU32::new(0),
+            groups: Mutex::new(Vec::new()),
             live_threads: AtomicUsize::new(1),
             task: None,
         })
@@ -144,6 +148,8 @@ impl Process {
         made.task = Some(task);
         child.uid.store(self.uid.load(Ordering::Relaxed), Ordering::Relaxed);
         child.gid.store(self.gid.load(Ordering::Relaxed), Ordering::Relaxed);
+        let groups = self.groups.lock().clone();
+        *child.groups.lock() = groups;
         child.parent.store(self.pid, Ordering::Relaxed);
         TABLE.lock().insert(pid, Arc::downgrade(&child));
         self.children.lock().push(child.clone());

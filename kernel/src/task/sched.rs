@@ -383,7 +383,7 @@ pub fn exit_thread(code: u8) -> ! {
     let thread = current();
     let tidptr = thread.clear_child_tid.swap(0, Ordering::Relaxed);
     if tidptr != 0 && crate::mm::user::copy_to_user(tidptr, &0u32.to_le_bytes()).is_ok() {
-        super::futex::wake(&thread.mm, tidptr, 1);
+        super::futex::wake(&thread.mm, tidptr, 1, super::futex::MATCH_ANY);
     }
     thread.process.thread_ids.lock().retain(|&t| t != thread.tid);
     if thread.process.live_threads.fetch_sub(1, Ordering::AcqRel) == 1 {

@@ -417,8 +417,8 @@ impl PageTableRoot {
     }
 
     /// Calls `f(page, frame, leaf flags, size)` for every mapped leaf of the user half (a 2-MiB
-    /// page once, at its first 4-KiB page and frame).
-    #[cfg(test)] // used by the in-kernel tests only
+    /// page once, at its first 4-KiB page and frame): the in-kernel tests, and
+    /// `/proc/self/smaps`' resident counts.
     pub fn for_each_user_page(&mut self, mut f: impl FnMut(Page, PhysFrame, PageTableFlags, LeafSize)) {
         self.walk_user_leaves(0, USER_END, &mut |addr, size, entry| {
             f(Page::containing_address(VirtAddr::new(addr)), PhysFrame::containing_address(entry.addr()), entry.flags(), size);
