@@ -229,6 +229,8 @@ impl Config {
             program: user_dir.join("selftest_init"),
             args: vec![if self.root { "root" } else { "user" }.to_string(), dest.clone()],
             files: vec![(binary, dest)],
+            // The root run fills the pool itself, through /proc/sys/vm/nr_hugepages.
+            hugepages: 0,
         })
     }
 }
@@ -322,7 +324,7 @@ pub fn run_pikku(kernel: &Path, config: &Config, user_dir: &Path, limit: Duratio
 
 /// A run on Linux (the reference runner): its summary and the program's output.
 pub fn run_linux(config: &Config, user_dir: &Path) -> Result<(Summary, String), Error> {
-    let (program, _, end) = crate::linux::run(&config.init(user_dir)?, config.cpu)?;
+    let (program, _, end) = crate::linux::run(&config.init(user_dir)?, config.cpu, 1)?;
     Ok((Summary::parse(config.test, &program, end), program))
 }
 
