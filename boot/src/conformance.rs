@@ -47,6 +47,8 @@ pub const CASES: &[Case] = &[
     Case { program: "threads", args: &[], cpu: "qemu64" },
     Case { program: "procs", args: &[], cpu: "max" },
     Case { program: "procs", args: &[], cpu: "qemu64" },
+    Case { program: "jobctl", args: &[], cpu: "max" },
+    Case { program: "ptrace", args: &[], cpu: "max" },
     Case { program: "limits", args: &[], cpu: "max" },
     Case { program: "mprotect_order", args: &[], cpu: "max" },
     Case { program: "mprotect_order", args: &[], cpu: "qemu64" },

@@ -50,12 +50,17 @@ impl Pipe {
         }
     }
 
-    /// Blocks until the pipe changes; `EINTR` if the process was killed meanwhile.
+    /// Blocks until the pipe changes; `EINTR` if the process was killed meanwhile,
+    /// `ERESTARTSYS` if a signal or a stop came (Linux `pipe_read()`/`pipe_write()`: restarted
+    /// under `SA_RESTART` or when no handler runs, else `EINTR`).
     fn wait(&self) -> Result<(), Errno> {
         self.waiters.lock().push_back(task::current());
         sched::block_current();
         if sched::killed() {
             return Err(Errno::EINTR);
+        }
+        if sched::signal_pending() {
+            return Err(Errno::ERESTARTSYS);
         }
         Ok(())
     }

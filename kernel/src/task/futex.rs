@@ -27,9 +27,14 @@ fn key(mm: &MmRef, addr: u64) -> Key {
     (Arc::as_ptr(mm) as usize, addr)
 }
 
-/// `FUTEX_WAIT`: sleep while `*addr == val`, at most `timeout_us` (relative) if given. The
-/// caller has checked the address (aligned; for a shared futex, the page pin).
-pub fn wait(addr: u64, val: u32, timeout_us: Option<u64>) -> Result<u64, Errno> {
+/// `FUTEX_WAIT`: sleep while `*addr == val`, until `deadline_us` (micros since boot) if given.
+/// The caller has checked the address (aligned; for a shared futex, the page pin).
+///
+/// A signal or a stop ends the wait as on Linux (`futex_wait()`): without a deadline with
+/// `ERESTARTSYS` (restarted under `SA_RESTART` or when no handler runs), with one with
+/// `ERESTART_RESTARTBLOCK` — `EINTR` if a handler runs, else `restart_syscall` waits again
+/// until the same deadline.
+pub fn wait(addr: u64, val: u32, deadline_us: Option<u64>) -> Result<u64, Errno> {
     let mut word = [0u8; 4];
     crate::mm::user::copy_from_user(&mut word, addr)?;
     if u32::from_le_bytes(word) != val {
@@ -38,8 +43,8 @@ pub fn wait(addr: u64, val: u32, timeout_us: Option<u64>) -> Result<u64, Errno> 
     let thread = current();
     let k = key(&thread.mm, addr);
     QUEUES.lock().entry(k).or_default().push_back(thread.clone());
-    match timeout_us {
-        Some(us) => sched::arm_deadline(time::micros_since_boot().saturating_add(us)),
+    match deadline_us {
+        Some(deadline) => sched::arm_deadline(deadline),
         None => thread.wake_reason.store(WakeReason::None as u8, core::sync::atomic::Ordering::Relaxed),
     }
     drop(thread);
@@ -51,11 +56,21 @@ pub fn wait(addr: u64, val: u32, timeout_us: Option<u64>) -> Result<u64, Errno> 
     if !unqueue(k, &current()) {
         return Ok(0);
     }
-    match reason {
-        WakeReason::TimedOut => Err(Errno::ETIMEDOUT),
-        // A signal or the process ending (Linux: EINTR, or a restart with SA_RESTART; pikku
-        // reports a spurious wake-up, which every futex user must already handle).
-        _ => Ok(0),
+    if reason == WakeReason::TimedOut || deadline_us.is_some_and(|d| time::micros_since_boot() >= d) {
+        return Err(Errno::ETIMEDOUT);
+    }
+    if sched::killed() {
+        return Err(Errno::EINTR);
+    }
+    if !sched::signal_pending() {
+        return Ok(0); // a spurious wake-up, which every futex user must handle
+    }
+    match deadline_us {
+        Some(deadline_us) => {
+            *current().signals.restart.lock() = Some(crate::signal::Restart::Futex { uaddr: addr, val, deadline_us });
+            Err(Errno::ERESTART_RESTARTBLOCK)
+        }
+        None => Err(Errno::ERESTARTSYS),
     }
 }
 

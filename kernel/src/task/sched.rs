@@ -110,10 +110,11 @@ pub fn killed() -> bool {
     must_leave(&current())
 }
 
-/// Does the current thread have a signal to handle (so a blocking call returns `EINTR`)?
+/// Does the current thread have a signal to act on, or must it stop (so a blocking call gives
+/// up, with `EINTR` or one of the `ERESTART*` codes)? Linux: `signal_pending()`.
 pub fn signal_pending() -> bool {
     let me = current();
-    me.signals.any_deliverable(me.blocked.load(Ordering::Relaxed))
+    me.signals.any_deliverable(me.blocked.load(Ordering::Relaxed)) || me.process.jobctl.group_stopped()
 }
 
 /// Records the idle thread (the boot thread, once, at boot).
@@ -172,13 +173,13 @@ pub fn arm_deadline(deadline_us: u64) {
     SLEEPERS.lock().push((deadline_us, t));
 }
 
-/// Sleeps until `deadline_us` (micros since boot). `false` if the process was killed first.
-/// Linux: `hrtimer_nanosleep()`.
+/// Sleeps until `deadline_us` (micros since boot). `false` if a signal (or a stop, or the end
+/// of the process) came first. Linux: `hrtimer_nanosleep()`.
 pub fn sleep_until(deadline_us: u64) -> bool {
     while time::micros_since_boot() < deadline_us {
         arm_deadline(deadline_us);
         block_current();
-        if killed() {
+        if killed() || signal_pending() {
             return false;
         }
     }
@@ -223,13 +224,14 @@ pub fn exit_current() -> ! {
     unreachable!("a dead thread was resumed");
 }
 
-/// `pause()`: sleeps until a signal ends the process (no handlers yet, so nothing else can
-/// wake it). Returns `EINTR`, as Linux does after a handled signal.
+/// `pause()`: sleeps until a signal arrives. Returns `ERESTARTNOHAND`: `EINTR` once a handler
+/// ran, and back to sleep when none did (a stop and a continue, an ignored signal), as Linux's
+/// `sys_pause()`.
 pub fn pause() -> pkeys::Errno {
     while !killed() && !signal_pending() {
         block_current();
     }
-    pkeys::Errno::EINTR
+    pkeys::Errno::ERESTARTNOHAND
 }
 
 /// `exit(code)` of one thread (Linux: `do_exit()`): clears and wakes the `set_tid_address` /
@@ -280,6 +282,15 @@ pub fn purge_threads(pid: u32, except: Option<u32>) {
     }
 }
 
+/// Wakes every blocked thread of process `pid` (a stop or a continue: each re-checks why it
+/// sleeps; a stopped one stays stopped unless its stop ended).
+pub fn wake_process(pid: u32) {
+    let threads: Vec<Arc<Thread>> = BLOCKED.lock().iter().filter(|t| t.process.pid == pid).cloned().collect();
+    for t in threads {
+        wake(t, WakeReason::Woken);
+    }
+}
+
 /// Records how a process ended (once), closes its files, hands its children to init and wakes
 /// a parent waiting in `wait4`. Linux: `do_exit()` → `exit_notify()` → `forget_original_parent()`.
 fn finish_process(process: &Arc<Process>, status: ExitStatus) {
@@ -306,12 +317,12 @@ fn finish_process(process: &Arc<Process>, status: ExitStatus) {
             wake_child_waiters(&init);
         }
     }
-    if let Some(parent) = super::process::find(process.parent.load(Ordering::Relaxed)) {
-        wake_child_waiters(&parent);
-    }
+    // SIGCHLD to the parent, which wakes its waiters too; tracees let go.
+    crate::signal::jobctl::notify_exit(process, status);
 }
 
-fn wake_child_waiters(process: &Arc<Process>) {
+/// Wakes every thread of `process` waiting in `wait4`.
+pub fn wake_child_waiters(process: &Arc<Process>) {
     let waiters = core::mem::take(&mut *process.child_waiters.lock());
     for t in waiters {
         wake(t, WakeReason::Woken);
