@@ -43,10 +43,10 @@ static long now_ms(void) {
 
 /* The SIGCHLDs the parent received, in order. */
 static volatile int chld_n;
-static volatile int chld_code[16], chld_status[16], chld_pid[16];
+static volatile int chld_code[64], chld_status[64], chld_pid[64];
 static void on_chld(int sig, siginfo_t *si, void *ctx) {
     (void)sig; (void)ctx;
-    if (chld_n < 16) {
+    if (chld_n < 64) {
         chld_code[chld_n] = si->si_code;
         chld_status[chld_n] = si->si_status;
         chld_pid[chld_n] = si->si_pid;

@@ -89,7 +89,8 @@ static int tracee(uint32_t pkru_first, uint32_t pkru_second) {
     return bits;
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[1], "pause")) for (;;) pause();
     uint32_t c0[4], c9[4];
     cpuid(0xd, 0, c0);
     cpuid(0xd, 9, c9);
@@ -192,17 +193,17 @@ int main(void) {
     show("PTRACE_GETREGSET(NT_X86_XSTATE)", pt(PTRACE_GETREGSET, c, NT_X86_XSTATE, (long)&iov));
     printf("  iov_len = CPUID.(0Dh,0).ECX: %s\n", iov.iov_len == xsize ? "yes" : "no");
     printf("  bytes past it untouched: %s\n", big[xsize] == 0xee ? "yes" : "no");
-    uint32_t magic1, extended_size, xstate_size;
-    uint64_t sw_features, bv;
-    memcpy(&magic1, big + 464, 4);
-    memcpy(&extended_size, big + 468, 4);
-    memcpy(&sw_features, big + 472, 8);
-    memcpy(&xstate_size, big + 480, 4);
+    /* Bytes 464..511 (the legacy area's software-reserved bytes): XCR0, then zeros. */
+    uint64_t sw_xcr0, bv;
+    memcpy(&sw_xcr0, big + 464, 8);
+    int rest_zero = 1;
+    for (int i = 472; i < 512; i++) rest_zero &= big[i] == 0;
+    uint32_t xcr0_lo, xcr0_hi;
+    __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+    printf("  bytes 464..471 hold XCR0: %s; 472..511 zero: %s\n",
+           sw_xcr0 == ((uint64_t)xcr0_hi << 32 | xcr0_lo) ? "yes" : "no", rest_zero ? "yes" : "no");
     memcpy(&bv, big + 512, 8);
-    printf("  fx_sw_bytes: magic1 = 0x%x, extended_size = size + 4: %s, xstate_size = size: %s, xfeatures = 0x%llx\n",
-           magic1, extended_size == xsize + 4 ? "yes" : "no", xstate_size == xsize ? "yes" : "no",
-           (unsigned long long)sw_features);
-    printf("  XSTATE_BV = 0x%llx (bit 9, PKRU: %d)\n", (unsigned long long)bv, (int)(bv >> 9 & 1));
+    printf("  XSTATE_BV bit 9 (PKRU): %d\n", (int)(bv >> 9 & 1));
     uint32_t img_pkru = 0;
     if (pk) memcpy(&img_pkru, big + pkru_off, 4);
     printf("  PKRU in the image is the tracee's: %s\n", !pk || img_pkru == child_pkru ? "yes" : "no");
@@ -255,20 +256,39 @@ int main(void) {
     show("PTRACE_KILL", pt(PTRACE_KILL, c, 0, 0));
     wait_show(c, "waitpid after PTRACE_KILL");
 
-    /* 4. Permissions: uid 1000 may trace its own child, not init (root), not a sibling's child
-     *    unless Yama allows it. */
+    /* 4. Permissions, as uid 1000: not init (root); not its own child forked after setuid
+     *    (a process that changed its ids is not dumpable, and fork inherits that); its child
+     *    once it has exec'd; a sibling's child, if Yama allows it. */
     c = spawn();
     if (c == 0) {
         setuid(1000);
+        show("uid 1000: PTRACE_ATTACH to init", pt(PTRACE_ATTACH, 1, 0, 0));
         pid_t b = start_pausing();
+        show("uid 1000: PTRACE_ATTACH to its child forked after setuid", pt(PTRACE_ATTACH, b, 0, 0));
+        kill(b, SIGKILL);
+        wait_show(b, "uid 1000: waitpid after SIGKILL");
+        b = spawn();
+        if (b == 0) {
+            char *args[] = {"/init", "pause", 0};
+            execve("/init", args, 0);
+            _exit(99);
+        }
+        sleep_ms(200);
         pid_t s = spawn();
-        if (s == 0) _exit(pt(PTRACE_ATTACH, b, 0, 0) < 0 ? errno : 0);
+        if (s == 0) {
+            if (pt(PTRACE_ATTACH, b, 0, 0) < 0) _exit(errno);
+            int bst = 0;
+            waitpid(b, &bst, __WALL);
+            pt(PTRACE_DETACH, b, 0, 0);
+            _exit(bst == 0x137f ? 100 : 101);
+        }
         int sst;
         waitpid(s, &sst, 0);
-        printf("uid 1000: PTRACE_ATTACH to its sibling = %s\n", WEXITSTATUS(sst) ? errname(WEXITSTATUS(sst)) : "0");
-        show("uid 1000: PTRACE_ATTACH to init", pt(PTRACE_ATTACH, 1, 0, 0));
-        show("uid 1000: PTRACE_ATTACH to its child", pt(PTRACE_ATTACH, b, 0, 0));
-        wait_show(b, "uid 1000: waitpid");
+        printf("uid 1000: PTRACE_ATTACH to its sibling (exec'd) = %s\n",
+               WEXITSTATUS(sst) == 100 ? "0, stopped it, detached" : WEXITSTATUS(sst) == 101 ? "0, but no stop" : errname(WEXITSTATUS(sst)));
+        long r = pt(PTRACE_ATTACH, b, 0, 0);
+        show("uid 1000: PTRACE_ATTACH to its child (exec'd)", r);
+        if (r == 0) wait_show(b, "uid 1000: waitpid");
         kill(b, SIGKILL);
         wait_show(b, "uid 1000: waitpid after SIGKILL");
         fflush(stdout);

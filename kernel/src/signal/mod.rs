@@ -246,7 +246,10 @@ pub fn send_to_thread(thread: &Arc<task::Thread>, info: SigInfo) {
         return; // stopped already (Linux drops it at SIGCONT; nothing can tell the difference)
     }
     let blocked = info.signo != SIGKILL && thread.blocked.load(Ordering::Relaxed) & bit(info.signo) != 0;
-    if default && !blocked && !traced && default_action(info.signo).is_some() {
+    // A stopped process takes a fatal signal (but SIGKILL) only once continued: no thread of
+    // it "wants" the signal (Linux `wants_signal()`), so it waits, pending.
+    let stopped = info.signo != SIGKILL && thread.process.jobctl.group_stopped();
+    if default && !blocked && !traced && !stopped && default_action(info.signo).is_some() {
         // A fatal default action: the whole process ends (each thread at its kernel exit).
         sched::terminate(&thread.process, default_action(info.signo).unwrap_or(ExitStatus::Signaled(info.signo)));
         return;
@@ -388,8 +391,13 @@ fn deliver_one(thread: &Arc<task::Thread>, frame: &mut TrapFrame) -> Taken {
         if is_init(&thread.process) {
             return Taken::Again;
         }
-        if jobctl::is_stop_signal(info.signo) {
+        if info.signo == SIGSTOP {
             jobctl::group_stop(thread, info.signo, frame);
+        } else if jobctl::is_stop_signal(info.signo) {
+            // SIGTSTP, SIGTTIN, SIGTTOU stop a process only if its process group has a parent
+            // outside it in the same session (Linux `get_signal()`: `is_current_pgrp_orphaned()`
+            // drops the signal). pikku has one process group, init's, which Linux counts as
+            // orphaned — a parent that is init does not count — so they are dropped.
         } else if let Some(status) = default_action(info.signo) {
             sched::terminate(&thread.process, status);
         }
