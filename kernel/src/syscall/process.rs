@@ -324,34 +324,35 @@ pub fn sys_wait4(pid: u64, wstatus: u64, options: u64, rusage: u64) -> Result<u6
     let matching = |c: &task::Process| pid <= 0 || c.pid == pid as u32;
     loop {
         // (pid, status) of a child that ended (reaped now) or has a stop to report.
-        let found = {
+        let (any, mut found) = {
             let mut children = me.children.lock();
             let mut found = None;
             let mut any = false;
             for (i, c) in children.iter().enumerate().filter(|(_, c)| matching(c)) {
                 any = true;
                 if let Some(status) = *c.exit.lock() {
-                    found = Some((i, c.pid, status.wait_status()));
+                    found = Some((Some(i), c.pid, status.wait_status()));
                     break;
                 }
                 if let Some(status) = crate::signal::jobctl::wait_report(c, me.pid, options) {
-                    found = Some((usize::MAX, c.pid, status));
+                    found = Some((None, c.pid, status));
                     break;
                 }
             }
-            if let Some((i, _, _)) = found.filter(|&(i, _, _)| i != usize::MAX) {
+            if let Some((Some(i), _, _)) = found {
                 children.remove(i);
             }
-            // Tracees that are not children (attached by a non-parent): their stops only.
-            let traced = || task::process::all().into_iter().filter(|p| p.jobctl.tracer() == Some(me.pid) && matching(p));
-            if found.is_none() {
-                found = traced().find_map(|p| crate::signal::jobctl::wait_report(&p, me.pid, options).map(|s| (usize::MAX, p.pid, s)));
-            }
-            if !any && found.is_none() && traced().next().is_none() {
+            (any, found)
+        };
+        // Tracees that are not children (attached by a non-parent): their stops only.
+        if found.is_none() {
+            let tracees: alloc::vec::Vec<_> =
+                task::process::all().into_iter().filter(|p| p.jobctl.tracer() == Some(me.pid) && matching(p)).collect();
+            found = tracees.iter().find_map(|p| crate::signal::jobctl::wait_report(p, me.pid, options).map(|s| (None, p.pid, s)));
+            if !any && tracees.is_empty() {
                 return Err(Errno::ECHILD);
             }
-            found
-        };
+        }
         if let Some((_, child, status)) = found {
             if wstatus != 0 {
                 user::copy_to_user(wstatus, &status.to_le_bytes())?;

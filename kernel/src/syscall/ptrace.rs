@@ -269,17 +269,15 @@ fn regset(tracee: &Thread, set: bool, kind: u64, iov_addr: u64) -> Result<u64, E
 }
 
 /// The tracee's XSAVE image with PKRU merged in at CPUID.(0Dh,9)'s offset (XSTATE_BV bit 9
-/// set) and the software bytes a signal frame carries (FP_XSTATE_MAGIC1, the sizes, XCR0) in
-/// the legacy area's reserved bytes 464..512. Linux: `xstateregs_get()` →
+/// set), and in the legacy area's software-reserved bytes 464..512 what Linux puts there for a
+/// debugger: XCR0 (the components the image can hold; gdb reads it there), then zeros (measured
+/// on the reference kernel: the `ptrace` conformance case). Linux: `xstateregs_get()` →
 /// `copy_xstate_to_uabi_buf()` (PKRU from `thread.pkru`).
 fn xstate_image(tracee: &Thread) -> Vec<u8> {
-    const FP_XSTATE_MAGIC1: u32 = 0x4650_5853;
     let mut image = tracee.fpu.as_ref().map(|f| f.lock().bytes().to_vec()).unwrap_or_default();
     let size = image.len();
-    image[464..468].copy_from_slice(&FP_XSTATE_MAGIC1.to_le_bytes());
-    image[468..472].copy_from_slice(&(size as u32 + 4).to_le_bytes());
-    image[472..480].copy_from_slice(&fpu::xcr0().to_le_bytes());
-    image[480..484].copy_from_slice(&(size as u32).to_le_bytes());
+    image[464..472].copy_from_slice(&fpu::xcr0().to_le_bytes());
+    image[472..512].fill(0);
     if let Some(at) = fpu::pkru_offset().filter(|&at| at + 4 <= size) {
         image[at..at + 4].copy_from_slice(&tracee.saved_pkru().bits().to_le_bytes());
         image[512 + 1] |= (fpu::XFEATURE_PKRU >> 8) as u8;
