@@ -269,7 +269,7 @@ fn regset(tracee: &Thread, set: bool, kind: u64, iov_addr: u64) -> Result<u64, E
 }
 
 /// The tracee's XSAVE image with PKRU merged in at CPUID.(0Dh,9)'s offset (XSTATE_BV bit 9
-/// set), and in the legacy area's software-reserved bytes 464..512 what Linux puts there for a
+/// set unless PKRU is 0), and in the legacy area's software-reserved bytes 464..512 what Linux puts there for a
 /// debugger: XCR0 (the components the image can hold; gdb reads it there), then zeros (measured
 /// on the reference kernel: the `ptrace` conformance case). Linux: `xstateregs_get()` →
 /// `copy_xstate_to_uabi_buf()` (PKRU from `thread.pkru`).
@@ -279,8 +279,14 @@ fn xstate_image(tracee: &Thread) -> Vec<u8> {
     image[464..472].copy_from_slice(&fpu::xcr0().to_le_bytes());
     image[472..512].fill(0);
     if let Some(at) = fpu::pkru_offset().filter(|&at| at + 4 <= size) {
-        image[at..at + 4].copy_from_slice(&tracee.saved_pkru().bits().to_le_bytes());
-        image[512 + 1] |= (fpu::XFEATURE_PKRU >> 8) as u8;
+        // XSTATE_BV bit 9 says "PKRU is not in its initial state (0)", as an XSAVE of the live
+        // register would (its XINUSE bit; SDM Vol. 1 §13.6 "Processor Tracking of XSAVE-Managed
+        // State"). Linux shows the bit of the tracee's own saved header, which is the same.
+        let pkru = tracee.saved_pkru().bits();
+        image[at..at + 4].copy_from_slice(&pkru.to_le_bytes());
+        if pkru != 0 {
+            image[512 + 1] |= (fpu::XFEATURE_PKRU >> 8) as u8;
+        }
     }
     image
 }
