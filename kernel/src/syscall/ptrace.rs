@@ -244,7 +244,7 @@ fn regset(tracee: &Thread, set: bool, kind: u64, iov_addr: u64) -> Result<u64, E
     let len = u64::from_le_bytes(iov[8..].try_into().expect("8 bytes"));
     let size = match kind {
         NT_PRSTATUS => USER_REGS_WORDS * 8,
-        NT_X86_XSTATE if fpu::xcr0() != 0 => tracee.fpu.as_ref().map_or(0, |f| f.lock().bytes().len()),
+        NT_X86_XSTATE if fpu::xcr0() != 0 && tracee.fpu.is_some() => tracee.fpu.as_ref().map_or(0, |f| f.lock().bytes().len()),
         _ => return Err(Errno::EINVAL),
     };
     if len % 8 != 0 {
@@ -257,7 +257,8 @@ fn regset(tracee: &Thread, set: bool, kind: u64, iov_addr: u64) -> Result<u64, E
             _ => xstate_image(tracee),
         };
         user::copy_to_user(base, &image[..len])?;
-        return user::write_u64(iov_addr + 8, len as u64).map(|()| 0);
+        let iov_len_addr = iov_addr.checked_add(8).ok_or(Errno::EFAULT)?;
+        return user::write_u64(iov_len_addr, len as u64).map(|()| 0);
     }
     let mut bytes = alloc::vec![0u8; len];
     user::copy_from_user(&mut bytes, base)?;
