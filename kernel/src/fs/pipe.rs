@@ -101,7 +101,9 @@ impl PipeEnd {
         }
     }
 
-    /// Writes `data`, blocking while full. `Err(EPIPE)` if no reader is left.
+    /// Writes `data`, blocking while full. `Err(EPIPE)` if no reader is left. Interrupted while
+    /// it waits (a signal, a stop), it returns what it wrote — or, if nothing, the error
+    /// (Linux `pipe_write()`: `-ERESTARTSYS` only when `ret` is still 0).
     pub fn write(&self, data: &[u8]) -> Result<u64, Errno> {
         let mut done = 0;
         while done < data.len() {
@@ -123,8 +125,8 @@ impl PipeEnd {
             if n > 0 {
                 done += n;
                 self.pipe.wake_all();
-            } else {
-                self.pipe.wait()?;
+            } else if let Err(e) = self.pipe.wait() {
+                return if done > 0 { Ok(done as u64) } else { Err(e) };
             }
         }
         Ok(done as u64)

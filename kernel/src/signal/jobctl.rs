@@ -189,8 +189,7 @@ pub fn notify_parent(child: &Process, code: i32, status: i32) {
     let action = parent.handlers.0.lock()[SIGCHLD as usize - 1];
     let quiet = matches!(code, cld::STOPPED | cld::CONTINUED) && action.flags & SA_NOCLDSTOP != 0;
     if !quiet && action.handler != SIG_DFL && action.handler != SIG_IGN {
-        let from = child.pid as u64 | ((child.uid.load(Ordering::Relaxed) as u64) << 32);
-        super::send_to_process(&parent, SigInfo { signo: SIGCHLD, code, addr: from, pkey: 0, status });
+        super::send_to_process(&parent, SigInfo { status, ..SigInfo::from_process(SIGCHLD, code, child) });
     }
     sched::wake_child_waiters(&parent);
     if let Some(tracer) = tracer.filter(|&t| t != parent.pid).and_then(task::process::find) {
@@ -292,12 +291,23 @@ pub fn stop_if_group_stopped(thread: &Arc<Thread>, frame: &mut TrapFrame) {
     }
 }
 
-/// The current thread, traced, dequeued `info`: it stops for its tracer (a signal-delivery
-/// stop) and returns the signal the tracer resumed it with (0: none). Linux: `ptrace_signal()`
-/// → `ptrace_stop()`.
+/// The current thread, traced, dequeued signal `signo`: it stops for its tracer (a
+/// signal-delivery stop) and returns the signal the tracer resumed it with (0: none) — or
+/// `signo` itself if the tracer let go meanwhile. Linux: `ptrace_signal()` → `ptrace_stop()`.
 pub fn trace_stop(thread: &Arc<Thread>, signo: u8, frame: &mut TrapFrame) -> u8 {
     let process = &thread.process;
-    process.jobctl.with(|s| s.trace_stop = Some(TraceStop { tid: thread.tid, sig: signo, reported: false, resume: None }));
+    // Checked and set under one lock: a tracer detaching at the same time either finds the
+    // stop (and resumes it) or is already gone (and there is no stop).
+    let stopped = process.jobctl.with(|s| {
+        if s.tracer.is_none() {
+            return false;
+        }
+        s.trace_stop = Some(TraceStop { tid: thread.tid, sig: signo, reported: false, resume: None });
+        true
+    });
+    if !stopped {
+        return signo;
+    }
     notify_parent(process, cld::TRAPPED, signo as i32);
     park(thread, frame, |s| s.trace_stop.is_some_and(|t| t.resume.is_none()));
     process.jobctl.with(|s| s.trace_stop.take().and_then(|t| t.resume).unwrap_or(0))
@@ -358,5 +368,68 @@ pub fn restart_without_handler(frame: &mut TrapFrame) {
             frame.rip = frame.rip.wrapping_sub(SYSCALL_INSN_LEN);
         }
         None => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arch::x86_64::syscall::SYSCALL_VECTOR;
+    use ktest_macros::ktest;
+
+    /// A frame as the SYSCALL entry leaves it after call `nr` returned `result`.
+    fn after_syscall(nr: u64, result: Errno) -> TrapFrame {
+        TrapFrame {
+            rax: result.to_syscall_return(), rbx: 0, rcx: 0x40_1002, rdx: 0, rsi: 0, rdi: 0, rbp: 0, r8: 0, r9: 0,
+            r10: 0, r11: 0x202, r12: 0, r13: 0, r14: 0, r15: 0, vector: SYSCALL_VECTOR, error_code: nr,
+            rip: 0x40_1002, cs: 0x33, rflags: 0x202, rsp: 0x7fff_0000, ss: 0x2b,
+        }
+    }
+
+    #[ktest]
+    fn a_handler_turns_restarts_into_eintr_unless_sa_restart_allows_one() {
+        let mut f = after_syscall(0, Errno::ERESTARTSYS);
+        restart_before_handler(&mut f, false);
+        assert_eq!((f.rax, f.rip), (Errno::EINTR.to_syscall_return(), 0x40_1002), "ERESTARTSYS without SA_RESTART");
+        let mut f = after_syscall(0, Errno::ERESTARTSYS);
+        restart_before_handler(&mut f, true);
+        assert_eq!((f.rax, f.rip), (0, 0x40_1000), "ERESTARTSYS with SA_RESTART: read (0) again");
+        for code in [Errno::ERESTARTNOHAND, Errno::ERESTART_RESTARTBLOCK] {
+            let mut f = after_syscall(35, code);
+            restart_before_handler(&mut f, true);
+            assert_eq!((f.rax, f.rip), (Errno::EINTR.to_syscall_return(), 0x40_1002), "{code:?} even with SA_RESTART");
+        }
+    }
+
+    #[ktest]
+    fn without_a_handler_every_restart_code_restarts() {
+        for code in [Errno::ERESTARTSYS, Errno::ERESTARTNOHAND] {
+            let mut f = after_syscall(34, code);
+            restart_without_handler(&mut f);
+            assert_eq!((f.rax, f.rip), (34, 0x40_1000), "{code:?}: the same call again");
+        }
+        let mut f = after_syscall(35, Errno::ERESTART_RESTARTBLOCK);
+        restart_without_handler(&mut f);
+        assert_eq!((f.rax, f.rip), (NR_RESTART_SYSCALL, 0x40_1000), "through restart_syscall");
+    }
+
+    #[ktest]
+    fn only_a_system_call_frame_is_ever_restarted() {
+        // An interrupt that hit user code whose rax happens to hold -512: not a restart.
+        let mut f = after_syscall(0, Errno::ERESTARTSYS);
+        f.vector = 32;
+        f.error_code = 0;
+        restart_without_handler(&mut f);
+        assert_eq!((f.rax, f.rip), (Errno::ERESTARTSYS.to_syscall_return(), 0x40_1002));
+        // After rt_sigreturn (orig_rax -1) a restored -512 is a value, too.
+        let mut f = after_syscall(15, Errno::ERESTARTSYS);
+        f.set_orig_rax(u64::MAX);
+        restart_before_handler(&mut f, true);
+        restart_without_handler(&mut f);
+        assert_eq!((f.rax, f.rip), (Errno::ERESTARTSYS.to_syscall_return(), 0x40_1002));
+        // Ordinary results and other errors are left alone.
+        let mut f = after_syscall(0, Errno::EAGAIN);
+        restart_without_handler(&mut f);
+        assert_eq!(f.rax, Errno::EAGAIN.to_syscall_return());
     }
 }

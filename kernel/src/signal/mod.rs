@@ -111,6 +111,13 @@ pub struct SigInfo {
 }
 
 impl SigInfo {
+    /// A signal sent by `sender` (a process, or the tracer that changed a signal): `si_code`
+    /// `code`, `si_pid` and `si_uid` the sender's (Linux: `SI_USER`/`SI_TKILL`/`CLD_*` infos).
+    pub fn from_process(signo: u8, code: i32, sender: &task::Process) -> SigInfo {
+        let addr = sender.pid as u64 | ((sender.uid.load(Ordering::Relaxed) as u64) << 32);
+        SigInfo { signo, code, addr, pkey: 0, status: 0 }
+    }
+
     /// The 128 user-visible bytes.
     pub fn to_bytes(self) -> [u8; 128] {
         let mut b = [0u8; 128];
@@ -265,8 +272,7 @@ pub fn send_to_thread(thread: &Arc<task::Thread>, info: SigInfo) {
 /// pid and uid.
 pub fn send_from_current(thread: &Arc<task::Thread>, sig: u8, code: i32) {
     let me = task::current();
-    let sender = (me.process.pid as u64) | ((me.process.uid.load(Ordering::Relaxed) as u64) << 32);
-    send_to_thread(thread, SigInfo { signo: sig, code, addr: sender, pkey: 0, status: 0 });
+    send_to_thread(thread, SigInfo::from_process(sig, code, &me.process));
 }
 
 /// Sends `info` to a process: to its main thread, or to any thread once that has exited
@@ -359,15 +365,19 @@ fn deliver_one(thread: &Arc<task::Thread>, frame: &mut TrapFrame) -> Taken {
         thread.signals.count.fetch_sub(1, Ordering::Relaxed);
         pending.remove(i)
     };
-    if info.signo != SIGKILL && thread.process.jobctl.tracer().is_some() {
+    if let Some(tracer) = thread.process.jobctl.tracer().filter(|_| info.signo != SIGKILL) {
         // A signal-delivery stop: the tracer sees the signal first and says which to deliver.
         let resumed = jobctl::trace_stop(thread, info.signo, frame);
         if resumed == 0 || sched::killed() {
             return Taken::Again;
         }
         if resumed != info.signo {
-            let me = (thread.process.pid as u64) | ((thread.process.uid.load(Ordering::Relaxed) as u64) << 32);
-            info = SigInfo { signo: resumed, code: 0, addr: me, pkey: 0, status: 0 };
+            // Another signal, from the tracer (Linux `ptrace_signal()`: `SI_USER`, the
+            // tracer's pid and uid).
+            info = match task::process::find(tracer) {
+                Some(tracer) => SigInfo::from_process(resumed, 0, &tracer),
+                None => SigInfo { signo: resumed, ..SigInfo::default() },
+            };
         }
         if bit(resumed) & thread.blocked.load(Ordering::Relaxed) != 0 {
             thread.signals.push(info);

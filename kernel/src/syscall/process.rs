@@ -379,8 +379,7 @@ pub fn sys_wait4(pid: u64, wstatus: u64, options: u64, rusage: u64) -> Result<u6
 /// Sends `sig` from the caller to process `target` (`SI_USER`, the caller's pid and uid).
 fn send(target: &alloc::sync::Arc<task::Process>, sig: u8) {
     let me = task::current();
-    let sender = (me.process.pid as u64) | ((me.process.uid.load(Ordering::Relaxed) as u64) << 32);
-    crate::signal::send_to_process(target, crate::signal::SigInfo { signo: sig, code: 0, addr: sender, pkey: 0, status: 0 });
+    crate::signal::send_to_process(target, crate::signal::SigInfo::from_process(sig, 0, &me.process));
 }
 
 fn check_signal(sig: u64) -> Result<u8, Errno> {
