@@ -268,6 +268,7 @@ pub fn wait_report(child: &Process, waiter: u32, options: u64) -> Option<u32> {
 /// other thread is woken to stop at its own kernel exit, and this one stops here.
 pub fn group_stop(thread: &Arc<Thread>, signo: u8, frame: &mut TrapFrame) {
     let process = &thread.process;
+    stash_regs(thread, frame);
     let started = process.jobctl.with(|s| {
         if s.group_stop.is_some() {
             return false;
@@ -287,6 +288,7 @@ pub fn group_stop(thread: &Arc<Thread>, signo: u8, frame: &mut TrapFrame) {
 /// `JOBCTL_STOP_PENDING` a group stop sets on every thread).
 pub fn stop_if_group_stopped(thread: &Arc<Thread>, frame: &mut TrapFrame) {
     if thread.process.jobctl.group_stopped() {
+        stash_regs(thread, frame);
         park(thread, frame, |s| s.group_stop.is_some());
     }
 }
@@ -296,6 +298,7 @@ pub fn stop_if_group_stopped(thread: &Arc<Thread>, frame: &mut TrapFrame) {
 /// `signo` itself if the tracer let go meanwhile. Linux: `ptrace_signal()` → `ptrace_stop()`.
 pub fn trace_stop(thread: &Arc<Thread>, signo: u8, frame: &mut TrapFrame) -> u8 {
     let process = &thread.process;
+    stash_regs(thread, frame);
     // Checked and set under one lock: a tracer detaching at the same time either finds the
     // stop (and resumes it) or is already gone (and there is no stop).
     let stopped = process.jobctl.with(|s| {
@@ -306,6 +309,7 @@ pub fn trace_stop(thread: &Arc<Thread>, signo: u8, frame: &mut TrapFrame) -> u8 
         true
     });
     if !stopped {
+        thread.signals.regs.lock().take();
         return signo;
     }
     notify_parent(process, cld::TRAPPED, signo as i32);
@@ -313,10 +317,20 @@ pub fn trace_stop(thread: &Arc<Thread>, signo: u8, frame: &mut TrapFrame) -> u8 
     process.jobctl.with(|s| s.trace_stop.take().and_then(|t| t.resume).unwrap_or(0))
 }
 
-/// Blocks the current thread while `stopped` holds for its process's state (and the process
-/// lives), with its register frame where a tracer can reach it.
-fn park(thread: &Arc<Thread>, frame: &mut TrapFrame, stopped: impl Fn(&JobState) -> bool) {
+/// Puts the stopping thread's register frame where a tracer can reach it — before the stop is
+/// published, so that a tracer that sees the stop finds the registers.
+fn stash_regs(thread: &Thread, frame: &TrapFrame) {
     *thread.signals.regs.lock() = Some(frame.clone());
+}
+
+/// Blocks the current thread while `stopped` holds for its process's state (and the process
+/// lives), then takes back its register frame (see [`stash_regs`]), as a tracer left it.
+///
+/// Several CPUs: the tracer may touch the thread's saved FPU state and PKRU only once the
+/// thread is off its CPU (they are saved by the switch); one CPU guarantees that (the tracer
+/// runs only after this thread has switched out). With more, a ptrace request must first wait
+/// for the switch to complete, as Linux's `ptrace_check_attach()` → `wait_task_inactive()`.
+fn park(thread: &Arc<Thread>, frame: &mut TrapFrame, stopped: impl Fn(&JobState) -> bool) {
     while !sched::killed() && stopped(&thread.process.jobctl.state.lock()) {
         sched::block_current();
     }
