@@ -119,7 +119,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         irq: task::interrupt,
     });
     syscall_entry::init(syscall::entry);
-    arch::x86_64::context::set_first_entry_hook(task::sched::leave_if_process_ended);
+    arch::x86_64::context::set_first_entry_hook(task::sched::kernel_exit);
 
     // 7. A first thread in a fresh address space, with a new program's PKRU (0x55555554).
     let mm = mm::address_space::Mm::new().expect("no memory for the first address space").into_ref();

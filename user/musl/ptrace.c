@@ -56,6 +56,19 @@ static void cpuid(uint32_t leaf, uint32_t sub, uint32_t r[4]) {
     __asm__ volatile("cpuid" : "=a"(r[0]), "=b"(r[1]), "=c"(r[2]), "=d"(r[3]) : "a"(leaf), "c"(sub));
 }
 
+/* The entry point of an ELF file (e_entry, at byte 24 of the header). */
+static uint64_t elf_entry(const char *path) {
+    unsigned char h[64] = {0};
+    FILE *f = fopen(path, "rb");
+    if (f) {
+        fread(h, 1, sizeof h, f);
+        fclose(f);
+    }
+    uint64_t e;
+    memcpy(&e, h + 24, 8);
+    return e;
+}
+
 static volatile int usr1, usr2;
 static void on_usr1(int s) { (void)s; usr1++; }
 static void on_usr2(int s) { (void)s; usr2++; }
@@ -91,6 +104,7 @@ static int tracee(uint32_t pkru_first, uint32_t pkru_second) {
 
 int main(int argc, char **argv) {
     if (argc > 1 && !strcmp(argv[1], "pause")) for (;;) pause();
+    if (argc > 1 && !strcmp(argv[1], "exit5")) return 5;
     uint32_t c0[4], c9[4];
     cpuid(0xd, 0, c0);
     cpuid(0xd, 9, c9);
@@ -255,6 +269,23 @@ int main(int argc, char **argv) {
     wait_show(c, "waitpid after a second SIGUSR2");
     show("PTRACE_KILL", pt(PTRACE_KILL, c, 0, 0));
     wait_show(c, "waitpid after PTRACE_KILL");
+
+    /* 3b. A tracee that execs stops with SIGTRAP before the new program's first instruction,
+     *     its registers those of execve's return at the program's entry point. */
+    c = spawn();
+    if (c == 0) {
+        pt(PTRACE_TRACEME, 0, 0, 0);
+        char *args[] = {"/init", "exit5", 0};
+        execve("/init", args, 0);
+        _exit(99);
+    }
+    wait_show(c, "waitpid after the tracee's execve");
+    memset(&regs, 0, sizeof regs);
+    show("PTRACE_GETREGS", pt(PTRACE_GETREGS, c, 0, (long)&regs));
+    printf("  orig_rax = %ld, rax = %ld, rip is /init's entry point: %s\n", (long)regs.orig_rax, (long)regs.rax,
+           regs.rip == elf_entry("/init") ? "yes" : "no");
+    show("PTRACE_CONT", pt(PTRACE_CONT, c, 0, 0));
+    wait_show(c, "waitpid");
 
     /* 4. Permissions, as uid 1000: not init (root); not its own child forked after setuid
      *    (a process that changed its ids is not dumpable, and fork inherits that); its child

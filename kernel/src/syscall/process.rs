@@ -509,6 +509,11 @@ pub fn sys_execve(path: u64, argv: u64, envp: u64) -> Result<u64, Errno> {
     // A new program is dumpable again (Linux `begin_new_exec()`: `SUID_DUMP_USER`).
     thread.process.jobctl.dumpable.store(true, Ordering::Relaxed);
     new.blocked.store(thread.blocked.load(Ordering::Relaxed), Ordering::Relaxed);
+    // A traced process stops with SIGTRAP before the new program's first instruction (Linux
+    // `ptrace_event(PTRACE_EVENT_EXEC)` without `PTRACE_O_TRACEEXEC`: `send_sig(SIGTRAP)`).
+    if thread.process.jobctl.tracer().is_some() {
+        new.signals.push(crate::signal::SigInfo::from_process(crate::signal::sig::SIGTRAP, 0, &thread.process));
+    }
     // This thread ends at its kernel exit, once everything above has been dropped.
     thread.leaving.store(true, Ordering::Relaxed);
     sched::spawn(new);

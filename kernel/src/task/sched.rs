@@ -69,22 +69,10 @@ pub fn others_ready() -> bool {
 }
 
 /// The next runnable thread. Threads of a process that has ended still run: each leaves at
-/// its next kernel exit ([`leave_if_process_ended`]), after its kernel stack has unwound, so
+/// its next kernel exit ([`kernel_exit`]), after its kernel stack has unwound, so
 /// nothing they hold (open files, references) is leaked.
 fn pick_next() -> Option<Arc<Thread>> {
     READY.lock().pop_front()
-}
-
-/// Called at every way back to user mode (after a syscall, an interrupt or a fault from user
-/// mode, and before a new thread's first entry): a thread whose process has ended — another
-/// thread called `exit_group`, a fatal signal arrived — ends here, with nothing left on its
-/// kernel stack. (Linux checks pending fatal signals at the same place, in
-/// `exit_to_user_mode_loop()`.)
-pub fn leave_if_process_ended() {
-    let leave = must_leave(&current());
-    if leave {
-        exit_current();
-    }
 }
 
 /// Must `me` end at this kernel exit? (Its process ended, or `execve` replaced it.)
@@ -92,8 +80,11 @@ fn must_leave(me: &Thread) -> bool {
     me.process.ended.load(Ordering::Acquire) || me.leaving.load(Ordering::Relaxed)
 }
 
-/// Everything a return to user mode must do, with one look at the current thread: act on a
-/// pending signal, then end the thread if its process has ended.
+/// Everything a return to user mode must do — after a syscall, an interrupt or a fault from
+/// user mode, and before a new thread's first entry — with one look at the current thread: act
+/// on a pending signal (or stop), then end the thread if its process has ended (another thread
+/// called `exit_group`, a fatal signal arrived): it ends here, with nothing left on its kernel
+/// stack. (Linux checks pending fatal signals at the same place, in `exit_to_user_mode_loop()`.)
 pub fn kernel_exit(frame: &mut crate::arch::x86_64::trap::TrapFrame) {
     let me = current();
     crate::signal::deliver_pending(&me, frame);
@@ -271,7 +262,7 @@ pub fn terminate(process: &Arc<Process>, status: ExitStatus) {
 }
 
 /// Wakes every blocked thread of process `pid` (but `except`), so that each runs to its next
-/// kernel exit and ends there (`leave_if_process_ended`). Threads that are ready already will
+/// kernel exit and ends there ([`kernel_exit`]). Threads that are ready already will
 /// do the same when they next run.
 pub fn purge_threads(pid: u32, except: Option<u32>) {
     let doomed: Vec<Arc<Thread>> =
