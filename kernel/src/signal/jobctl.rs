@@ -371,6 +371,7 @@ pub fn restart_before_handler(frame: &mut TrapFrame, sa_restart: bool) {
 /// No handler ran (the signal stopped the process, was ignored, or went to a tracer that
 /// dropped it): the interrupted call starts again — itself, or `restart_syscall` for one that
 /// left a restart block. Linux: `arch_do_signal_or_restart()`.
+#[inline]
 pub fn restart_without_handler(frame: &mut TrapFrame) {
     match restart_code(frame) {
         Some(Errno::ERESTART_RESTARTBLOCK) => {

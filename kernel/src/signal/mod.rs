@@ -1,4 +1,5 @@
-//! Signals: handlers, the x86-64 rt signal frame, delivery and `rt_sigreturn`.
+//! Signals: handlers, the x86-64 rt signal frame, delivery and `rt_sigreturn`; stops and the
+//! restart of interrupted calls are in [`jobctl`].
 //!
 //! Linux is the model (`kernel/signal.c`, `arch/x86/kernel/signal.c`, `signal_64.c`,
 //! `fpu/signal.c`). A signal is made *pending* on a thread (by `kill`/`tgkill`/`tkill`, or by a
@@ -310,8 +311,8 @@ pub fn force_fault(info: SigInfo) -> bool {
 }
 
 /// Acts on the lowest pending, unblocked signal of `thread`, the current thread (called on
-/// every return to user mode, by [`sched::kernel_exit`]; a single atomic load when nothing is
-/// pending). Handlers get a frame (see [`frame::setup`]); a frame that cannot be written
+/// every return to user mode, by [`sched::kernel_exit`]; two atomic loads when nothing is
+/// pending and the process is neither stopped nor traced). Handlers get a frame (see [`frame::setup`]); a frame that cannot be written
 /// kills the process with SIGSEGV, as Linux's `signal_setup_done()` → `force_sigsegv()`.
 ///
 /// Stops come first: a thread whose process is stopped stops here ([`jobctl`]); signals are
@@ -321,7 +322,9 @@ pub fn force_fault(info: SigInfo) -> bool {
 pub fn deliver_pending(thread: &Arc<task::Thread>, frame: &mut TrapFrame) {
     if thread.signals.count.load(Ordering::Relaxed) != 0 || thread.process.jobctl.active() {
         deliver_slow(thread, frame);
-    } else if frame.rax as i64 <= -(Errno::ERESTARTSYS as i64) && frame.rax as i64 >= -(Errno::ERESTART_RESTARTBLOCK as i64) {
+    } else {
+        // A call that gave up for a signal which is gone (ignored meanwhile, taken by
+        // another thread) starts again.
         jobctl::restart_without_handler(frame);
     }
 }
@@ -337,8 +340,8 @@ enum Taken {
     Again,
 }
 
-/// The slow part of [`deliver_pending`], out of line so that the check above costs the
-/// common return to user mode (nothing pending) two instructions.
+/// The slow part of [`deliver_pending`], out of line so that the common return to user mode
+/// (nothing pending) costs only the checks there.
 #[inline(never)]
 fn deliver_slow(thread: &Arc<task::Thread>, frame: &mut TrapFrame) {
     loop {
