@@ -208,6 +208,33 @@ static int child_pause_handled(void) {
     return (r == -1 && errno == EINTR) * 2 + (handled == 1);
 }
 
+/* A thread that ticks every 10 ms and keeps the longest gap between two ticks: a stop of its
+ * process shows as a gap as long as the stop. */
+static volatile long ticker_gap, ticker_stop;
+static void *ticker(void *arg) {
+    (void)arg;
+    long last = now_ms();
+    while (!ticker_stop) {
+        sleep_ms(10);
+        long t = now_ms();
+        if (t - last > ticker_gap) ticker_gap = t - last;
+        last = t;
+    }
+    return 0;
+}
+
+/* Two threads, one ticking and one asleep, stopped for 400 ms: both stop (the ticker's longest
+ * gap is the stop), and both go on. */
+static int child_two_threads(void) {
+    pthread_t th;
+    pthread_create(&th, 0, ticker, 0);
+    say_ready();
+    sleep_ms(1000);
+    ticker_stop = 1;
+    pthread_join(th, 0);
+    return ticker_gap >= 300 ? 1 : 2;
+}
+
 static pid_t start(int (*body)(void)) {
     pid_t c = spawn();
     if (c == 0) _exit(body());
@@ -358,6 +385,15 @@ int main(void) {
     wait_show(c, WNOHANG, "waitpid(WNOHANG) after SIGUSR1 to the stopped child");
     kill(c, SIGCONT);
     wait_show(c, 0, "waitpid after SIGCONT (3 = the handler ran, pause returned EINTR)");
+
+    /* 8. A process of two threads stops as a whole. */
+    c = start(child_two_threads);
+    await_ready();
+    kill(c, SIGSTOP);
+    wait_show(c, WUNTRACED, "two threads: waitpid(WUNTRACED) after SIGSTOP");
+    sleep_ms(400);
+    kill(c, SIGCONT);
+    wait_show(c, 0, "two threads: waitpid (1 = the ticking thread stopped too)");
 
     wait_show(-1, WNOHANG, "waitpid(-1, WNOHANG) at the end");
     return 0;
