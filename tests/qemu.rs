@@ -135,9 +135,10 @@ fn user_programs(tally: &mut Tally, kernel: &std::path::Path, filter: Option<&st
             if let Some((line, linux, ours)) = first_difference(&golden, &pikku) {
                 return Err(format!("differs from Linux at line {line}: linux {linux:?}, pikku {ours:?}\n--- console\n{console}"));
             }
-            if ["procs.", "threads.", "limits.", "hostile.", "smp_forks.", "hugetlb."].iter().any(|p| name.starts_with(p)) {
+            let leak_checked = ["procs.", "threads.", "limits.", "hostile.", "smp_forks.", "hugetlb.", "jobctl.", "ptrace."];
+            if leak_checked.iter().any(|p| name.starts_with(p)) {
                 // Every frame and every heap byte the program and its 1,000+ children or
-                // threads took is back (the heap may have grown: its frames count as held),
+                // threads (or its stopped and traced children) took is back (the heap may have grown: its frames count as held),
                 // no process is left, no kernel stack, no task.
                 let line = console.lines().find(|l| l.contains("frames free before /init was loaded")).ok_or("no memory line")?;
                 boot::fuzz::check_memory_line(line)?;

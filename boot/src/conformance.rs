@@ -70,6 +70,8 @@ pub const CASES: &[Case] = &[
     // Four-level paging, as pikku's: with LA57 (which `-cpu max` has) Linux's TASK_SIZE is 2^56.
     Case { program: "hostile", args: &[], cpu: FOUR_LEVEL_MAX, smp: 1 },
     Case { program: "hugetlb", args: &[], cpu: "max", smp: 1 },
+    Case { program: "jobctl", args: &[], cpu: "max", smp: 1 },
+    Case { program: "ptrace", args: &[], cpu: "max", smp: 1 },
     Case { program: "startup", args: &[], cpu: "max", smp: 1 },
     Case { program: "startup", args: &[], cpu: "qemu64", smp: 1 },
     Case { program: "procmaps", args: &[], cpu: "max", smp: 1 },

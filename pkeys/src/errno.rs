@@ -38,15 +38,27 @@ pub enum Errno {
     EOVERFLOW = 75,
     EOPNOTSUPP = 95,
     ETIMEDOUT = 110,
+    /// Kernel-internal (never seen by user space): "interrupted by a signal; restart the call
+    /// if the handler has `SA_RESTART`, or if no handler runs" (Linux `-ERESTARTSYS`). The
+    /// kernel exit turns it into `EINTR` or a restart.
+    ERESTARTSYS = 512,
+    /// Kernel-internal: "restart only if no handler runs, else `EINTR`" (`-ERESTARTNOHAND`:
+    /// `pause`).
+    ERESTARTNOHAND = 514,
+    /// Kernel-internal: "if no handler runs, continue through `restart_syscall` (219) with the
+    /// state the call left; else `EINTR`" (`-ERESTART_RESTARTBLOCK`: sleeps with a deadline).
+    #[allow(non_camel_case_types)] // Linux's name
+    ERESTART_RESTARTBLOCK = 516,
 }
 
 /// Every [`Errno`], for reverse lookups.
-const ALL: [Errno; 31] = [
+const ALL: [Errno; 34] = [
     Errno::EPERM, Errno::ENOENT, Errno::ESRCH, Errno::EINTR, Errno::EIO, Errno::E2BIG, Errno::ENOEXEC,
     Errno::EBADF, Errno::ECHILD, Errno::EAGAIN, Errno::ENOMEM, Errno::EACCES, Errno::EFAULT, Errno::EBUSY,
     Errno::EEXIST, Errno::ENODEV, Errno::ENOTDIR, Errno::EISDIR, Errno::EINVAL, Errno::EMFILE, Errno::ENOTTY,
     Errno::ENOSPC, Errno::ESPIPE, Errno::EPIPE, Errno::EROFS, Errno::ERANGE, Errno::ENAMETOOLONG, Errno::ENOSYS,
-    Errno::EOVERFLOW, Errno::EOPNOTSUPP, Errno::ETIMEDOUT,
+    Errno::EOVERFLOW, Errno::EOPNOTSUPP, Errno::ETIMEDOUT, Errno::ERESTARTSYS, Errno::ERESTARTNOHAND,
+    Errno::ERESTART_RESTARTBLOCK,
 ];
 
 impl Errno {
@@ -109,6 +121,9 @@ impl Errno {
             Errno::EOVERFLOW => "EOVERFLOW",
             Errno::EOPNOTSUPP => "EOPNOTSUPP",
             Errno::ETIMEDOUT => "ETIMEDOUT",
+            Errno::ERESTARTSYS => "ERESTARTSYS",
+            Errno::ERESTARTNOHAND => "ERESTARTNOHAND",
+            Errno::ERESTART_RESTARTBLOCK => "ERESTART_RESTARTBLOCK",
         }
     }
 }

@@ -92,7 +92,7 @@ static inline const char *errname(int e) {
     case EINTR: return "EINTR"; case EPIPE: return "EPIPE"; case EAGAIN: return "EAGAIN";
     case ETIMEDOUT: return "ETIMEDOUT"; case E2BIG: return "E2BIG";
     case ENODEV: return "ENODEV"; case EOVERFLOW: return "EOVERFLOW"; case ENAMETOOLONG: return "ENAMETOOLONG";
-    case EMFILE: return "EMFILE";
+    case EMFILE: return "EMFILE"; case EIO: return "EIO";
     default: return "E?";
     }
 }

@@ -37,7 +37,14 @@
  *   - exit, exit_group: never fuzzed; workers, threads and children end with them deliberately.
  *   - kill, tkill, tgkill: only own children and threads, itself with a harmless signal (0,
  *     SIGUSR2 ignored, SIGURG, SIGWINCH), or pids that do not exist (incl. INT_MIN); never
- *     pid 1, 0 or -1. Children still alive when their parent finishes get SIGKILL.
+ *     pid 1, 0 or -1. Children still alive when their parent finishes get SIGKILL. A stop
+ *     signal sent to a child is followed by SIGCONT at once (an orphan left stopped would
+ *     never end).
+ *   - ptrace: any request at its own children, itself or pids that do not exist — but never
+ *     PTRACE_TRACEME (its parent would have to answer every signal it gets), the requests that
+ *     write a tracee (POKE*, SETREGS, SETREGSET) only at pids that do not exist, and CONT/DETACH
+ *     only with harmless signals or invalid numbers. A child it attached stays stopped until
+ *     the worker ends (and lets it go) or kills it.
  *   - execve: fuzzed only with paths that are not programs ("/nonexistent", "/etc/passwd", "",
  *     "/", bad pointers); a ramdisk program is executed only deliberately: /init (this fuzzer)
  *     in a forked child, as a new worker.
@@ -460,9 +467,10 @@ static u64 a_signal_for(struct ctx *c, u64 pid) {
     static const u64 harmless[] = {0, SIGUSR2, SIGURG, SIGWINCH};
     if (pid == (u64)sc0(SYS_getpid) || pid == my_tid_cache) return harmless[below(c, 4)];
     u64 s = chance(c, 6) ? any_boundary(c) : below(c, 70);
-    if (s == SIGSTOP || s == SIGTSTP || s == SIGTTIN || s == SIGTTOU) s = SIGCONT;   /* a stopped orphan would never end */
     return s;
 }
+
+static int is_stop(u64 s) { return s == SIGSTOP || s == SIGTSTP || s == SIGTTIN || s == SIGTTOU; }
 
 static void worker(struct ctx *c);
 static struct thread_slot { volatile int tid; struct ctx c; char stack[64 * 1024] __attribute__((aligned(16))); } slots[MAX_THREADS];
@@ -643,7 +651,7 @@ static const struct call calls_table[] = {
     {61, "wait4"}, {62, "kill"}, {63, "uname"}, {89, "readlink"}, {102, "getuid"}, {104, "getgid"}, {105, "setuid"},
     {106, "setgid"}, {107, "geteuid"}, {108, "getegid"}, {110, "getppid"}, {131, "sigaltstack"}, {158, "arch_prctl"},
     {169, "reboot"}, {186, "gettid"}, {200, "tkill"}, {202, "futex"}, {218, "set_tid_address"}, {228, "clock_gettime"},
-    {230, "clock_nanosleep"}, {234, "tgkill"}, {257, "openat"}, {262, "newfstatat"}, {278, "vmsplice"}, {292, "dup3"},
+    {101, "ptrace"}, {230, "clock_nanosleep"}, {234, "tgkill"}, {257, "openat"}, {262, "newfstatat"}, {278, "vmsplice"}, {292, "dup3"},
     {293, "pipe2"}, {318, "getrandom"}, {329, "pkey_mprotect"}, {330, "pkey_alloc"}, {331, "pkey_free"},
     {97, "getrlimit"}, {115, "getgroups"}, {116, "setgroups"}, {118, "getresuid"}, {120, "getresgid"}, {201, "time"},
     {273, "set_robust_list"}, {302, "prlimit64"}, {160, "setrlimit"}, {334, "rseq"}, {435, "clone3"},
@@ -655,7 +663,7 @@ static void one_call(struct ctx *c) {
     const struct call *k = &calls_table[below(c, NCALLS)];
     u64 a[6] = {rnd(c), rnd(c), rnd(c), rnd(c), rnd(c), rnd(c)};
     u64 nr = (u64)k->nr;
-    int pipe_read = 0, pipe_write = 0, fork_like = 0, restore_mask = 0, restore_fs = 0;
+    int pipe_read = 0, pipe_write = 0, fork_like = 0, restore_mask = 0, restore_fs = 0, stop_sent = 0;
     u64 fs_base = 0;
     switch (k->nr) {
     case 0: case 17: /* read, pread64 */
@@ -762,9 +770,21 @@ static void one_call(struct ctx *c) {
     case 57: fork_like = 1; break;
     case 59: a[0] = a_path(c, 1); a[1] = chance(c, 2) ? 0 : rptr(c); a[2] = chance(c, 2) ? 0 : rptr(c); break;
     case 61: a[0] = chance(c, 2) ? (u64)-1 : a_pid(c); a[1] = chance(c, 2) ? 0 : wptr(c); a[2] = flags(c) | 1; a[3] = chance(c, 2) ? 0 : wptr(c); break;
-    case 62: a[0] = a_pid(c); a[1] = a_signal_for(c, a[0]); break;
-    case 200: a[0] = chance(c, 2) ? my_tid_cache : a_pid(c); a[1] = a_signal_for(c, a[0]); break;
-    case 234: a[0] = chance(c, 2) ? (u64)sc0(SYS_getpid) : a_pid(c); a[1] = chance(c, 2) ? my_tid_cache : a_pid(c); a[2] = a_signal_for(c, a[1]); if (a[1] != my_tid_cache && a[0] == (u64)sc0(SYS_getpid)) a[2] = 0; break;
+    case 62: a[0] = a_pid(c); a[1] = a_signal_for(c, a[0]); stop_sent = is_stop(a[1]); break;
+    case 101: { /* ptrace */
+        static const u64 reqs[] = {1, 2, 3, 4, 5, 6, 7, 8, 12, 13, 16, 17, 0x4204, 0x4205, 0x4206, 0x4242};
+        static const u64 resume_sig[] = {0, SIGUSR2, SIGURG, SIGWINCH, 65, 0xffffffff};
+        a[0] = chance(c, 8) ? any_boundary(c) : reqs[below(c, 16)];
+        if (a[0] == 0) a[0] = 16;                                          /* never PTRACE_TRACEME */
+        a[1] = chance(c, 2) ? a_pid(c) : (u64)(nchildren ? children[below(c, nchildren)] : 0x3fffffff);
+        a[2] = chance(c, 2) ? (u64)PG(SCRATCH) + below(c, 4 * PAGE) : chance(c, 2) ? below(c, 0x300) : any_boundary(c);
+        a[3] = a[0] == 0x4204 ? a_iovec(c, 0, 0, 1) : chance(c, 4) ? rptr(c) : wptr(c);
+        if (a[0] == 4 || a[0] == 5 || a[0] == 6 || a[0] == 13 || a[0] == 0x4205) a[1] = 0x3ffffff0 + below(c, 8);
+        if (a[0] == 7 || a[0] == 17) a[3] = resume_sig[below(c, 6)];
+        break;
+    }
+    case 200: a[0] = chance(c, 2) ? my_tid_cache : a_pid(c); a[1] = a_signal_for(c, a[0]); stop_sent = is_stop(a[1]); break;
+    case 234: a[0] = chance(c, 2) ? (u64)sc0(SYS_getpid) : a_pid(c); a[1] = chance(c, 2) ? my_tid_cache : a_pid(c); a[2] = a_signal_for(c, a[1]); if (a[1] != my_tid_cache && a[0] == (u64)sc0(SYS_getpid)) a[2] = 0; stop_sent = is_stop(a[2]); break;
     case 63: a[0] = wptr(c); break;
     case 97: a[0] = chance(c, 2) ? below(c, 17) : flags(c); a[1] = wptr(c); break;
     case 160: a[0] = chance(c, 2) ? below(c, 17) : flags(c); a[1] = rptr(c); break;
@@ -826,7 +846,13 @@ static void one_call(struct ctx *c) {
     if (pipe_read && r == 0) new_pipe_a(c);                 /* drained */
     if (pipe_write) pipe_write_done(c, r);
     if (k->nr == 330 && r >= 0) key_allocated(c, r, alone && live_threads == 0);
-    if (k->nr == 61 && r > 0 && c->is_main) forget_child(r);
+    /* A stop or continue report (WUNTRACED, WCONTINUED) leaves the child to be reaped later. */
+    if (k->nr == 61 && r > 0 && c->is_main && !(a[2] & 0xa)) forget_child(r);
+    if (stop_sent && r == 0) {                                 /* never leave a child stopped */
+        if (k->nr == 62) sc2(SYS_kill, a[0], SIGCONT);
+        else if (k->nr == 200) sc2(SYS_tkill, a[0], SIGCONT);
+        else sc3(SYS_tgkill, a[0], a[1], SIGCONT);
+    }
     if (k->nr == 331 && r == 0) key_freed((int)a[0]);          /* the kernel reads an int */
     if (restore_mask) { u64 none = 0; sc4(SYS_rt_sigprocmask, SIG_SETMASK, &none, 0, 8); }
     if (restore_fs) sc2(SYS_arch_prctl, 0x1002 /* ARCH_SET_FS */, fs_base);

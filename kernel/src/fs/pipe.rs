@@ -52,20 +52,29 @@ impl Pipe {
 
     /// Blocks until `ready()` holds (checked again after this thread is findable by a waker,
     /// so a change on another CPU between the caller's check and the sleep is not missed);
-    /// `EINTR` if the process was killed meanwhile.
+    /// `EINTR` if the process was killed meanwhile, `ERESTARTSYS` if a signal or a stop came
+    /// (Linux `pipe_read()`/`pipe_write()`: restarted under `SA_RESTART` or when no handler
+    /// runs, else `EINTR`).
     fn wait(&self, ready: impl Fn(&Pipe) -> bool) -> Result<(), Errno> {
         let me = task::current();
         sched::prepare_to_wait();
         self.waiters.lock().push_back(me.clone());
-        if ready(self) || sched::killed() {
+        let ready_now = ready(self);
+        if ready_now || sched::killed() || sched::signal_pending() {
             sched::finish_wait();
             self.waiters.lock().retain(|t| !Arc::ptr_eq(t, &me));
+            if ready_now {
+                return Ok(());
+            }
         } else {
             drop(me);
             sched::block_current();
         }
         if sched::killed() {
             return Err(Errno::EINTR);
+        }
+        if sched::signal_pending() {
+            return Err(Errno::ERESTARTSYS);
         }
         Ok(())
     }
@@ -106,7 +115,9 @@ impl PipeEnd {
         }
     }
 
-    /// Writes `data`, blocking while full. `Err(EPIPE)` if no reader is left.
+    /// Writes `data`, blocking while full. `Err(EPIPE)` if no reader is left. Interrupted while
+    /// it waits (a signal, a stop), it returns what it wrote — or, if nothing, the error
+    /// (Linux `pipe_write()`: `-ERESTARTSYS` only when `ret` is still 0).
     pub fn write(&self, data: &[u8]) -> Result<u64, Errno> {
         let mut done = 0;
         while done < data.len() {
@@ -128,8 +139,8 @@ impl PipeEnd {
             if n > 0 {
                 done += n;
                 self.pipe.wake_all();
-            } else {
-                self.pipe.wait(|p| p.buffer.lock().len() < CAPACITY || p.readers.load(Ordering::Relaxed) == 0)?;
+            } else if let Err(e) = self.pipe.wait(|p| p.buffer.lock().len() < CAPACITY || p.readers.load(Ordering::Relaxed) == 0) {
+                return if done > 0 { Ok(done as u64) } else { Err(e) };
             }
         }
         Ok(done as u64)

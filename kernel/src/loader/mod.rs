@@ -18,6 +18,7 @@ use uapi::stack::{self, at, StackInfo};
 use vma::{Backing, Prot, Vma};
 
 use crate::arch::x86_64::gdt::{USER_CS, USER_SS};
+use crate::arch::x86_64::syscall::SYSCALL_VECTOR;
 use crate::arch::x86_64::trap::TrapFrame;
 use crate::arch::x86_64::context::KernelStack;
 use crate::arch::x86_64::cpu;
@@ -88,7 +89,9 @@ pub fn load(process: &Arc<Process>, tid: u32, path: &[u8], argv: &[&[u8]], envp:
     let mm = mm.into_ref();
     let user = TrapFrame {
         rax: 0, rbx: 0, rcx: 0, rdx: 0, rsi: 0, rdi: 0, rbp: 0, r8: 0, r9: 0, r10: 0, r11: 0,
-        r12: 0, r13: 0, r14: 0, r15: 0, vector: 0, error_code: 0,
+        // The new program starts as the return of `execve` (rax 0, orig_rax 59, what a tracer
+        // sees at the SIGTRAP of an exec on Linux).
+        r12: 0, r13: 0, r14: 0, r15: 0, vector: SYSCALL_VECTOR, error_code: 59,
         rip: plan.entry,
         cs: USER_CS as u64,
         rflags: 0x202, // IF set, reserved bit 1

@@ -9,7 +9,7 @@
 
 use pkeys::{Errno, Pkey, Pkru, Support};
 use vma::{Backing, Prot, Vma, PAGE_SIZE, TASK_SIZE};
-use x86_64::structures::paging::{Page, PageTableFlags};
+use x86_64::structures::paging::{Page, PageTableFlags, PhysFrame};
 use x86_64::VirtAddr;
 
 use super::address_space::Mm;
@@ -290,6 +290,12 @@ impl Mm {
             // not a copy-on-write page (broken above): nothing pikku could change would help.
             return Err(SegvCode::AccErr);
         }
+        self.map_fresh_page(&area, addr)
+    }
+
+    /// Step 5 of [`Self::handle_fault`]: maps a fresh page at `addr` in `area` — zeros, or the
+    /// file's bytes — with the area's protection and key.
+    fn map_fresh_page(&mut self, area: &Area, addr: u64) -> Result<(), SegvCode> {
         let page_start = page_start(addr);
         let frame = frame::alloc_user().ok_or(SegvCode::OutOfMemory)?;
         paging::zero_frame(frame);
@@ -308,6 +314,53 @@ impl Mm {
             return Err(SegvCode::OutOfMemory);
         }
         Ok(())
+    }
+
+    /// A tracer's access to this address space (Linux: `access_remote_vm()` with `FOLL_FORCE`,
+    /// the path of `PTRACE_PEEKDATA`/`POKEDATA`): copies between `buf` and user memory at
+    /// `addr`, page by page, and returns how many bytes it did before the first address
+    /// without an area. A foreign access is not subject to protection keys, nor (forced) to
+    /// the area's protection: a page never touched is filled first, and a write to a page
+    /// shared copy-on-write gets this address space its own copy, whatever the protection
+    /// (the entry keeps its flags: a read-only page stays read-only to its owner).
+    pub fn access_foreign(&mut self, addr: u64, buf: &mut [u8], write: bool) -> usize {
+        let mut done = 0;
+        while done < buf.len() {
+            let Some(at) = addr.checked_add(done as u64).filter(|&a| a < TASK_SIZE) else { break };
+            let Some(frame) = self.foreign_page(at, write) else { break };
+            let offset = (at % PAGE_SIZE) as usize;
+            let n = (PAGE_SIZE as usize - offset).min(buf.len() - done);
+            if write {
+                paging::write_frame(frame, offset, &buf[done..done + n]);
+            } else {
+                paging::read_frame(frame, offset, &mut buf[done..done + n]);
+            }
+            done += n;
+        }
+        done
+    }
+
+    /// The frame behind `addr` for a foreign access (see [`Self::access_foreign`]), made
+    /// present — and private, for a write — first.
+    fn foreign_page(&mut self, addr: u64, write: bool) -> Option<PhysFrame> {
+        let area = self.vmas.find(addr).cloned()?;
+        if self.root().leaf_entry(page(addr)).is_none() {
+            self.map_fresh_page(&area, addr).ok()?;
+        }
+        let entry = self.root().leaf_entry(page(addr))?;
+        let frame = PhysFrame::containing_address(entry.addr());
+        if !write || frame::references(frame) == 1 {
+            return Some(frame);
+        }
+        let copy = frame::alloc_user()?;
+        paging::copy_frame(frame, copy);
+        let new_addr = copy.start_address().as_u64();
+        let mut tlb = self.tlb_batch();
+        self.root().update_leaf(page(addr), &mut tlb, |old| (old & !paging::FRAME_MASK) | new_addr);
+        // The tracee's threads may cache the old frame on other CPUs (see `break_cow`).
+        tlb.flush();
+        frame::put(frame);
+        Some(copy)
     }
 
     /// Steps 3 and 4 of [`Self::handle_fault`]: may this thread, with `pkru`, make `access`

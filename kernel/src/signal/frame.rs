@@ -153,7 +153,8 @@ pub fn setup(thread: &Arc<Thread>, frame: &mut TrapFrame, info: &SigInfo, action
     }
     put(SIGCONTEXT_OFFSET + 144, &(frame.cs as u16).to_le_bytes());
     put(SIGCONTEXT_OFFSET + 150, &(frame.ss as u16).to_le_bytes());
-    put(SIGCONTEXT_OFFSET + 152, &frame.error_code.to_le_bytes());
+    // `err`: an exception's error code (a system-call frame keeps its number in that slot).
+    put(SIGCONTEXT_OFFSET + 152, &(if frame.orig_rax() == u64::MAX { frame.error_code } else { 0 }).to_le_bytes());
     put(SIGCONTEXT_OFFSET + 160, &(if frame.vector < 32 { frame.vector } else { 0 }).to_le_bytes());
     put(SIGCONTEXT_OFFSET + 168, &blocked.to_le_bytes());
     put(SIGCONTEXT_OFFSET + 176, &(if frame.vector == 14 { info.addr } else { 0 }).to_le_bytes());
@@ -231,7 +232,9 @@ pub fn sigreturn(thread: &Arc<Thread>, frame: &mut TrapFrame) -> Result<u64, Err
         r14,
         r15,
         vector: frame.vector,
-        error_code: 0,
+        // orig_rax = -1: the restored rax is a value, never a call to restart (Linux
+        // `restore_sigcontext()`: `regs->orig_ax = -1`).
+        error_code: u64::MAX,
         rip,
         cs,
         rflags: (frame.rflags & !FIX_EFLAGS) | (eflags & FIX_EFLAGS) | 0x200,

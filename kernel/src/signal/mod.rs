@@ -1,4 +1,5 @@
-//! Signals: handlers, the x86-64 rt signal frame, delivery and `rt_sigreturn`.
+//! Signals: handlers, the x86-64 rt signal frame, delivery and `rt_sigreturn`; stops and the
+//! restart of interrupted calls are in [`jobctl`].
 //!
 //! Linux is the model (`kernel/signal.c`, `arch/x86/kernel/signal.c`, `signal_64.c`,
 //! `fpu/signal.c`). A signal is made *pending* on a thread (by `kill`/`tgkill`/`tkill`, or by a
@@ -23,6 +24,7 @@
 //! changes the interrupted code's PKRU.
 
 pub mod frame;
+pub mod jobctl;
 
 use alloc::sync::Arc;
 use core::sync::atomic::Ordering;
@@ -41,6 +43,7 @@ pub const SA_ONSTACK: u64 = 0x0800_0000;
 pub const SA_RESTORER: u64 = 0x0400_0000;
 pub const SA_NODEFER: u64 = 0x4000_0000;
 pub const SA_RESETHAND: u64 = 0x8000_0000;
+pub const SA_RESTART: u64 = 0x1000_0000;
 pub use sig::{SIGKILL, SIGSEGV, SIGSTOP};
 
 /// Signal numbers (x86-64 Linux), in one place for the whole kernel.
@@ -104,15 +107,25 @@ pub struct SigInfo {
     pub addr: u64,
     /// `si_pkey` (for `SEGV_PKUERR`).
     pub pkey: u32,
+    /// `si_status` (SIGCHLD: the exit code or the signal).
+    pub status: i32,
 }
 
 impl SigInfo {
+    /// A signal sent by `sender` (a process, or the tracer that changed a signal): `si_code`
+    /// `code`, `si_pid` and `si_uid` the sender's (Linux: `SI_USER`/`SI_TKILL`/`CLD_*` infos).
+    pub fn from_process(signo: u8, code: i32, sender: &task::Process) -> SigInfo {
+        let addr = sender.pid as u64 | ((sender.uid.load(Ordering::Relaxed) as u64) << 32);
+        SigInfo { signo, code, addr, pkey: 0, status: 0 }
+    }
+
     /// The 128 user-visible bytes.
     pub fn to_bytes(self) -> [u8; 128] {
         let mut b = [0u8; 128];
         b[0..4].copy_from_slice(&(self.signo as i32).to_le_bytes());
         b[8..12].copy_from_slice(&self.code.to_le_bytes());
         b[16..24].copy_from_slice(&self.addr.to_le_bytes());
+        b[24..28].copy_from_slice(&self.status.to_le_bytes());
         b[32..36].copy_from_slice(&self.pkey.to_le_bytes());
         b
     }
@@ -131,6 +144,24 @@ pub struct ThreadSignals {
     /// The alternate stack, when one is set. Its `Mutex`, though only the thread itself touches
     /// it (`sigaltstack`, frame setup, `rt_sigreturn`).
     pub altstack: Mutex<Option<AltStack>>,
+    /// The user registers of the thread while it is stopped (job control or ptrace), where a
+    /// tracer reads and edits them; `None` while it runs. Its `Mutex`, a leaf: the stopping
+    /// thread fills it before it blocks and takes it back when it resumes; a tracer touches it
+    /// only while the thread is in a trace stop (see [`jobctl`]).
+    pub regs: Mutex<Option<TrapFrame>>,
+    /// What `restart_syscall` resumes after a sleep a stop interrupted (Linux: the thread's
+    /// `restart_block`). Its `Mutex`, a leaf; only the thread itself touches it.
+    pub restart: Mutex<Option<Restart>>,
+}
+
+/// A sleep to resume through `restart_syscall` (Linux: `struct restart_block`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restart {
+    /// `nanosleep`/`clock_nanosleep`: until `deadline_us` (micros since boot); the time left is
+    /// written to `rem` (if not 0) when interrupted again.
+    Sleep { deadline_us: u64, rem: u64 },
+    /// `FUTEX_WAIT` (or `_BITSET`) with a timeout: the same word, value, deadline and bitset.
+    Futex { uaddr: u64, val: u32, deadline_us: u64, bitset: u32 },
 }
 
 impl ThreadSignals {
@@ -142,6 +173,15 @@ impl ThreadSignals {
     /// Is a signal pending that `blocked` does not block? (One atomic load when none is.)
     pub fn any_deliverable(&self, blocked: u64) -> bool {
         self.count.load(Ordering::Relaxed) != 0 && Self::first_deliverable(&self.pending.lock(), blocked).is_some()
+    }
+
+    /// Drops the pending signals in `mask` (SIGCONT drops pending stop signals, and the other
+    /// way round). Linux: `flush_sigqueue_mask()`.
+    pub fn discard(&self, mask: u64) {
+        let mut pending = self.pending.lock();
+        let before = pending.len();
+        pending.retain(|s| bit(s.signo) & mask == 0);
+        self.count.fetch_sub(before - pending.len(), Ordering::Relaxed);
     }
 
     /// Is `sp` on this thread's alternate stack? Linux: `on_sig_stack()`.
@@ -166,14 +206,20 @@ impl ThreadSignals {
     }
 }
 
-/// What a signal does by default: `None` = ignored.
+/// What a signal does by default: `None` = ignored, or (the stop signals) stops the process —
+/// see [`jobctl::is_stop_signal`].
 pub fn default_action(sig: u8) -> Option<ExitStatus> {
     match sig {
-        // SIGCHLD, SIGCONT, SIGURG, SIGWINCH are ignored; the stop signals (SIGSTOP, SIGTSTP,
-        // SIGTTIN, SIGTTOU) would stop the process — pikku has no job control, so they are too.
+        // SIGCHLD, SIGCONT, SIGURG, SIGWINCH are ignored; SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU stop.
         17 | 18 | 23 | 28 | 19 | 20 | 21 | 22 => None,
         _ => Some(ExitStatus::Signaled(sig)),
     }
+}
+
+/// Does `sig`, with its default action, do nothing at all (not even stop)? Linux:
+/// `sig_kernel_ignore()`.
+fn ignored_by_default(sig: u8) -> bool {
+    default_action(sig).is_none() && !jobctl::is_stop_signal(sig)
 }
 
 fn bit(sig: u8) -> u64 {
@@ -188,14 +234,30 @@ fn bit(sig: u8) -> u64 {
 /// process at once unless the thread blocks the signal (`SIGKILL` cannot be blocked); then
 /// it waits, pending, like any blocked signal (Linux `complete_signal()`). A thread blocked
 /// in a syscall is woken so the signal is acted on at its way out (the call returns `EINTR`).
+///
+/// Job control and ptrace (Linux `prepare_signal()`, `sig_ignored()`, `complete_signal()`):
+/// SIGCONT continues a stopped process as it is sent; a stop signal is queued and stops the
+/// process when a thread takes it ([`jobctl`]); a traced process gets every signal queued —
+/// its tracer decides at delivery — and is not killed at once by a fatal one (but SIGKILL).
 pub fn send_to_thread(thread: &Arc<task::Thread>, info: SigInfo) {
+    if !is_init(&thread.process) {
+        jobctl::prepare_signal(&thread.process, info.signo);
+    }
     let action = thread.process.handlers.0.lock()[info.signo as usize - 1];
     let default = action.handler == SIG_DFL || info.signo == SIGKILL;
-    if action.handler == SIG_IGN || (default && (default_action(info.signo).is_none() || is_init(&thread.process))) {
+    let traced = info.signo != SIGKILL && thread.process.jobctl.tracer().is_some();
+    let ignored = action.handler == SIG_IGN || (default && (ignored_by_default(info.signo) || is_init(&thread.process)));
+    if ignored && !traced {
         return;
     }
+    if default && jobctl::is_stop_signal(info.signo) && thread.process.jobctl.group_stopped() {
+        return; // stopped already (Linux drops it at SIGCONT; nothing can tell the difference)
+    }
     let blocked = info.signo != SIGKILL && thread.blocked.load(Ordering::Relaxed) & bit(info.signo) != 0;
-    if default && !blocked {
+    // A stopped process takes a fatal signal (but SIGKILL) only once continued: no thread of
+    // it "wants" the signal (Linux `wants_signal()`), so it waits, pending.
+    let stopped = info.signo != SIGKILL && thread.process.jobctl.group_stopped();
+    if default && !blocked && !traced && !stopped && default_action(info.signo).is_some() {
         // A fatal default action: the whole process ends (each thread at its kernel exit).
         sched::terminate(&thread.process, default_action(info.signo).unwrap_or(ExitStatus::Signaled(info.signo)));
         return;
@@ -210,8 +272,19 @@ pub fn send_to_thread(thread: &Arc<task::Thread>, info: SigInfo) {
 /// pid and uid.
 pub fn send_from_current(thread: &Arc<task::Thread>, sig: u8, code: i32) {
     let me = task::current();
-    let sender = (me.process.pid as u64) | ((me.process.uid.load(Ordering::Relaxed) as u64) << 32);
-    send_to_thread(thread, SigInfo { signo: sig, code, addr: sender, pkey: 0 });
+    send_to_thread(thread, SigInfo::from_process(sig, code, &me.process));
+}
+
+/// Sends `info` to a process: to its main thread, or to any thread once that has exited
+/// (Linux picks a thread that does not block the signal, `complete_signal()`).
+pub fn send_to_process(target: &Arc<task::Process>, info: SigInfo) {
+    let tid = {
+        let ids = target.thread_ids.lock();
+        if ids.contains(&target.pid) { Some(target.pid) } else { ids.first().copied() }
+    };
+    if let Some(thread) = tid.and_then(task::find_thread) {
+        send_to_thread(&thread, info);
+    }
 }
 
 /// Is `process` init, pid 1? Linux: `is_global_init()` (and the `SIGNAL_UNKILLABLE` flag it
@@ -237,29 +310,82 @@ pub fn force_fault(info: SigInfo) -> bool {
 }
 
 /// Acts on the lowest pending, unblocked signal of `thread`, the current thread (called on
-/// every return to user mode, by [`sched::kernel_exit`]; a single atomic load when nothing is
-/// pending). Handlers get a frame (see [`frame::setup`]); a frame that cannot be written
+/// every return to user mode, by [`sched::kernel_exit`]; two atomic loads when nothing is
+/// pending and the process is neither stopped nor traced). Handlers get a frame (see [`frame::setup`]); a frame that cannot be written
 /// kills the process with SIGSEGV, as Linux's `signal_setup_done()` → `force_sigsegv()`.
+///
+/// Stops come first: a thread whose process is stopped stops here ([`jobctl`]); signals are
+/// then taken one by one until one runs a handler (or none is left); a system call that a
+/// signal interrupted is restarted when no handler ran.
 #[inline]
 pub fn deliver_pending(thread: &Arc<task::Thread>, frame: &mut TrapFrame) {
-    if thread.signals.count.load(Ordering::Relaxed) != 0 {
-        deliver_one(thread, frame);
+    if thread.signals.count.load(Ordering::Relaxed) != 0 || thread.process.jobctl.active() {
+        deliver_slow(thread, frame);
+    } else {
+        // A call that gave up for a signal which is gone (ignored meanwhile, taken by
+        // another thread) starts again.
+        jobctl::restart_without_handler(frame);
     }
 }
 
-/// The slow part of [`deliver_pending`], out of line so that the check above costs the
-/// common return to user mode (nothing pending) two instructions.
+/// What taking one signal did.
+enum Taken {
+    /// Nothing deliverable is pending.
+    Nothing,
+    /// A handler will run (its frame is built).
+    Handler,
+    /// The signal was used up without a handler (ignored, a stop, dropped by a tracer): look
+    /// for another.
+    Again,
+}
+
+/// The slow part of [`deliver_pending`], out of line so that the common return to user mode
+/// (nothing pending) costs only the checks there.
 #[inline(never)]
-fn deliver_one(thread: &Arc<task::Thread>, frame: &mut TrapFrame) {
+fn deliver_slow(thread: &Arc<task::Thread>, frame: &mut TrapFrame) {
+    loop {
+        jobctl::stop_if_group_stopped(thread, frame);
+        if sched::killed() {
+            return;
+        }
+        match deliver_one(thread, frame) {
+            Taken::Handler => return,
+            Taken::Again => continue,
+            Taken::Nothing => break,
+        }
+    }
+    jobctl::restart_without_handler(frame);
+}
+
+fn deliver_one(thread: &Arc<task::Thread>, frame: &mut TrapFrame) -> Taken {
     let blocked = thread.blocked.load(Ordering::Relaxed);
-    let info = {
+    let mut info = {
         let mut pending = thread.signals.pending.lock();
         let Some(i) = ThreadSignals::first_deliverable(&pending, blocked) else {
-            return;
+            return Taken::Nothing;
         };
         thread.signals.count.fetch_sub(1, Ordering::Relaxed);
         pending.remove(i)
     };
+    if let Some(tracer) = thread.process.jobctl.tracer().filter(|_| info.signo != SIGKILL) {
+        // A signal-delivery stop: the tracer sees the signal first and says which to deliver.
+        let resumed = jobctl::trace_stop(thread, info.signo, frame);
+        if resumed == 0 || sched::killed() {
+            return Taken::Again;
+        }
+        if resumed != info.signo {
+            // Another signal, from the tracer (Linux `ptrace_signal()`: `SI_USER`, the
+            // tracer's pid and uid).
+            info = match task::process::find(tracer) {
+                Some(tracer) => SigInfo::from_process(resumed, 0, &tracer),
+                None => SigInfo { signo: resumed, ..SigInfo::default() },
+            };
+        }
+        if bit(resumed) & thread.blocked.load(Ordering::Relaxed) != 0 {
+            thread.signals.push(info);
+            return Taken::Again;
+        }
+    }
     let action = {
         let mut handlers = thread.process.handlers.0.lock();
         let a = handlers[info.signo as usize - 1];
@@ -269,16 +395,27 @@ fn deliver_one(thread: &Arc<task::Thread>, frame: &mut TrapFrame) {
         a
     };
     if action.handler == SIG_IGN {
-        return;
+        return Taken::Again;
     }
     if action.handler == SIG_DFL {
         // Init ignores default actions even of a signal that was pending while blocked
         // (Linux `get_signal()`: `SIGNAL_UNKILLABLE`).
-        if let Some(status) = default_action(info.signo).filter(|_| !is_init(&thread.process)) {
+        if is_init(&thread.process) {
+            return Taken::Again;
+        }
+        if info.signo == SIGSTOP {
+            jobctl::group_stop(thread, info.signo, frame);
+        } else if jobctl::is_stop_signal(info.signo) {
+            // SIGTSTP, SIGTTIN, SIGTTOU stop a process only if its process group has a parent
+            // outside it in the same session (Linux `get_signal()`: `is_current_pgrp_orphaned()`
+            // drops the signal). pikku has one process group, init's, which Linux counts as
+            // orphaned — a parent that is init does not count — so they are dropped.
+        } else if let Some(status) = default_action(info.signo) {
             sched::terminate(&thread.process, status);
         }
-        return;
+        return Taken::Again;
     }
+    jobctl::restart_before_handler(frame, action.flags & SA_RESTART != 0);
     match frame::setup(thread, frame, &info, &action, blocked) {
         Ok(()) => {
             let mut new_blocked = blocked | action.mask;
@@ -286,10 +423,12 @@ fn deliver_one(thread: &Arc<task::Thread>, frame: &mut TrapFrame) {
                 new_blocked |= bit(info.signo);
             }
             thread.blocked.store(new_blocked & !(bit(SIGKILL) | bit(SIGSTOP)), Ordering::Relaxed);
+            Taken::Handler
         }
         Err(_) => {
             crate::log_warn_ratelimited!("pid {}: cannot deliver signal {} (bad frame): SIGSEGV", thread.process.pid, info.signo);
             sched::terminate(&thread.process, ExitStatus::Signaled(SIGSEGV));
+            Taken::Handler
         }
     }
 }

@@ -246,6 +246,7 @@ fn write_from_user(f: &OpenFile, mut stream: UserStream) -> Result<u64, Errno> {
         }
         match f {
             OpenFile::Pipe(end) => match end.write(&chunk[..n]) {
+                Ok(written) if (written as usize) < n => return Ok(done + written),
                 Ok(_) => {}
                 Err(Errno::EPIPE) => {
                     // No reader: SIGPIPE to the writing thread, with whatever disposition it
@@ -255,7 +256,9 @@ fn write_from_user(f: &OpenFile, mut stream: UserStream) -> Result<u64, Errno> {
                     crate::signal::send_from_current(&task::current(), crate::signal::sig::SIGPIPE, 0);
                     return if done > 0 { Ok(done) } else { Err(Errno::EPIPE) };
                 }
-                Err(_) => return Ok(done),
+                // Interrupted (or out of memory) before this chunk wrote anything: the bytes
+                // of earlier chunks count; with none, the error (EINTR, or a restart).
+                Err(e) => return if done > 0 { Ok(done) } else { Err(e) },
             },
             // A sysctl or sysfs value: the chunk is the whole new value.
             OpenFile::Proc { file, pos, .. } => {

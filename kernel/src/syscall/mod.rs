@@ -13,6 +13,7 @@ pub mod fs;
 pub mod mm;
 pub mod pkey;
 pub mod process;
+pub mod ptrace;
 pub mod sched;
 
 use pkeys::Errno;
@@ -55,6 +56,7 @@ pub mod nr {
     pub const KILL: u64 = 62;
     pub const UNAME: u64 = 63;
     pub const READLINK: u64 = 89;
+    pub const PTRACE: u64 = 101;
     pub const GETUID: u64 = 102;
     pub const GETGID: u64 = 104;
     pub const SETUID: u64 = 105;
@@ -82,6 +84,7 @@ pub mod nr {
     pub const SCHED_SETAFFINITY: u64 = 203;
     pub const SCHED_GETAFFINITY: u64 = 204;
     pub const SET_TID_ADDRESS: u64 = 218;
+    pub const RESTART_SYSCALL: u64 = 219;
     pub const CLOCK_GETTIME: u64 = 228;
     pub const CLOCK_NANOSLEEP: u64 = 230;
     pub const EXIT_GROUP: u64 = 231;
@@ -164,6 +167,8 @@ pub fn dispatch(number: u64, args: [u64; 6]) -> u64 {
         nr::PAUSE => Err(crate::task::sched::pause()),
         nr::CLOCK_NANOSLEEP => process::sys_clock_nanosleep(a0, a1, a2, a3),
         nr::SET_TID_ADDRESS => process::sys_set_tid_address(a0),
+        nr::RESTART_SYSCALL => process::sys_restart_syscall(),
+        nr::PTRACE => ptrace::sys_ptrace(a0, a1, a2, a3),
         nr::CLOCK_GETTIME => process::sys_clock_gettime(a0, a1),
         nr::EXIT_GROUP => process::sys_exit_group(a0),
         nr::OPENAT => fs::sys_openat(a0, a1, a2, a3),

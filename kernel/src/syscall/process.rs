@@ -55,7 +55,11 @@ fn set_id(raw: u64, field: fn(&task::Process) -> &core::sync::atomic::AtomicU32)
     if !p.is_root() && field(p).load(Ordering::Relaxed) != id {
         return Err(Errno::EPERM);
     }
-    field(p).store(id, Ordering::Relaxed);
+    if field(p).swap(id, Ordering::Relaxed) != id {
+        // Changed ids make the process undumpable: a tracer of the new uid may not attach
+        // (Linux `commit_creds()` → `set_dumpable(suid_dumpable)`, 0 by default).
+        p.jobctl.dumpable.store(false, Ordering::Relaxed);
+    }
     Ok(0)
 }
 
@@ -393,20 +397,51 @@ fn read_timespec_us(addr: u64) -> Result<u64, Errno> {
     Ok((sec as u64).saturating_mul(1_000_000).saturating_add((nsec as u64).div_ceil(1000)))
 }
 
-/// `nanosleep(req, rem)`: sleeps at least `req` (no signals interrupt it yet, so `rem` is
-/// never written).
-pub fn sys_nanosleep(req: u64, _rem: u64) -> Result<u64, Errno> {
+/// `nanosleep(req, rem)`: sleeps at least `req`. Interrupted by a signal or a stop, it writes
+/// the time left to `rem` (if not NULL) and returns `ERESTART_RESTARTBLOCK`: `EINTR` if a
+/// handler runs, else `restart_syscall` sleeps on to the same deadline. Linux:
+/// `hrtimer_nanosleep()` → `do_nanosleep()`.
+pub fn sys_nanosleep(req: u64, rem: u64) -> Result<u64, Errno> {
     let us = read_timespec_us(req)?;
-    if !sched::sleep_until(time::micros_since_boot().saturating_add(us)) {
+    sleep_until_restartable(time::micros_since_boot().saturating_add(us), rem)
+}
+
+/// The sleep of `nanosleep` and relative `clock_nanosleep`, and its continuation in
+/// `restart_syscall`.
+fn sleep_until_restartable(deadline_us: u64, rem: u64) -> Result<u64, Errno> {
+    if sched::sleep_until(deadline_us) {
+        return Ok(0);
+    }
+    if sched::killed() {
         return Err(Errno::EINTR);
     }
-    Ok(0)
+    if rem != 0 {
+        let left = deadline_us.saturating_sub(time::micros_since_boot());
+        user::copy_to_user(rem, &uapi::layout::timespec(left.saturating_mul(1000)))?;
+    }
+    *task::current().signals.restart.lock() = Some(crate::signal::Restart::Sleep { deadline_us, rem });
+    Err(Errno::ERESTART_RESTARTBLOCK)
+}
+
+/// `restart_syscall()`: resumes the sleep a stop interrupted (the kernel exit points RIP at
+/// the `syscall` instruction with this number in `rax`). Nothing to resume: `EINTR`, as
+/// Linux's `do_no_restart_syscall()`.
+pub fn sys_restart_syscall() -> Result<u64, Errno> {
+    let restart = task::current().signals.restart.lock().take();
+    match restart {
+        Some(crate::signal::Restart::Sleep { deadline_us, rem }) => sleep_until_restartable(deadline_us, rem),
+        Some(crate::signal::Restart::Futex { uaddr, val, deadline_us, bitset }) => task::futex::wait(uaddr, val, Some(deadline_us), bitset),
+        None => Err(Errno::EINTR),
+    }
 }
 
 /// `clock_nanosleep(clock, flags, req, rem)`: `CLOCK_REALTIME`/`CLOCK_MONOTONIC`/
 /// `CLOCK_BOOTTIME`; `TIMER_ABSTIME` (1) takes `req` as a time on that clock. Other clocks:
 /// `EINVAL`.
-pub fn sys_clock_nanosleep(clock: u64, flags: u64, req: u64, _rem: u64) -> Result<u64, Errno> {
+///
+/// Interrupted, an absolute sleep restarts as it is (`ERESTARTNOHAND`); a relative one as
+/// `nanosleep` does.
+pub fn sys_clock_nanosleep(clock: u64, flags: u64, req: u64, rem: u64) -> Result<u64, Errno> {
     const TIMER_ABSTIME: u64 = 1;
     let clock = clock as u32 as i32;
     if !matches!(clock, 0 | 1 | 7) {
@@ -414,14 +449,12 @@ pub fn sys_clock_nanosleep(clock: u64, flags: u64, req: u64, _rem: u64) -> Resul
     }
     let us = read_timespec_us(req)?;
     let now = time::micros_since_boot();
-    let deadline = if flags & TIMER_ABSTIME != 0 {
-        let offset = if clock == 0 { rtc::boot_epoch_seconds() * 1_000_000 } else { 0 };
-        us.saturating_sub(offset)
-    } else {
-        now.saturating_add(us)
-    };
-    if !sched::sleep_until(deadline) {
-        return Err(Errno::EINTR);
+    if flags & TIMER_ABSTIME == 0 {
+        return sleep_until_restartable(now.saturating_add(us), rem);
+    }
+    let offset = if clock == 0 { rtc::boot_epoch_seconds() * 1_000_000 } else { 0 };
+    if !sched::sleep_until(us.saturating_sub(offset)) {
+        return Err(if sched::killed() { Errno::EINTR } else { Errno::ERESTARTNOHAND });
     }
     Ok(0)
 }
@@ -431,11 +464,14 @@ pub fn sys_getppid() -> Result<u64, Errno> {
     Ok(task::current().process.parent.load(Ordering::Relaxed) as u64)
 }
 
-/// `wait4(pid, wstatus, options, rusage)`: reaps a child that has ended. `pid > 0` waits for
-/// that child, anything else for any child (pikku has no process groups yet). `WNOHANG` (1)
-/// returns 0 if none has ended; no children at all is `ECHILD`. The status word uses Linux's
-/// encoding (`ExitStatus::wait_status`). As on Linux, a bad `wstatus` pointer gives `EFAULT`
-/// *after* the child was reaped. Linux: `kernel_wait4()`.
+/// `wait4(pid, wstatus, options, rusage)`: reaps a child that has ended, or reports one that
+/// stopped (`WUNTRACED`; a tracer sees its tracees' trace stops always) or continued
+/// (`WCONTINUED`) — see [`crate::signal::jobctl::wait_report`]. `pid > 0` waits for that
+/// child, anything else for any child (pikku has no process groups yet). `WNOHANG` (1)
+/// returns 0 if there is nothing to report; no children at all is `ECHILD`. The status word
+/// uses Linux's encoding (`ExitStatus::wait_status`). As on Linux, a bad `wstatus` pointer
+/// gives `EFAULT` *after* the child was reaped. A signal ends the wait with `ERESTARTSYS`
+/// (restarted when no handler runs, or under `SA_RESTART`). Linux: `kernel_wait4()`.
 pub fn sys_wait4(pid: u64, wstatus: u64, options: u64, rusage: u64) -> Result<u64, Errno> {
     const WNOHANG: u64 = 1;
     const KNOWN: u64 = 1 | 2 | 8 | 0x0100_0000 | 0x2000_0000 | 0x4000_0000 | 0x8000_0000;
@@ -447,27 +483,46 @@ pub fn sys_wait4(pid: u64, wstatus: u64, options: u64, rusage: u64) -> Result<u6
         return Err(Errno::ESRCH); // Linux `kernel_wait4()`: -INT_MIN is not a process group
     }
     let me = task::current().process.clone();
+    let matching = |c: &task::Process| pid <= 0 || c.pid == pid as u32;
     loop {
-        let reaped = {
+        // (pid, status) of a child that ended (reaped now) or has a stop to report.
+        let (any, mut found) = {
             let mut children = me.children.lock();
-            let matching = |c: &alloc::sync::Arc<task::Process>| pid <= 0 || c.pid == pid as u32;
-            if !children.iter().any(matching) {
+            let mut found = None;
+            let mut any = false;
+            for (i, c) in children.iter().enumerate().filter(|(_, c)| matching(c)) {
+                any = true;
+                if let Some(status) = *c.exit.lock() {
+                    found = Some((Some(i), c.pid, status.wait_status()));
+                    break;
+                }
+                if let Some(status) = crate::signal::jobctl::wait_report(c, me.pid, options) {
+                    found = Some((None, c.pid, status));
+                    break;
+                }
+            }
+            if let Some((Some(i), _, _)) = found {
+                children.remove(i);
+            }
+            (any, found)
+        };
+        // Tracees that are not children (attached by a non-parent): their stops only.
+        if found.is_none() {
+            let tracees: alloc::vec::Vec<_> =
+                task::process::all().into_iter().filter(|p| p.jobctl.tracer() == Some(me.pid) && matching(p)).collect();
+            found = tracees.iter().find_map(|p| crate::signal::jobctl::wait_report(p, me.pid, options).map(|s| (None, p.pid, s)));
+            if !any && tracees.is_empty() {
                 return Err(Errno::ECHILD);
             }
-            children
-                .iter()
-                .position(|c| matching(c) && c.exit.lock().is_some())
-                .map(|i| children.remove(i))
-        };
-        if let Some(child) = reaped {
-            let status = child.exit.lock().expect("a zombie has a status").wait_status();
+        }
+        if let Some((_, child, status)) = found {
             if wstatus != 0 {
                 user::copy_to_user(wstatus, &status.to_le_bytes())?;
             }
             if rusage != 0 {
                 user::copy_to_user(rusage, &[0u8; 144])?;
             }
-            return Ok(child.pid as u64);
+            return Ok(child as u64);
         }
         if options & WNOHANG != 0 {
             return Ok(0);
@@ -485,21 +540,19 @@ pub fn sys_wait4(pid: u64, wstatus: u64, options: u64, rusage: u64) -> Result<u6
             sched::block_current();
         }
         me.child_waiters.lock().retain(|t| !alloc::sync::Arc::ptr_eq(t, &task::current()));
-        if sched::killed() || sched::signal_pending() {
+        if sched::killed() {
             return Err(Errno::EINTR);
+        }
+        if sched::signal_pending() {
+            return Err(Errno::ERESTARTSYS);
         }
     }
 }
 
-/// Sends `sig` from the caller to process `target` (to its main thread, or any thread).
+/// Sends `sig` from the caller to process `target` (`SI_USER`, the caller's pid and uid).
 fn send(target: &alloc::sync::Arc<task::Process>, sig: u8) {
-    let tid = {
-        let ids = target.thread_ids.lock();
-        if ids.contains(&target.pid) { Some(target.pid) } else { ids.first().copied() }
-    };
-    if let Some(thread) = tid.and_then(task::find_thread) {
-        crate::signal::send_from_current(&thread, sig, 0);
-    }
+    let me = task::current();
+    crate::signal::send_to_process(target, crate::signal::SigInfo::from_process(sig, 0, &me.process));
 }
 
 fn check_signal(sig: u64) -> Result<u8, Errno> {
@@ -626,9 +679,16 @@ pub fn sys_execve(path: u64, argv: u64, envp: u64) -> Result<u64, Errno> {
     sched::purge_threads(thread.process.pid, Some(thread.tid));
     thread.process.live_threads.store(1, Ordering::Relaxed);
     crate::signal::reset_for_exec(&thread.process.handlers);
+    // A new program is dumpable again (Linux `begin_new_exec()`: `SUID_DUMP_USER`).
+    thread.process.jobctl.dumpable.store(true, Ordering::Relaxed);
     new.blocked.store(thread.blocked.load(Ordering::Relaxed), Ordering::Relaxed);
     // The CPUs it may run on survive exec too (Linux keeps `cpus_mask` across `execve`).
     new.affinity.store(thread.affinity.load(Ordering::Relaxed), Ordering::Relaxed);
+    // A traced process stops with SIGTRAP before the new program's first instruction (Linux
+    // `ptrace_event(PTRACE_EVENT_EXEC)` without `PTRACE_O_TRACEEXEC`: `send_sig(SIGTRAP)`).
+    if thread.process.jobctl.tracer().is_some() {
+        new.signals.push(crate::signal::SigInfo::from_process(crate::signal::sig::SIGTRAP, 0, &thread.process));
+    }
     // This thread ends at its kernel exit, once everything above has been dropped.
     thread.leaving.store(true, Ordering::Relaxed);
     sched::spawn(new);

@@ -83,7 +83,7 @@ fn handle(frame: &mut TrapFrame, cr2: u64) {
 /// signal blocked — the process dies by it, and the console gets the report line (Linux prints
 /// its `segfault at …` line only for unhandled signals, too).
 fn die(frame: &TrapFrame, signal: u8, si_code: i32, what: &str, addr: Option<u64>, pkey: Option<u32>) {
-    let info = crate::signal::SigInfo { signo: signal, code: si_code, addr: addr.unwrap_or(0), pkey: pkey.unwrap_or(0) };
+    let info = crate::signal::SigInfo { signo: signal, code: si_code, addr: addr.unwrap_or(0), pkey: pkey.unwrap_or(0), status: 0 };
     if crate::signal::force_fault(info) {
         return;
     }

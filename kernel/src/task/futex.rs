@@ -24,6 +24,7 @@ use crate::sync::Mutex;
 
 use super::sched::{self, WakeReason};
 use super::{current, Thread};
+use crate::arch::x86_64::time;
 use crate::mm::address_space::MmRef;
 
 type Key = (usize, u64);
@@ -69,11 +70,21 @@ pub fn wait(addr: u64, val: u32, deadline_us: Option<u64>, bitset: u32) -> Resul
     if !unqueue(k, &current()) {
         return Ok(0);
     }
-    match reason {
-        WakeReason::TimedOut => Err(Errno::ETIMEDOUT),
-        // A signal or the process ending (Linux: EINTR, or a restart with SA_RESTART; pikku
-        // reports a spurious wake-up, which every futex user must already handle).
-        _ => Ok(0),
+    if reason == WakeReason::TimedOut || deadline_us.is_some_and(|d| time::micros_since_boot() >= d) {
+        return Err(Errno::ETIMEDOUT);
+    }
+    if sched::killed() {
+        return Err(Errno::EINTR);
+    }
+    if !sched::signal_pending() {
+        return Ok(0); // a spurious wake-up, which every futex user must handle
+    }
+    match deadline_us {
+        Some(deadline_us) => {
+            *current().signals.restart.lock() = Some(crate::signal::Restart::Futex { uaddr: addr, val, deadline_us, bitset });
+            Err(Errno::ERESTART_RESTARTBLOCK)
+        }
+        None => Err(Errno::ERESTARTSYS),
     }
 }
 

@@ -267,6 +267,12 @@ impl Thread {
     pub fn saved_pkru(&self) -> Pkru {
         *self.saved_pkru.lock()
     }
+
+    /// Sets the PKRU this thread gets when it next runs: a tracer's `SETREGSET`, while the
+    /// thread is stopped (switched out). Linux: `target->thread.pkru = …`.
+    pub fn set_saved_pkru(&self, pkru: Pkru) {
+        *self.saved_pkru.lock() = pkru;
+    }
 }
 
 /// The thread running on this CPU. Panics if none has been installed (a kernel bug).

@@ -93,6 +93,8 @@ pub struct Process {
     /// Signal handlers (`rt_sigaction`), shared by the threads. Its `Mutex`, a leaf: the
     /// actions are copied out, never held across a call.
     pub handlers: crate::signal::Handlers,
+    /// Job-control and ptrace stops (its own lock: see [`crate::signal::jobctl::JobControl`]).
+    pub jobctl: crate::signal::jobctl::JobControl,
     /// The task this process counts as until it is freed (none for kernel-made processes):
     /// see [`super::limits`].
     task: Option<super::limits::TaskSlot>,
@@ -125,6 +127,7 @@ impl Process {
             child_waiters: Mutex::new(VecDeque::new()),
             thread_ids: Mutex::new(alloc::vec![pid]),
             handlers: crate::signal::Handlers::default(),
+            jobctl: crate::signal::jobctl::JobControl::default(),
             pid,
             name: Mutex::new(String::from(name)),
             files: Mutex::new(files),
@@ -145,6 +148,7 @@ impl Process {
         let mut child = Self::with_files(pid, &self.name.lock(), self.files.lock().clone());
         let made = Arc::get_mut(&mut child).expect("just made");
         made.handlers = self.handlers.duplicate();
+        made.jobctl = self.jobctl.for_child();
         made.task = Some(task);
         child.uid.store(self.uid.load(Ordering::Relaxed), Ordering::Relaxed);
         child.gid.store(self.gid.load(Ordering::Relaxed), Ordering::Relaxed);

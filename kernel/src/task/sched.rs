@@ -133,7 +133,7 @@ pub fn others_ready() -> bool {
 }
 
 /// The oldest ready thread this CPU may run. Threads of a process that has ended still run:
-/// each leaves at its next kernel exit ([`leave_if_process_ended`]), after its kernel stack has
+/// each leaves at its next kernel exit ([`kernel_exit`]), after its kernel stack has
 /// unwound, so nothing they hold (open files, references) is leaked.
 fn pick_next() -> Option<Arc<Thread>> {
     let (_, me) = this_cpu();
@@ -142,23 +142,11 @@ fn pick_next() -> Option<Arc<Thread>> {
     ready.remove(i)
 }
 
-/// Called at every way back to user mode (after a syscall, an interrupt or a fault from user
-/// mode, and before a new thread's first entry): a thread whose process has ended — another
-/// thread called `exit_group`, a fatal signal arrived — ends here, with nothing left on its
-/// kernel stack. (Linux checks pending fatal signals at the same place, in
-/// `exit_to_user_mode_loop()`.)
-pub fn leave_if_process_ended() {
-    let leave = must_leave(&current());
-    if leave {
-        exit_current();
-    }
-}
-
-/// A new thread's first code, before it leaves for user mode: finish the switch that brought
-/// it here, then the usual exit check.
-pub fn first_entry() {
+/// A new thread's first code, before it leaves for user mode with `frame`: finish the switch
+/// that brought it here, then the same kernel exit as every other way back to user mode.
+pub fn first_entry(frame: &mut crate::arch::x86_64::trap::TrapFrame) {
     finish_switch();
-    leave_if_process_ended();
+    kernel_exit(frame);
 }
 
 /// Must `me` end at this kernel exit? (Its process ended, or `execve` replaced it.)
@@ -166,8 +154,11 @@ fn must_leave(me: &Thread) -> bool {
     me.process.ended.load(Ordering::Acquire) || me.leaving.load(Ordering::Relaxed)
 }
 
-/// Everything a return to user mode must do, with one look at the current thread: act on a
-/// pending signal, then end the thread if its process has ended.
+/// Everything a return to user mode must do — after a syscall, an interrupt or a fault from
+/// user mode, and before a new thread's first entry — with one look at the current thread: act
+/// on a pending signal (or stop), then end the thread if its process has ended (another thread
+/// called `exit_group`, a fatal signal arrived): it ends here, with nothing left on its kernel
+/// stack. (Linux checks pending fatal signals at the same place, in `exit_to_user_mode_loop()`.)
 pub fn kernel_exit(frame: &mut crate::arch::x86_64::trap::TrapFrame) {
     let me = current();
     crate::signal::deliver_pending(&me, frame);
@@ -184,10 +175,11 @@ pub fn killed() -> bool {
     must_leave(&current())
 }
 
-/// Does the current thread have a signal to handle (so a blocking call returns `EINTR`)?
+/// Does the current thread have a signal to act on, or must it stop (so a blocking call gives
+/// up, with `EINTR` or one of the `ERESTART*` codes)? Linux: `signal_pending()`.
 pub fn signal_pending() -> bool {
     let me = current();
-    me.signals.any_deliverable(me.blocked.load(Ordering::Relaxed))
+    me.signals.any_deliverable(me.blocked.load(Ordering::Relaxed)) || me.process.jobctl.group_stopped()
 }
 
 /// Records this CPU's idle thread (the boot thread on CPU 0, an AP's own at its start).
@@ -259,6 +251,16 @@ pub fn block_current() -> WakeReason {
     current().wake_reason()
 }
 
+/// Waits until `thread` is off every CPU (its registers, FPU state and PKRU saved by the
+/// switch), serving shootdowns meanwhile. For a tracer about to read or write a stopped
+/// tracee's saved state. Linux: `wait_task_inactive()`.
+pub fn wait_inactive(thread: &Thread) {
+    while thread.on_cpu.load(Ordering::Acquire) {
+        shootdown::serve();
+        core::hint::spin_loop();
+    }
+}
+
 /// Makes a blocking or blocked thread run again (`reason` tells it why). Waking a thread that
 /// is running (a stale entry in some wait queue) does nothing. Linux: `try_to_wake_up()`.
 pub fn wake(thread: Arc<Thread>, reason: WakeReason) {
@@ -287,18 +289,18 @@ pub fn arm_deadline(deadline_us: u64) {
     SLEEPERS.lock().push((deadline_us, current()));
 }
 
-/// Sleeps until `deadline_us` (micros since boot). `false` if the process was killed first.
-/// Linux: `hrtimer_nanosleep()`.
+/// Sleeps until `deadline_us` (micros since boot). `false` if a signal (or a stop, or the end
+/// of the process) came first. Linux: `hrtimer_nanosleep()`.
 pub fn sleep_until(deadline_us: u64) -> bool {
     while time::micros_since_boot() < deadline_us {
         prepare_to_wait();
         arm_deadline(deadline_us);
-        if killed() {
+        if killed() || signal_pending() {
             finish_wait();
             return false;
         }
         block_current();
-        if killed() {
+        if killed() || signal_pending() {
             return false;
         }
     }
@@ -363,14 +365,15 @@ pub fn exit_current() -> ! {
     unreachable!("a dead thread was resumed");
 }
 
-/// `pause()`: sleeps until a signal arrives or the process is killed. Returns `EINTR`, as
-/// Linux does after a handled signal.
+/// `pause()`: sleeps until a signal arrives. Returns `ERESTARTNOHAND`: `EINTR` once a handler
+/// ran, and back to sleep when none did (a stop and a continue, an ignored signal), as Linux's
+/// `sys_pause()`.
 pub fn pause() -> pkeys::Errno {
     loop {
         prepare_to_wait();
         if killed() || signal_pending() {
             finish_wait();
-            return pkeys::Errno::EINTR;
+            return pkeys::Errno::ERESTARTNOHAND;
         }
         block_current();
     }
@@ -413,7 +416,7 @@ pub fn terminate(process: &Arc<Process>, status: ExitStatus) {
 }
 
 /// Wakes every thread of process `pid` (but `except`), so that each runs to its next kernel
-/// exit and ends there (`leave_if_process_ended`). Threads that are ready or running already
+/// exit and ends there ([`kernel_exit`]). Threads that are ready or running already
 /// will do the same when they next reach a kernel exit.
 pub fn purge_threads(pid: u32, except: Option<u32>) {
     super::futex::forget_process(pid, except);
@@ -421,6 +424,14 @@ pub fn purge_threads(pid: u32, except: Option<u32>) {
         if Some(t.tid) != except {
             wake(t, WakeReason::Woken);
         }
+    }
+}
+
+/// Wakes every blocked thread of process `pid` (a stop or a continue: each re-checks why it
+/// sleeps; a stopped one stays stopped unless its stop ended).
+pub fn wake_process(pid: u32) {
+    for t in super::threads_of(pid) {
+        wake(t, WakeReason::Woken);
     }
 }
 
@@ -450,12 +461,12 @@ fn finish_process(process: &Arc<Process>, status: ExitStatus) {
             wake_child_waiters(&init);
         }
     }
-    if let Some(parent) = super::process::find(process.parent.load(Ordering::Relaxed)) {
-        wake_child_waiters(&parent);
-    }
+    // SIGCHLD to the parent, which wakes its waiters too; tracees let go.
+    crate::signal::jobctl::notify_exit(process, status);
 }
 
-fn wake_child_waiters(process: &Arc<Process>) {
+/// Wakes every thread of `process` waiting in `wait4`.
+pub fn wake_child_waiters(process: &Arc<Process>) {
     let waiters = core::mem::take(&mut *process.child_waiters.lock());
     for t in waiters {
         wake(t, WakeReason::Woken);

@@ -270,24 +270,30 @@ pikku_context_switch:
 .global pikku_first_entry
 pikku_first_entry:
     // rsp = &TrapFrame of the new thread's first user-mode entry (16-byte aligned, so the
-    // call below meets the ABI); ask the kernel whether the thread may still go.
+    // call below meets the ABI); the kernel's exit work runs on it (signals, stops, "has the
+    // process ended?"), as on every other way back to user mode.
+    mov rdi, rsp
     call {first_entry}
     jmp pikku_trap_return
 "#,
     first_entry = sym first_entry,
 );
 
-static FIRST_ENTRY_HOOK: spin::Once<fn()> = spin::Once::new();
+static FIRST_ENTRY_HOOK: spin::Once<fn(&mut TrapFrame)> = spin::Once::new();
 
-/// Registers what runs just before a new thread first enters user mode (the scheduler's
-/// "has this process ended?" check).
-pub fn set_first_entry_hook(hook: fn()) {
+/// Registers what runs just before a new thread first enters user mode, with the register
+/// frame it will enter with (the scheduler's kernel exit: signals, stops, "has this process
+/// ended?").
+pub fn set_first_entry_hook(hook: fn(&mut TrapFrame)) {
     FIRST_ENTRY_HOOK.call_once(|| hook);
 }
 
-extern "C" fn first_entry() {
+/// Called by `pikku_first_entry` with RDI = its RSP, which points at the frame
+/// [`KernelStack::prepare_first_entry`] wrote: a whole `TrapFrame`, on this thread's own
+/// stack, that nothing else references (the trap return pops it right after).
+extern "C" fn first_entry(frame: &mut TrapFrame) {
     if let Some(hook) = FIRST_ENTRY_HOOK.get() {
-        hook();
+        hook(frame);
     }
 }
 

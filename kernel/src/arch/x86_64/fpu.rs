@@ -111,6 +111,18 @@ pub fn pkru_offset() -> Option<usize> {
     })
 }
 
+/// An XSAVE image [`FpuState::set_image`] refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvalidImage;
+
+/// The components XCR0 enables (0 without XSAVE): what an XSAVE image may hold.
+pub fn xcr0() -> u64 {
+    match method() {
+        Method::Xsave { xcr0, .. } => xcr0,
+        Method::Fxsave => 0,
+    }
+}
+
 /// One thread's saved FPU/SSE/AVX state: a 64-byte aligned save area.
 pub struct FpuState {
     area: *mut u8,
@@ -152,11 +164,39 @@ impl FpuState {
         state
     }
 
-    /// The raw save area (for tests).
-    #[cfg(test)] // used by the in-kernel tests only
+    /// The raw save area: the standard-format XSAVE image (PKRU left out: see the module
+    /// docs), or the 512-byte FXSAVE image. What ptrace's `NT_X86_XSTATE` shows, once PKRU is
+    /// merged in.
     pub fn bytes(&self) -> &[u8] {
         // SAFETY: the area is `layout.size()` bytes, owned by self.
         unsafe { core::slice::from_raw_parts(self.area, self.layout.size()) }
+    }
+
+    /// Replaces the saved state with a tracer's XSAVE image (ptrace `SETREGSET` of
+    /// `NT_X86_XSTATE`; the thread is stopped, so this area is what it resumes with). `image`
+    /// must be the whole area, in the standard format, and pass XRSTOR's checks, which this
+    /// makes here rather than letting the context switch's XRSTOR raise #GP in the kernel (SDM
+    /// Vol. 1 §13.8 "Operation of XRSTOR"): XSTATE_BV within XCR0, the rest of the header
+    /// (XCOMP_BV and the reserved bytes, 520..576) zero, no reserved MXCSR bit set (Linux
+    /// `copy_uabi_to_xstate()` → `validate_user_xstate_header()`: `EINVAL`). The PKRU
+    /// component is dropped (XSTATE_BV bit 9 cleared): PKRU lives outside this area.
+    pub fn set_image(&mut self, image: &[u8]) -> Result<(), InvalidImage> {
+        let Method::Xsave { xcr0, .. } = method() else { return Err(InvalidImage) };
+        if image.len() != self.layout.size() {
+            return Err(InvalidImage);
+        }
+        let word = |at: usize| u64::from_le_bytes(image[at..at + 8].try_into().expect("8 bytes"));
+        let mxcsr = u32::from_le_bytes(image[24..28].try_into().expect("4 bytes"));
+        const MXCSR_RESERVED: u32 = !0xffbf;
+        if word(512) & !xcr0 != 0 || image[520..576].iter().any(|&b| b != 0) || mxcsr & MXCSR_RESERVED != 0 {
+            return Err(InvalidImage);
+        }
+        // SAFETY: the area is `layout.size()` bytes, owned by self (`&mut`), the same length as
+        // `image`, which it cannot overlap.
+        unsafe { core::ptr::copy_nonoverlapping(image.as_ptr(), self.area, image.len()) };
+        // SAFETY: byte 512 (XSTATE_BV) is inside the area (XSAVE areas are at least 576 bytes).
+        unsafe { self.area.add(512).cast::<u64>().write_unaligned(word(512) & !XFEATURE_PKRU) };
+        Ok(())
     }
 
     /// Saves the CPU's current user FPU state here (XSAVE with PKRU masked out).

@@ -137,6 +137,17 @@ pub fn write_frame(frame: PhysFrame, at: usize, bytes: &[u8]) {
     unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), dst.add(at), bytes.len()) };
 }
 
+/// Reads `out.len()` bytes of `frame` from byte offset `at` (which with `out` must stay
+/// inside it).
+pub fn read_frame(frame: PhysFrame, at: usize, out: &mut [u8]) {
+    assert!(at + out.len() <= 4096, "read past the end of a frame");
+    let src = phys_to_virt(frame.start_address()).as_ptr::<u8>();
+    // SAFETY: the physical window maps the frame; the bounds were checked above; the caller
+    // holds the lock of the address space that maps it, so no one frees it meanwhile (a user
+    // thread may write it concurrently: bytes, no invariant to break).
+    unsafe { core::ptr::copy_nonoverlapping(src.add(at), out.as_mut_ptr(), out.len()) };
+}
+
 /// Copies one frame's contents into another.
 pub fn copy_frame(from: PhysFrame, to: PhysFrame) {
     let src = phys_to_virt(from.start_address()).as_ptr::<u8>();

@@ -10,7 +10,9 @@
 //! 2. parks the user RSP in the scratch slot and loads the thread's kernel stack;
 //! 3. pushes a frame shaped exactly like an exception's [`TrapFrame`] (user SS, RSP, RFLAGS, CS,
 //!    RIP; error 0; "vector" [`SYSCALL_VECTOR`]; then every general register), so syscalls,
-//!    signals and exceptions all see one register layout;
+//!    signals and exceptions all see one register layout — with the system-call number in the
+//!    error-code slot, where Linux's `pt_regs` keeps `orig_ax` (see [`TrapFrame::orig_rax`]):
+//!    a call interrupted by a signal is restarted from it, and ptrace shows it;
 //! 4. calls the registered handler, which reads the number from `rax`, the arguments from
 //!    `rdi, rsi, rdx, r10, r8, r9`, and writes the result into the frame's `rax`.
 //!
@@ -57,7 +59,7 @@ pikku_syscall_entry:
     push r11
     push {user_cs}
     push rcx
-    push 0
+    push rax
     push {vector}
 "#,
     push_gprs!(),

@@ -53,6 +53,21 @@ pub struct TrapFrame {
 }
 
 impl TrapFrame {
+    /// The system-call number this frame entered with (Linux: `pt_regs.orig_ax`), or `u64::MAX`
+    /// (-1) for a frame of an exception or interrupt. The SYSCALL entry stores the number in
+    /// the error-code slot; `rt_sigreturn` and ptrace may set it to -1 so that no restart
+    /// happens.
+    pub fn orig_rax(&self) -> u64 {
+        if self.vector == super::syscall::SYSCALL_VECTOR { self.error_code } else { u64::MAX }
+    }
+
+    /// Sets [`Self::orig_rax`] of a system-call frame (nothing for other frames).
+    pub fn set_orig_rax(&mut self, value: u64) {
+        if self.vector == super::syscall::SYSCALL_VECTOR {
+            self.error_code = value;
+        }
+    }
+
     /// Did the exception interrupt user mode (CPL 3)?
     pub fn interrupted_user_mode(&self) -> bool {
         self.cs & 3 == 3
