@@ -233,7 +233,7 @@ mod tests {
             calls in proptest::collection::vec(call(), 1..64),
         ) {
             let support = if pkeys { Support::Enabled } else { Support::Absent };
-            let mm = RwLock::new(PkeyState::init_new_context(support));
+            let mm = spin::RwLock::new(PkeyState::init_new_context(support));
             // Without OSPKE the register reads as 0 and never changes.
             let mut reg = SavedPkru(Pkru::from_bits(if pkeys { start_pkru } else { 0 }));
             let mut model = Model::new(pkeys, reg.0.bits());
@@ -252,7 +252,7 @@ mod tests {
 
     #[test]
     fn check_order_flags_before_rights_before_space() {
-        let mm = RwLock::new(PkeyState::init_new_context(Support::Enabled));
+        let mm = spin::RwLock::new(PkeyState::init_new_context(Support::Enabled));
         while mm.write().alloc().is_some() {}
         let mut reg = SavedPkru(Pkru::INIT);
         // Full map, yet bad flags/rights win: the checks come before the lock.
@@ -265,7 +265,7 @@ mod tests {
 
     #[test]
     fn free_truncates_to_c_int() {
-        let mm = RwLock::new(PkeyState::init_new_context(Support::Enabled));
+        let mm = spin::RwLock::new(PkeyState::init_new_context(Support::Enabled));
         let mut reg = SavedPkru(Pkru::INIT);
         assert_eq!(pkey_alloc(&mm, &mut reg, 0, 0).map(Pkey::index), Ok(1));
         assert_eq!(pkey_free(&mm, 0xffff_ffff_0000_0001), Ok(()));

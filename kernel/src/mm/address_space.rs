@@ -2,7 +2,7 @@
 //!
 //! Linux's `struct mm_struct`, reduced to what pikku needs so far: the page-table root
 //! (`mm->pgd`) and `mm->context`'s two pkey fields ([`pkeys::PkeyState`]). Every [`Mm`] lives
-//! behind a [`RwLock`](crate::sync::RwLock) ([`MmRef`]); the threads of one process share it. The write lock is
+//! behind a `crate::sync::RwLock` ([`MmRef`]); the threads of one process share it. The write lock is
 //! Linux's `mmap_write_lock`: `pkey_alloc`, `pkey_free`, `mmap`, `munmap`, `mprotect` and
 //! `pkey_mprotect` take it — and so does the page-fault path, because filling a page table needs
 //! `&mut Mm` (Linux lets faults share the lock as readers and serialises them with per-table

@@ -56,7 +56,7 @@ fn target(pid: u64) -> Result<Target, Errno> {
 /// `unsigned int`: only its low 32 bits count, and `len * 8` wraps as in C.
 pub fn sys_sched_getaffinity(pid: u64, len: u64, mask: u64) -> Result<u64, Errno> {
     let len = len as u32;
-    if len.wrapping_mul(8) < nr_cpu_ids() || len % 8 != 0 {
+    if len.wrapping_mul(8) < nr_cpu_ids() || !len.is_multiple_of(8) {
         return Err(Errno::EINVAL);
     }
     // A zombie's mask: pikku keeps none once the thread is gone; every CPU.

@@ -9,7 +9,7 @@
 //!   hundreds of CPUs, where this lock would be contended. The tick ([`tick`], every
 //!   [`timer::HZ`]-th of a second on each busy CPU) preempts a thread running in user mode if
 //!   another is ready for this CPU, and puts it at the back.
-//! * **Waking idle CPUs.** A CPU with nothing to run halts in [`idle_loop`] after announcing
+//! * **Waking idle CPUs.** A CPU with nothing to run halts in `idle_once` ([`wait_for`] on CPU 0, [`ap_idle_loop`] on the others) after announcing
 //!   itself in [`IDLE_CPUS`]; whoever queues a thread that such a CPU may run sends it the
 //!   reschedule IPI ([`kick`]). An idle CPU needs no tick.
 //! * **Blocking** is three steps, so that a wake-up on another CPU is never lost
