@@ -86,6 +86,12 @@ pub const CASES: &[Case] = &[
     Case { program: "smp_migrate", args: &[], cpu: "max", smp: SMP },
     Case { program: "smp_forks", args: &[], cpu: "max", smp: 1 },
     Case { program: "smp_forks", args: &[], cpu: "max", smp: SMP },
+    // The older pkey, thread, process and signal cases again on four CPUs: their output does
+    // not depend on scheduling, so it must not change when threads really run at once.
+    Case { program: "pkeys_mem", args: &[], cpu: "max", smp: SMP },
+    Case { program: "threads", args: &[], cpu: "max", smp: SMP },
+    Case { program: "procs", args: &[], cpu: "max", smp: SMP },
+    Case { program: "signals", args: &[], cpu: "max", smp: SMP },
 ];
 
 /// Cases booted with huge pages in the pool: (program, pages).

@@ -20,13 +20,9 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include "pikku_proc.h"
 
 #define TASK_SIZE 0x7ffffffff000UL
-
-static void status(const char *what, int st) {
-    if (WIFEXITED(st)) printf("%s: exited with %d\n", what, WEXITSTATUS(st));
-    else printf("%s: killed by signal %d\n", what, WTERMSIG(st));
-}
 
 /* A raw call's result as "0", "-1 ENOMEM", …: the errno name, not the number's text. */
 static const char *err_name(int e) {

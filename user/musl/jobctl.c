@@ -15,25 +15,10 @@
 #include <time.h>
 #include <unistd.h>
 #include "pikku_user.h"
+#include "pikku_proc.h"
 
 #define FUTEX_WAIT_PRIVATE 128
 #define FUTEX_WAKE_PRIVATE 129
-
-static void status(const char *what, int st) {
-    if (WIFEXITED(st)) printf("%s: exited with %d\n", what, WEXITSTATUS(st));
-    else if (WIFSIGNALED(st)) printf("%s: killed by signal %d\n", what, WTERMSIG(st));
-    else printf("%s: status 0x%x\n", what, st);
-}
-
-static pid_t spawn(void) {
-    fflush(stdout);
-    return fork();
-}
-
-static void sleep_ms(long ms) {
-    struct timespec t = {ms / 1000, (ms % 1000) * 1000000};
-    while (nanosleep(&t, &t) < 0 && errno == EINTR) {}
-}
 
 static long now_ms(void) {
     struct timespec t;

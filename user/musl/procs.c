@@ -13,17 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "pikku_user.h"
-
-static void status(const char *what, int st) {
-    if (WIFEXITED(st)) printf("%s: exited with %d\n", what, WEXITSTATUS(st));
-    else if (WIFSIGNALED(st)) printf("%s: killed by signal %d\n", what, WTERMSIG(st));
-    else printf("%s: status 0x%x\n", what, st);
-}
-
-static pid_t spawn(void) {
-    fflush(stdout);
-    return fork();
-}
+#include "pikku_proc.h"
 
 static double now_ms(void) {
     struct timespec t;

@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "pikku_user.h"
+#include "pikku_proc.h"
 
 static long pt(long req, long pid, long addr, long data) { return syscall(SYS_ptrace, req, pid, addr, data); }
 
@@ -29,27 +30,11 @@ static void show(const char *what, long r) {
     else printf("%s = %ld\n", what, r);
 }
 
-static void status(const char *what, int st) {
-    if (WIFEXITED(st)) printf("%s: exited with %d\n", what, WEXITSTATUS(st));
-    else if (WIFSIGNALED(st)) printf("%s: killed by signal %d\n", what, WTERMSIG(st));
-    else printf("%s: status 0x%x\n", what, st);
-}
-
 static void wait_show(pid_t c, const char *what) {
     int st = 0;
     pid_t r = waitpid(c, &st, 0);
     if (r < 0) printf("%s: -1 %s\n", what, errname(errno));
     else status(what, st);
-}
-
-static pid_t spawn(void) {
-    fflush(stdout);
-    return fork();
-}
-
-static void sleep_ms(long ms) {
-    struct timespec t = {ms / 1000, (ms % 1000) * 1000000};
-    while (nanosleep(&t, &t) < 0 && errno == EINTR) {}
 }
 
 static void cpuid(uint32_t leaf, uint32_t sub, uint32_t r[4]) {

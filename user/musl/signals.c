@@ -14,6 +14,7 @@
 #include <ucontext.h>
 #include <unistd.h>
 #include "pikku_user.h"
+#include "pikku_proc.h"
 
 static volatile int segv_count, usr1_count, term_flag;
 static volatile int seen_code, seen_pkey, seen_addr_ok, seen_handler_pkru_ok;
@@ -39,11 +40,6 @@ static void on_usr1(int sig) { (void)sig; usr1_count++; }
 static void report_and_exit(int sig, siginfo_t *si, void *ctx) {
     (void)sig; (void)ctx;
     _exit(10 * si->si_code + (rdpkru() == 0x55555554) + 2 * (si->si_addr == (void *)1));
-}
-
-static void status(const char *what, int st) {
-    if (WIFEXITED(st)) printf("%s: exited with %d\n", what, WEXITSTATUS(st));
-    else printf("%s: killed by signal %d\n", what, WTERMSIG(st));
 }
 
 /* pkey_sighandler_tests with a thread whose stack has its own key. */

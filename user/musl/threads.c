@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 #include "pikku_user.h"
+#include "pikku_proc.h"
 
 #define THREADS 4
 #define ITERATIONS 25000
@@ -76,11 +77,6 @@ static void *fx_waiter(void *p) {
     return 0;
 }
 static void on_usr1(int sig) { (void)sig; }
-static void sleep_ms(long ms) {
-    struct timespec t = {0, ms * 1000000};
-    nanosleep(&t, 0);
-}
-
 int main(void) {
     int pk = ospke();
     printf("ospke = %d\n", pk);
