@@ -193,17 +193,22 @@ pub struct Config {
     pub libc: Libc,
     pub root: bool,
     pub cpu: &'static str,
+    /// CPUs (QEMU `-smp`): 1, or several for the run that repeats one configuration with its
+    /// threads and forks really running at once.
+    pub smp: u32,
 }
 
 /// Every run `make selftest` and `make test` make: protection_keys with each libc, as root and
-/// as uid 1000; the sighandler tests; and the "no pkeys" path under `-cpu qemu64`.
+/// as uid 1000; the sighandler tests; the "no pkeys" path under `-cpu qemu64`; and one
+/// configuration again on four CPUs.
 pub const CONFIGS: &[Config] = &[
-    Config { test: Test::ProtectionKeys, libc: Libc::Glibc, root: false, cpu: "max" },
-    Config { test: Test::ProtectionKeys, libc: Libc::Musl, root: false, cpu: "max" },
-    Config { test: Test::ProtectionKeys, libc: Libc::Glibc, root: true, cpu: "max" },
-    Config { test: Test::ProtectionKeys, libc: Libc::Musl, root: true, cpu: "max" },
-    Config { test: Test::SighandlerTests, libc: Libc::Glibc, root: true, cpu: "max" },
-    Config { test: Test::ProtectionKeys, libc: Libc::Glibc, root: false, cpu: "qemu64" },
+    Config { test: Test::ProtectionKeys, libc: Libc::Glibc, root: false, cpu: "max", smp: 1 },
+    Config { test: Test::ProtectionKeys, libc: Libc::Musl, root: false, cpu: "max", smp: 1 },
+    Config { test: Test::ProtectionKeys, libc: Libc::Glibc, root: true, cpu: "max", smp: 1 },
+    Config { test: Test::ProtectionKeys, libc: Libc::Musl, root: true, cpu: "max", smp: 1 },
+    Config { test: Test::SighandlerTests, libc: Libc::Glibc, root: true, cpu: "max", smp: 1 },
+    Config { test: Test::ProtectionKeys, libc: Libc::Glibc, root: false, cpu: "qemu64", smp: 1 },
+    Config { test: Test::ProtectionKeys, libc: Libc::Glibc, root: false, cpu: "max", smp: crate::conformance::SMP },
 ];
 
 impl Config {
@@ -213,7 +218,8 @@ impl Config {
             Libc::Glibc => "glibc",
             Libc::Musl => "musl",
         };
-        format!("{}-{libc}-{}.{}", self.test.binary(), if self.root { "root" } else { "uid1000" }, self.cpu)
+        let smp = if self.smp > 1 { format!(".smp{}", self.smp) } else { String::new() };
+        format!("{}-{libc}-{}.{}{smp}", self.test.binary(), if self.root { "root" } else { "uid1000" }, self.cpu)
     }
 
     /// Linux's summary for it.
@@ -309,7 +315,7 @@ fn parse_passed(rest: &str) -> Option<(u32, u32)> {
 /// A run on pikku: its summary, the whole console, and how long it took.
 pub fn run_pikku(kernel: &Path, config: &Config, user_dir: &Path, limit: Duration) -> PikkuRun {
     let init = config.init(user_dir)?;
-    let qemu = crate::qemu::Qemu { cpu: config.cpu.into(), ..Default::default() };
+    let qemu = crate::qemu::Qemu { cpu: config.cpu.into(), smp: config.smp, ..Default::default() };
     let watch = crate::run::Watch { heartbeat: None, limit: Some(limit), echo: false, keep: true };
     let started = Instant::now();
     let (run, stopped) = crate::run::boot_watched(kernel, &qemu, bootproto::options::LogLevel::Info, Some(&init), &watch)?;
@@ -324,7 +330,7 @@ pub fn run_pikku(kernel: &Path, config: &Config, user_dir: &Path, limit: Duratio
 
 /// A run on Linux (the reference runner): its summary and the program's output.
 pub fn run_linux(config: &Config, user_dir: &Path) -> Result<(Summary, String), Error> {
-    let (program, _, end) = crate::linux::run(&config.init(user_dir)?, config.cpu, 1)?;
+    let (program, _, end) = crate::linux::run(&config.init(user_dir)?, config.cpu, config.smp)?;
     Ok((Summary::parse(config.test, &program, end), program))
 }
 

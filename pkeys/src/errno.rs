@@ -78,6 +78,7 @@ impl Errno {
     }
 
     /// Reads a syscall return value: `Err` for -4095..-1 (Linux's error range), `Ok` otherwise.
+    #[inline]
     pub fn from_syscall_return(rax: u64) -> Result<u64, Errno> {
         let signed = rax as i64;
         if (-4095..0).contains(&signed) {

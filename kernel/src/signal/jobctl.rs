@@ -352,7 +352,9 @@ const SYSCALL_INSN_LEN: u64 = 2;
 
 /// The `ERESTART*` code a system-call frame returns, if any.
 fn restart_code(frame: &TrapFrame) -> Option<Errno> {
-    if frame.orig_rax() == u64::MAX {
+    // Every return to user mode passes here: one range check keeps the common case (no
+    // `ERESTART*` code, -512 to -516) to a few instructions.
+    if !(512..=516).contains(&(frame.rax as i64).wrapping_neg()) || frame.orig_rax() == u64::MAX {
         return None;
     }
     match Errno::from_syscall_return(frame.rax) {

@@ -108,6 +108,7 @@ pub fn set_kernel_stack_top(top: u64) {
 }
 
 /// This CPU's per-CPU area.
+#[inline]
 pub fn this_cpu() -> &'static PerCpu {
     let ptr: *const PerCpu;
     // SAFETY: after `init_cpu`, the GS-relative `self_ptr` field holds the address of a
@@ -150,12 +151,14 @@ impl<T> CpuLocalArc<T> {
         CpuLocalArc { slots: [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_CPUS], _holds: PhantomData }
     }
 
+    #[inline]
     fn slot(&self) -> &AtomicPtr<T> {
         debug_assert!(!x86_64::instructions::interrupts::are_enabled(), "per-CPU slot used with interrupts on");
         &self.slots[this_cpu().cpu_id as usize]
     }
 
     /// A new reference to this CPU's value, if it has one.
+    #[inline]
     pub fn get(&self) -> Option<Arc<T>> {
         let ptr = self.slot().load(Ordering::Relaxed);
         if ptr.is_null() {
@@ -202,6 +205,7 @@ impl Counter {
     }
 
     /// Adds `n` to this CPU's slot.
+    #[inline]
     pub fn add(&self, n: u64) {
         self.slots[this_cpu().cpu_id as usize].fetch_add(n, Ordering::Relaxed);
     }
