@@ -276,11 +276,13 @@ impl Thread {
 }
 
 /// The thread running on this CPU. Panics if none has been installed (a kernel bug).
+#[inline]
 pub fn current() -> Arc<Thread> {
     try_current().expect("no current thread on this CPU")
 }
 
 /// The thread running on this CPU, if any.
+#[inline]
 pub fn try_current() -> Option<Arc<Thread>> {
     CURRENT.get()
 }
