@@ -309,6 +309,13 @@ pub fn force_fault(info: SigInfo) -> bool {
     true
 }
 
+/// Is there nothing for [`deliver_pending`] to act on — no pending signal, no job control or
+/// tracing? (The common case, checked on every return to user mode.)
+#[inline]
+pub fn nothing_pending(thread: &task::Thread) -> bool {
+    thread.signals.count.load(Ordering::Relaxed) == 0 && !thread.process.jobctl.active()
+}
+
 /// Acts on the lowest pending, unblocked signal of `thread`, the current thread (called on
 /// every return to user mode, by [`sched::kernel_exit`]; two atomic loads when nothing is
 /// pending and the process is neither stopped nor traced). Handlers get a frame (see [`frame::setup`]); a frame that cannot be written
@@ -319,7 +326,7 @@ pub fn force_fault(info: SigInfo) -> bool {
 /// signal interrupted is restarted when no handler ran.
 #[inline]
 pub fn deliver_pending(thread: &Arc<task::Thread>, frame: &mut TrapFrame) {
-    if thread.signals.count.load(Ordering::Relaxed) != 0 || thread.process.jobctl.active() {
+    if !nothing_pending(thread) {
         deliver_slow(thread, frame);
     } else {
         // A call that gave up for a signal which is gone (ignored meanwhile, taken by

@@ -13,14 +13,12 @@ use crate::task;
 /// `int pkey_alloc(unsigned long flags, unsigned long access_rights)`: the new key, whose
 /// rights are written into the calling thread's PKRU only.
 pub fn sys_pkey_alloc(flags: u64, access_rights: u64) -> Result<u64, Errno> {
-    let thread = task::current();
-    pkeys::syscall::pkey_alloc(&thread.mm, &mut CurrentPkru, flags, access_rights).map(u64::from)
+    task::with_current(|me| pkeys::syscall::pkey_alloc(&me.mm, &mut CurrentPkru, flags, access_rights)).map(u64::from)
 }
 
 /// `int pkey_free(int pkey)`: 0, or `EINVAL`.
 pub fn sys_pkey_free(pkey: u64) -> Result<u64, Errno> {
-    let thread = task::current();
-    pkeys::syscall::pkey_free(&thread.mm, pkey).map(|()| 0)
+    task::with_current(|me| pkeys::syscall::pkey_free(&me.mm, pkey)).map(|()| 0)
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ pub fn sys_exit_group(code: u64) -> ! {
 }
 
 pub fn sys_getpid() -> Result<u64, Errno> {
-    Ok(task::current().process.pid as u64)
+    Ok(task::with_current(|me| me.process.pid) as u64)
 }
 
 pub fn sys_gettid() -> Result<u64, Errno> {

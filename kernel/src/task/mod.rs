@@ -281,6 +281,14 @@ pub fn current() -> Arc<Thread> {
     try_current().expect("no current thread on this CPU")
 }
 
+/// Runs `f` with the thread running on this CPU, borrowed (no reference count taken: the
+/// cheap way for a system call that only reads a field or takes a lock). `f` must not block,
+/// yield or exit — anything that switches threads; take [`current`] for that.
+#[inline]
+pub fn with_current<R>(f: impl FnOnce(&Thread) -> R) -> R {
+    CURRENT.with(|t| f(t.expect("no current thread on this CPU")))
+}
+
 /// The thread running on this CPU, if any.
 #[inline]
 pub fn try_current() -> Option<Arc<Thread>> {

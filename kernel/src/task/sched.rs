@@ -160,6 +160,12 @@ fn must_leave(me: &Thread) -> bool {
 /// called `exit_group`, a fatal signal arrived): it ends here, with nothing left on its kernel
 /// stack. (Linux checks pending fatal signals at the same place, in `exit_to_user_mode_loop()`.)
 pub fn kernel_exit(frame: &mut crate::arch::x86_64::trap::TrapFrame) {
+    // The common case, looked at without taking a reference: nothing to deliver, no reason to
+    // end — only a system call that gave up for a signal since gone may need restarting.
+    if super::with_current(|me| crate::signal::nothing_pending(me) && !must_leave(me)) {
+        crate::signal::jobctl::restart_without_handler(frame);
+        return;
+    }
     let me = current();
     crate::signal::deliver_pending(&me, frame);
     let leave = must_leave(&me);

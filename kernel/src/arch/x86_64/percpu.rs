@@ -64,6 +64,7 @@ impl PerCpu {
 
 /// How many CPUs the per-CPU tables have room for (more in the MADT are reported and left out).
 pub const MAX_CPUS: usize = 16;
+const _: () = assert!(MAX_CPUS.is_power_of_two() && MAX_CPUS <= 64, "CPU masks are one u64; per-CPU indexes are masked");
 
 static CPUS: [PerCpu; MAX_CPUS] = {
     let mut cpus = [const { PerCpu::new(0) }; MAX_CPUS];
@@ -154,7 +155,7 @@ impl<T> CpuLocalArc<T> {
     #[inline]
     fn slot(&self) -> &AtomicPtr<T> {
         debug_assert!(!x86_64::instructions::interrupts::are_enabled(), "per-CPU slot used with interrupts on");
-        &self.slots[this_cpu().cpu_id as usize]
+        &self.slots[this_cpu().cpu_id as usize & (MAX_CPUS - 1)]
     }
 
     /// A new reference to this CPU's value, if it has one.
@@ -172,6 +173,19 @@ impl<T> CpuLocalArc<T> {
             Arc::increment_strong_count(ptr);
             Some(Arc::from_raw(ptr))
         }
+    }
+
+    /// Runs `f` with a borrow of this CPU's value, taking no reference count — for a short look
+    /// (a field, a lock) on a hot path. `f` must not switch threads: only a switch on this CPU
+    /// replaces the slot, and that is what would end the borrow.
+    #[inline]
+    pub fn with<R>(&self, f: impl FnOnce(Option<&T>) -> R) -> R {
+        let ptr = self.slot().load(Ordering::Relaxed);
+        // SAFETY: a non-null `ptr` came from `Arc::into_raw` in `replace`, and the slot keeps that
+        // reference until `replace`/`take` run on this CPU — which cannot happen while `f` runs:
+        // interrupts are off, other CPUs never touch this slot, and `f` does not switch threads
+        // (the caller's promise, above).
+        f(unsafe { ptr.as_ref() })
     }
 
     /// Makes `value` this CPU's value; returns the previous one.
@@ -207,7 +221,11 @@ impl Counter {
     /// Adds `n` to this CPU's slot.
     #[inline]
     pub fn add(&self, n: u64) {
-        self.slots[this_cpu().cpu_id as usize].fetch_add(n, Ordering::Relaxed);
+        // Only this CPU writes its slot, always with interrupts off (the kernel runs so): a load
+        // and a store, no locked read-modify-write. (The
+        // mask keeps the index in range without a bounds check: MAX_CPUS is a power of two.)
+        let slot = &self.slots[this_cpu().cpu_id as usize & (MAX_CPUS - 1)];
+        slot.store(slot.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
     }
 
     /// The sum over every CPU.

@@ -48,6 +48,7 @@ fn wrpkru(value: u32) {
 }
 
 /// Linux: `read_pkru()` — PKRU, or 0 without OSPKE.
+#[inline]
 pub fn read() -> Pkru {
     if super::cpu::ospke() {
         Pkru::from_bits(rdpkru())
@@ -58,6 +59,7 @@ pub fn read() -> Pkru {
 
 /// Linux: `write_pkru()` — writes PKRU unless OSPKE is off or the value is already there
 /// (WRPKRU serializes-ish and is slow; RDPKRU is cheap).
+#[inline]
 pub fn write(value: Pkru) {
     if !super::cpu::ospke() {
         return;
@@ -73,9 +75,11 @@ pub fn write(value: Pkru) {
 pub struct CurrentPkru;
 
 impl PkruRegister for CurrentPkru {
+    #[inline]
     fn read(&self) -> Pkru {
         read()
     }
+    #[inline]
     fn write(&mut self, value: Pkru) {
         write(value)
     }
