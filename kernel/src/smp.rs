@@ -99,6 +99,12 @@ pub fn ap_main(_cpu: usize) -> ! {
     let boot = BOOT_THREAD.get().expect("an AP came up before start_other_cpus");
     task::install_idle_thread(Thread::idle_for_another_cpu(boot));
     timer::start();
+    // One tick before the first idle turn stops it again (idle CPUs are tickless): proof, for
+    // the boot report and the tests, that this CPU's timer works.
+    while percpu::this_cpu().ticks.load(core::sync::atomic::Ordering::Relaxed) == 0 {
+        x86_64::instructions::interrupts::enable_and_hlt();
+        x86_64::instructions::interrupts::disable();
+    }
     task::sched::ap_idle_loop()
 }
 
