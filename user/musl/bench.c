@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <termios.h>
 #include <unistd.h>
 #include "pikku_user.h"
 
@@ -83,7 +84,18 @@ static char *touched(long pages) {
     return p;
 }
 
-int main(void) {
+static void calibrate(void);
+static void body(void);
+static int shootdown_row(void);
+
+int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "shootdown") == 0) return shootdown_row();
+    calibrate();
+    body();
+    return 0;
+}
+
+static void calibrate(void) {
     /* Calibration: a loop of exactly 2,000,001 instructions (mov + 1,000,000 x (dec, jnz)). */
     uint64_t t0 = tsc();
     __asm__ volatile("mov $1000000, %%ecx\n1: dec %%ecx\njnz 1b" ::: "ecx", "cc");
@@ -109,6 +121,9 @@ int main(void) {
     }
     printf("empty loop: %.2f instructions per iteration (subtracted below)\n", empty_min);
     printf("%-34s %12s %12s %8s\n", "", "min", "mean", "ops");
+}
+
+static void body(void) {
 
     MEASURE("getpid", 100, 100, sys2(39, 0, 0));
     int pk = ospke();
@@ -161,5 +176,48 @@ int main(void) {
         MEASURE("pkey fault+handler+sigreturn", 20, 50, (wrpkru(closed), p[0] = 1));
     }
     printf("bench done\n");
+}
+
+/* `bench shootdown` (booted with two CPUs): a one-page pkey_mprotect while a second thread of
+ * the process spins with PAUSE on CPU 1, so the address space is loaded there and every call
+ * must make CPU 1 forget the page (TLB shootdown) before it returns. Under -icount the vCPUs run
+ * in turn on one instruction counter: the figure counts CPU 1's instructions too (its PAUSE
+ * loop while it waits, the IPI and the INVLPG). */
+static volatile int spin_stop, spinning;
+
+static void pin(int cpu) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    sched_setaffinity(0, sizeof set, &set);
+}
+
+static void *spinner(void *arg) {
+    (void)arg;
+    pin(1);
+    spinning = 1;
+    while (!spin_stop) __asm__ volatile("pause");
+    return 0;
+}
+
+static int shootdown_row(void) {
+    pin(0);
+    calibrate();
+    if (ospke()) {
+        long k1 = sys2(330, 0, 0), k2 = sys2(330, 0, 0);
+        char *p = touched(1);
+        pthread_t t;
+        pthread_create(&t, 0, spinner, 0);
+        while (!spinning) __asm__ volatile("pause");
+        long flip = 0;
+        MEASURE("pkey_mprotect 1 page, other thread on CPU 1", 100, 100, sys4(329, (long)p, 4096, PROT_READ | PROT_WRITE, (flip++ & 1) ? k1 : k2));
+        spin_stop = 1;
+        pthread_join(t, 0);
+    }
+    printf("bench done\n");
+    /* With two CPUs, Linux's panic at init's exit can overtake the last line on the serial
+     * console: wait until it has been sent. */
+    fflush(stdout);
+    tcdrain(1);
     return 0;
 }
