@@ -7,8 +7,8 @@
 //! the boot CPU is fully set up, [`start_other_cpus`] starts the usable ones in MADT order,
 //! one at a time, naming them with dense indexes 1, 2, … as they answer (a CPU that does not
 //! answer is reported and left out). Each runs [`ap_main`]: an idle thread of its own, its
-//! tick, and `sched::ap_idle_loop` — answering ticks and IPIs, running no threads until the
-//! scheduler works across CPUs (issue #15 item 2).
+//! tick (until its first idle turn stops it), and `sched::ap_idle_loop` — which runs whatever
+//! thread of the shared run queue it may, and halts, tickless, until an IPI wakes it.
 //!
 //! Locks: [`CPUS`] (a `spin::Once`, written once on the boot CPU) and [`LEFT_OUT`] (a `Mutex`
 //! taken only on the boot CPU at boot and by the report; a leaf: nothing is taken under it).
