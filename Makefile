@@ -1,10 +1,11 @@
 # pikku — the two commands: `make run` (boot and demonstrate) and `make test` (everything).
 # Both install whatever is missing first (scripts/setup.sh: the pinned nightly, QEMU, OVMF, …).
 #
-#   make run  [BOOT=bios|uefi] [CPU=max|qemu64|…] [SMP=N] [KVM=1] [LOG=quiet|info|debug] [QEMU_ARGS="…"]
+#   make run  [BOOT=bios|uefi] [CPU=max|qemu64|…] [SMP=N] [NUMA=N] [KVM=1] [LOG=quiet|info|debug] [QEMU_ARGS="…"]
 #             [INIT=path/to/static-elf [ARGS="…"] [FILES="host[:dest] …"]]
 #                 SMP=N boots N CPUs (QEMU -smp N; default 1, which keeps one-CPU timings and
 #                 the instruction counts `make bench` compares); N > 1 waits for /tmp/pikku-smp.lock
+#                 NUMA=N (1, 2 or 4) boots N NUMA nodes of 512/N MiB and one CPU each (-smp N)
 #                 ARGS is split as a shell splits words: ARGS='"one arg" two' gives two arguments
 #   make test
 #   make conformance [ONLY=name-prefix]
@@ -27,6 +28,7 @@
 BOOT ?= bios
 CPU ?= max
 SMP ?= 1
+NUMA ?=
 LOG ?= info
 KVM ?=
 QEMU_ARGS ?=
@@ -39,7 +41,7 @@ CALLS ?= 1000000
 VERBOSE ?=
 
 CARGO ?= cargo
-PIKKU_FLAGS = --boot $(BOOT) --cpu $(CPU) --smp $(SMP) --log $(LOG) $(if $(filter 1,$(KVM)),--kvm,) \
+PIKKU_FLAGS = --boot $(BOOT) --cpu $(CPU) --smp $(SMP) $(if $(strip $(NUMA)),--numa $(NUMA),) --log $(LOG) $(if $(filter 1,$(KVM)),--kvm,) \
               $(if $(strip $(QEMU_ARGS)),--qemu-args "$(QEMU_ARGS)",) \
               $(if $(strip $(INIT)),--init "$(abspath $(INIT))",) \
               $(if $(strip $(FILES)),--files "$(FILES)",) \
@@ -60,7 +62,7 @@ run: setup
 test: setup lint doc test-host test-qemu
 
 test-host: setup
-	@echo "== host tests (pure logic: pkeys, vma, uapi, firmware, bootproto, boot) =="
+	@echo "== host tests (pure logic: pkeys, mempolicy, vma, uapi, firmware, bootproto, boot) =="
 	@$(CARGO) test --quiet --workspace --exclude tests
 
 test-qemu: setup

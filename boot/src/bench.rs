@@ -74,7 +74,7 @@ fn linux_run(init: &Init) -> Result<Run, Error> {
 }
 
 fn linux_run_on(init: &Init, smp: u32) -> Result<Run, Error> {
-    let (out, console, _) = crate::linux::run_with(init, "max", smp, &ICOUNT, LINUX_PARAMS)?;
+    let (out, console, _) = crate::linux::run_with(init, &crate::qemu::Qemu { smp, ..Default::default() }, &ICOUNT, LINUX_PARAMS)?;
     if !out.contains("bench done") {
         return Err(format!("the benchmark did not finish on Linux:\n{console}"));
     }

@@ -20,6 +20,9 @@ pub struct Case {
     pub cpu: &'static str,
     /// How many CPUs the machine has (QEMU `-smp`), for Linux and pikku alike.
     pub smp: u32,
+    /// NUMA nodes (QEMU `-numa`, see [`crate::qemu::Qemu::numa`]): 0 for none; N gives N nodes
+    /// of one CPU each (with `smp` = N).
+    pub numa: u32,
 }
 
 /// Every case: each a program that prints one line per observable fact.
@@ -34,65 +37,65 @@ const FOUR_LEVEL_MAX: &str = "max,la57=off";
 pub const SMP: u32 = 4;
 
 pub const CASES: &[Case] = &[
-    Case { program: "hello", args: &[], cpu: "max", smp: 1 },
-    Case { program: "cat_passwd", args: &["one", "two"], cpu: "max", smp: 1 },
-    Case { program: "pkeys_ring3", args: &[], cpu: "max", smp: 1 },
-    Case { program: "pkeys_ring3", args: &[], cpu: "qemu64", smp: 1 },
-    Case { program: "pkeys_rs", args: &[], cpu: "max", smp: 1 },
-    Case { program: "pkeys_rs", args: &[], cpu: "qemu64", smp: 1 },
-    Case { program: "abi", args: &[], cpu: "max", smp: 1 },
-    Case { program: "badptr", args: &[], cpu: "max", smp: 1 },
-    Case { program: "poweroff", args: &[], cpu: "max", smp: 1 },
-    Case { program: "faults", args: &["priv"], cpu: "max", smp: 1 },
-    Case { program: "faults", args: &["rodata"], cpu: "max", smp: 1 },
-    Case { program: "faults", args: &["jump"], cpu: "max", smp: 1 },
-    Case { program: "faults", args: &["ud2"], cpu: "max", smp: 1 },
-    Case { program: "signals", args: &[], cpu: "max", smp: 1 },
-    Case { program: "signals", args: &[], cpu: "qemu64", smp: 1 },
-    Case { program: "threads", args: &[], cpu: "max", smp: 1 },
-    Case { program: "threads", args: &[], cpu: "qemu64", smp: 1 },
-    Case { program: "procs", args: &[], cpu: "max", smp: 1 },
-    Case { program: "procs", args: &[], cpu: "qemu64", smp: 1 },
-    Case { program: "limits", args: &[], cpu: "max", smp: 1 },
-    Case { program: "mprotect_order", args: &[], cpu: "max", smp: 1 },
-    Case { program: "mprotect_order", args: &[], cpu: "qemu64", smp: 1 },
-    Case { program: "pkeys_mem", args: &[], cpu: "max", smp: 1 },
-    Case { program: "pkeys_mem", args: &[], cpu: "qemu64", smp: 1 },
-    Case { program: "pkey_fault", args: &["ad-read"], cpu: "max", smp: 1 },
-    Case { program: "pkey_fault", args: &["ad-read-mapped"], cpu: "max", smp: 1 },
-    Case { program: "pkey_fault", args: &["ad-write"], cpu: "max", smp: 1 },
-    Case { program: "pkey_fault", args: &["wd-write"], cpu: "max", smp: 1 },
-    Case { program: "pkey_fault", args: &["wd-write-mapped"], cpu: "max", smp: 1 },
-    Case { program: "pkey_fault", args: &["xo-read"], cpu: "max", smp: 1 },
-    Case { program: "edges", args: &["bounds"], cpu: FOUR_LEVEL_MAX, smp: 1 },
-    Case { program: "edges", args: &["init"], cpu: FOUR_LEVEL_MAX, smp: 1 },
-    Case { program: "edges", args: &["sigpipe"], cpu: FOUR_LEVEL_MAX, smp: 1 },
+    Case { program: "hello", args: &[], cpu: "max", smp: 1, numa: 0 },
+    Case { program: "cat_passwd", args: &["one", "two"], cpu: "max", smp: 1, numa: 0 },
+    Case { program: "pkeys_ring3", args: &[], cpu: "max", smp: 1, numa: 0 },
+    Case { program: "pkeys_ring3", args: &[], cpu: "qemu64", smp: 1, numa: 0 },
+    Case { program: "pkeys_rs", args: &[], cpu: "max", smp: 1, numa: 0 },
+    Case { program: "pkeys_rs", args: &[], cpu: "qemu64", smp: 1, numa: 0 },
+    Case { program: "abi", args: &[], cpu: "max", smp: 1, numa: 0 },
+    Case { program: "badptr", args: &[], cpu: "max", smp: 1, numa: 0 },
+    Case { program: "poweroff", args: &[], cpu: "max", smp: 1, numa: 0 },
+    Case { program: "faults", args: &["priv"], cpu: "max", smp: 1, numa: 0 },
+    Case { program: "faults", args: &["rodata"], cpu: "max", smp: 1, numa: 0 },
+    Case { program: "faults", args: &["jump"], cpu: "max", smp: 1, numa: 0 },
+    Case { program: "faults", args: &["ud2"], cpu: "max", smp: 1, numa: 0 },
+    Case { program: "signals", args: &[], cpu: "max", smp: 1, numa: 0 },
+    Case { program: "signals", args: &[], cpu: "qemu64", smp: 1, numa: 0 },
+    Case { program: "threads", args: &[], cpu: "max", smp: 1, numa: 0 },
+    Case { program: "threads", args: &[], cpu: "qemu64", smp: 1, numa: 0 },
+    Case { program: "procs", args: &[], cpu: "max", smp: 1, numa: 0 },
+    Case { program: "procs", args: &[], cpu: "qemu64", smp: 1, numa: 0 },
+    Case { program: "limits", args: &[], cpu: "max", smp: 1, numa: 0 },
+    Case { program: "mprotect_order", args: &[], cpu: "max", smp: 1, numa: 0 },
+    Case { program: "mprotect_order", args: &[], cpu: "qemu64", smp: 1, numa: 0 },
+    Case { program: "pkeys_mem", args: &[], cpu: "max", smp: 1, numa: 0 },
+    Case { program: "pkeys_mem", args: &[], cpu: "qemu64", smp: 1, numa: 0 },
+    Case { program: "pkey_fault", args: &["ad-read"], cpu: "max", smp: 1, numa: 0 },
+    Case { program: "pkey_fault", args: &["ad-read-mapped"], cpu: "max", smp: 1, numa: 0 },
+    Case { program: "pkey_fault", args: &["ad-write"], cpu: "max", smp: 1, numa: 0 },
+    Case { program: "pkey_fault", args: &["wd-write"], cpu: "max", smp: 1, numa: 0 },
+    Case { program: "pkey_fault", args: &["wd-write-mapped"], cpu: "max", smp: 1, numa: 0 },
+    Case { program: "pkey_fault", args: &["xo-read"], cpu: "max", smp: 1, numa: 0 },
+    Case { program: "edges", args: &["bounds"], cpu: FOUR_LEVEL_MAX, smp: 1, numa: 0 },
+    Case { program: "edges", args: &["init"], cpu: FOUR_LEVEL_MAX, smp: 1, numa: 0 },
+    Case { program: "edges", args: &["sigpipe"], cpu: FOUR_LEVEL_MAX, smp: 1, numa: 0 },
     // Four-level paging, as pikku's: with LA57 (which `-cpu max` has) Linux's TASK_SIZE is 2^56.
-    Case { program: "hostile", args: &[], cpu: FOUR_LEVEL_MAX, smp: 1 },
-    Case { program: "hugetlb", args: &[], cpu: "max", smp: 1 },
-    Case { program: "jobctl", args: &[], cpu: "max", smp: 1 },
-    Case { program: "ptrace", args: &[], cpu: "max", smp: 1 },
-    Case { program: "startup", args: &[], cpu: "max", smp: 1 },
-    Case { program: "startup", args: &[], cpu: "qemu64", smp: 1 },
-    Case { program: "procmaps", args: &[], cpu: "max", smp: 1 },
-    Case { program: "procmaps", args: &[], cpu: "qemu64", smp: 1 },
+    Case { program: "hostile", args: &[], cpu: FOUR_LEVEL_MAX, smp: 1, numa: 0 },
+    Case { program: "hugetlb", args: &[], cpu: "max", smp: 1, numa: 0 },
+    Case { program: "jobctl", args: &[], cpu: "max", smp: 1, numa: 0 },
+    Case { program: "ptrace", args: &[], cpu: "max", smp: 1, numa: 0 },
+    Case { program: "startup", args: &[], cpu: "max", smp: 1, numa: 0 },
+    Case { program: "startup", args: &[], cpu: "qemu64", smp: 1, numa: 0 },
+    Case { program: "procmaps", args: &[], cpu: "max", smp: 1, numa: 0 },
+    Case { program: "procmaps", args: &[], cpu: "qemu64", smp: 1, numa: 0 },
     // Several CPUs (issue #15). Each program prints counts and verdicts in a fixed order, so
     // Linux's transcript does not depend on how its scheduler spread the threads.
-    Case { program: "smp_affinity", args: &[], cpu: "max", smp: 1 },
-    Case { program: "smp_affinity", args: &[], cpu: "max", smp: SMP },
-    Case { program: "smp_pkeys", args: &[], cpu: "max", smp: 1 },
-    Case { program: "smp_pkeys", args: &[], cpu: "max", smp: SMP },
-    Case { program: "smp_shootdown", args: &[], cpu: "max", smp: SMP },
-    Case { program: "smp_migrate", args: &[], cpu: "max", smp: SMP },
-    Case { program: "smp_forks", args: &[], cpu: "max", smp: 1 },
-    Case { program: "smp_forks", args: &[], cpu: "max", smp: SMP },
+    Case { program: "smp_affinity", args: &[], cpu: "max", smp: 1, numa: 0 },
+    Case { program: "smp_affinity", args: &[], cpu: "max", smp: SMP, numa: 0 },
+    Case { program: "smp_pkeys", args: &[], cpu: "max", smp: 1, numa: 0 },
+    Case { program: "smp_pkeys", args: &[], cpu: "max", smp: SMP, numa: 0 },
+    Case { program: "smp_shootdown", args: &[], cpu: "max", smp: SMP, numa: 0 },
+    Case { program: "smp_migrate", args: &[], cpu: "max", smp: SMP, numa: 0 },
+    Case { program: "smp_forks", args: &[], cpu: "max", smp: 1, numa: 0 },
+    Case { program: "smp_forks", args: &[], cpu: "max", smp: SMP, numa: 0 },
     // The older thread, process and signal cases again on four CPUs: their output does not
     // depend on scheduling, so it must not change when threads really run at once.
     // (`pkeys_mem` is left out: Linux's panic at init's exit can overtake its last line on the
     // serial console under -smp 4, and it does not drain the console as the smp_* programs do.)
-    Case { program: "threads", args: &[], cpu: "max", smp: SMP },
-    Case { program: "procs", args: &[], cpu: "max", smp: SMP },
-    Case { program: "signals", args: &[], cpu: "max", smp: SMP },
+    Case { program: "threads", args: &[], cpu: "max", smp: SMP, numa: 0 },
+    Case { program: "procs", args: &[], cpu: "max", smp: SMP, numa: 0 },
+    Case { program: "signals", args: &[], cpu: "max", smp: SMP, numa: 0 },
 ];
 
 /// Cases booted with huge pages in the pool: (program, pages).
@@ -100,22 +103,23 @@ const HUGEPAGES: &[(&str, u64)] = &[("hugetlb", 4)];
 
 impl Case {
     /// `pkeys_ring3.max`, `faults-priv.max`, …; with several CPUs the count follows:
-    /// `affinity.max.smp4`.
+    /// `affinity.max.smp4`; with NUMA nodes, their count: `mempolicy.max.numa2`.
     pub fn name(&self) -> String {
         let mut n = self.program.to_string();
         for a in self.args {
             n.push('-');
             n.push_str(a);
         }
-        match self.smp {
-            1 => format!("{n}.{}", self.cpu),
-            smp => format!("{n}.{}.smp{smp}", self.cpu),
+        match (self.smp, self.numa) {
+            (_, 0) if self.smp > 1 => format!("{n}.{}.smp{}", self.cpu, self.smp),
+            (_, 0) => format!("{n}.{}", self.cpu),
+            (_, numa) => format!("{n}.{}.numa{numa}", self.cpu),
         }
     }
 
     /// The QEMU machine the case runs on (pikku's boot; Linux's adds its kernel and initramfs).
     pub fn qemu(&self) -> crate::qemu::Qemu {
-        crate::qemu::Qemu { cpu: self.cpu.into(), smp: self.smp, ..Default::default() }
+        crate::qemu::Qemu { cpu: self.cpu.into(), smp: self.smp, numa: self.numa, ..Default::default() }
     }
 
     /// Its golden file.
@@ -180,7 +184,7 @@ pub fn run_pikku_with_console(kernel: &Path, case: &Case, user_dir: &Path) -> Re
 
 /// The case's transcript on Linux.
 pub fn run_linux(case: &Case, user_dir: &Path) -> Result<String, Error> {
-    let (program, console, end) = crate::linux::run(&case.init(user_dir), case.cpu, case.smp)?;
+    let (program, console, end) = crate::linux::run(&case.init(user_dir), &case.qemu())?;
     if !crate::linux::ended_normally(&console) {
         let lines: Vec<&str> = console.lines().collect();
         let tail = lines[lines.len().saturating_sub(40)..].join("\n");
@@ -217,12 +221,22 @@ mod tests {
 
     #[test]
     fn several_cpus_show_in_the_name_and_the_machine() {
-        let one = Case { program: "smp_affinity", args: &[], cpu: "max", smp: 1 };
+        let one = Case { program: "smp_affinity", args: &[], cpu: "max", smp: 1, numa: 0 };
         let four = Case { smp: 4, ..one };
         assert_eq!(one.name(), "smp_affinity.max");
         assert_eq!(four.name(), "smp_affinity.max.smp4");
         assert!(four.golden().ends_with("tests/golden/smp_affinity.max.smp4.txt"));
         let args: Vec<String> = four.qemu().machine().get_args().map(|a| a.to_string_lossy().into_owned()).collect();
         assert!(args.windows(2).any(|w| w == ["-smp", "4"]), "{args:?}");
+    }
+
+    #[test]
+    fn numa_nodes_show_in_the_name_and_the_machine() {
+        let two = Case { program: "mempolicy", args: &[], cpu: "max", smp: 2, numa: 2 };
+        assert_eq!(two.name(), "mempolicy.max.numa2");
+        let args: Vec<String> = two.qemu().machine().get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        assert!(args.windows(2).any(|w| w == ["-smp", "2"]), "{args:?}");
+        assert!(args.windows(2).any(|w| w == ["-object", "memory-backend-ram,id=ram1,size=256M"]), "{args:?}");
+        assert!(args.windows(2).any(|w| w == ["-numa", "node,nodeid=1,cpus=1-1,memdev=ram1"]), "{args:?}");
     }
 }

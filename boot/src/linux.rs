@@ -153,16 +153,17 @@ pub fn parse_end(output: &str) -> Option<InitEnd> {
     Some(if code & 0x7f == 0 { InitEnd::Exited((code >> 8) as u8) } else { InitEnd::Signaled((code & 0x7f) as u8) })
 }
 
-/// Runs `init` on Linux under CPU model `cpu` with `smp` CPUs; returns the program's output
+/// Runs `init` on Linux on `machine` (its CPU model, CPUs and NUMA nodes; firmware, KVM and
+/// extra arguments are not used); returns the program's output
 /// (kernel lines dropped, `\r\n` → `\n`), the full console, and how init ended (`None`: it
 /// powered off).
-pub fn run(init: &Init, cpu: &str, smp: u32) -> Result<(String, String, Option<InitEnd>), Error> {
-    run_with(init, cpu, smp, &[], "")
+pub fn run(init: &Init, machine: &Qemu) -> Result<(String, String, Option<InitEnd>), Error> {
+    run_with(init, machine, &[], "")
 }
 
 /// [`run`] with extra QEMU arguments (e.g. `-icount shift=0`) and extra kernel parameters. A
-/// machine with `smp` > 1 waits for its turn (the lock `Qemu::machine` takes) and holds it while it runs.
-pub fn run_with(init: &Init, cpu: &str, smp: u32, qemu_args: &[&str], kernel_params: &str) -> Result<(String, String, Option<InitEnd>), Error> {
+/// machine with more than one CPU waits for its turn (the lock `Qemu::machine` takes) and holds it while it runs.
+pub fn run_with(init: &Init, machine: &Qemu, qemu_args: &[&str], kernel_params: &str) -> Result<(String, String, Option<InitEnd>), Error> {
     let (vmlinuz, _) = kernel()?;
     let initrd = crate::image::unique_path("linux-initrd", "cpio");
     std::fs::write(&initrd, initramfs(init)?).map_err(|e| e.to_string())?;
@@ -178,7 +179,7 @@ pub fn run_with(init: &Init, cpu: &str, smp: u32, qemu_args: &[&str], kernel_par
         append.push_str(" -- ");
         append.push_str(&init.args.join(" "));
     }
-    let qemu = Qemu { cpu: cpu.into(), extra_args: qemu_args.iter().map(|a| a.to_string()).collect(), smp, ..Qemu::default() };
+    let qemu = Qemu { cpu: machine.cpu.clone(), extra_args: qemu_args.iter().map(|a| a.to_string()).collect(), smp: machine.smp, numa: machine.numa, ..Qemu::default() };
     let out = qemu
         .machine()
         .args(&qemu.extra_args)

@@ -1,9 +1,9 @@
 //! `pikku` — build, boot and test pikku from the host. `make run` and `make test` call it.
 //!
 //! ```text
-//! pikku run  [--boot bios|uefi] [--cpu MODEL] [--smp N] [--kvm] [--release] [--log quiet|info|debug] [--qemu-args "…"]
+//! pikku run  [--boot bios|uefi] [--cpu MODEL] [--smp N] [--numa N] [--kvm] [--release] [--log quiet|info|debug] [--qemu-args "…"]
 //!            [--init PROGRAM [--files "HOST[:DEST] …"] [-- ARG …]]
-//! pikku test [--boot bios|uefi] [--cpu MODEL] [--smp N] [--kvm] [--log …] [--qemu-args "…"] [--timeout SECS]
+//! pikku test [--boot bios|uefi] [--cpu MODEL] [--smp N] [--numa N] [--kvm] [--log …] [--qemu-args "…"] [--timeout SECS]
 //! pikku conformance [NAME-PREFIX]   (only the cases whose name starts with it)
 //! pikku fuzz [--seed N] [--calls N] [--cpu MODEL] [--verbose]   (one fuzz campaign, one summary line)
 //! pikku bench                        (writes BENCHMARKS.md and docs/bench.svg)
@@ -45,7 +45,7 @@ struct Args {
 }
 
 fn usage() -> String {
-    "usage: pikku run|test [--boot bios|uefi] [--cpu MODEL] [--smp N] [--kvm] [--release] [--log quiet|info|debug] [--qemu-args \"…\"] [--timeout SECS]\n       pikku run … --init PROGRAM [--files \"HOST[:DEST] …\"] [-- ARG …]".into()
+    "usage: pikku run|test [--boot bios|uefi] [--cpu MODEL] [--smp N] [--numa N] [--kvm] [--release] [--log quiet|info|debug] [--qemu-args \"…\"] [--timeout SECS]\n       pikku run … --init PROGRAM [--files \"HOST[:DEST] …\"] [-- ARG …]".into()
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -66,6 +66,10 @@ fn parse_args() -> Result<Args, String> {
             "--smp" => {
                 let v = value()?;
                 args.qemu.smp = v.parse().ok().filter(|n| (1..=16).contains(n)).ok_or_else(|| format!("--smp {v}: expected 1 to 16"))?;
+            }
+            "--numa" => {
+                let v = value()?;
+                args.qemu.numa = v.parse().ok().filter(|n| [1, 2, 4].contains(n)).ok_or_else(|| format!("--numa {v}: expected 1, 2 or 4"))?;
             }
             "--kvm" => args.qemu.kvm = true,
             "--release" => args.release = true,

@@ -35,6 +35,11 @@ pub struct Qemu {
     /// were on one CPU (`make bench` needs that). A guest with more takes [`SMP_LOCK`] for its
     /// whole life, so that no two of them run at once on this machine.
     pub smp: u32,
+    /// NUMA nodes (`-numa`): 0 — the default — gives QEMU no `-numa` option (no SRAT: one node
+    /// for the guest). N ≥ 1 splits the 512 MiB into N equal `memory-backend-ram` objects, one
+    /// node each, and gives the machine at least N CPUs spread evenly over the nodes (N = `smp`:
+    /// one node per CPU, the shape `make run NUMA=N` and the NUMA conformance cases use).
+    pub numa: u32,
 }
 
 /// The lock every guest with `-smp` > 1 holds while it runs (an exclusive `flock`): MTTCG runs
@@ -43,7 +48,7 @@ pub const SMP_LOCK: &str = "/tmp/pikku-smp.lock";
 
 impl Default for Qemu {
     fn default() -> Self {
-        Qemu { firmware: Firmware::Bios, cpu: "max".into(), kvm: false, extra_args: Vec::new(), smp: 1 }
+        Qemu { firmware: Firmware::Bios, cpu: "max".into(), kvm: false, extra_args: Vec::new(), smp: 1, numa: 0 }
     }
 }
 
@@ -59,7 +64,15 @@ pub fn check_installed(firmware: Firmware) -> Result<(), Error> {
     Ok(())
 }
 
+/// The guest's memory, in MiB (QEMU `-m`); with `-numa`, shared equally by the nodes.
+pub const MEMORY_MIB: u32 = 512;
+
 impl Qemu {
+    /// The CPUs the machine gets: `smp`, but at least one per NUMA node.
+    pub fn cpus(&self) -> u32 {
+        self.smp.max(self.numa).max(1)
+    }
+
     /// The command that boots `image`. For UEFI, `vars` must be a writable copy of
     /// [`OVMF_VARS`] (see [`Qemu::prepare_vars`]).
     pub fn command(&self, image: &Path, vars: Option<&Path>) -> Command {
@@ -77,7 +90,8 @@ impl Qemu {
     /// The machine every boot uses — pikku's and Linux's alike (the conformance runner boots
     /// Debian's kernel with exactly these flags plus `-kernel`/`-initrd`/`-append`).
     pub fn machine(&self) -> Command {
-        let mut cmd = if self.smp > 1 {
+        let cpus = self.cpus();
+        let mut cmd = if cpus > 1 {
             // The lock is taken on a descriptor QEMU inherits through `exec`: it is held exactly
             // as long as QEMU lives, whoever ends it (the harness kills the process it started,
             // which by then *is* QEMU).
@@ -87,9 +101,15 @@ impl Qemu {
         } else {
             Command::new("qemu-system-x86_64")
         };
-        cmd.args(["-cpu", &self.cpu, "-m", "512M", "-no-reboot", "-display", "none", "-monitor", "none"]);
-        if self.smp > 1 {
-            cmd.args(["-smp", &self.smp.to_string()]);
+        cmd.args(["-cpu", &self.cpu, "-m", &format!("{MEMORY_MIB}M"), "-no-reboot", "-display", "none", "-monitor", "none"]);
+        if cpus > 1 {
+            cmd.args(["-smp", &cpus.to_string()]);
+        }
+        for node in 0..self.numa {
+            // Node n: its own RAM object and CPUs [n·cpus/N, (n+1)·cpus/N).
+            let (first, end) = (node * cpus / self.numa, (node + 1) * cpus / self.numa);
+            cmd.arg("-object").arg(format!("memory-backend-ram,id=ram{node},size={}M", MEMORY_MIB / self.numa));
+            cmd.arg("-numa").arg(format!("node,nodeid={node},cpus={first}-{},memdev=ram{node}", end - 1));
         }
         cmd.args(["-serial", "stdio"]);
         cmd.args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);

@@ -330,7 +330,7 @@ pub fn run_pikku(kernel: &Path, config: &Config, user_dir: &Path, limit: Duratio
 
 /// A run on Linux (the reference runner): its summary and the program's output.
 pub fn run_linux(config: &Config, user_dir: &Path) -> Result<(Summary, String), Error> {
-    let (program, _, end) = crate::linux::run(&config.init(user_dir)?, config.cpu, config.smp)?;
+    let (program, _, end) = crate::linux::run(&config.init(user_dir)?, &crate::qemu::Qemu { cpu: config.cpu.into(), smp: config.smp, ..Default::default() })?;
     Ok((Summary::parse(config.test, &program, end), program))
 }
 

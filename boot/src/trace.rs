@@ -225,7 +225,7 @@ fn trace_linux(program: &Path, user: &Symbols, mark: u64) -> Result<Trace, Error
     let init = Init { program: program.to_path_buf(), ..Default::default() };
     let (steps, output) = record(port, mark, move || {
         let gdb = format!("tcp:127.0.0.1:{port}");
-        crate::linux::run_with(&init, "max", 1, &["-S", "-gdb", &gdb], "").map(|(out, _, _)| out)
+        crate::linux::run_with(&init, &crate::qemu::Qemu::default(), &["-S", "-gdb", &gdb], "").map(|(out, _, _)| out)
     })?;
     summarise(&steps, user, &output, None)
 }

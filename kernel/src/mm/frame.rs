@@ -190,6 +190,26 @@ pub fn alloc_user() -> Option<PhysFrame> {
     Some(frame)
 }
 
+/// A fresh user frame with one reference from node `preferred`, or — when it has none free —
+/// from the nearest other node that has (Linux: `alloc_pages_node()` with the zonelist in
+/// distance order). Stops at [`user_reserve`] like [`alloc_user`].
+#[allow(dead_code)] // the placement of issue #17 calls it
+pub fn alloc_user_on(preferred: mempolicy::Node) -> Option<PhysFrame> {
+    alloc_user_in(preferred, mempolicy::NodeMask::from_bits(u64::MAX))
+}
+
+/// [`alloc_user_on`] restricted to the nodes of `allowed` (`MPOL_BIND`: no fallback outside
+/// the mask; Linux: `__alloc_pages()` with a nodemask). `preferred` need not be in `allowed`
+/// (then the nearest node of `allowed` to it is tried first). `None` when none of them has a
+/// free frame above the reserve.
+pub fn alloc_user_in(_preferred: mempolicy::Node, allowed: mempolicy::NodeMask) -> Option<PhysFrame> {
+    // One node today (see `numa`): every frame is on node 0.
+    if !allowed.contains(mempolicy::Node::ZERO) {
+        return None;
+    }
+    alloc_user()
+}
+
 /// A frame for a page table of a user address space. Tables are the program's memory too, so
 /// they stop at [`user_reserve`] like its pages (else a `fork` of a large address space could
 /// take the frames the kernel keeps for itself).

@@ -1,6 +1,7 @@
 //! Memory management: physical frames, the kernel heap, and address spaces.
 //!
 //! * [`frame`] — which 4-KiB physical frames are free (a bitmap over the bootloader's map).
+//! * [`numa`] — the NUMA nodes: their CPUs, their memory, their distances.
 //! * [`heap`] — the kernel heap behind `alloc` (`Box`, `Vec`, `BTreeMap`, `Arc`).
 //! * [`address_space`] — [`address_space::Mm`], one per process: its page-table root and its
 //!   protection-key state, behind a reader-writer lock.
@@ -15,4 +16,5 @@ pub mod area;
 pub mod hugetlb;
 pub mod user;
 pub mod frame;
+pub mod numa;
 pub mod heap;

@@ -108,8 +108,8 @@ pub fn sys_sched_setaffinity(pid: u64, len: u64, mask: u64) -> Result<u64, Errno
     Ok(0)
 }
 
-/// `getcpu(cpu, node, cache)` (309): the CPU the caller runs on and its NUMA node (0: pikku
-/// has one node), each written only if its pointer is not NULL; the third argument is unused
+/// `getcpu(cpu, node, cache)` (309): the CPU the caller runs on and its NUMA node
+/// ([`crate::mm::numa::cpu_node`]), each written only if its pointer is not NULL; the third argument is unused
 /// since Linux 2.6.24. Linux: `sys_getcpu()`.
 pub fn sys_getcpu(cpu: u64, node: u64, _cache: u64) -> Result<u64, Errno> {
     let here = percpu::this_cpu().cpu_id;
@@ -117,7 +117,7 @@ pub fn sys_getcpu(cpu: u64, node: u64, _cache: u64) -> Result<u64, Errno> {
         user::copy_to_user(cpu, &here.to_le_bytes())?;
     }
     if node != 0 {
-        user::copy_to_user(node, &0u32.to_le_bytes())?;
+        user::copy_to_user(node, &(crate::mm::numa::cpu_node(here as usize).index() as u32).to_le_bytes())?;
     }
     Ok(0)
 }
