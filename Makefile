@@ -64,6 +64,8 @@ test: setup lint doc test-host test-qemu
 test-host: setup
 	@echo "== host tests (pure logic: pkeys, mempolicy, vma, uapi, firmware, bootproto, boot) =="
 	@$(CARGO) test --quiet --workspace --exclude tests
+	@echo "== the guided tour's links (docs/tour.md: every file exists, every symbol is defined) =="
+	@$(CARGO) test --quiet -p tests --test tour
 
 test-qemu: setup
 	@echo "== QEMU tests (boot reports, in-kernel suite on max/bios, qemu64/bios, max/uefi, max/bios -smp 4, harness self-test) =="
