@@ -303,11 +303,14 @@ impl Mm {
     /// 5. otherwise map a fresh page — zeros, or the file's bytes — with the area's protection
     ///    and key (in a huge-page area: [`Mm::handle_huge_fault`], a whole 2-MiB page).
     pub fn handle_fault(&mut self, addr: u64, access: Access, present: bool, pk: bool, pkru: Pkru) -> Result<(), SegvCode> {
-        let Some(area) = self.vmas.find(addr).cloned() else { return Err(SegvCode::MapErr) };
+        let Some(area) = self.vmas.find(addr) else { return Err(SegvCode::MapErr) };
         if pk {
             return Err(SegvCode::PkuErr(area.pkey));
         }
-        self.permits(&area, access, pkru)?;
+        self.permits(area, access, pkru)?;
+        // A copy of the area from here on (the page tables need `&mut self`); the refusals
+        // above, the path of every key fault, make none.
+        let area = area.clone();
         if let Backing::Hugetlb { .. } = area.backing {
             return self.handle_huge_fault(addr, access, present, &area);
         }
