@@ -91,15 +91,7 @@ static void maps_pieces(const char *what, char *p, unsigned long len) {
 
 /* Runs `f(p)` in a child and waits for it. */
 static void in_child(void (*f)(char *), char *p) {
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid == 0) {
-        f(p);
-        fflush(stdout);
-        _exit(0);
-    }
-    int status;
-    waitpid(pid, &status, 0);
+    int status = run_in_child(f, p);
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) printf("child ended with status %#x\n", status);
 }
 
@@ -288,13 +280,7 @@ static void fixed_noreplace(void) {
 
 int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0);
-    int probe = open("/proc/self/maps", O_RDONLY);
-    if (probe >= 0) {
-        close(probe);
-    } else {
-        mkdir("/proc", 0555);
-        mount("proc", "/proc", "proc", 0, NULL);
-    }
+    mount_proc_if_absent();
     zero_page();
     shared_anonymous();
     mincore_checks();

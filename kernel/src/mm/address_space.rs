@@ -114,8 +114,14 @@ impl Mm {
             .collect();
         let mut pages = alloc::vec::Vec::new();
         let mut tlb = self.tlb_batch();
+        // The walk goes up through the addresses, and so does `shared`: one cursor finds the
+        // shared area (if any) of each page, so the cost is pages + areas, whatever the mix.
+        let mut cursor = 0;
         self.root().update_leaves(0, paging::USER_END, &mut tlb, |addr, old| {
-            if shared.iter().any(|&(start, end)| (start..end).contains(&addr)) {
+            while shared.get(cursor).is_some_and(|&(_, end)| end <= addr) {
+                cursor += 1;
+            }
+            if shared.get(cursor).is_some_and(|&(start, _)| start <= addr) {
                 return old;
             }
             pages.push((addr, old));

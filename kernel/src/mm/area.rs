@@ -786,7 +786,7 @@ mod tests {
             copy_from_user(&mut four, p + P - 2).unwrap();
             assert_eq!(four, [0, 0, b'w', 0], "the fresh frame is zeros but for the write");
             // A tracer's write into a page only read gets the tracee its own copy.
-            assert_eq!(t.mm.write().access_foreign(p + 2 * P, &mut [b'x'], true), 1);
+            assert_eq!(t.mm.write().access_foreign(p + 2 * P, &mut { *b"x" }, true), 1);
             assert!(!frame::is_zero_frame(t.mm.write().page_frame(VirtAddr::new(p + 2 * P)).unwrap()));
             assert_eq!(frame::free_count(), free - 2);
             // mprotect keeps it read-only and copy-on-write, whatever the area allows.

@@ -7,7 +7,7 @@
 //! last area mapping it is unmapped. pikku models exactly that much: a [`ShmObject`] is a table
 //! of pages indexed by **page offset** within the object, shared (`Arc`) by every area that
 //! maps it. An area records the object and the byte offset of its first page
-//! ([`vma::Backing::File`] with [`MappedFile::Shmem`](super::area::MappedFile::Shmem)), so
+//! ([`vma::Backing::File`] with [`MappedFile::Shmem`]), so
 //! `mprotect` splitting an area or `munmap` of a part keeps each piece on the same pages (the
 //! `vma` crate adjusts the offset as for any file), and a page's offset is what interleave
 //! placement (issue #17) indexes by: [`page_offset`].

@@ -61,7 +61,7 @@ fn check_munmap_split(mm: &crate::mm::address_space::Mm, start: u64, end: u64) -
 /// `mmap(addr, len, prot, flags, fd, offset)`. Linux: `ksys_mmap_pgoff()` → `do_mmap()`.
 ///
 /// Anonymous memory, private or shared (`MAP_SHARED | MAP_ANONYMOUS`: one
-/// [`ShmObject`](crate::mm::shmem::ShmObject) that forked children share, Linux's
+/// [`ShmObject`] that forked children share, Linux's
 /// `shmem_zero_setup()`; its offset is ignored, as Linux sets `pgoff` to 0), and private
 /// mappings of ramdisk files (`MAP_SHARED` of a file behaves as private: the ramdisk's files
 /// cannot be written, so nobody could see the difference). `MAP_SHARED | MAP_HUGETLB` stays
@@ -260,7 +260,7 @@ pub fn sys_mincore(start: u64, len: u64, vec: u64) -> Result<u64, Errno> {
         return Err(Errno::EINVAL);
     }
     UserRange::new(start, len).ok_or(Errno::ENOMEM)?;
-    let mut pages = len / PAGE_SIZE + u64::from(len % PAGE_SIZE != 0);
+    let mut pages = len / PAGE_SIZE + u64::from(!len.is_multiple_of(PAGE_SIZE));
     UserRange::new(vec, pages).ok_or(Errno::EFAULT)?;
     // Linux takes its bounce page with `__get_free_page()`: none is `EAGAIN`.
     crate::mm::heap::reserve(CHUNK as usize).map_err(|_| Errno::EAGAIN)?;
