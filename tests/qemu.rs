@@ -135,7 +135,7 @@ fn user_programs(tally: &mut Tally, kernel: &std::path::Path, filter: Option<&st
             if let Some((line, linux, ours)) = first_difference(&golden, &pikku) {
                 return Err(format!("differs from Linux at line {line}: linux {linux:?}, pikku {ours:?}\n--- console\n{console}"));
             }
-            let leak_checked = ["procs.", "threads.", "limits.", "hostile.", "smp_forks.", "hugetlb.", "jobctl.", "ptrace."];
+            let leak_checked = ["procs.", "threads.", "limits.", "hostile.", "smp_forks.", "hugetlb.", "jobctl.", "ptrace.", "shmem."];
             if leak_checked.iter().any(|p| name.starts_with(p)) {
                 // Every frame and every heap byte the program and its 1,000+ children or
                 // threads (or its stopped and traced children) took is back (the heap may have grown: its frames count as held),

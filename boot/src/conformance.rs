@@ -79,6 +79,9 @@ pub const CASES: &[Case] = &[
     Case { program: "startup", args: &[], cpu: "qemu64", smp: 1, numa: 0 },
     Case { program: "procmaps", args: &[], cpu: "max", smp: 1, numa: 0 },
     Case { program: "procmaps", args: &[], cpu: "qemu64", smp: 1, numa: 0 },
+    // The shared zero page, MAP_SHARED|MAP_ANONYMOUS across fork, mincore, MAP_FIXED_NOREPLACE
+    // (issue #17); four-level paging for its top-of-user-space lines.
+    Case { program: "shmem", args: &[], cpu: FOUR_LEVEL_MAX, smp: 1, numa: 0 },
     // Several CPUs (issue #15). Each program prints counts and verdicts in a fixed order, so
     // Linux's transcript does not depend on how its scheduler spread the threads.
     Case { program: "smp_affinity", args: &[], cpu: "max", smp: 1, numa: 0 },

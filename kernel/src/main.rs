@@ -103,6 +103,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         arch::x86_64::context::FrameSource { alloc: mm::frame::alloc, free: mm::frame::free },
     );
     mm::frame::init_refcounts(&boot_info.memory_regions);
+    mm::frame::init_zero_frame();
     if options.hugepages != 0 {
         // Linux's `hugepages=`: the pool is filled at boot, while memory is least fragmented.
         let reached = mm::hugetlb::set_nr_hugepages(options.hugepages);

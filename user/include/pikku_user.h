@@ -3,10 +3,15 @@
 #ifndef PIKKU_USER_H
 #define PIKKU_USER_H
 #include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 
 #ifndef SYS_pkey_mprotect
 #define SYS_pkey_mprotect 329
@@ -94,6 +99,32 @@ static inline const char *errname(int e) {
     case ENODEV: return "ENODEV"; case EOVERFLOW: return "EOVERFLOW"; case ENAMETOOLONG: return "ENAMETOOLONG";
     case EMFILE: return "EMFILE"; case EIO: return "EIO";
     default: return "E?";
+    }
+}
+
+/* Runs `f(p)` in a forked child (stdout flushed on both sides of the fork) and returns the
+ * child's wait status. */
+static inline int run_in_child(void (*f)(char *), char *p) {
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        f(p);
+        fflush(stdout);
+        _exit(0);
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    return status;
+}
+
+/* Mounts /proc unless it is there already (pikku's is built in; Linux's initramfs has none). */
+static inline void mount_proc_if_absent(void) {
+    int probe = open("/proc/self/maps", O_RDONLY);
+    if (probe >= 0) {
+        close(probe);
+    } else {
+        mkdir("/proc", 0555);
+        mount("proc", "/proc", "proc", 0, NULL);
     }
 }
 #endif

@@ -58,7 +58,8 @@
  *   - close, dup2, dup3 never target its own descriptors (kept at 900 and above), and are not
  *     issued while threads run: a thread's random close could take the fresh low descriptor of
  *     another thread's pipe() before it is moved up.
- *   - mmap(MAP_FIXED), munmap, mprotect, pkey_mprotect, madvise: never over its own code, data,
+ *   - mmap(MAP_FIXED or MAP_FIXED_NOREPLACE; private or shared anonymous memory), munmap,
+ *     mprotect, pkey_mprotect, madvise: never over its own code, data,
  *     stack, scratch, guard or canary pages (an "arena" is theirs to wreck), but anything else
  *     goes, including wrapping ranges and addresses at the top of user space.
  *   - rt_sigaction: a real new action only for signals it never receives; rt_sigprocmask: the
@@ -646,7 +647,7 @@ struct call { int nr; const char *name; };
 static const struct call calls_table[] = {
     {0, "read"}, {1, "write"}, {2, "open"}, {3, "close"}, {4, "stat"}, {5, "fstat"}, {8, "lseek"}, {9, "mmap"},
     {10, "mprotect"}, {11, "munmap"}, {12, "brk"}, {13, "rt_sigaction"}, {14, "rt_sigprocmask"}, {15, "rt_sigreturn"},
-    {16, "ioctl"}, {17, "pread64"}, {19, "readv"}, {20, "writev"}, {22, "pipe"}, {24, "sched_yield"}, {28, "madvise"},
+    {16, "ioctl"}, {17, "pread64"}, {19, "readv"}, {20, "writev"}, {22, "pipe"}, {24, "sched_yield"}, {27, "mincore"}, {28, "madvise"},
     {32, "dup"}, {33, "dup2"}, {35, "nanosleep"}, {39, "getpid"}, {56, "clone"}, {57, "fork"}, {59, "execve"},
     {61, "wait4"}, {62, "kill"}, {63, "uname"}, {89, "readlink"}, {102, "getuid"}, {104, "getgid"}, {105, "setuid"},
     {106, "setgid"}, {107, "geteuid"}, {108, "getegid"}, {110, "getppid"}, {131, "sigaltstack"}, {158, "arch_prctl"},
@@ -708,7 +709,8 @@ static void one_call(struct ctx *c) {
     case 293: a[0] = wptr(c); a[1] = chance(c, 2) ? (flags(c) & 0x2004800) : flags(c); break;
     case 9: /* mmap */
         a[0] = mm_addr(c); a[1] = length(c, a[0]); a[2] = chance(c, 2) ? below(c, 8) : flags(c);
-        a[3] = chance(c, 2) ? 0x22 | (below(c, 2) << 4) | (chance(c, 3) ? 0x4000 : 0) : flags(c);
+        /* private or shared anonymous memory; placed, MAP_FIXED or MAP_FIXED_NOREPLACE */
+        a[3] = chance(c, 2) ? (chance(c, 3) ? 0x21 : 0x22) | (below(c, 3) == 0 ? 0x10 : chance(c, 2) ? 0x100000 : 0) | (chance(c, 3) ? 0x4000 : 0) : flags(c);
         a[4] = chance(c, 2) ? (u64)-1 : any_fd(c); a[5] = chance(c, 2) ? 0 : any_boundary(c);
         if ((a[3] & 0x100010) && touches_own(a[0], a[1])) return;   /* MAP_FIXED(_NOREPLACE) over its own pages */
 #ifdef AVOID_KNOWN
@@ -724,6 +726,8 @@ static void one_call(struct ctx *c) {
         if (a[0] + a[1] >= TOP - PAGE || a[1] > (1UL << 30)) return;
 #endif
         break;
+    case 27: /* mincore: any range (it only looks), its vector where the fuzzer may write */
+        a[0] = mm_addr(c); a[1] = length(c, a[0]); a[2] = wptr(c); break;
     case 12: a[0] = chance(c, 2) ? (u64)_end + PAGE * below(c, 1000) : any_boundary(c);
 #ifdef AVOID_KNOWN
         if (a[0] > (u64)_end + (1UL << 30)) return;

@@ -55,15 +55,7 @@ static void on_segv(int sig, siginfo_t *si, void *ctx) {
 
 /* Runs `what` in a child and says how it ended. */
 static void in_child(const char *what, void (*f)(char *), char *p) {
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid == 0) {
-        f(p);
-        fflush(stdout);
-        _exit(0);
-    }
-    int status;
-    waitpid(pid, &status, 0);
+    int status = run_in_child(f, p);
     if (WIFSIGNALED(status))
         printf("%s: killed by signal %d\n", what, WTERMSIG(status));
     else

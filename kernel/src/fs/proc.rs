@@ -189,7 +189,7 @@ struct Resident {
 /// no path (pikku's areas do not keep it); the program break's area is `[heap]`, the stack's
 /// `[stack]`.
 fn maps(smaps: bool) -> String {
-    use crate::mm::area::{STACK_SIZE, STACK_TOP};
+    use crate::mm::area::{MappedFile, STACK_SIZE, STACK_TOP};
     use vma::{Backing, Prot};
     let thread = crate::task::current();
     let mut mm = thread.mm.write();
@@ -201,13 +201,21 @@ fn maps(smaps: bool) -> String {
         mm.for_each_resident_page(|addr, frame, dirty| pages.push((addr, frame, dirty)));
         for (addr, frame, pte_dirty) in pages {
             let Some(area) = mm.vmas.find(addr) else { continue };
-            // pikku has no shared zero page: a resident anonymous page is the program's own
-            // private copy, which Linux counts as dirty once written (and keeps its D bit
-            // through mprotect, where pikku's rewrite of the PTE starts it afresh).
+            // The shared zero frame is no page of the program's (Linux: `vm_normal_page()` is
+            // NULL for it): a page only read so far is not resident.
+            if crate::mm::frame::is_zero_frame(frame) {
+                continue;
+            }
+            // Any other resident anonymous page is the program's own private copy, which Linux
+            // counts as dirty once written (and keeps its D bit through mprotect, where pikku's
+            // rewrite of the PTE starts it afresh).
             let dirty = pte_dirty || matches!(area.backing, Backing::Anonymous);
             let Ok(i) = resident.binary_search_by_key(&area.start, |(s, _)| *s) else { continue };
             let r = &mut resident[i].1;
-            let sharers = u64::from(crate::mm::frame::references(frame).max(1));
+            // A shared object's own reference to its page is no mapping (Linux counts mappings:
+            // `page_mapcount()`).
+            let object_ref = u16::from(matches!(area.backing, Backing::File { file: MappedFile::Shmem(_), .. }));
+            let sharers = u64::from(crate::mm::frame::references(frame).saturating_sub(object_ref).max(1));
             r.rss += 1;
             r.pss_4k += 4096 / sharers;
             match (sharers > 1, dirty) {
@@ -228,12 +236,18 @@ fn maps(smaps: bool) -> String {
         let (offset, inode) = match &area.backing {
             // (Linux names a MAP_HUGETLB area's hugetlbfs file; pikku has no file behind it.)
             Backing::Anonymous | Backing::Hugetlb { .. } => (0, 0),
-            Backing::File { file, offset, .. } => (*offset, file.ino),
+            Backing::File { file: MappedFile::Ramdisk(file), offset, .. } => (*offset, file.ino),
+            Backing::File { file: MappedFile::Shmem(object), offset, .. } => (*offset, object.ino),
         };
         let dev = if inode == 0 { "00:00" } else { "00:01" };
-        out.push_str(&format!("{:08x}-{:08x} {}{}{}p {offset:08x} {dev} {inode} ", area.start, area.end, flag(Prot::READ, 'r'), flag(Prot::WRITE, 'w'), flag(Prot::EXEC, 'x')));
+        let is_shmem = matches!(area.backing, Backing::File { file: MappedFile::Shmem(_), .. });
+        let shared = if is_shmem { 's' } else { 'p' };
+        out.push_str(&format!("{:08x}-{:08x} {}{}{}{shared} {offset:08x} {dev} {inode} ", area.start, area.end, flag(Prot::READ, 'r'), flag(Prot::WRITE, 'w'), flag(Prot::EXEC, 'x')));
         let is_stack = area.end == STACK_TOP && area.start >= STACK_TOP - STACK_SIZE;
-        let name = if is_stack {
+        let name = if is_shmem {
+            // Linux's shmem file behind shared anonymous memory.
+            "/dev/zero (deleted)"
+        } else if is_stack {
             "[stack]"
         } else if heap_end > heap_start && area.start >= heap_start && area.end <= vma::user::page_align_up(heap_end).unwrap_or(heap_end) {
             "[heap]"

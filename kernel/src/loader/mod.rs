@@ -59,7 +59,7 @@ pub fn load(process: &Arc<Process>, tid: u32, path: &[u8], argv: &[&[u8]], envp:
             end: seg.end,
             prot: seg.prot,
             pkey: Pkey::DEFAULT,
-            backing: Backing::File { file, offset: seg.file_offset, file_len: seg.file_len },
+            backing: Backing::File { file: crate::mm::area::MappedFile::Ramdisk(file), offset: seg.file_offset, file_len: seg.file_len },
         })?;
     }
     mm.add_area(Vma { start: STACK_TOP - STACK_SIZE, end: STACK_TOP, prot: Prot::READ | Prot::WRITE, pkey: Pkey::DEFAULT, backing: Backing::Anonymous })?;

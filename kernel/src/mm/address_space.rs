@@ -42,7 +42,7 @@ pub struct Mm {
     /// Linux: `mm->context.pkey_allocation_map` and `execute_only_pkey`.
     pub pkeys: PkeyState,
     /// The memory areas (Linux: the maple tree of VMAs).
-    pub vmas: vma::VmaMap<super::area::FilePages>,
+    pub vmas: vma::VmaMap<super::area::MappedFile>,
     /// Where the heap (`brk`) starts: the end of the program's highest segment.
     pub brk_start: u64,
     /// The current program break (Linux: `mm->brk`).
@@ -84,11 +84,15 @@ impl Mm {
     ///
     /// * The key allocation map and the execute-only key are copied exactly, and so are the
     ///   memory areas (with their keys) and the program break.
-    /// * Every user page is *shared*: the child maps the same frame with the same flags —
-    ///   protection-key bits included — and both sides lose the write bit and gain
+    /// * Every private user page is *shared*: the child maps the same frame with the same
+    ///   flags — protection-key bits included — and both sides lose the write bit and gain
     ///   [`paging::COW_BIT`]; the frame's reference count goes up. The first write on either
     ///   side faults, and the fault path gives the writer its own copy (or, if it is the last
-    ///   sharer, just the write bit back).
+    ///   sharer, just the write bit back). (The shared zero frame is mapped the same way; it
+    ///   is not counted.)
+    /// * Pages of shared memory (`MAP_SHARED | MAP_ANONYMOUS`) are not copied at all: the
+    ///   child's area maps the same object, and its first touch of a page maps the object's
+    ///   page (Linux's `vma_needs_copy()` is false for a shared mapping).
     pub fn fork(&mut self) -> Result<Mm, Errno> {
         let mut child = Mm::new()?;
         child.pkeys = self.pkeys.dup();
@@ -102,9 +106,24 @@ impl Mm {
         // One walk of the parent's tables (skipping what is not mapped, at every level) marks
         // each page copy-on-write and lists it; the child's entries are made from the list.
         let cow = |bits: u64| (bits & !PageTableFlags::WRITABLE.bits()) | paging::COW_BIT;
+        let shared: alloc::vec::Vec<(u64, u64)> = self
+            .vmas
+            .iter()
+            .filter(|a| matches!(a.backing, vma::Backing::File { file: super::area::MappedFile::Shmem(_), .. }))
+            .map(|a| (a.start, a.end))
+            .collect();
         let mut pages = alloc::vec::Vec::new();
         let mut tlb = self.tlb_batch();
+        // The walk goes up through the addresses, and so does `shared`: one cursor finds the
+        // shared area (if any) of each page, so the cost is pages + areas, whatever the mix.
+        let mut cursor = 0;
         self.root().update_leaves(0, paging::USER_END, &mut tlb, |addr, old| {
+            while shared.get(cursor).is_some_and(|&(_, end)| end <= addr) {
+                cursor += 1;
+            }
+            if shared.get(cursor).is_some_and(|&(start, _)| start <= addr) {
+                return old;
+            }
             pages.push((addr, old));
             cow(old)
         });

@@ -12,8 +12,11 @@ use vma::{Backing, Prot, Vma, PAGE_SIZE, TASK_SIZE};
 use x86_64::structures::paging::{Page, PageTableFlags, PhysFrame};
 use x86_64::VirtAddr;
 
+use alloc::sync::Arc;
+
 use super::address_space::Mm;
 use super::frame;
+use super::shmem::ShmObject;
 use crate::arch::x86_64::paging::{self, TlbBatch, PROT_NONE_BIT};
 
 /// Lowest address `mmap` hands out without `MAP_FIXED` (Linux: `mmap_min_addr` is 64 KiB; the
@@ -49,8 +52,29 @@ impl PartialEq for FilePages {
 /// one address space, the heap bounds them all — running out is `ENOMEM`, not a panic.
 pub const AREA_HEAP_BYTES: usize = 128;
 
+/// What a file-backed area maps (Linux: `vma->vm_file`): a ramdisk file, privately (the
+/// area's pages are copies of its bytes), or a shared anonymous memory object, whose pages
+/// every process mapping it sees (`MAP_SHARED | MAP_ANONYMOUS`: Linux backs it with a shmem
+/// file, so it is a file mapping there too — with a page offset, split and merged as one).
+#[derive(Debug, Clone)]
+pub enum MappedFile {
+    Ramdisk(FilePages),
+    Shmem(Arc<ShmObject>),
+}
+
+impl PartialEq for MappedFile {
+    /// The same file: the same ramdisk inode, or the very same shared object.
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (MappedFile::Ramdisk(a), MappedFile::Ramdisk(b)) => a == b,
+            (MappedFile::Shmem(a), MappedFile::Shmem(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
 /// One memory area as pikku stores it.
-pub type Area = Vma<FilePages>;
+pub type Area = Vma<MappedFile>;
 
 /// What kind of access faulted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -241,6 +265,31 @@ impl Mm {
         }
     }
 
+    /// One chunk of `mincore` (Linux: `do_mincore()`): fills `status` from `addr` on, one byte
+    /// per page, up to the end of the area holding `addr` at most, and returns how many it
+    /// filled; no area at `addr` is `ENOMEM`. A page is in memory if it is mapped here — the
+    /// shared zero frame too, and a `PROT_NONE` page that kept its frame (Linux:
+    /// `pte_present()`) — or else, without swap, if the area's file or shared object holds it
+    /// (Linux: `mincore_unmapped_range()` → `mincore_page()` on the page cache; the ramdisk is
+    /// all in memory, up to the file's end). An anonymous page not mapped is not.
+    pub fn mincore(&mut self, addr: u64, status: &mut [u8]) -> Result<usize, Errno> {
+        let area = self.vmas.find(addr).cloned().ok_or(Errno::ENOMEM)?;
+        // `addr` and the chunk lie in user space (the caller checked the range): no overflow.
+        let end = area.end.min(addr + status.len() as u64 * PAGE_SIZE);
+        let pages = ((end - addr) / PAGE_SIZE) as usize;
+        for (i, byte) in status[..pages].iter_mut().enumerate() {
+            let at = addr + i as u64 * PAGE_SIZE;
+            let mapped = self.root().leaf_entry(page(at)).is_some() || self.root().translate(VirtAddr::new(at)).is_some();
+            let held = match &area.backing {
+                Backing::File { file: MappedFile::Ramdisk(file), offset, .. } => offset + (at - area.start) < file.data.len() as u64,
+                Backing::File { file: MappedFile::Shmem(object), .. } => super::shmem::page_offset(&area, at).is_some_and(|index| object.has_page(index)),
+                Backing::Anonymous | Backing::Hugetlb { .. } => false,
+            };
+            *byte = u8::from(mapped || held);
+        }
+        Ok(pages)
+    }
+
     /// Resolves a page fault at `addr` — Linux's `do_user_addr_fault()` → `access_error()` →
     /// `handle_mm_fault()`, in that order:
     ///
@@ -254,11 +303,14 @@ impl Mm {
     /// 5. otherwise map a fresh page — zeros, or the file's bytes — with the area's protection
     ///    and key (in a huge-page area: [`Mm::handle_huge_fault`], a whole 2-MiB page).
     pub fn handle_fault(&mut self, addr: u64, access: Access, present: bool, pk: bool, pkru: Pkru) -> Result<(), SegvCode> {
-        let Some(area) = self.vmas.find(addr).cloned() else { return Err(SegvCode::MapErr) };
+        let Some(area) = self.vmas.find(addr) else { return Err(SegvCode::MapErr) };
         if pk {
             return Err(SegvCode::PkuErr(area.pkey));
         }
-        self.permits(&area, access, pkru)?;
+        self.permits(area, access, pkru)?;
+        // A copy of the area from here on (the page tables need `&mut self`); the refusals
+        // above, the path of every key fault, make none.
+        let area = area.clone();
         if let Backing::Hugetlb { .. } = area.backing {
             return self.handle_huge_fault(addr, access, present, &area);
         }
@@ -290,25 +342,46 @@ impl Mm {
             // not a copy-on-write page (broken above): nothing pikku could change would help.
             return Err(SegvCode::AccErr);
         }
-        self.map_fresh_page(&area, addr)
+        self.map_fresh_page(&area, addr, access)
     }
 
-    /// Step 5 of [`Self::handle_fault`]: maps a fresh page at `addr` in `area` — zeros, or the
-    /// file's bytes — with the area's protection and key.
-    fn map_fresh_page(&mut self, area: &Area, addr: u64) -> Result<(), SegvCode> {
+    /// Step 5 of [`Self::handle_fault`]: maps a page at `addr` in `area`, where nothing is
+    /// mapped, with the area's protection and key (Linux: `do_anonymous_page()`,
+    /// `do_read_fault()`/`do_cow_fault()`, `do_shared_fault()`):
+    /// * private anonymous memory *read* (or executed) before it was written: the shared zero
+    ///   frame, read-only and copy-on-write, so that a later write gets a fresh page;
+    /// * private anonymous memory written: a fresh zeroed frame;
+    /// * a private file mapping: a fresh frame holding the file's bytes (zeros past them);
+    /// * shared anonymous memory: the object's page at this offset, made on first touch by any
+    ///   of the processes that share it, mapped with the area's rights (no copy-on-write).
+    fn map_fresh_page(&mut self, area: &Area, addr: u64, access: Access) -> Result<(), SegvCode> {
         let page_start = page_start(addr);
-        let frame = frame::alloc_user().ok_or(SegvCode::OutOfMemory)?;
-        paging::zero_frame(frame);
-        if let Backing::File { file, offset, file_len } = &area.backing {
-            let within = page_start - area.start;
-            if within < *file_len {
-                let from = (offset + within) as usize;
-                let len = (file_len - within).min(PAGE_SIZE) as usize;
-                let bytes = file.data.get(from..from + len).unwrap_or(&[]);
-                paging::write_frame(frame, 0, bytes);
+        let mut bits = pte_bits(area.prot, area.pkey);
+        let frame = match &area.backing {
+            Backing::File { file: MappedFile::Shmem(object), .. } => {
+                let index = super::shmem::page_offset(area, page_start).ok_or(SegvCode::AccErr)?;
+                object.page(index, area, page_start).ok_or(SegvCode::OutOfMemory)?
             }
-        }
-        let flags = PageTableFlags::from_bits_retain(pte_bits(area.prot, area.pkey));
+            Backing::Anonymous if access != Access::Write => {
+                bits = (bits & !PageTableFlags::WRITABLE.bits()) | paging::COW_BIT;
+                frame::zero_frame()
+            }
+            _ => {
+                let frame = frame::alloc_user().ok_or(SegvCode::OutOfMemory)?;
+                paging::zero_frame(frame);
+                if let Backing::File { file: MappedFile::Ramdisk(file), offset, file_len } = &area.backing {
+                    let within = page_start - area.start;
+                    if within < *file_len {
+                        let from = (offset + within) as usize;
+                        let len = (file_len - within).min(PAGE_SIZE) as usize;
+                        let bytes = file.data.get(from..from + len).unwrap_or(&[]);
+                        paging::write_frame(frame, 0, bytes);
+                    }
+                }
+                frame
+            }
+        };
+        let flags = PageTableFlags::from_bits_retain(bits);
         if self.root().map(page(page_start), frame, flags, frame::alloc_user_table).is_err() {
             frame::put(frame);
             return Err(SegvCode::OutOfMemory);
@@ -345,15 +418,17 @@ impl Mm {
     fn foreign_page(&mut self, addr: u64, write: bool) -> Option<PhysFrame> {
         let area = self.vmas.find(addr).cloned()?;
         if self.root().leaf_entry(page(addr)).is_none() {
-            self.map_fresh_page(&area, addr).ok()?;
+            self.map_fresh_page(&area, addr, if write { Access::Write } else { Access::Read }).ok()?;
         }
         let entry = self.root().leaf_entry(page(addr))?;
         let frame = PhysFrame::containing_address(entry.addr());
-        if !write || frame::references(frame) == 1 {
+        // Only a copy-on-write entry needs a private copy (a shared object's page is written
+        // where it is, for every process that maps it), and only while it is shared.
+        let cow = entry.flags().bits() & paging::COW_BIT != 0;
+        if !write || !cow || (!frame::is_zero_frame(frame) && frame::references(frame) == 1) {
             return Some(frame);
         }
-        let copy = frame::alloc_user()?;
-        paging::copy_frame(frame, copy);
+        let copy = private_copy(frame)?;
         let new_addr = copy.start_address().as_u64();
         let mut tlb = self.tlb_batch();
         self.root().update_leaf(page(addr), &mut tlb, |old| (old & !paging::FRAME_MASK) | new_addr);
@@ -408,20 +483,20 @@ impl Mm {
     }
 
     /// A write to a page shared copy-on-write (Linux: `do_wp_page()`): the last sharer just gets
-    /// the write bit back; otherwise the writer gets a private copy. Flags, key bits included,
-    /// stay as they were.
+    /// the write bit back; otherwise the writer gets a private copy — a fresh zeroed frame if
+    /// the page was the shared zero frame (Linux: `wp_page_copy()` with `is_zero_pfn()`).
+    /// Flags, key bits included, stay as they were.
     fn break_cow(&mut self, addr: u64) -> Result<(), SegvCode> {
         let p = page(addr);
         let (frame, _) = self.root().translate(p.start_address()).ok_or(SegvCode::AccErr)?;
         let writable = |bits: u64| (bits & !paging::COW_BIT) | PageTableFlags::WRITABLE.bits();
         let mut tlb = self.tlb_batch();
-        if frame::references(frame) == 1 {
+        if !frame::is_zero_frame(frame) && frame::references(frame) == 1 {
             self.root().update_leaf(p, &mut tlb, writable);
             tlb.flush();
             return Ok(());
         }
-        let copy = frame::alloc_user().ok_or(SegvCode::OutOfMemory)?;
-        paging::copy_frame(frame, copy);
+        let copy = private_copy(frame).ok_or(SegvCode::OutOfMemory)?;
         let new_addr = copy.start_address().as_u64();
         self.root().update_leaf(p, &mut tlb, |old| writable((old & !paging::FRAME_MASK) | new_addr));
         // Another thread of this address space on another CPU may still read the shared frame
@@ -431,6 +506,19 @@ impl Mm {
         frame::put(frame);
         Ok(())
     }
+}
+
+/// A frame of this address space's own with the bytes of `frame` (a page shared
+/// copy-on-write): zeroed if `frame` is the shared zero frame (nothing to copy), copied
+/// otherwise. `None` when memory is out. Linux: `wp_page_copy()`.
+fn private_copy(frame: PhysFrame) -> Option<PhysFrame> {
+    let copy = frame::alloc_user()?;
+    if frame::is_zero_frame(frame) {
+        paging::zero_frame(copy);
+    } else {
+        paging::copy_frame(frame, copy);
+    }
+    Some(copy)
 }
 
 /// Linux `arch_override_mprotect_pkey()` → `__arch_override_mprotect_pkey()`: which key an area
@@ -668,6 +756,92 @@ mod tests {
             assert_eq!(t.mm.read().vmas.find(q).unwrap().pkey, Pkey::DEFAULT, "PROT_READ|PROT_EXEC leaves it");
             assert_eq!(call(nr::PKEY_MPROTECT, &[q, P, 1, xo.index() as u64]), Err(Errno::EINVAL), "invisible to pkey_mprotect");
             assert_eq!(call(nr::PKEY_ALLOC, &[0, 0]), Ok(2), "not handed out by pkey_alloc");
+        });
+    }
+
+    #[ktest]
+    fn a_read_maps_the_shared_zero_frame_and_a_write_breaks_it_without_counting_it() {
+        as_fresh_program(|t| {
+            let p = mmap(4 * P, RW);
+            let mut b = [1u8];
+            copy_from_user(&mut b, p).unwrap(); // the page tables of the range come now
+            let free = frame::free_count();
+            for i in 1..4 {
+                copy_from_user(&mut b, p + i * P + 7).unwrap();
+                assert_eq!(b, [0]);
+            }
+            assert_eq!(frame::free_count(), free, "reads take no frame");
+            for i in 0..4 {
+                assert_eq!(t.mm.write().page_frame(VirtAddr::new(p + i * P)), Some(frame::zero_frame()));
+            }
+            // A fork maps it once more on the child's side; neither side counts it.
+            let child = t.mm.write().fork().unwrap();
+            drop(child);
+            copy_to_user(p + P, b"w").unwrap();
+            assert_eq!(frame::free_count(), free - 1, "a write takes one fresh frame");
+            let own = t.mm.write().page_frame(VirtAddr::new(p + P)).unwrap();
+            assert!(!frame::is_zero_frame(own));
+            assert_eq!(frame::references(own), 1);
+            let mut four = [9u8; 4];
+            copy_from_user(&mut four, p + P - 2).unwrap();
+            assert_eq!(four, [0, 0, b'w', 0], "the fresh frame is zeros but for the write");
+            // A tracer's write into a page only read gets the tracee its own copy.
+            assert_eq!(t.mm.write().access_foreign(p + 2 * P, &mut { *b"x" }, true), 1);
+            assert!(!frame::is_zero_frame(t.mm.write().page_frame(VirtAddr::new(p + 2 * P)).unwrap()));
+            assert_eq!(frame::free_count(), free - 2);
+            // mprotect keeps it read-only and copy-on-write, whatever the area allows.
+            assert_eq!(call(nr::MPROTECT, &[p, 4 * P, 1]), Ok(0));
+            assert_eq!(call(nr::MPROTECT, &[p, 4 * P, RW]), Ok(0));
+            copy_to_user(p + 3 * P, b"v").unwrap();
+            assert_eq!(frame::free_count(), free - 3);
+            assert_eq!(t.mm.write().page_frame(VirtAddr::new(p)), Some(frame::zero_frame()), "page 0 only read");
+            assert_eq!(call(nr::MUNMAP, &[p, 4 * P]), Ok(0));
+            assert_eq!(frame::free_count(), free, "exactly the three written pages come back");
+        });
+    }
+
+    #[ktest]
+    fn shared_anonymous_memory_is_one_object_across_fork_and_splits() {
+        const SHARED_ANON: u64 = 0x21;
+        const MADV_DONTNEED: u64 = 4;
+        as_fresh_program(|t| {
+            let before = frame::free_count();
+            let s = call(nr::MMAP, &[0, 4 * P, RW, SHARED_ANON, u64::MAX, 0]).expect("mmap");
+            copy_to_user(s, b"parent").unwrap();
+            let mut child = t.mm.write().fork().unwrap();
+            assert_eq!(child.page_frame(VirtAddr::new(s)), None, "shared pages are not copied at fork");
+            // The child (reached as a tracer reaches it: its faults are its own) reads page 0,
+            // writes it (mapping the object's page) and page 2 (making it).
+            let mut buf = [0u8; 6];
+            assert_eq!(child.access_foreign(s, &mut buf, false), 6);
+            assert_eq!(&buf, b"parent");
+            assert_eq!(child.access_foreign(s, &mut { *b"child!" }, true), 6);
+            assert_eq!(child.access_foreign(s + 2 * P, &mut { *b"two" }, true), 3);
+            copy_from_user(&mut buf, s).unwrap();
+            assert_eq!(&buf, b"child!", "the parent sees the child's write");
+            let page0 = t.mm.write().page_frame(VirtAddr::new(s)).unwrap();
+            assert_eq!(child.page_frame(VirtAddr::new(s)), Some(page0), "one frame, mapped twice");
+            assert_eq!(frame::references(page0), 3, "the object's reference and two mappings");
+            // A split keeps the object; the right piece's offset makes page 2 the same page.
+            assert_eq!(call(nr::MPROTECT, &[s + P, P, 1]), Ok(0));
+            assert_eq!(areas(t), 3);
+            let mut three = [0u8; 3];
+            copy_from_user(&mut three, s + 2 * P).unwrap();
+            assert_eq!(&three, b"two");
+            let index = |mm: &crate::mm::address_space::Mm, addr: u64| crate::mm::shmem::page_offset(mm.vmas.find(addr).unwrap(), addr);
+            assert_eq!(index(&t.mm.read(), s + 3 * P + 5), Some(3));
+            // DONTNEED drops the mapping, not the data.
+            assert_eq!(call(nr::MADVISE, &[s, P, MADV_DONTNEED]), Ok(0));
+            assert_eq!(frame::references(page0), 2);
+            copy_from_user(&mut buf, s).unwrap();
+            assert_eq!(&buf, b"child!");
+            // The parent unmaps everything: the child's areas keep the object and its pages.
+            assert_eq!(call(nr::MUNMAP, &[s, 4 * P]), Ok(0));
+            assert_eq!(frame::references(page0), 2);
+            drop(child);
+            // Page tables of the range may stay (as on Linux); every data page is back.
+            assert!(frame::free_count() + 4 >= before && frame::free_count() <= before, "{} vs {before}", frame::free_count());
+            assert_eq!(t.mm.write().user_frame_count(), 0);
         });
     }
 

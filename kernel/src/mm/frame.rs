@@ -14,6 +14,16 @@
 //! highest usable frame): [`alloc()`] starts it at 1, [`share`] adds a reference, [`put`] drops
 //! one and frees the frame with the last. Page-table frames are never shared and use
 //! [`alloc()`]/[`free`] directly.
+//!
+//! One user frame is never counted: the **shared zero frame** ([`zero_frame`], Linux's
+//! `ZERO_PAGE`), zero-filled once at boot and mapped read-only, copy-on-write, wherever a program
+//! reads an anonymous page it never wrote. A `u16` count could not hold its sharers (every
+//! such page of every process), and it is never freed, so [`share`], [`put`] and
+//! [`drop_reference`] pass it by: every walker that shares or puts frames (fork, munmap,
+//! `MADV_DONTNEED`, teardown) stays correct without knowing it. What must know it asks
+//! [`is_zero_frame`]: a write fault breaks it into a fresh zeroed frame (there is nothing to
+//! copy), and `/proc/self/smaps` does not count it as resident (Linux: `vm_normal_page()` is
+//! `NULL` for the zero page).
 
 use alloc::vec::Vec;
 use bootloader_api::info::{MemoryRegionKind, MemoryRegions};
@@ -140,6 +150,31 @@ pub fn init_refcounts(regions: &MemoryRegions) {
     REFS.call_once(|| (0..top).map(|_| AtomicU16::new(0)).collect());
 }
 
+/// The shared zero frame (set once by [`init_zero_frame`], never freed).
+static ZERO_FRAME: Once<PhysFrame> = Once::new();
+
+/// Takes and zero-fills the shared zero frame (call once, at boot, after [`init`]; on a NUMA
+/// machine it comes from node 0, where the boot allocations are — as Linux's `empty_zero_page`,
+/// which lives in the kernel image). Linux: `ZERO_PAGE(0)`.
+pub fn init_zero_frame() {
+    ZERO_FRAME.call_once(|| {
+        let frame = alloc().expect("no frame for the shared zero frame");
+        crate::arch::x86_64::paging::zero_frame(frame);
+        frame
+    });
+}
+
+/// The shared zero frame: read-only zeros behind every anonymous page read before it was
+/// written (Linux: `ZERO_PAGE()`, `my_zero_pfn()`).
+pub fn zero_frame() -> PhysFrame {
+    *ZERO_FRAME.get().expect("frame::init_zero_frame not called")
+}
+
+/// Is `frame` the shared zero frame? (Linux: `is_zero_pfn()`.)
+pub fn is_zero_frame(frame: PhysFrame) -> bool {
+    ZERO_FRAME.get() == Some(&frame)
+}
+
 fn refcount(frame: PhysFrame) -> &'static AtomicU16 {
     let index = (frame.start_address().as_u64() / FRAME_SIZE) as usize;
     &REFS.get().expect("frame::init_refcounts not called")[index]
@@ -218,12 +253,16 @@ pub fn alloc_user_table() -> Option<PhysFrame> {
 }
 
 /// Adds a reference to a user frame (it is now mapped once more). Panics past 65535 sharers.
+/// The shared zero frame is not counted (see the module's doc).
 pub fn share(frame: PhysFrame) {
+    if is_zero_frame(frame) {
+        return;
+    }
     let old = refcount(frame).fetch_add(1, Ordering::Relaxed);
     assert!(old != 0 && old != u16::MAX, "sharing frame {:#x} with refcount {old}", frame.start_address().as_u64());
 }
 
-/// Drops a reference to a user frame; the last one frees it.
+/// Drops a reference to a user frame; the last one frees it (never the shared zero frame).
 pub fn put(frame: PhysFrame) {
     if drop_reference(frame) {
         free(frame);
@@ -238,14 +277,18 @@ pub fn set_one_reference(frame: PhysFrame) {
 
 /// Drops a reference to a user frame without freeing it; `true` if that was the last one
 /// (the caller then gives the memory back where it came from: [`free`], or the huge-page
-/// pool).
+/// pool). The shared zero frame is not counted and never the last: `false`.
 pub fn drop_reference(frame: PhysFrame) -> bool {
+    if is_zero_frame(frame) {
+        return false;
+    }
     let old = refcount(frame).fetch_sub(1, Ordering::Relaxed);
     assert!(old != 0, "put of unreferenced frame {:#x}", frame.start_address().as_u64());
     old == 1
 }
 
-/// How many mappings share a user frame.
+/// How many mappings share a user frame (meaningless for the shared zero frame: ask
+/// [`is_zero_frame`] first).
 pub fn references(frame: PhysFrame) -> u16 {
     refcount(frame).load(Ordering::Relaxed)
 }

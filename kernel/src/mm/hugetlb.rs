@@ -292,7 +292,7 @@ impl Mm {
     /// (`keep_reservations` false) also returns the reservations of the pages never touched,
     /// and `MADV_DONTNEED` (true) keeps one reservation per page it drops. Linux:
     /// `zap_page_range_single()` / `__unmap_hugepage_range()`, and `hugetlb_vm_op_close()`.
-    pub fn zap_area_pages(&mut self, start: u64, end: u64, backing: &Backing<super::area::FilePages>, keep_reservations: bool, tlb: &mut TlbBatch) {
+    pub fn zap_area_pages(&mut self, start: u64, end: u64, backing: &Backing<super::area::MappedFile>, keep_reservations: bool, tlb: &mut TlbBatch) {
         let reserved = matches!(backing, Backing::Hugetlb { reserved: true });
         let mut dropped = 0;
         self.root().unmap_leaves(start, end, tlb, |first, size| match size {

@@ -7,6 +7,8 @@
 //!   protection-key state, behind a reader-writer lock.
 //! * [`area`] — its memory areas: mmap, munmap, mprotect, brk, and demand paging.
 //! * [`hugetlb`] — the pool of 2-MiB pages and the `MAP_HUGETLB` areas that use it.
+//! * [`shmem`] — shared anonymous memory (`MAP_SHARED | MAP_ANONYMOUS`): one object of pages
+//!   by page offset, shared by every area (and forked child) that maps it.
 //! * [`user`] — reaching user memory from syscalls (copies that fail with `EFAULT`).
 //! * [`tlb`] — which address space each CPU has loaded, so TLB flushes reach exactly those.
 //! * [`hugetlb`] — the 2 MiB page pool `/proc/sys/vm/nr_hugepages` sizes.
@@ -14,6 +16,7 @@ pub mod address_space;
 pub mod tlb;
 pub mod area;
 pub mod hugetlb;
+pub mod shmem;
 pub mod user;
 pub mod frame;
 pub mod numa;

@@ -1,5 +1,5 @@
 //! Memory system calls: `mmap` (with `MAP_HUGETLB`: 2-MiB pages, see [`crate::mm::hugetlb`]),
-//! `munmap`, `mprotect`, `pkey_mprotect`, `brk`, `madvise`.
+//! `munmap`, `mprotect`, `pkey_mprotect`, `brk`, `madvise`, `mincore`.
 
 use pkeys::{Errno, Pkey};
 use vma::user::page_align_up;
@@ -7,7 +7,8 @@ use vma::{Backing, Prot, UserRange, PAGE_SIZE, TASK_SIZE};
 
 use crate::arch::x86_64::pkru::CurrentPkru;
 use crate::fs::OpenFile;
-use crate::mm::area::{Area, AREA_HEAP_BYTES};
+use crate::mm::area::{Area, MappedFile, AREA_HEAP_BYTES};
+use crate::mm::shmem::ShmObject;
 use crate::mm::hugetlb;
 use crate::task;
 
@@ -59,9 +60,12 @@ fn check_munmap_split(mm: &crate::mm::address_space::Mm, start: u64, end: u64) -
 }
 /// `mmap(addr, len, prot, flags, fd, offset)`. Linux: `ksys_mmap_pgoff()` → `do_mmap()`.
 ///
-/// Anonymous private memory and private mappings of ramdisk files. `MAP_SHARED` is accepted and
-/// behaves as private: with one process per address space and no writable files there is
-/// nobody to share with (a deliberate simplification until processes can fork).
+/// Anonymous memory, private or shared (`MAP_SHARED | MAP_ANONYMOUS`: one
+/// [`ShmObject`] that forked children share, Linux's
+/// `shmem_zero_setup()`; its offset is ignored, as Linux sets `pgoff` to 0), and private
+/// mappings of ramdisk files (`MAP_SHARED` of a file behaves as private: the ramdisk's files
+/// cannot be written, so nobody could see the difference). `MAP_SHARED | MAP_HUGETLB` stays
+/// private to the process too (its pool pages are not shared across fork).
 pub fn sys_mmap(addr: u64, len: u64, prot: u64, flags: u64, fd: u64, offset: u64) -> Result<u64, Errno> {
     if offset & (PAGE_SIZE - 1) != 0 {
         return Err(Errno::EINVAL);
@@ -139,9 +143,11 @@ pub fn sys_mmap(addr: u64, len: u64, prot: u64, flags: u64, fd: u64, offset: u64
     } else {
         mm.find_free_range(addr & !(PAGE_SIZE - 1), len).ok_or(Errno::ENOMEM)?
     };
+    let shared = flags & MAP_SHARED_VALIDATE != MAP_PRIVATE;
     let backing = match file {
+        None if shared && !huge => Backing::File { file: MappedFile::Shmem(ShmObject::new()), offset: 0, file_len: len },
         None => Backing::Anonymous,
-        Some(file) => Backing::File { file, offset, file_len: (file.data.len() as u64).saturating_sub(offset).min(len) },
+        Some(file) => Backing::File { file: MappedFile::Ramdisk(file), offset, file_len: (file.data.len() as u64).saturating_sub(offset).min(len) },
     };
     let area = Area { start, end: start + len, prot, pkey, backing };
     if huge {
@@ -235,6 +241,39 @@ pub fn sys_madvise(addr: u64, len: u64, advice: u64) -> Result<u64, Errno> {
         mm.drop_pages(addr, end)?;
     } else if !mm.vmas.covers(addr, end) {
         return Err(Errno::ENOMEM);
+    }
+    Ok(0)
+}
+
+/// `mincore(start, len, vec)`: one byte per page of `[start, start + len)`, 1 if the page is in
+/// memory. Linux: `sys_mincore()`, its checks in its order — a misaligned `start` is `EINVAL`,
+/// a range outside user space `ENOMEM` (`access_ok()`), a vector outside user space `EFAULT`;
+/// `len == 0` then succeeds. The range is answered in chunks of at most one page of bytes
+/// (4,096 pages), each under the address-space lock and then copied out, so a hole is
+/// `ENOMEM` and a vector that faults `EFAULT` only after the chunks before it were written.
+/// With no swap, "in memory" is: mapped, or — for pages not mapped here — held by the file or
+/// shared object behind the area ([`Mm::mincore`](crate::mm::address_space::Mm::mincore)).
+pub fn sys_mincore(start: u64, len: u64, vec: u64) -> Result<u64, Errno> {
+    /// Linux's bounce buffer is one page: at most this many pages per chunk.
+    const CHUNK: u64 = PAGE_SIZE;
+    if start & (PAGE_SIZE - 1) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    UserRange::new(start, len).ok_or(Errno::ENOMEM)?;
+    let mut pages = len / PAGE_SIZE + u64::from(!len.is_multiple_of(PAGE_SIZE));
+    UserRange::new(vec, pages).ok_or(Errno::EFAULT)?;
+    // Linux takes its bounce page with `__get_free_page()`: none is `EAGAIN`.
+    crate::mm::heap::reserve(CHUNK as usize).map_err(|_| Errno::EAGAIN)?;
+    let thread = task::current();
+    let mut status = alloc::vec![0u8; CHUNK as usize];
+    let (mut start, mut vec) = (start, vec);
+    while pages > 0 {
+        let wanted = pages.min(CHUNK) as usize;
+        let done = thread.mm.write().mincore(start, &mut status[..wanted])?;
+        crate::mm::user::copy_to_user(vec, &status[..done])?;
+        pages -= done as u64;
+        vec += done as u64;
+        start += done as u64 * PAGE_SIZE;
     }
     Ok(0)
 }

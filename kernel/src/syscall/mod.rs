@@ -44,6 +44,7 @@ pub mod nr {
     pub const SCHED_YIELD: u64 = 24;
     pub const PAUSE: u64 = 34;
     pub const NANOSLEEP: u64 = 35;
+    pub const MINCORE: u64 = 27;
     pub const MADVISE: u64 = 28;
     pub const DUP: u64 = 32;
     pub const DUP2: u64 = 33;
@@ -135,6 +136,7 @@ pub fn dispatch(number: u64, args: [u64; 6]) -> u64 {
         nr::TKILL => process::sys_tkill(a0, a1),
         nr::TGKILL => process::sys_tgkill(a0, a1, a2),
         nr::SCHED_YIELD => process::sys_sched_yield(),
+        nr::MINCORE => mm::sys_mincore(a0, a1, a2),
         nr::MADVISE => mm::sys_madvise(a0, a1, a2),
         nr::GETPID => process::sys_getpid(),
         nr::EXIT => process::sys_exit(a0),
