@@ -1,13 +1,15 @@
 //! pikku's QEMU test matrix — what `make test` boots.
 //!
 //! 1. **Boot reports**: the run kernel under `-cpu max` reports PKU, OSPKE and PKS present and
-//!    PKRU 0x55555554; under `-cpu qemu64` all absent; under UEFI it boots too; under `-smp 4`
-//!    it reports four CPUs online and still runs `/init`. Each powers off
-//!    through the exit device.
+//!    PKRU 0x55555554 and no NUMA configuration; under `-cpu qemu64` all absent; under UEFI it
+//!    boots too; with one NUMA node, and two with a SLIT, it reports them from the SRAT; under
+//!    `-smp 4` on four nodes it reports four CPUs online, one per node, and still runs `/init`.
+//!    Each powers off through the exit device.
 //! 2. **The in-kernel suite** under `-cpu max` + BIOS, `-cpu qemu64` + BIOS (the no-pkeys
-//!    paths), `-cpu max` + UEFI, and `-cpu max -smp 4` + BIOS (every CPU brought up and
-//!    answering IPIs, ticks and NMIs). Every test must pass or be skipped for a stated reason,
-//!    and the tests that matter for each CPU must actually have run there.
+//!    paths), `-cpu max` + UEFI, and `-cpu max -smp 4` + BIOS on four NUMA nodes (every CPU
+//!    brought up and answering IPIs, ticks and NMIs; frames taken from each node). Every test
+//!    must pass or be skipped for a stated reason, and the tests that matter for each CPU must
+//!    actually have run there.
 //! 3. **User programs** (static musl, `-nostdlib` and Rust `no_std` executables from `user/`,
 //!    each booted as `/init`): their output byte for byte and how they ended must equal what
 //!    Debian's Linux 6.12.117 produced for the same program in the same QEMU machine (the golden
@@ -74,8 +76,11 @@ fn print_event(label: &str, event: &Event) {
 }
 
 fn boot_report(kernel: &std::path::Path, firmware: Firmware, cpu: &str, expect: &[&str]) -> Result<(), String> {
-    let qemu = Qemu { firmware, cpu: cpu.into(), ..Qemu::default() };
-    let run = boot::run::boot(kernel, &qemu, LogLevel::Info, None, true)?;
+    boot_report_on(kernel, &Qemu { firmware, cpu: cpu.into(), ..Qemu::default() }, expect)
+}
+
+fn boot_report_on(kernel: &std::path::Path, qemu: &Qemu, expect: &[&str]) -> Result<(), String> {
+    let run = boot::run::boot(kernel, qemu, LogLevel::Info, None, true)?;
     let (outcome, output) = (run.outcome, run.output);
     if outcome != Outcome::Kernel(ExitCode::Success) {
         return Err(format!("ended with {outcome:?}:\n{output}"));
@@ -183,9 +188,10 @@ fn user_programs(tally: &mut Tally, kernel: &std::path::Path, filter: Option<&st
 const FUZZ_SEED: u64 = 21;
 const FUZZ_CALLS: u64 = 20_000;
 
-fn suite(kernel: &std::path::Path, label: &str, firmware: Firmware, cpu: &str, smp: u32) -> Result<Report, String> {
+fn suite(kernel: &std::path::Path, label: &str, firmware: Firmware, cpu: &str, smp: u32, numa: u32) -> Result<Report, String> {
     let mut suite = Suite::new(firmware, cpu);
     suite.qemu.smp = smp;
+    suite.qemu.numa = numa;
     if smp > 1 {
         // MTTCG runs a host thread per vCPU on a 2-core host (and the guest may wait for
         // /tmp/pikku-smp.lock while another worktree's -smp guest runs): a generous limit.
@@ -233,29 +239,60 @@ fn main() {
     let test_kernel = build::kernel(Kernel::Test).unwrap_or_else(|e| panic!("{e}"));
 
     // 1. Boot reports.
-    let pkeys_present =
-        ["PKU yes", "OSPKE yes (CR4.PKE set)", "PKS yes", "PKRU at boot (the default every program starts with): 0x55555554", "cpus: 1 online (APIC ids 0)"];
+    let pkeys_present = [
+        "PKU yes",
+        "OSPKE yes (CR4.PKE set)",
+        "PKS yes",
+        "PKRU at boot (the default every program starts with): 0x55555554",
+        "cpus: 1 online (APIC ids 0)",
+        // No -numa: QEMU gives no SRAT, and the machine is Linux's one node 0.
+        "numa: no NUMA configuration found (no ACPI SRAT): 1 node: node 0 cpus 0 mem ",
+    ];
     tally.check("boot_report_max_bios", boot_report(&run_kernel, Firmware::Bios, "max", &pkeys_present));
     tally.check(
         "boot_report_qemu64_bios",
         boot_report(&run_kernel, Firmware::Bios, "qemu64", &["PKU no", "OSPKE no (CR4.PKE clear)", "PKS no", "no PKRU"]),
     );
     tally.check("boot_report_max_uefi", boot_report(&run_kernel, Firmware::Uefi, "max", &pkeys_present));
-    // Four CPUs (QEMU -smp 4): all come up from the MADT, and /init (the demo) still runs to
-    // its end on the boot CPU while the others idle.
+    // Four CPUs (QEMU -smp 4) on four NUMA nodes: all come up from the MADT, the SRAT puts
+    // one on each node, and /init (the demo) still runs to its end while the others idle.
     tally.check(
-        "boot_report_max_bios_smp4_and_init_runs",
+        "boot_report_max_bios_smp4_numa4_and_init_runs",
         (|| {
             let init = boot::run::Init { program: build::user_programs()?.join("demo"), ..Default::default() };
-            let qemu = Qemu { smp: 4, ..Qemu::default() };
+            let qemu = Qemu { smp: 4, numa: 4, ..Qemu::default() };
             let run = boot::run::boot(&run_kernel, &qemu, LogLevel::Info, Some(&init), true)?;
-            for needle in ["cpus: 4 online (APIC ids 0 1 2 3)", "thread B's PKRU = 0x55555560", "init exited with status 0"] {
+            for needle in [
+                "cpus: 4 online (APIC ids 0 1 2 3)",
+                "numa: 4 nodes: node 0 cpus 0 mem 128 MiB, node 1 cpus 1 mem 128 MiB, node 2 cpus 2 mem 128 MiB, node 3 cpus 3 mem 128 MiB",
+                "numa: distances (no SLIT: 10 local, 20 remote): 10 20 20 20 / 20 10 20 20 / 20 20 10 20 / 20 20 20 10",
+                "thread B's PKRU = 0x55555560",
+                "init exited with status 0",
+            ] {
                 if !run.output.contains(needle) {
-                    return Err(format!("the -smp 4 boot lacks {needle:?}:\n{}", run.output));
+                    return Err(format!("the -smp 4 -numa 4 boot lacks {needle:?}:\n{}", run.output));
                 }
             }
             Ok(())
         })(),
+    );
+
+    // NUMA nodes from the SRAT (QEMU -numa, `make run NUMA=N`): one node, and two with a SLIT
+    // (`-numa dist`); four nodes are the -smp 4 suite's machine below.
+    tally.check(
+        "boot_report_numa1",
+        boot_report_on(&run_kernel, &Qemu { numa: 1, ..Qemu::default() }, &[
+            "numa: 1 node: node 0 cpus 0 mem 512 MiB",
+            "numa: distances (no SLIT: 10 local, 20 remote): 10",
+        ]),
+    );
+    tally.check(
+        "boot_report_numa2_slit",
+        boot_report_on(
+            &run_kernel,
+            &Qemu { numa: 2, extra_args: vec!["-numa".into(), "dist,src=0,dst=1,val=15".into()], ..Qemu::default() },
+            &["cpus: 2 online (APIC ids 0 1)", "numa: 2 nodes: node 0 cpus 0 mem 256 MiB, node 1 cpus 1 mem 256 MiB", "numa: distances (ACPI SLIT): 10 15 / 15 10"],
+        ),
     );
 
     // 2. The matrix.
@@ -277,14 +314,17 @@ fn main() {
         "smp::tests::an_nmi_without_a_panic_is_counted_and_returns",
         "smp::tests::the_apic_timer_ticks_on_every_cpu",
         "syscall::pkey::tests::fifteen_keys_in_order_then_enospc",
+        // The four CPUs are on four NUMA nodes (one each): the node-aware frame allocator.
+        "mm::numa::tests::cpus_are_spread_over_the_nodes_as_qemu_was_told",
+        "mm::frame::tests::an_exhausted_node_falls_back_to_the_nearest_other_node",
     ];
-    for (label, firmware, cpu, smp, must_run) in [
-        ("max/bios", Firmware::Bios, "max", 1, &pku_tests[..]),
-        ("qemu64/bios", Firmware::Bios, "qemu64", 1, &no_pku_tests[..]),
-        ("max/uefi", Firmware::Uefi, "max", 1, &pku_tests[..]),
-        ("max/bios/smp4", Firmware::Bios, "max", 4, &smp_tests[..]),
+    for (label, firmware, cpu, smp, numa, must_run) in [
+        ("max/bios", Firmware::Bios, "max", 1, 0, &pku_tests[..]),
+        ("qemu64/bios", Firmware::Bios, "qemu64", 1, 0, &no_pku_tests[..]),
+        ("max/uefi", Firmware::Uefi, "max", 1, 0, &pku_tests[..]),
+        ("max/bios/smp4/numa4", Firmware::Bios, "max", 4, 4, &smp_tests[..]),
     ] {
-        match suite(&test_kernel, label, firmware, cpu, smp) {
+        match suite(&test_kernel, label, firmware, cpu, smp, numa) {
             Ok(report) => {
                 tally.add_suite(&report);
                 let c = report.counts();

@@ -99,6 +99,12 @@ pub const CASES: &[Case] = &[
     Case { program: "threads", args: &[], cpu: "max", smp: SMP, numa: 0 },
     Case { program: "procs", args: &[], cpu: "max", smp: SMP, numa: 0 },
     Case { program: "signals", args: &[], cpu: "max", smp: SMP, numa: 0 },
+    // Two NUMA nodes, one CPU each (issue #17): the pkey and process cases again — memory now
+    // comes from the node of the CPU that faults — and getcpu's node when pinned to each CPU.
+    Case { program: "pkeys_mem", args: &[], cpu: "max", smp: 2, numa: 2 },
+    Case { program: "procs", args: &[], cpu: "max", smp: 2, numa: 2 },
+    Case { program: "threads", args: &[], cpu: "max", smp: 2, numa: 2 },
+    Case { program: "smp_affinity", args: &[], cpu: "max", smp: 2, numa: 2 },
 ];
 
 /// Cases booted with huge pages in the pool: (program, pages).

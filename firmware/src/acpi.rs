@@ -136,6 +136,56 @@ pub fn find_table<'a>(
     Err(Error::NotFound)
 }
 
+/// Checks a list of ACPI "structures" — the MADT's interrupt controllers, the SRAT's
+/// affinities — that runs from byte `start` to the end of a checked `table`: each begins with a
+/// one-byte type and a one-byte length (ACPI 6.4 §5.2.12 Table 5.45, §5.2.16 Table 5.79–5.81),
+/// the length at least 2 and at least `minimum_length(type)`, none running past the table's
+/// end. After this, [`entries`] can read every entry without a failed bound.
+pub(crate) fn check_entries(table: &[u8], start: usize, minimum_length: fn(u8) -> usize) -> Result<(), Error> {
+    if table.len() < start {
+        return Err(Error::Truncated);
+    }
+    let mut at = start;
+    while at < table.len() {
+        let (kind, len) = match table.get(at..at + 2) {
+            Some(&[kind, len]) => (kind, usize::from(len)),
+            _ => return Err(Error::Truncated),
+        };
+        // A length of 0 or 1 would never move on: the walk would loop.
+        if len < minimum_length(kind).max(2) {
+            return Err(Error::BadLength);
+        }
+        table.get(at..at + len).ok_or(Error::Truncated)?;
+        at += len;
+    }
+    Ok(())
+}
+
+/// The `(type, entry bytes)` of a list [`check_entries`] accepted.
+pub(crate) fn entries(table: &[u8], start: usize) -> impl Iterator<Item = (u8, &[u8])> {
+    let mut at = start;
+    core::iter::from_fn(move || {
+        let kind = *table.get(at)?;
+        let len = usize::from(*table.get(at + 1)?);
+        let entry = table.get(at..at.checked_add(len)?)?;
+        if len < 2 {
+            return None;
+        }
+        at += len;
+        Some((kind, entry))
+    })
+}
+
+/// The little-endian u32 at `at` of an entry whose length has been checked.
+pub(crate) fn le_u32(bytes: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+}
+
+/// The little-endian u64 at `at` of an entry whose length has been checked.
+pub(crate) fn le_u64(bytes: &[u8], at: usize) -> u64 {
+    u64::from(le_u32(bytes, at)) | u64::from(le_u32(bytes, at + 4)) << 32
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

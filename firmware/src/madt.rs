@@ -17,7 +17,7 @@
 //! it up. A processor with neither bit may not be used. Linux reads the same entries in
 //! `acpi_parse_lapic()` / `acpi_parse_x2apic()` (`arch/x86/kernel/acpi/boot.c`).
 
-use crate::acpi::{checked_table, Error, HEADER_LEN};
+use crate::acpi::{check_entries, checked_table, entries, le_u32, le_u64, Error, HEADER_LEN};
 
 /// Where the MADT's fixed fields end and its entries begin.
 const ENTRIES_START: usize = HEADER_LEN + 8;
@@ -66,61 +66,31 @@ fn minimum_length(kind: u8) -> usize {
     }
 }
 
-fn u32_at(bytes: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
-}
-
-/// The entries of a MADT whose entry list has already been checked ([`Madt::parse`]).
-fn entries(table: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
-    let mut at = ENTRIES_START;
-    core::iter::from_fn(move || {
-        let kind = *table.get(at)?;
-        let len = usize::from(*table.get(at + 1)?);
-        let entry = table.get(at..at + len)?;
-        at += len;
-        Some((kind, entry))
-    })
-}
-
 impl<'a> Madt<'a> {
     /// Checks the table (signature "APIC", length, checksum) and every entry's length — each
     /// at least 2 and at least its type's size, none running past the table's end — so that
     /// nothing read afterwards can fail.
     pub fn parse(bytes: &'a [u8]) -> Result<Madt<'a>, Error> {
         let table = checked_table(bytes, b"APIC")?;
-        if table.len() < ENTRIES_START {
-            return Err(Error::Truncated);
-        }
-        let mut at = ENTRIES_START;
-        let mut local_apic_address = u64::from(u32_at(table, HEADER_LEN));
-        while at < table.len() {
-            let (kind, len) = match table.get(at..at + 2) {
-                Some(&[kind, len]) => (kind, usize::from(len)),
-                _ => return Err(Error::Truncated),
-            };
-            if len < minimum_length(kind) {
-                return Err(Error::BadLength);
-            }
-            let entry = table.get(at..at + len).ok_or(Error::Truncated)?;
+        check_entries(table, ENTRIES_START, minimum_length)?;
+        let mut local_apic_address = u64::from(le_u32(table, HEADER_LEN));
+        for (kind, entry) in entries(table, ENTRIES_START) {
             if kind == 5 {
-                let mut address = [0u8; 8];
-                address.copy_from_slice(&entry[4..12]);
-                local_apic_address = u64::from_le_bytes(address);
+                local_apic_address = le_u64(entry, 4);
             }
-            at += len;
         }
-        let pcat_compat = u32_at(table, HEADER_LEN + 4) & 1 != 0;
+        let pcat_compat = le_u32(table, HEADER_LEN + 4) & 1 != 0;
         Ok(Madt { table, local_apic_address, pcat_compat })
     }
 
     /// Every processor listed (usable or not), in table order — which is the order firmware
     /// expects them to be started in; the first is normally the boot processor.
     pub fn processors(&self) -> impl Iterator<Item = Processor> + 'a {
-        entries(self.table).filter_map(|(kind, e)| match kind {
+        entries(self.table, ENTRIES_START).filter_map(|(kind, e)| match kind {
             // An 8-bit id of 0xFF in a type-0 entry is a placeholder, not a processor (Linux
             // skips it too: `acpi_parse_lapic()`).
-            0 if e[3] != 0xff => Some(Processor::from_flags(u32::from(e[3]), u32::from(e[2]), u32_at(e, 4))),
-            9 => Some(Processor::from_flags(u32_at(e, 4), u32_at(e, 12), u32_at(e, 8))),
+            0 if e[3] != 0xff => Some(Processor::from_flags(u32::from(e[3]), u32::from(e[2]), le_u32(e, 4))),
+            9 => Some(Processor::from_flags(le_u32(e, 4), le_u32(e, 12), le_u32(e, 8))),
             _ => None,
         })
     }

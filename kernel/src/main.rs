@@ -93,6 +93,8 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     // 4. Memory: the page tables the bootloader built, free frames, the heap.
     let phys_offset = boot_info.physical_memory_offset.into_option().expect("bootloader gave no physical-memory mapping");
     paging::init(phys_offset);
+    // The NUMA nodes (ACPI SRAT, SLIT) first: the frame allocator counts each node's frames.
+    mm::numa::init(boot_info.rsdp_addr.into_option());
     mm::frame::init(&boot_info.memory_regions);
     // The page other CPUs start in (real mode: below 1 MiB), taken before the heap takes
     // every low frame.
@@ -159,6 +161,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     // 9. Say what we found.
     report::print(&boot_info.memory_regions, boot_info.kernel_image_offset);
     smp::report();
+    mm::numa::report();
 
     // 10. Do what the options ask.
     match options.mode {

@@ -41,16 +41,21 @@ static LEFT_OUT: Mutex<Vec<(u32, arch_smp::StartError)>> = Mutex::new(Vec::new()
 /// The boot thread, whose process and address space every idle thread shares.
 static BOOT_THREAD: Once<Arc<Thread>> = Once::new();
 
+/// The ACPI table with `signature` (checked: length, checksum), found through the RSDP at
+/// physical `rsdp` and read through the physical-memory window: for the MADT here and the
+/// SRAT/SLIT of `mm::numa`.
+pub fn acpi_table(rsdp: Option<u64>, signature: &[u8; 4]) -> Result<&'static [u8], firmware::acpi::Error> {
+    let read = |address: u64, len: usize| paging::firmware_bytes(address, len);
+    let rsdp = rsdp.ok_or(firmware::acpi::Error::NotFound)?;
+    firmware::acpi::find_table(read(rsdp, 36).or_else(|| read(rsdp, 20)).unwrap_or(&[]), read, signature)
+}
+
 /// Reads the MADT through the RSDP at physical `rsdp` (from the bootloader). Without one, or
 /// with a table that does not parse, the machine is taken to have one CPU with its APIC at the
 /// default address (and the reason is logged).
 pub fn discover(rsdp: Option<u64>) -> &'static Cpus {
     CPUS.call_once(|| {
-        let read = |address: u64, len: usize| paging::firmware_bytes(address, len);
-        let found = rsdp
-            .ok_or(firmware::acpi::Error::NotFound)
-            .and_then(|rsdp| firmware::acpi::find_table(read(rsdp, 36).or_else(|| read(rsdp, 20)).unwrap_or(&[]), read, b"APIC"))
-            .and_then(firmware::madt::Madt::parse);
+        let found = acpi_table(rsdp, b"APIC").and_then(firmware::madt::Madt::parse);
         match found {
             Ok(madt) => Cpus {
                 local_apic_address: madt.local_apic_address,

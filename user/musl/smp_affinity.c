@@ -172,7 +172,9 @@ int main(int argc, char **argv) {
     /* 6. getcpu: what it writes, NULL and bad pointers, the ignored third argument. */
     unsigned cpu = ~0u, node = ~0u;
     SHOW(raw_getcpu(&cpu, &node));
-    printf("getcpu: cpu < %d: %s, node = %u\n", ncpus, cpu < (unsigned)ncpus ? "yes" : "no", node);
+    /* Unpinned, the CPU (and on a NUMA machine its node) is wherever the thread runs: print
+     * only what holds everywhere (every topology the cases boot has no more nodes than CPUs). */
+    printf("getcpu: cpu < %d: %s, node < %d: %s\n", ncpus, cpu < (unsigned)ncpus ? "yes" : "no", ncpus, node < (unsigned)ncpus ? "yes" : "no");
     SHOW(raw_getcpu(0, 0));
     SHOW(raw_getcpu(&cpu, 0));
     SHOW(raw_getcpu(0, &node));
@@ -182,12 +184,15 @@ int main(int argc, char **argv) {
     SHOW(syscall(SYS_getcpu, &cpu, &node, (void *)1));
     SHOW(syscall(SYS_getcpu, &cpu, &node, KERNEL_ADDR));
 
-    /* 7. Pinned to each CPU in turn: sched_setaffinity returns with the thread there. */
+    /* 7. Pinned to each CPU in turn: sched_setaffinity returns with the thread there, and
+     * getcpu's node is that CPU's NUMA node (0 without NUMA; with `-numa`, the SRAT's). */
     for (int k = 0; k < ncpus; k++) {
         long r = pin_to(k);
         int e = errno;
+        unsigned here = ~0u, its_node = ~0u;
+        raw_getcpu(&here, &its_node);
         if (r < 0) printf("pin to CPU %d: -1 %s\n", k, errname(e));
-        else printf("pin to CPU %d: 0, getcpu = %d, sysconf(_SC_NPROCESSORS_ONLN) = %ld, get_nprocs() = %d\n", k, current_cpu(), sysconf(_SC_NPROCESSORS_ONLN), get_nprocs());
+        else printf("pin to CPU %d: 0, getcpu = %u node %u, sysconf(_SC_NPROCESSORS_ONLN) = %ld, get_nprocs() = %d\n", k, here, its_node, sysconf(_SC_NPROCESSORS_ONLN), get_nprocs());
     }
     int last = ncpus - 1;
     m = all_cpus();

@@ -51,6 +51,8 @@ pub enum Needs {
     HarnessSelftest,
     /// More than one CPU online (QEMU `-smp 2` or more): skipped on one CPU.
     Smp,
+    /// More than one NUMA node with memory (QEMU `-numa`, 2 nodes or more): skipped on one.
+    Numa,
 }
 
 impl Needs {
@@ -62,6 +64,7 @@ impl Needs {
             Needs::NoPku => !pkeys,
             Needs::HarnessSelftest => crate::boot_options().harness_selftest,
             Needs::Smp => crate::arch::x86_64::percpu::online_cpus().count() > 1,
+            Needs::Numa => crate::mm::numa::online_nodes().count() > 1,
         }
     }
 
@@ -72,6 +75,7 @@ impl Needs {
             Needs::NoPku => "a CPU without PKU",
             Needs::HarnessSelftest => "ktest.selftest=1",
             Needs::Smp => "more than one CPU",
+            Needs::Numa => "more than one NUMA node",
         }
     }
 }

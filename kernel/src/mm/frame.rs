@@ -9,6 +9,14 @@
 //! Allocation is next-fit: the search continues where the last one stopped, so consecutive
 //! allocations are cheap. [`free_count`] lets tests check that whatever was taken is returned.
 //!
+//! **Nodes.** Every frame belongs to a NUMA node ([`numa::frame_node`]: the SRAT range that
+//! holds it). On a machine of several nodes the allocator keeps a free count and a next-fit
+//! cursor per node; [`alloc_user_in`] takes a user frame from the preferred node, then from the
+//! other allowed nodes nearest first (Linux: the zonelist in distance order). Kernel memory
+//! ([`alloc()`]: heap, page tables, kernel stacks) comes from anywhere — in practice the low
+//! frames of node 0, which therefore has less free memory than the others. On one node (no
+//! SRAT, or a single `-numa node`) none of this runs: a user frame is the plain next-fit one.
+//!
 //! User pages can be shared — `fork` maps the same frame into parent and child, copy-on-write —
 //! so each frame also has a **reference count** (a `u16` per frame, on the heap, sized to the
 //! highest usable frame): [`alloc()`] starts it at 1, [`share`] adds a reference, [`put`] drops
@@ -30,8 +38,11 @@ use bootloader_api::info::{MemoryRegionKind, MemoryRegions};
 use core::sync::atomic::{AtomicU16, Ordering};
 use crate::sync::Mutex;
 use spin::Once;
+use mempolicy::{Node, NodeMask, MAX_NODES};
 use x86_64::structures::paging::PhysFrame;
 use x86_64::PhysAddr;
+
+use super::numa;
 
 const FRAME_SIZE: u64 = 4096;
 /// Frames the bitmap can describe: 4 GiB / 4 KiB.
@@ -44,14 +55,35 @@ struct Bitmap {
     free_count: usize,
     total_usable: usize,
     next: usize,
+    /// More than one node has memory: the per-node fields below are kept.
+    several_nodes: bool,
+    /// Free frames per node (the sum is `free_count`).
+    node_free: [usize; MAX_NODES],
+    /// Usable frames per node (the sum is `total_usable`).
+    node_usable: [usize; MAX_NODES],
+    /// Each node's next-fit cursor (a frame index), as `next` is the whole bitmap's.
+    node_next: [usize; MAX_NODES],
 }
 
-static FRAMES: Mutex<Bitmap> = Mutex::new(Bitmap { free: [0; WORDS], free_count: 0, total_usable: 0, next: 0 });
+/// The bitmap and its counts. Lock order: a leaf — nothing is taken under it (it reads the
+/// NUMA topology, a `Once` written before the allocator starts).
+static FRAMES: Mutex<Bitmap> = Mutex::new(Bitmap {
+    free: [0; WORDS],
+    free_count: 0,
+    total_usable: 0,
+    next: 0,
+    several_nodes: false,
+    node_free: [0; MAX_NODES],
+    node_usable: [0; MAX_NODES],
+    node_next: [0; MAX_NODES],
+});
 
-/// Marks every frame of every usable region free. Frame 0 stays reserved (a null physical
-/// address is never a valid allocation).
+/// Marks every frame of every usable region free, counting each node's (the topology is read
+/// before: [`numa::init`]). Frame 0 stays reserved (a null physical address is never a valid
+/// allocation).
 pub fn init(regions: &MemoryRegions) {
     let mut bm = FRAMES.lock();
+    bm.several_nodes = numa::online_nodes().count() > 1;
     for region in regions.iter().filter(|r| r.kind == MemoryRegionKind::Usable) {
         let first = region.start.div_ceil(FRAME_SIZE).max(1);
         let end = (region.end / FRAME_SIZE).min(MAX_FRAMES as u64);
@@ -59,7 +91,68 @@ pub fn init(regions: &MemoryRegions) {
             bm.free[index as usize / 64] |= 1 << (index % 64);
             bm.free_count += 1;
             bm.total_usable += 1;
+            let node = bm.node_of(index as usize).index();
+            bm.node_free[node] += 1;
+            bm.node_usable[node] += 1;
         }
+    }
+}
+
+fn frame_at(index: usize) -> PhysFrame {
+    PhysFrame::containing_address(PhysAddr::new(index as u64 * FRAME_SIZE))
+}
+
+impl Bitmap {
+    /// The node of frame `index` (node 0 on a one-node machine, without asking).
+    fn node_of(&self, index: usize) -> Node {
+        if self.several_nodes {
+            numa::frame_node(frame_at(index))
+        } else {
+            Node::ZERO
+        }
+    }
+
+    /// Marks free frame `index` taken.
+    fn take(&mut self, index: usize) {
+        self.free[index / 64] &= !(1 << (index % 64));
+        self.free_count -= 1;
+        let node = self.node_of(index).index();
+        self.node_free[node] -= 1;
+    }
+
+    /// The first free frame in `[from, to)`, a word at a time (the words at either end masked
+    /// to the range).
+    fn find_free(&self, from: usize, to: usize) -> Option<usize> {
+        let to = to.min(MAX_FRAMES);
+        let mut index = from;
+        while index < to {
+            let word = index / 64;
+            let mut bits = self.free[word] & (u64::MAX << (index % 64));
+            let word_end = (word + 1) * 64;
+            if to < word_end {
+                bits &= (1u64 << (to % 64)) - 1;
+            }
+            if bits != 0 {
+                return Some(word * 64 + bits.trailing_zeros() as usize);
+            }
+            index = word_end;
+        }
+        None
+    }
+
+    /// Takes a frame of `node`: next-fit over the node's SRAT ranges (from its cursor to the
+    /// end, then from the start up to the cursor). `None` if the node has none free.
+    fn take_on(&mut self, node: Node) -> Option<usize> {
+        if self.node_free[node.index()] == 0 {
+            return None;
+        }
+        let cursor = self.node_next[node.index()];
+        let frames = |(start, end): (u64, u64)| ((start.div_ceil(FRAME_SIZE)) as usize, (end / FRAME_SIZE) as usize);
+        let after = numa::node_ranges(node).map(frames).find_map(|(first, end)| self.find_free(first.max(cursor), end));
+        let found = after.or_else(|| numa::node_ranges(node).map(frames).find_map(|(first, end)| self.find_free(first, end.min(cursor))))?;
+        self.take(found);
+        self.node_next[node.index()] = found;
+        Some(found)
     }
 }
 
@@ -69,25 +162,26 @@ pub fn init(regions: &MemoryRegions) {
 pub fn alloc_below(limit: u64) -> Option<PhysFrame> {
     let mut bm = FRAMES.lock();
     let frames = ((limit / FRAME_SIZE) as usize).min(MAX_FRAMES);
-    let index = (1..frames).find(|&i| bm.free[i / 64] & (1 << (i % 64)) != 0)?;
-    bm.free[index / 64] &= !(1 << (index % 64));
-    bm.free_count -= 1;
-    Some(PhysFrame::containing_address(PhysAddr::new(index as u64 * FRAME_SIZE)))
+    let index = bm.find_free(1, frames)?;
+    bm.take(index);
+    Some(frame_at(index))
 }
 
 /// Takes a free frame, or `None` when memory is exhausted. The contents are whatever was there.
 pub fn alloc() -> Option<PhysFrame> {
-    let mut bm = FRAMES.lock();
+    take_next(&mut FRAMES.lock())
+}
+
+/// The whole bitmap's next-fit step (any node).
+fn take_next(bm: &mut Bitmap) -> Option<PhysFrame> {
     let start_word = bm.next / 64;
     for step in 0..WORDS {
         let w = (start_word + step) % WORDS;
         if bm.free[w] != 0 {
-            let bit = bm.free[w].trailing_zeros() as usize;
-            bm.free[w] &= !(1 << bit);
-            bm.free_count -= 1;
-            let index = w * 64 + bit;
+            let index = w * 64 + bm.free[w].trailing_zeros() as usize;
+            bm.take(index);
             bm.next = index;
-            return Some(PhysFrame::containing_address(PhysAddr::new(index as u64 * FRAME_SIZE)));
+            return Some(frame_at(index));
         }
     }
     None
@@ -111,9 +205,10 @@ pub fn alloc_contiguous() -> Option<PhysFrame> {
         return None;
     }
     let first = (0..WORDS).step_by(RUN_WORDS).find(|&w| bm.free[w..w + RUN_WORDS].iter().all(|&word| word == u64::MAX))?;
-    bm.free[first..first + RUN_WORDS].fill(0);
-    bm.free_count -= CONTIGUOUS_FRAMES;
-    Some(PhysFrame::containing_address(PhysAddr::new((first * 64) as u64 * FRAME_SIZE)))
+    for index in first * 64..(first + RUN_WORDS) * 64 {
+        bm.take(index);
+    }
+    Some(frame_at(first * 64))
 }
 
 /// Gives back a run [`alloc_contiguous`] handed out. Freeing a frame of it twice panics.
@@ -134,6 +229,8 @@ pub fn free(frame: PhysFrame) {
     assert!(bm.free[index / 64] & mask == 0, "double free of frame {:#x}", frame.start_address().as_u64());
     bm.free[index / 64] |= mask;
     bm.free_count += 1;
+    let node = bm.node_of(index).index();
+    bm.node_free[node] += 1;
 }
 
 /// Reference counts of user frames, indexed by frame number (set up after the heap).
@@ -212,37 +309,65 @@ fn isqrt(n: u64) -> u64 {
 
 /// A frame, unless that would go below [`user_reserve`].
 fn alloc_above_reserve() -> Option<PhysFrame> {
-    if free_count() <= user_reserve() {
+    let mut bm = FRAMES.lock();
+    if bm.free_count <= user_reserve_of(bm.total_usable) {
         return None;
     }
-    alloc()
+    take_next(&mut bm)
 }
 
-/// A fresh user frame with one reference, unless that would go below [`user_reserve`].
+/// A fresh user frame with one reference, unless that would go below [`user_reserve`]: from
+/// the node of the CPU asking, as Linux's default policy ("local allocation"), with fallback.
 pub fn alloc_user() -> Option<PhysFrame> {
-    let frame = alloc_above_reserve()?;
-    set_one_reference(frame);
-    Some(frame)
+    alloc_user_on(numa::this_node())
 }
 
 /// A fresh user frame with one reference from node `preferred`, or — when it has none free —
 /// from the nearest other node that has (Linux: `alloc_pages_node()` with the zonelist in
 /// distance order). Stops at [`user_reserve`] like [`alloc_user`].
-#[allow(dead_code)] // the placement of issue #17 calls it
-pub fn alloc_user_on(preferred: mempolicy::Node) -> Option<PhysFrame> {
-    alloc_user_in(preferred, mempolicy::NodeMask::from_bits(u64::MAX))
+pub fn alloc_user_on(preferred: Node) -> Option<PhysFrame> {
+    alloc_user_in(preferred, NodeMask::from_bits(u64::MAX))
 }
 
 /// [`alloc_user_on`] restricted to the nodes of `allowed` (`MPOL_BIND`: no fallback outside
 /// the mask; Linux: `__alloc_pages()` with a nodemask). `preferred` need not be in `allowed`
 /// (then the nearest node of `allowed` to it is tried first). `None` when none of them has a
 /// free frame above the reserve.
-pub fn alloc_user_in(_preferred: mempolicy::Node, allowed: mempolicy::NodeMask) -> Option<PhysFrame> {
-    // One node today (see `numa`): every frame is on node 0.
-    if !allowed.contains(mempolicy::Node::ZERO) {
-        return None;
+///
+/// The reserve ([`user_reserve`]) is global, not per node: it is there so that the kernel —
+/// whose own allocations come from any node — is never refused a frame before a program is,
+/// and a per-node reserve would instead strand memory on every node a program may not use.
+/// (Linux keeps a watermark per zone, but its kernel allocations also fall back across nodes.)
+pub fn alloc_user_in(preferred: Node, allowed: NodeMask) -> Option<PhysFrame> {
+    let frame = {
+        let mut bm = FRAMES.lock();
+        if bm.free_count <= user_reserve_of(bm.total_usable) {
+            return None;
+        }
+        if bm.several_nodes {
+            let index = fallback_order(preferred, allowed).into_iter().flatten().find_map(|node| bm.take_on(node))?;
+            frame_at(index)
+        } else if allowed.contains(Node::ZERO) {
+            take_next(&mut bm)?
+        } else {
+            return None;
+        }
+    };
+    set_one_reference(frame);
+    Some(frame)
+}
+
+/// The online nodes of `allowed`, nearest to `preferred` first, ties to the lower node (Linux:
+/// `build_zonelists()` → `find_next_best_node()`, which prefers the lower node among equals).
+fn fallback_order(preferred: Node, allowed: NodeMask) -> [Option<Node>; MAX_NODES] {
+    let mut order = [None; MAX_NODES];
+    let nodes = numa::online_nodes().intersection(allowed);
+    for (slot, node) in order.iter_mut().zip(nodes.iter()) {
+        *slot = Some(node);
     }
-    alloc_user()
+    let distance = |n: &Option<Node>| n.map_or((u8::MAX, u8::MAX), |n| (numa::distance(preferred, n), n.index() as u8));
+    order[..nodes.count()].sort_unstable_by_key(distance);
+    order
 }
 
 /// A frame for a page table of a user address space. Tables are the program's memory too, so
@@ -303,6 +428,17 @@ pub fn total_usable() -> usize {
     FRAMES.lock().total_usable
 }
 
+/// Free frames of `node` right now.
+pub fn node_free_count(node: Node) -> usize {
+    FRAMES.lock().node_free[node.index()]
+}
+
+/// Usable frames of `node` (free or not).
+#[allow(dead_code)] // tests and the policy calls of issue #17
+pub fn node_usable(node: Node) -> usize {
+    FRAMES.lock().node_usable[node.index()]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -323,5 +459,64 @@ mod tests {
         }
         assert_eq!(free_count(), before);
         assert!(total_usable() >= free_count());
+    }
+
+    fn online() -> impl Iterator<Item = Node> {
+        numa::online_nodes().iter()
+    }
+
+    #[ktest]
+    fn a_frame_from_alloc_user_on_a_node_lies_on_it_and_is_counted_there() {
+        assert_eq!(online().map(node_free_count).sum::<usize>(), free_count(), "the nodes' counts add up");
+        assert_eq!(online().map(node_usable).sum::<usize>(), total_usable());
+        for node in online() {
+            let before = node_free_count(node);
+            let frames: Vec<PhysFrame> = (0..100).map(|_| alloc_user_on(node).expect("a frame")).collect();
+            assert!(frames.iter().all(|&f| numa::frame_node(f) == node), "all on node {}", node.index());
+            assert_eq!(node_free_count(node), before - 100);
+            frames.into_iter().for_each(put);
+            assert_eq!(node_free_count(node), before);
+        }
+    }
+
+    #[ktest]
+    fn alloc_user_in_never_leaves_the_mask() {
+        let all = numa::online_nodes().bits();
+        // Every non-empty subset of the online nodes, every preferred node (in the mask or not).
+        for bits in (1..=all).filter(|b| b & !all == 0) {
+            let mask = NodeMask::from_bits(bits);
+            for preferred in online() {
+                let frame = alloc_user_in(preferred, mask).expect("a frame");
+                let node = numa::frame_node(frame);
+                assert!(mask.contains(node), "node {} outside {bits:#b}", node.index());
+                if mask.contains(preferred) {
+                    assert_eq!(node, preferred, "the preferred node has frames");
+                }
+                put(frame);
+            }
+        }
+        assert_eq!(alloc_user_in(Node::ZERO, NodeMask::EMPTY), None);
+        assert_eq!(alloc_user_in(Node::ZERO, NodeMask::from_bits(!all)), None, "only nodes without memory");
+    }
+
+    #[ktest(needs = numa)]
+    fn an_exhausted_node_falls_back_to_the_nearest_other_node() {
+        // The highest node (node 0 holds the kernel's memory): take every frame it has.
+        let last = online().last().unwrap();
+        let before = node_free_count(last);
+        let mut taken = Vec::with_capacity(node_free_count(last));
+        while let Some(frame) = alloc_user_in(last, NodeMask::single(last)) {
+            assert_eq!(numa::frame_node(frame), last);
+            taken.push(frame);
+        }
+        assert_eq!(node_free_count(last), 0, "BIND to one node stops when it is empty");
+        assert!(taken.len() > node_usable(last) / 2);
+        // Now the nearest node takes over (ties: the lower node — Linux's zonelist order).
+        let nearest = online().filter(|&n| n != last).min_by_key(|&n| (numa::distance(last, n), n.index())).unwrap();
+        let frame = alloc_user_on(last).expect("fallback to another node");
+        assert_eq!(numa::frame_node(frame), nearest);
+        put(frame);
+        taken.into_iter().for_each(put);
+        assert_eq!(node_free_count(last), before);
     }
 }
