@@ -297,7 +297,7 @@ impl Mm {
     /// file's bytes — with the area's protection and key.
     fn map_fresh_page(&mut self, area: &Area, addr: u64) -> Result<(), SegvCode> {
         let page_start = page_start(addr);
-        let frame = frame::alloc_user().ok_or(SegvCode::OutOfMemory)?;
+        let frame = super::policy::alloc_for_fault(area, page_start, None).ok_or(SegvCode::OutOfMemory)?;
         paging::zero_frame(frame);
         if let Backing::File { file, offset, file_len } = &area.backing {
             let within = page_start - area.start;
@@ -367,7 +367,7 @@ impl Mm {
     /// to `area`? The area's protection first (`SEGV_ACCERR`; a read needs any of R/W/X — x86
     /// pages without keys cannot be execute-only), then, for data accesses, the key
     /// (`SEGV_PKUERR`; Linux `arch_vma_access_permitted()`, which GUP asks too).
-    fn permits(&self, area: &Area, access: Access, pkru: Pkru) -> Result<(), SegvCode> {
+    pub(super) fn permits(&self, area: &Area, access: Access, pkru: Pkru) -> Result<(), SegvCode> {
         let allowed = match access {
             Access::Write => area.prot.contains(Prot::WRITE),
             Access::Execute => area.prot.contains(Prot::EXEC),
@@ -420,7 +420,9 @@ impl Mm {
             tlb.flush();
             return Ok(());
         }
-        let copy = frame::alloc_user().ok_or(SegvCode::OutOfMemory)?;
+        // The private copy is a new page of the area: placed by its policy, as a fresh one.
+        let area = self.vmas.find(addr).ok_or(SegvCode::AccErr)?;
+        let copy = super::policy::alloc_for_fault(area, page_start(addr), None).ok_or(SegvCode::OutOfMemory)?;
         paging::copy_frame(frame, copy);
         let new_addr = copy.start_address().as_u64();
         self.root().update_leaf(p, &mut tlb, |old| writable((old & !paging::FRAME_MASK) | new_addr));
