@@ -93,11 +93,14 @@ impl Mm {
     }
 
     /// Moves the page at `addr` (mapped only here) to a frame chosen by `policy` for interleave
-    /// index `addr >> 12` — `to` overrides it with one node (`move_pages`). Copies the data,
-    /// points the entry at the new frame with the same flags, invalidates the old translation
-    /// on every CPU that may hold it, and frees the old frame. `Ok(node)`: where it is now;
-    /// `ENOMEM`: no frame there (the page stays). Linux: `migrate_folio()` and
-    /// `remove_migration_ptes()`.
+    /// index `addr >> 12` — `to` overrides it with one node (`move_pages`). First the entry
+    /// loses its write bit on every CPU (another thread of the process may be writing to the
+    /// page right now: a write after the copy would be lost; now it faults and waits for this
+    /// address space's lock), then the data is copied, the entry points at the new frame with
+    /// its old flags, every CPU forgets the old translation, and the old frame is freed.
+    /// `Ok(node)`: where it is now; `ENOMEM`: no frame there (the page stays). Linux:
+    /// `migrate_folio()`, with `try_to_migrate()`'s migration entries in the role of the
+    /// cleared write bit, and `remove_migration_ptes()`.
     pub fn move_page(&mut self, addr: u64, policy: Option<&Policy>, to: Option<Node>) -> Result<Node, Errno> {
         let old = self.present_frame(addr).ok_or(Errno::ENOENT)?;
         let new = match to {
@@ -105,11 +108,18 @@ impl Mm {
             None => alloc_by(policy, addr / PAGE_SIZE),
         }
         .ok_or(Errno::ENOMEM)?;
-        paging::copy_frame(old, new);
         let page = Page::containing_address(VirtAddr::new(addr & !(PAGE_SIZE - 1)));
+        let mut flags = 0;
+        let mut tlb = self.tlb_batch();
+        self.root().update_leaf(page, &mut tlb, |bits| {
+            flags = bits & !paging::FRAME_MASK;
+            bits & !PageTableFlags::WRITABLE.bits()
+        });
+        tlb.flush();
+        paging::copy_frame(old, new);
         let new_addr = new.start_address().as_u64();
         let mut tlb = self.tlb_batch();
-        self.root().update_leaf(page, &mut tlb, |bits| (bits & !paging::FRAME_MASK) | new_addr);
+        self.root().update_leaf(page, &mut tlb, |_| flags | new_addr);
         tlb.flush();
         frame::put(old);
         Ok(numa::frame_node(new))
