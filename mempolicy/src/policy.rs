@@ -356,7 +356,7 @@ pub fn mbind_range(start: u64, len: u64, mode: Mode, flags: u64, may_move_all: b
 /// `[start, start + PAGE_ALIGN(len))` as `mbind` and `set_mempolicy_home_node` check it: an
 /// unaligned start or a wrapping end → `EINVAL`; `Ok(None)` for an empty range.
 fn page_range(start: u64, len: u64) -> Result<Option<(u64, u64)>, Errno> {
-    if start % PAGE != 0 {
+    if !start.is_multiple_of(PAGE) {
         return Err(Errno::EINVAL);
     }
     let end = start.wrapping_add(len.wrapping_add(PAGE - 1) & !(PAGE - 1));
@@ -370,7 +370,7 @@ fn page_range(start: u64, len: u64) -> Result<Option<(u64, u64)>, Errno> {
 /// start → `EINVAL`; flags (reserved) → `EINVAL`; a node that is not online (or past
 /// `MAX_NUMNODES`) → `EINVAL`; then the range as `mbind`'s. `Ok(None)`: nothing to do.
 pub fn home_node_range(start: u64, len: u64, home_node: u64, flags: u64, online: NodeMask) -> Result<Option<(u64, u64, Node)>, Errno> {
-    if start % PAGE != 0 || flags != 0 {
+    if !start.is_multiple_of(PAGE) || flags != 0 {
         return Err(Errno::EINVAL);
     }
     let node = Node::new(home_node as usize).filter(|&n| online.contains(n)).ok_or(Errno::EINVAL)?;
