@@ -165,6 +165,8 @@ pub fn sys_mbind(start: u64, len: u64, mode: u64, nmask: u64, maxnode: u64, flag
             }
         }
     }
+    // A huge-page area is cut only at 2-MiB boundaries (Linux: `hugetlb_vm_op_split()`).
+    crate::mm::hugetlb::check_cuts(&mm, start, end)?;
     crate::syscall::mm::check_split(&mm, start, end)?;
     for &(s, e) in &pieces {
         let _ = mm.vmas.set_policy(s, e, policy);
@@ -203,6 +205,7 @@ pub fn sys_set_mempolicy_home_node(start: u64, len: u64, home_node: u64, flags: 
     for (s, e) in mapped_pieces(&mm, start, end) {
         let old = mm.vmas.find(s).and_then(|a| a.policy).ok_or(Errno::ENOENT)?;
         let new = mempolicy::with_home_node(&old, home)?;
+        crate::mm::hugetlb::check_cuts(&mm, s, e)?;
         crate::syscall::mm::check_split(&mm, s, e)?;
         let _ = mm.vmas.set_policy(s, e, Some(new));
     }
