@@ -105,6 +105,10 @@ pub const CASES: &[Case] = &[
     Case { program: "procs", args: &[], cpu: "max", smp: 2, numa: 2 },
     Case { program: "threads", args: &[], cpu: "max", smp: 2, numa: 2 },
     Case { program: "smp_affinity", args: &[], cpu: "max", smp: 2, numa: 2 },
+    // NUMA memory policy (issue #17) on 1, 2 and 4 nodes of one CPU each.
+    Case { program: "mempolicy", args: &[], cpu: "max", smp: 1, numa: 1 },
+    Case { program: "mempolicy", args: &[], cpu: "max", smp: 2, numa: 2 },
+    Case { program: "mempolicy", args: &[], cpu: "max", smp: 4, numa: 4 },
 ];
 
 /// Cases booted with huge pages in the pool: (program, pages).

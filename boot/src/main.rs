@@ -122,12 +122,14 @@ fn parse_args() -> Result<Args, String> {
 fn run(args: &Args) -> Result<i32, String> {
     qemu::check_installed(args.qemu.firmware)?;
     let kernel = build::kernel(if args.release { Kernel::Release } else { Kernel::Run })?;
-    // Without --init: pikku's demo (user/musl/demo.c).
+    // Without --init: pikku's demo (user/musl/demo.c) — or, on a machine with NUMA nodes, the
+    // placement demo (user/musl/numa_demo.c).
     let demo;
     let init = match &args.init {
         Some(init) => init,
         None => {
-            demo = boot::run::Init { program: build::user_programs()?.join("demo"), ..Default::default() };
+            let program = if args.qemu.numa > 0 { "numa_demo" } else { "demo" };
+            demo = boot::run::Init { program: build::user_programs()?.join(program), ..Default::default() };
             &demo
         }
     };

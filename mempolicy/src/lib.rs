@@ -6,7 +6,7 @@
 //! the node number and node-mask types the kernel's topology (`kernel::mm::numa`) and frame
 //! allocator speak, and the policy rules built on them. It compiles on the host, where its tests
 //! run, and into the kernel.
-#![no_std]
+#![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
 /// The most nodes pikku describes: one 64-bit word of mask. (Linux on x86-64 Debian is built with
@@ -92,7 +92,29 @@ impl NodeMask {
     pub const fn intersection(self, other: NodeMask) -> NodeMask {
         NodeMask(self.0 & other.0)
     }
+
+    pub const fn union(self, other: NodeMask) -> NodeMask {
+        NodeMask(self.0 | other.0)
+    }
+
+    /// Is every node of `self` in `other` (Linux: `nodes_subset()`)?
+    pub const fn is_subset(self, other: NodeMask) -> bool {
+        self.0 & !other.0 == 0
+    }
+
+    /// The lowest node of the set (Linux: `first_node()`).
+    pub fn first(self) -> Option<Node> {
+        self.nth(0)
+    }
+
+    /// The position of `node` among the nodes of the set (mask {1, 3}: node 3 is at 1).
+    pub fn position(self, node: Node) -> Option<usize> {
+        self.contains(node).then(|| (self.0 & ((1u64 << node.0) - 1)).count_ones() as usize)
+    }
 }
+
+mod policy;
+pub use policy::*;
 
 #[cfg(test)]
 mod tests {

@@ -656,6 +656,8 @@ static const struct call calls_table[] = {
     {293, "pipe2"}, {318, "getrandom"}, {329, "pkey_mprotect"}, {330, "pkey_alloc"}, {331, "pkey_free"},
     {97, "getrlimit"}, {115, "getgroups"}, {116, "setgroups"}, {118, "getresuid"}, {120, "getresgid"}, {201, "time"},
     {273, "set_robust_list"}, {302, "prlimit64"}, {160, "setrlimit"}, {334, "rseq"}, {435, "clone3"},
+    {237, "mbind"}, {238, "set_mempolicy"}, {239, "get_mempolicy"}, {256, "migrate_pages"}, {279, "move_pages"},
+    {450, "set_mempolicy_home_node"},
     {-1, "unknown"},
 };
 #define NCALLS (sizeof calls_table / sizeof calls_table[0])
@@ -817,6 +819,25 @@ static void one_call(struct ctx *c) {
     case 318: a[0] = wptr(c); a[1] = length(c, a[0]); a[2] = flags(c); break;
     case 330: a[0] = chance(c, 2) ? 0 : flags(c); a[1] = chance(c, 2) ? below(c, 4) : flags(c); break;
     case 331: a[0] = pkey(c); if ((int)a[0] == 0) a[0] = 16; break;   /* freeing key 0 would let pkey_alloc hand it out with AD set */
+    /* NUMA memory policy: modes 0-7 with the mode flags (bits 13-15) now and then; node masks
+     * read from anywhere readable, maxnode small or any boundary. Moving the program's own pages
+     * (mbind with MPOL_MF_MOVE, migrate_pages, move_pages) must keep their contents. */
+    case 237: /* mbind */
+        a[0] = mm_addr(c); a[1] = length(c, a[0]); a[2] = chance(c, 2) ? below(c, 8) | (below(c, 8) << 13) : flags(c);
+        a[3] = chance(c, 4) ? 0 : rptr(c); a[4] = chance(c, 2) ? below(c, 130) : any_boundary(c); a[5] = chance(c, 2) ? below(c, 8) : flags(c);
+#ifdef AVOID_KNOWN
+        if (a[0] + a[1] >= TOP - PAGE || a[1] > (1UL << 30)) return;
+#endif
+        break;
+    case 238: a[0] = chance(c, 2) ? below(c, 8) | (below(c, 8) << 13) : flags(c); a[1] = chance(c, 4) ? 0 : rptr(c); a[2] = chance(c, 2) ? below(c, 130) : any_boundary(c); break;
+    case 239: a[0] = chance(c, 4) ? 0 : wptr(c); a[1] = chance(c, 4) ? 0 : wptr(c); a[2] = chance(c, 2) ? below(c, 130) : any_boundary(c);
+        a[3] = chance(c, 2) ? 0 : chance(c, 2) ? mm_addr(c) : rptr(c); a[4] = chance(c, 2) ? below(c, 8) : flags(c); break;
+    case 256: a[0] = chance(c, 2) ? 0 : a_pid(c); a[1] = chance(c, 2) ? below(c, 130) : any_boundary(c); a[2] = rptr(c); a[3] = rptr(c); break;
+    case 279: a[0] = chance(c, 2) ? 0 : a_pid(c); a[1] = chance(c, 2) ? below(c, 20) : any_boundary(c); a[2] = rptr(c);
+        a[3] = chance(c, 2) ? 0 : rptr(c); a[4] = wptr(c); a[5] = chance(c, 2) ? below(c, 8) : flags(c);
+        if (a[1] > 20) a[1] = below(c, 20);   /* status is written: 4 bytes a page, within SCRATCH */
+        break;
+    case 450: a[0] = mm_addr(c); a[1] = length(c, a[0]); a[2] = chance(c, 2) ? below(c, 4) : any_boundary(c); a[3] = chance(c, 2) ? 0 : flags(c); break;
     case -1: /* an unknown number, rarely: each is a kernel log line */
         if (!chance(c, 32)) return;
         nr = chance(c, 2) ? 335 + below(c, 2000) : any_boundary(c);

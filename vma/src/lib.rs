@@ -11,11 +11,12 @@
 //!
 //! * **split** — changing or unmapping part of an area splits it at the range's ends
 //!   (Linux: `split_vma`);
-//! * **merge** — two adjacent areas with the same protection, the same key and compatible
-//!   backing become one (Linux: `vma_merge`); areas that differ only in their key are never
-//!   merged, because the key is part of `vm_flags`;
+//! * **merge** — two adjacent areas with the same protection, the same key, the same memory
+//!   policy and compatible backing become one (Linux: `vma_merge`, which compares `vm_flags` —
+//!   the key is part of them — and `mpol_equal()`);
 //! * **protect** — `mprotect` walks the range area by area; a hole stops it with an error, and
-//!   the areas before the hole keep their new protection (Linux's `mprotect` is not atomic).
+//!   the areas before the hole keep their new protection (Linux's `mprotect` is not atomic);
+//! * **set_policy** — `mbind` does the same with the area's NUMA memory policy.
 //!
 //! This crate is pure logic; the kernel supplies the page tables and frames.
 
@@ -28,6 +29,7 @@ extern crate alloc;
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
+use mempolicy::Policy;
 use pkeys::Pkey;
 
 pub mod user;
@@ -73,6 +75,9 @@ pub struct Vma<F> {
     /// The protection key of every page in the area (Linux: `vma_pkey()`).
     pub pkey: Pkey,
     pub backing: Backing<F>,
+    /// The area's NUMA memory policy (`mbind`; Linux: `vma->vm_policy`); `None`: the thread's
+    /// policy applies.
+    pub policy: Option<Policy>,
 }
 
 impl<F: Clone + PartialEq> Vma<F> {
@@ -105,16 +110,16 @@ impl<F: Clone + PartialEq> Vma<F> {
             ),
         };
         (
-            Vma { start: self.start, end: at, prot: self.prot, pkey: self.pkey, backing: left_backing },
-            Vma { start: at, end: self.end, prot: self.prot, pkey: self.pkey, backing: right_backing },
+            Vma { start: self.start, end: at, prot: self.prot, pkey: self.pkey, backing: left_backing, policy: self.policy },
+            Vma { start: at, end: self.end, prot: self.prot, pkey: self.pkey, backing: right_backing, policy: self.policy },
         )
     }
 
     /// Can `next`, which starts where `self` ends, be merged into `self`? Same protection, same
-    /// key, and backing that continues: both anonymous, or the same file at the following
-    /// offset with `self` wholly file-backed (no zero tail in the middle).
+    /// key, same policy, and backing that continues: both anonymous, or the same file at the
+    /// following offset with `self` wholly file-backed (no zero tail in the middle).
     pub fn can_merge(&self, next: &Vma<F>) -> bool {
-        if self.end != next.start || self.prot != next.prot || self.pkey != next.pkey {
+        if self.end != next.start || self.prot != next.prot || self.pkey != next.pkey || self.policy != next.policy {
             return false;
         }
         match (&self.backing, &next.backing) {
@@ -258,7 +263,25 @@ impl<F: Clone + PartialEq> VmaMap<F> {
     ///
     /// Each tree lookup costs a walk from the root, so the loop does one per area (plus one to
     /// write back), and the merge afterwards walks the neighbourhood once.
-    pub fn protect(&mut self, start: u64, end: u64, mut new: impl FnMut(&Vma<F>) -> (Prot, Pkey)) -> Protected<F> {
+    pub fn protect(&mut self, start: u64, end: u64, new: impl FnMut(&Vma<F>) -> (Prot, Pkey)) -> Protected<F> {
+        self.change(start, end, new, |v| (v.prot, v.pkey), |v, (prot, pkey)| {
+            v.prot = prot;
+            v.pkey = pkey;
+        })
+    }
+
+    /// Gives `[start, end)` the memory policy `policy`, area by area, exactly as
+    /// [`Self::protect`] changes protections: areas that already have it are left alone, the
+    /// others are split at the ends of the range, and equal neighbours merged. A hole stops it
+    /// ([`Protected::hole`]; `mbind` checks for holes before it changes anything). Linux:
+    /// `mbind_range()` → `vma_modify_policy()`.
+    pub fn set_policy(&mut self, start: u64, end: u64, policy: Option<Policy>) -> Protected<F> {
+        self.change(start, end, |_| policy, |v| v.policy, |v, p| v.policy = p)
+    }
+
+    /// The walk of [`Self::protect`] and [`Self::set_policy`]: `new(vma)` is the attribute an
+    /// area should have, `get` reads it, `set` writes it.
+    fn change<A: PartialEq>(&mut self, start: u64, end: u64, mut new: impl FnMut(&Vma<F>) -> A, get: impl Fn(&Vma<F>) -> A, set: impl Fn(&mut Vma<F>, A)) -> Protected<F> {
         let mut changed = Vec::new();
         let mut cursor = start;
         let mut hole = None;
@@ -269,8 +292,8 @@ impl<F: Clone + PartialEq> VmaMap<F> {
                 hole = Some(Hole { at: cursor });
                 break;
             };
-            let (prot, pkey) = new(vma);
-            if prot == vma.prot && pkey == vma.pkey {
+            let wanted = new(vma);
+            if wanted == get(vma) {
                 cursor = vma.end;
                 continue;
             }
@@ -293,8 +316,7 @@ impl<F: Clone + PartialEq> VmaMap<F> {
             } else {
                 self.areas.remove(&cursor).expect("found above")
             };
-            middle.prot = prot;
-            middle.pkey = pkey;
+            set(&mut middle, wanted);
             cursor = middle.end;
             changed.push(middle.clone());
             self.areas.insert(middle.start, middle);

@@ -11,7 +11,7 @@ fn key(n: u32) -> Pkey {
 }
 
 fn anon(start: u64, pages: u64, prot: Prot, pkey: u32) -> Vma<u32> {
-    Vma { start, end: start + pages * PAGE_SIZE, prot, pkey: key(pkey), backing: Backing::Anonymous }
+    Vma { start, end: start + pages * PAGE_SIZE, prot, pkey: key(pkey), backing: Backing::Anonymous, policy: None }
 }
 
 #[test]
@@ -80,7 +80,7 @@ fn protect_stops_at_a_hole_after_changing_what_came_before() {
 #[test]
 fn file_backing_follows_splits_and_merges_back() {
     let mut m = VmaMap::new();
-    m.insert(Vma { start: BASE, end: BASE + 4 * PAGE_SIZE, prot: Prot::READ, pkey: key(0), backing: Backing::File { file: 7u32, offset: 0x2000, file_len: 0x2800 } });
+    m.insert(Vma { start: BASE, end: BASE + 4 * PAGE_SIZE, prot: Prot::READ, pkey: key(0), backing: Backing::File { file: 7u32, offset: 0x2000, file_len: 0x2800 }, policy: None });
     let _ = m.protect(BASE + PAGE_SIZE, BASE + 2 * PAGE_SIZE, |_| (Prot::READ | Prot::WRITE, key(0)));
     let parts: Vec<_> = m.iter().map(|v| v.backing.clone()).collect();
     assert_eq!(
@@ -189,6 +189,7 @@ fn huge_page_areas_never_merge_and_a_fork_copy_forgets_their_reservations() {
         prot: Prot::READ,
         pkey: key(0),
         backing: Backing::<u32>::Hugetlb { reserved },
+        policy: None,
     };
     let mut m = VmaMap::new();
     assert!(m.insert(huge(BASE, 2, true)));
@@ -207,4 +208,25 @@ fn huge_page_areas_never_merge_and_a_fork_copy_forgets_their_reservations() {
     assert!(child.iter().take(3).all(|v| v.backing == Backing::Hugetlb { reserved: false }));
     assert_eq!(child.iter().nth(3).map(|v| v.backing.clone()), Some(Backing::Anonymous), "other areas untouched");
     assert!(m.iter().take(3).all(|v| v.backing == Backing::Hugetlb { reserved: true }), "the parent keeps its own");
+}
+
+#[test]
+fn set_policy_splits_and_merges_like_protect() {
+    let all = mempolicy::NodeMask::from_bits(0b11);
+    let bind0 = mempolicy::mpol_new(mempolicy::Mode::Bind, mempolicy::ModeFlags::NONE, mempolicy::NodeMask::from_bits(1), all).unwrap();
+    let mut m = VmaMap::new();
+    assert!(m.insert(anon(BASE, 4, Prot::READ | Prot::WRITE, 0)));
+    let done = m.set_policy(BASE + PAGE_SIZE, BASE + 3 * PAGE_SIZE, bind0);
+    assert_eq!((done.changed.len(), done.hole, m.len()), (1, None, 3), "the middle two pages split off");
+    assert_eq!(m.find(BASE + PAGE_SIZE).unwrap().policy, bind0);
+    assert_eq!(m.find(BASE).unwrap().policy, None);
+    let again = m.set_policy(BASE + PAGE_SIZE, BASE + 2 * PAGE_SIZE, bind0);
+    assert!(again.changed.is_empty(), "an area that already has the policy is not split");
+    assert_eq!(m.len(), 3);
+    let (left, right) = m.find(BASE + PAGE_SIZE).unwrap().clone().split(BASE + 2 * PAGE_SIZE);
+    assert_eq!((left.policy, right.policy), (bind0, bind0), "split keeps the policy");
+    let back = m.set_policy(BASE, BASE + 4 * PAGE_SIZE, None);
+    assert_eq!((back.changed.len(), m.len()), (1, 1), "back to the default: one area again");
+    let hole = m.set_policy(BASE + 3 * PAGE_SIZE, BASE + 5 * PAGE_SIZE, bind0);
+    assert_eq!(hole.hole, Some(Hole { at: BASE + 4 * PAGE_SIZE }));
 }

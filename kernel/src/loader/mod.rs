@@ -60,9 +60,10 @@ pub fn load(process: &Arc<Process>, tid: u32, path: &[u8], argv: &[&[u8]], envp:
             prot: seg.prot,
             pkey: Pkey::DEFAULT,
             backing: Backing::File { file: crate::mm::area::MappedFile::Ramdisk(file), offset: seg.file_offset, file_len: seg.file_len },
+            policy: None,
         })?;
     }
-    mm.add_area(Vma { start: STACK_TOP - STACK_SIZE, end: STACK_TOP, prot: Prot::READ | Prot::WRITE, pkey: Pkey::DEFAULT, backing: Backing::Anonymous })?;
+    mm.add_area(Vma { start: STACK_TOP - STACK_SIZE, end: STACK_TOP, prot: Prot::READ | Prot::WRITE, pkey: Pkey::DEFAULT, backing: Backing::Anonymous, policy: None })?;
     mm.brk_start = plan.brk_start;
     mm.brk = plan.brk_start;
 

@@ -368,7 +368,7 @@ mod tests {
             let tagged = VirtAddr::new(USER_PAGE + 4096);
             // The areas the fault path consults (copy-on-write needs a writable area).
             for (start, k) in [(USER_PAGE, 0), (USER_PAGE + 4096, 3)] {
-                let area = vma::Vma { start, end: start + 4096, prot: vma::Prot::READ | vma::Prot::WRITE, pkey: key(k), backing: vma::Backing::Anonymous };
+                let area = vma::Vma { start, end: start + 4096, prot: vma::Prot::READ | vma::Prot::WRITE, pkey: key(k), backing: vma::Backing::Anonymous, policy: None };
                 parent.add_area(area).unwrap();
             }
             parent.map_zeroed_user_page(addr, true, false, Pkey::DEFAULT).unwrap();
@@ -419,7 +419,7 @@ mod tests {
             let start = frame::free_count();
             {
                 let mut mm = thread.mm.write();
-                let area = vma::Vma { start: USER_PAGE, end: USER_PAGE + 8 * 4096, prot: vma::Prot::READ | vma::Prot::WRITE, pkey: Pkey::DEFAULT, backing: vma::Backing::Anonymous };
+                let area = vma::Vma { start: USER_PAGE, end: USER_PAGE + 8 * 4096, prot: vma::Prot::READ | vma::Prot::WRITE, pkey: Pkey::DEFAULT, backing: vma::Backing::Anonymous, policy: None };
                 mm.add_area(area).unwrap();
                 for i in 0..8 {
                     mm.map_zeroed_user_page(VirtAddr::new(USER_PAGE + i * 4096), true, false, Pkey::DEFAULT).unwrap();

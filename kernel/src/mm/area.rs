@@ -367,7 +367,7 @@ impl Mm {
                 frame::zero_frame()
             }
             _ => {
-                let frame = frame::alloc_user().ok_or(SegvCode::OutOfMemory)?;
+                let frame = super::policy::alloc_for_fault(area, page_start, None).ok_or(SegvCode::OutOfMemory)?;
                 paging::zero_frame(frame);
                 if let Backing::File { file: MappedFile::Ramdisk(file), offset, file_len } = &area.backing {
                     let within = page_start - area.start;
@@ -428,7 +428,7 @@ impl Mm {
         if !write || !cow || (!frame::is_zero_frame(frame) && frame::references(frame) == 1) {
             return Some(frame);
         }
-        let copy = private_copy(frame)?;
+        let copy = private_copy(frame, &area, addr)?;
         let new_addr = copy.start_address().as_u64();
         let mut tlb = self.tlb_batch();
         self.root().update_leaf(page(addr), &mut tlb, |old| (old & !paging::FRAME_MASK) | new_addr);
@@ -442,7 +442,7 @@ impl Mm {
     /// to `area`? The area's protection first (`SEGV_ACCERR`; a read needs any of R/W/X — x86
     /// pages without keys cannot be execute-only), then, for data accesses, the key
     /// (`SEGV_PKUERR`; Linux `arch_vma_access_permitted()`, which GUP asks too).
-    fn permits(&self, area: &Area, access: Access, pkru: Pkru) -> Result<(), SegvCode> {
+    pub(super) fn permits(&self, area: &Area, access: Access, pkru: Pkru) -> Result<(), SegvCode> {
         let allowed = match access {
             Access::Write => area.prot.contains(Prot::WRITE),
             Access::Execute => area.prot.contains(Prot::EXEC),
@@ -496,7 +496,9 @@ impl Mm {
             tlb.flush();
             return Ok(());
         }
-        let copy = private_copy(frame).ok_or(SegvCode::OutOfMemory)?;
+        // The private copy is a new page of the area: placed by its policy, as a fresh one.
+        let area = self.vmas.find(addr).ok_or(SegvCode::AccErr)?;
+        let copy = private_copy(frame, area, addr).ok_or(SegvCode::OutOfMemory)?;
         let new_addr = copy.start_address().as_u64();
         self.root().update_leaf(p, &mut tlb, |old| writable((old & !paging::FRAME_MASK) | new_addr));
         // Another thread of this address space on another CPU may still read the shared frame
@@ -509,10 +511,11 @@ impl Mm {
 }
 
 /// A frame of this address space's own with the bytes of `frame` (a page shared
-/// copy-on-write): zeroed if `frame` is the shared zero frame (nothing to copy), copied
-/// otherwise. `None` when memory is out. Linux: `wp_page_copy()`.
-fn private_copy(frame: PhysFrame) -> Option<PhysFrame> {
-    let copy = frame::alloc_user()?;
+/// copy-on-write) at `addr` of `area`: zeroed if `frame` is the shared zero frame (nothing to
+/// copy), copied otherwise; placed by the area's memory policy like a fresh page. `None` when
+/// memory is out. Linux: `wp_page_copy()`.
+fn private_copy(frame: PhysFrame, area: &Area, addr: u64) -> Option<PhysFrame> {
+    let copy = super::policy::alloc_for_fault(area, page_start(addr), None)?;
     if frame::is_zero_frame(frame) {
         paging::zero_frame(copy);
     } else {

@@ -318,13 +318,16 @@ fn alloc_above_reserve() -> Option<PhysFrame> {
 
 /// A fresh user frame with one reference, unless that would go below [`user_reserve`]: from
 /// the node of the CPU asking, as Linux's default policy ("local allocation"), with fallback.
+/// For the in-kernel tests: the kernel places every user page through
+/// [`super::policy::alloc_for_fault`], which asks the memory policy first.
+#[cfg(test)]
 pub fn alloc_user() -> Option<PhysFrame> {
     alloc_user_on(numa::this_node())
 }
 
 /// A fresh user frame with one reference from node `preferred`, or — when it has none free —
 /// from the nearest other node that has (Linux: `alloc_pages_node()` with the zonelist in
-/// distance order). Stops at [`user_reserve`] like [`alloc_user`].
+/// distance order). Stops at [`user_reserve`].
 pub fn alloc_user_on(preferred: Node) -> Option<PhysFrame> {
     alloc_user_in(preferred, NodeMask::from_bits(u64::MAX))
 }

@@ -6,6 +6,8 @@
 //! * [`address_space`] — [`address_space::Mm`], one per process: its page-table root and its
 //!   protection-key state, behind a reader-writer lock.
 //! * [`area`] — its memory areas: mmap, munmap, mprotect, brk, and demand paging.
+//! * [`policy`] — NUMA memory policy in the address space: on which node a faulting page is
+//!   placed, where a page lives, moving pages between nodes.
 //! * [`hugetlb`] — the pool of 2-MiB pages and the `MAP_HUGETLB` areas that use it.
 //! * [`shmem`] — shared anonymous memory (`MAP_SHARED | MAP_ANONYMOUS`): one object of pages
 //!   by page offset, shared by every area (and forked child) that maps it.
@@ -15,6 +17,7 @@
 pub mod address_space;
 pub mod tlb;
 pub mod area;
+pub mod policy;
 pub mod hugetlb;
 pub mod shmem;
 pub mod user;

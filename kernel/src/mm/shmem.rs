@@ -58,18 +58,17 @@ impl ShmObject {
     /// The frame of the object's page `index`, with one more reference for the page-table
     /// entry the caller is about to make; allocated (zero-filled) if no process touched it
     /// yet. `None` when memory is out. Every page of every object comes from here: the one
-    /// place that chooses a frame for shared memory (the area and address are for the NUMA
-    /// placement of issue #17, which will choose the node by the area's policy and `index`).
-    /// Linux: `shmem_get_folio()` → `shmem_alloc_and_add_folio()`.
+    /// place that chooses a frame for shared memory: by the area's memory policy (else the
+    /// thread's, else local), interleaving by `index`, the page's offset in the object.
+    /// Linux: `shmem_get_folio()` → `shmem_alloc_and_add_folio()` → `shmem_alloc_folio()`.
     pub fn page(&self, index: u64, area: &Area, addr: u64) -> Option<PhysFrame> {
-        let _ = (area, addr);
         let mut pages = self.pages.lock();
         if let Some(&existing) = pages.get(&index) {
             frame::share(existing);
             return Some(existing);
         }
         super::heap::reserve(PAGE_ENTRY_HEAP_BYTES).ok()?;
-        let fresh = frame::alloc_user()?;
+        let fresh = super::policy::alloc_for_fault(area, addr, Some(index))?;
         paging::zero_frame(fresh);
         pages.insert(index, fresh);
         frame::share(fresh);

@@ -39,7 +39,7 @@ pub const MAX_MAP_COUNT: usize = 65_530;
 /// `ENOMEM` if cutting the areas at `start` and `end` would split one while the address space
 /// is at [`MAX_MAP_COUNT`] (Linux: the `map_count >= sysctl_max_map_count` check in
 /// `split_vma()`), or if the heap has no room for the two areas a split can add.
-fn check_split(mm: &crate::mm::address_space::Mm, start: u64, end: u64) -> Result<(), Errno> {
+pub(crate) fn check_split(mm: &crate::mm::address_space::Mm, start: u64, end: u64) -> Result<(), Errno> {
     let splits = |at: u64| mm.vmas.find(at).is_some_and(|v| v.start != at);
     if mm.vmas.len() >= MAX_MAP_COUNT && (splits(start) || splits(end)) {
         return Err(Errno::ENOMEM);
@@ -149,7 +149,7 @@ pub fn sys_mmap(addr: u64, len: u64, prot: u64, flags: u64, fd: u64, offset: u64
         None => Backing::Anonymous,
         Some(file) => Backing::File { file: MappedFile::Ramdisk(file), offset, file_len: (file.data.len() as u64).saturating_sub(offset).min(len) },
     };
-    let area = Area { start, end: start + len, prot, pkey, backing };
+    let area = Area { start, end: start + len, prot, pkey, backing, policy: None };
     if huge {
         // The pool reserves the pages now, so a shortage is this call's ENOMEM, not a
         // SIGBUS later (unless MAP_NORESERVE).
@@ -203,7 +203,7 @@ pub fn sys_brk(addr: u64) -> Result<u64, Errno> {
     }
     let (old_end, new_end) = (page_align_up(old).unwrap_or(old), page_align_up(addr).unwrap_or(addr));
     if new_end > old_end {
-        let area = Area { start: old_end, end: new_end, prot: Prot::READ | Prot::WRITE, pkey: Pkey::DEFAULT, backing: Backing::Anonymous };
+        let area = Area { start: old_end, end: new_end, prot: Prot::READ | Prot::WRITE, pkey: Pkey::DEFAULT, backing: Backing::Anonymous, policy: None };
         if mm.add_area(area).is_err() {
             return Ok(old);
         }

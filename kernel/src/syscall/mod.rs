@@ -10,6 +10,7 @@
 //! [`dispatch`] directly on a kernel-made thread — the same handlers, without the ring change.
 
 pub mod fs;
+pub mod mempolicy;
 pub mod mm;
 pub mod pkey;
 pub mod process;
@@ -100,6 +101,12 @@ pub mod nr {
     pub const PKEY_MPROTECT: u64 = 329;
     pub const PKEY_ALLOC: u64 = 330;
     pub const PKEY_FREE: u64 = 331;
+    pub const MBIND: u64 = 237;
+    pub const SET_MEMPOLICY: u64 = 238;
+    pub const GET_MEMPOLICY: u64 = 239;
+    pub const MIGRATE_PAGES: u64 = 256;
+    pub const MOVE_PAGES: u64 = 279;
+    pub const SET_MEMPOLICY_HOME_NODE: u64 = 450;
 }
 
 /// Runs system call `number` with raw arguments `args` for the current thread; returns the
@@ -180,6 +187,12 @@ pub fn dispatch(number: u64, args: [u64; 6]) -> u64 {
         nr::PKEY_MPROTECT => mm::sys_pkey_mprotect(a0, a1, a2, a3),
         nr::PKEY_ALLOC => pkey::sys_pkey_alloc(a0, a1),
         nr::PKEY_FREE => pkey::sys_pkey_free(a0),
+        nr::MBIND => mempolicy::sys_mbind(a0, a1, a2, a3, a4, a5),
+        nr::SET_MEMPOLICY => mempolicy::sys_set_mempolicy(a0, a1, a2),
+        nr::GET_MEMPOLICY => mempolicy::sys_get_mempolicy(a0, a1, a2, a3, a4),
+        nr::MIGRATE_PAGES => mempolicy::sys_migrate_pages(a0, a1, a2, a3),
+        nr::MOVE_PAGES => mempolicy::sys_move_pages(a0, a1, a2, a3, a4, a5),
+        nr::SET_MEMPOLICY_HOME_NODE => mempolicy::sys_set_mempolicy_home_node(a0, a1, a2, a3),
         _ => {
             crate::log_warn_ratelimited!("unknown system call {number}: -ENOSYS");
             Err(Errno::ENOSYS)

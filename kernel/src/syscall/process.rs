@@ -684,6 +684,8 @@ pub fn sys_execve(path: u64, argv: u64, envp: u64) -> Result<u64, Errno> {
     new.blocked.store(thread.blocked.load(Ordering::Relaxed), Ordering::Relaxed);
     // The CPUs it may run on survive exec too (Linux keeps `cpus_mask` across `execve`).
     new.affinity.store(thread.affinity.load(Ordering::Relaxed), Ordering::Relaxed);
+    // So does the memory policy (Linux's `task_struct.mempolicy` is not touched by exec).
+    *new.mempolicy.lock() = *thread.mempolicy.lock();
     // A traced process stops with SIGTRAP before the new program's first instruction (Linux
     // `ptrace_event(PTRACE_EVENT_EXEC)` without `PTRACE_O_TRACEEXEC`: `send_sig(SIGTRAP)`).
     if thread.process.jobctl.tracer().is_some() {

@@ -54,6 +54,11 @@ pub struct Thread {
     /// leaf: written by `switch_pkru` on the CPU that switches the thread out, read when it is
     /// switched in.
     saved_pkru: Mutex<Pkru>,
+    /// The thread's NUMA memory policy (`set_mempolicy`; Linux: `task_struct.mempolicy`);
+    /// `None`: the default (local allocation). Its own `Mutex`, a leaf after `saved_pkru`:
+    /// written by the thread itself (and by its creator before `spawn`), read by the fault path
+    /// with the `Mm` lock held. `fork` and `clone` copy it, `execve` keeps it.
+    pub mempolicy: Mutex<Option<mempolicy::Policy>>,
     /// The kernel stack (none for the boot thread, which keeps the bootloader's). Immutable;
     /// the memory is used only by this thread while it runs, and freed with the last `Arc`
     /// (by `reap`, which never runs on it).
@@ -192,6 +197,7 @@ impl Thread {
             process,
             mm,
             saved_pkru: Mutex::new(pkru),
+            mempolicy: Mutex::new(None),
             kstack,
             saved_rsp: AtomicU64::new(0),
             fs_base: AtomicU64::new(0),
@@ -478,6 +484,7 @@ pub fn clone_thread(parent_frame: &TrapFrame, flags: u64, stack: u64, parent_tid
     let child = Thread::new_user(parent.process.clone(), parent.mm.clone(), pkru::read(), &frame, tid, kstack, Some(task));
     inherit_fpu(&parent, &child);
     child.affinity.store(parent.affinity.load(Ordering::Relaxed), Ordering::Relaxed);
+    *child.mempolicy.lock() = *parent.mempolicy.lock();
     child.fs_base.store(if flags & CLONE_SETTLS != 0 { tls } else { cpu::fs_base() }, Ordering::Relaxed);
     if flags & CLONE_PARENT_SETTID != 0 {
         crate::mm::user::copy_to_user(parent_tid, &tid.to_le_bytes())?;
@@ -525,6 +532,7 @@ pub fn fork_process(parent_frame: &TrapFrame) -> Result<u64, pkeys::Errno> {
     let child = Thread::new_user(process, child_mm, pkru::read(), &frame, pid, kstack, None);
     inherit_fpu(&parent, &child);
     child.affinity.store(parent.affinity.load(Ordering::Relaxed), Ordering::Relaxed);
+    *child.mempolicy.lock() = *parent.mempolicy.lock();
     child.fs_base.store(cpu::fs_base(), Ordering::Relaxed);
     child.blocked.store(parent.blocked.load(Ordering::Relaxed), Ordering::Relaxed);
     sched::spawn(child);

@@ -431,8 +431,14 @@ impl PageTableRoot {
     /// page once, at its first 4-KiB page and frame): the in-kernel tests, and
     /// `/proc/self/smaps`' resident counts.
     pub fn for_each_user_page(&mut self, mut f: impl FnMut(Page, PhysFrame, PageTableFlags, LeafSize)) {
-        self.walk_user_leaves(0, USER_END, &mut |addr, size, entry| {
-            f(Page::containing_address(VirtAddr::new(addr)), PhysFrame::containing_address(entry.addr()), entry.flags(), size);
+        self.for_each_leaf_in(0, USER_END, |addr, frame, flags, size| f(Page::containing_address(VirtAddr::new(addr)), frame, flags, size));
+    }
+
+    /// [`Self::for_each_user_page`] for the leaves in `[start, end)` only, with their address
+    /// (`mbind`'s and `migrate_pages`' look at where the pages of a range live).
+    pub fn for_each_leaf_in(&mut self, start: u64, end: u64, mut f: impl FnMut(u64, PhysFrame, PageTableFlags, LeafSize)) {
+        self.walk_user_leaves(start, end, &mut |addr, size, entry| {
+            f(addr, PhysFrame::containing_address(entry.addr()), entry.flags(), size);
         });
     }
 
