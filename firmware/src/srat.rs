@@ -18,7 +18,7 @@
 //! Why not the `acpi` crate: its 6.1.1 and 7.0.0-pre1 releases read an SRAT entry's length as
 //! a two-byte field (it is one byte, followed by the domain), so on QEMU's tables they step to
 //! the wrong place — and loop, on four nodes — and their SLIT reader returns an empty matrix
-//! for two or more nodes. The walk is the one the MADT uses ([`crate::acpi::entries`]).
+//! for two or more nodes. The walk is the one the MADT uses (`acpi::entries`).
 //!
 //! Linux reads the same entries in `acpi_numa_init()` (`drivers/acpi/numa/srat.c`) and
 //! `acpi_numa_processor_affinity_init()` / `acpi_numa_memory_affinity_init()`
