@@ -186,6 +186,18 @@ static void shared_anonymous(void) {
     /* Unmapped in the parent, the object lives on in a child that still maps it. */
     show("munmap all", munmap(s, 8 * PAGE));
     if (key > 0) pk_free(key);
+    /* Shared anonymous memory is accounted when it is mapped, whatever its protection (Linux:
+     * its shmem file's `shmem_acct_size()`); private memory only when writable. */
+    const unsigned long tib = 1UL << 40;
+    char *big = mmap(NULL, tib, PROT_READ, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    printf("shared 1 TiB, read-only: %s\n", big == MAP_FAILED ? errname(errno) : "mapped");
+    if (big != MAP_FAILED) munmap(big, tib);
+    big = mmap(NULL, tib, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    printf("shared 1 TiB, MAP_NORESERVE: %s\n", big == MAP_FAILED ? errname(errno) : "mapped");
+    if (big != MAP_FAILED) munmap(big, tib);
+    big = mmap(NULL, tib, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    printf("private 1 TiB, read-only: %s\n", big == MAP_FAILED ? errname(errno) : "mapped");
+    if (big != MAP_FAILED) munmap(big, tib);
 }
 
 static void mincore_checks(void) {

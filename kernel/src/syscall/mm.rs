@@ -110,10 +110,15 @@ pub fn sys_mmap(addr: u64, len: u64, prot: u64, flags: u64, fd: u64, offset: u64
     }
     crate::mm::heap::reserve(3 * AREA_HEAP_BYTES)?;
     // Linux's overcommit heuristic (`vm.overcommit_memory` = 0, `__vm_enough_memory()`): a
-    // private writable mapping that reserves its memory (no MAP_NORESERVE) may not be larger
-    // than all of RAM. Nothing is reserved otherwise — pages come at the first touch.
-    // (Huge pages are not counted here: the pool's reservation below stands for it.)
-    let accountable = !huge && flags & MAP_SHARED_VALIDATE == MAP_PRIVATE && flags & MAP_NORESERVE == 0 && prot.contains(Prot::WRITE);
+    // mapping that reserves its memory (no MAP_NORESERVE) may not be larger than all of RAM —
+    // a private writable one (`accountable_mapping()`), and shared anonymous memory whatever
+    // its protection (its shmem file's `shmem_acct_size()`). Nothing is reserved otherwise —
+    // pages come at the first touch. (Huge pages are not counted here: the pool's
+    // reservation below stands for it.)
+    let private = flags & MAP_SHARED_VALIDATE == MAP_PRIVATE;
+    let accountable = !huge
+        && flags & MAP_NORESERVE == 0
+        && ((private && prot.contains(Prot::WRITE)) || (!private && file.is_none()));
     if accountable && len / PAGE_SIZE > crate::mm::frame::total_usable() as u64 {
         return Err(Errno::ENOMEM);
     }
@@ -143,9 +148,8 @@ pub fn sys_mmap(addr: u64, len: u64, prot: u64, flags: u64, fd: u64, offset: u64
     } else {
         mm.find_free_range(addr & !(PAGE_SIZE - 1), len).ok_or(Errno::ENOMEM)?
     };
-    let shared = flags & MAP_SHARED_VALIDATE != MAP_PRIVATE;
     let backing = match file {
-        None if shared && !huge => Backing::File { file: MappedFile::Shmem(ShmObject::new()), offset: 0, file_len: len },
+        None if !private && !huge => Backing::File { file: MappedFile::Shmem(ShmObject::new()), offset: 0, file_len: len },
         None => Backing::Anonymous,
         Some(file) => Backing::File { file: MappedFile::Ramdisk(file), offset, file_len: (file.data.len() as u64).saturating_sub(offset).min(len) },
     };
