@@ -129,6 +129,16 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     let support = cpu::enable_protection_keys();
     let (smep, smap) = cpu::enable_smep_smap();
     log_debug!("protection keys: {:?}; SMEP {smep}, SMAP {smap}", support);
+    // 5b. Supervisor protection keys guard the page tables (CR4.PKS, IA32_PKRS) where the CPU
+    //     has them and `pks=off` does not say otherwise: every table is keyed first — the
+    //     physical map split to 4-KiB pages wherever a table may live — then PKS goes on.
+    let mut usable = boot_info
+        .memory_regions
+        .iter()
+        .filter(|r| r.kind == bootloader_api::info::MemoryRegionKind::Usable)
+        .map(|r| (r.start, r.end));
+    let pks = arch::x86_64::pks::enable(options.pks, &mut usable, &mut mm::frame::alloc);
+    log_debug!("supervisor protection keys: {pks:?}");
 
     // 6. What user programs need: SSE, the legacy PICs out of the way, the clock, the files,
     //    and the kernel's policy for system calls and user faults.

@@ -69,15 +69,17 @@ fn needs_of(attr: TokenStream) -> Result<(&'static str, String), String> {
                     "no_pku" => "NoPku",
                     "harness_selftest" => "HarnessSelftest",
                     "smp" => "Smp",
+                    "pks" => "Pks",
+                    "pks_smp" => "PksSmp",
                     other => {
                         return Err(format!(
-                            "#[ktest(needs = …)]: unknown requirement `{other}` (pku, no_pku, harness_selftest, smp)"
+                            "#[ktest(needs = …)]: unknown requirement `{other}` (pku, no_pku, harness_selftest, smp, pks, pks_smp)"
                         ))
                     }
                 };
             }
             [] if tokens.is_empty() => {}
-            _ => return Err("#[ktest] takes nothing, `needs = pku|no_pku|harness_selftest|smp`, `panics = \"text\"`, or both".into()),
+            _ => return Err("#[ktest] takes nothing, `needs = pku|no_pku|harness_selftest|smp|pks|pks_smp`, `panics = \"text\"`, or both".into()),
         }
     }
     Ok((needs, panics))

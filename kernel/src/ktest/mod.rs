@@ -51,6 +51,11 @@ pub enum Needs {
     HarnessSelftest,
     /// More than one CPU online (QEMU `-smp 2` or more): skipped on one CPU.
     Smp,
+    /// Page tables guarded by a supervisor protection key (PKS enabled): skipped under
+    /// `-cpu qemu64` and with `pks=off`.
+    Pks,
+    /// PKS enabled and more than one CPU online.
+    PksSmp,
 }
 
 impl Needs {
@@ -62,6 +67,8 @@ impl Needs {
             Needs::NoPku => !pkeys,
             Needs::HarnessSelftest => crate::boot_options().harness_selftest,
             Needs::Smp => crate::arch::x86_64::percpu::online_cpus().count() > 1,
+            Needs::Pks => crate::arch::x86_64::pks::enabled(),
+            Needs::PksSmp => Needs::Pks.met() && Needs::Smp.met(),
         }
     }
 
@@ -72,6 +79,8 @@ impl Needs {
             Needs::NoPku => "a CPU without PKU",
             Needs::HarnessSelftest => "ktest.selftest=1",
             Needs::Smp => "more than one CPU",
+            Needs::Pks => "PKS enabled",
+            Needs::PksSmp => "PKS enabled and more than one CPU",
         }
     }
 }

@@ -309,6 +309,7 @@ unsafe extern "C" {
 /// [`KernelStack::prepare_first_entry`]) whose stack is still alive, and nothing may hold a
 /// lock that the resumed thread will take. Interrupts must be off.
 pub unsafe fn switch(save_rsp: *mut u64, load_rsp: u64) {
+    super::pks::assert_no_window();
     // SAFETY: forwarded to the caller (see above).
     unsafe { pikku_context_switch(save_rsp, load_rsp) }
 }

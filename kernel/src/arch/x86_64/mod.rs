@@ -40,6 +40,7 @@ pub mod ipi;
 pub mod paging;
 pub mod percpu;
 pub mod pic;
+pub mod pks;
 pub mod pkru;
 pub mod qemu;
 pub mod rtc;
