@@ -234,7 +234,7 @@ fn main() {
 
     // 1. Boot reports.
     let pkeys_present =
-        ["PKU yes", "OSPKE yes (CR4.PKE set)", "PKS yes", "PKRU at boot (the default every program starts with): 0x55555554", "cpus: 1 online (APIC ids 0)"];
+        ["PKU yes", "OSPKE yes (CR4.PKE set)", "PKS yes (CPUID.7.0:ECX[31], CR4.PKS set, enabled, page tables guarded by key 1", "PKRU at boot (the default every program starts with): 0x55555554", "cpus: 1 online (APIC ids 0)"];
     tally.check("boot_report_max_bios", boot_report(&run_kernel, Firmware::Bios, "max", &pkeys_present));
     tally.check(
         "boot_report_qemu64_bios",

@@ -247,6 +247,9 @@ fn run_init() -> ! {
         arch::x86_64::shootdown::SENT.sum(),
         arch::x86_64::shootdown::SERVED.sum(),
     );
+    if arch::x86_64::pks::enabled() {
+        log_info!("page tables: {} WRMSRs to IA32_PKRS (two per write window)", arch::x86_64::pks::WRMSR_DONE.sum());
+    }
     crate::smp::report_ticks();
     match status {
         task::ExitStatus::Exited(code) => console::announce(format_args!("init exited with status {code}")),

@@ -13,6 +13,9 @@
 //! #[ktest(panics = "kernel stack overflow")]   // passes only if it ends the boot with a
 //! fn overflow_is_reported() { … }              // panic whose message contains the text
 //!
+//! #[ktest(needs = pks)]         // page tables guarded by PKS; skipped under qemu64 or pks=off
+//! #[ktest(needs = pks_smp)]     // PKS and more than one CPU
+//!
 //! #[ktest(needs = smp, panics = "…")]          // both: skipped on one CPU
 //! ```
 //!

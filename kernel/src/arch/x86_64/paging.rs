@@ -27,7 +27,7 @@
 //! down on every CPU. Freeing a whole user half happens only to a tree no CPU has loaded.
 //!
 //! Guarded page tables ([`super::pks`]): with PKS on, every page-table frame carries
-//! [`pks::PAGE_TABLE_KEY`](super::pks::PAGE_TABLE_KEY) in its physical-map entry, which is
+//! [`pks::PAGE_TABLE_KEY`] in its physical-map entry, which is
 //! read-only outside a write window. So every function here that writes a table opens one
 //! [`Window`] for the whole operation (nested calls nest into it), a new table is keyed
 //! ([`new_table`]) before it is zeroed and hooked in, and a table that is freed goes back to

@@ -354,6 +354,17 @@ mod tests {
         true
     }
 
+    #[ktest]
+    fn a_window_writes_the_msr_only_where_pks_is_on() {
+        // With PKS: two WRMSRs and CR4.PKS set. Without (`-cpu qemu64`, `pks=off`): no MSR
+        // touched at all — IA32_PKRS may not even exist.
+        let writes = WRMSR_DONE.here();
+        drop(Window::open());
+        assert_eq!(WRMSR_DONE.here() - writes, if enabled() { 2 } else { 0 });
+        assert_eq!(cr4_pks(), enabled(), "CR4.PKS");
+        assert_eq!(windows_open(), 0);
+    }
+
     #[ktest(needs = pks)]
     fn pks_is_on_with_page_tables_write_disabled() {
         assert!(cr4_pks(), "CR4.PKS (bit 24)");
