@@ -491,7 +491,7 @@ mod tests {
         release(root);
     }
 
-    #[ktest(needs = pks, panics = "PKS violation")]
+    #[ktest(needs = pks, panics = "supervisor key 1 (page tables: written outside a write window)")]
     fn a_stray_page_table_write_is_reported_as_a_pks_violation() {
         let (_root, word) = scratch_table();
         // SAFETY: none — this write is the bug the key exists to catch: it faults, and the

@@ -512,11 +512,12 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         let error = PageFaultError::from_bits_retain(frame.error_code);
         if error.contains(PageFaultError::PROTECTION_KEY) && !error.contains(PageFaultError::USER) {
             // The error code names no key: the kernel's own entry for CR2 does.
-            let key = super::paging::kernel_key_of(cr2).map(|k| k.index());
+            let key = super::paging::kernel_key_of(cr2);
             panic!(
-                "PKS violation: a kernel {} of {cr2:#x}, a page with supervisor key {key:?}{} (IA32_PKRS {:#x}), at rip {:#x}\n{}",
+                "PKS violation: a kernel {} of {cr2:#x}, a page with supervisor key {}{} (IA32_PKRS {:#x}), at rip {:#x}\n{}",
                 if error.contains(PageFaultError::WRITE) { "write" } else { "read" },
-                if key == Some(super::pks::PAGE_TABLE_KEY.index()) { " (page tables: written outside a write window)" } else { "" },
+                key.map_or(-1, |k| i32::from(k.index())),
+                if key == Some(super::pks::PAGE_TABLE_KEY) { " (page tables: written outside a write window)" } else { "" },
                 super::percpu::this_cpu().pkrs.load(Ordering::Relaxed),
                 frame.rip,
                 PageFaultReport { frame, addr: cr2 }
