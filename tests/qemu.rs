@@ -242,7 +242,7 @@ fn main() {
     let pkeys_present = [
         "PKU yes",
         "OSPKE yes (CR4.PKE set)",
-        "PKS yes",
+        "PKS yes (CPUID.7.0:ECX[31], CR4.PKS set, enabled, page tables guarded by key 1",
         "PKRU at boot (the default every program starts with): 0x55555554",
         "cpus: 1 online (APIC ids 0)",
         // No -numa: QEMU gives no SRAT, and the machine is Linux's one node 0.

@@ -109,6 +109,14 @@ pub fn run() -> Result<String, Error> {
     let ps = pikku_run_on(&kernel, &shootdown, 2)?;
     eprintln!("bench: Linux, the shootdown row (-smp 2)");
     let ls = linux_run_on(&shootdown, 2)?;
+    // The page-table rows: pikku with its page tables guarded by PKS and with `pks=off`.
+    let tables = Init { program: user.join("bench"), args: vec!["page-tables".into()], ..Default::default() };
+    eprintln!("bench: pikku, the page-table rows with PKS on");
+    let pks_on = pikku_run(&kernel, &tables)?;
+    eprintln!("bench: pikku, the page-table rows with pks=off");
+    let pks_off = pikku_run(&kernel, &Init { pks_off: true, ..tables.clone() })?;
+    eprintln!("bench: Linux, the page-table rows");
+    let pks_linux = linux_run(&tables)?;
     let (mut p1, mut l1) = (p1, l1);
     for (run, extra) in [(&mut p1, &ps), (&mut l1, &ls)] {
         for name in &extra.order {
@@ -150,6 +158,7 @@ pub fn run() -> Result<String, Error> {
         writeln!(md, "The PKRU share of a context switch (a round trip has two switches; different PKRU minus same PKRU): pikku {:.1} instructions, Linux {:.1}.", pd, ld).unwrap();
     }
     writeln!(md, "\n![pikku and Linux, instructions per operation](docs/bench.svg)\n").unwrap();
+    write_page_table_rows(&mut md, &pks_on, &pks_off, &pks_linux);
     writeln!(md, "Notes:\n").unwrap();
     writeln!(md, "- The largest `pkey_mprotect` range is 32,768 pages (128 MiB), not 262,144 (1 GiB): the machine has 512 MiB, and every page is touched first so the call has PTEs to rewrite.").unwrap();
     writeln!(md, "- The largest address space has 50,000 areas, not 100,000: Linux refuses more than `vm.max_map_count` = 65,530 mappings.").unwrap();
@@ -158,6 +167,21 @@ pub fn run() -> Result<String, Error> {
     std::fs::write(crate::repo_root().join("BENCHMARKS.md"), &md).map_err(|e| e.to_string())?;
     std::fs::write(crate::repo_root().join("docs").join("bench.svg"), chart(&p1, &l1)).map_err(|e| e.to_string())?;
     Ok(md)
+}
+
+/// The cost of guarding page tables with a supervisor key (issue #18): the calls that write
+/// page tables, pikku with PKS on and with `pks=off`, separate boots; Linux for scale.
+fn write_page_table_rows(md: &mut String, on: &Run, off: &Run, linux: &Run) {
+    writeln!(md, "## Page tables under a supervisor key (PKS), on and off\n").unwrap();
+    writeln!(md, "`bench page-tables`, booted twice: pikku as always (page tables guarded by key 1; each call that writes page tables opens one write window: two WRMSRs to IA32_PKRS) and with the boot option `pks=off`. Instruction counts do not see what a WRMSR to IA32_PKRS costs QEMU itself (it flushes its software TLB): see README, \"PKU and PKS\", for the wall-clock of the test suite.\n").unwrap();
+    writeln!(md, "| operation | pikku, PKS on | pikku, pks=off | PKS on − off | Linux |").unwrap();
+    writeln!(md, "|---|---:|---:|---:|---:|").unwrap();
+    for name in &on.order {
+        let (Some(a), Some(b)) = (on.figures.get(name), off.figures.get(name)) else { continue };
+        let l = linux.figures.get(name).map_or("—".to_string(), |l| format!("{:.1}", l.min));
+        writeln!(md, "| {name} | {:.1} | {:.1} | {:+.1} | {l} |", a.min, b.min, a.min - b.min).unwrap();
+    }
+    writeln!(md).unwrap();
 }
 
 /// A horizontal bar chart (log scale) of the cheapest batch, pikku against Linux.

@@ -32,7 +32,13 @@ impl Firmware {
 }
 
 /// Builds the ramdisk archive: the boot options, then `files` (path in the archive, contents).
+/// With `PIKKU_PKS=off` in the environment every boot gets `pks=off` — how the cost of the
+/// page-table key is measured over a whole run (`make test`, `make bench`).
 pub fn ramdisk(options: &BootOptions, files: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let mut options = *options;
+    if std::env::var("PIKKU_PKS").is_ok_and(|v| v == "off") {
+        options.pks = false;
+    }
     let mut w = cpio::Writer::new();
     w.dir("pikku");
     w.file(CMDLINE_PATH, 0o644, options.to_cmdline().as_bytes());

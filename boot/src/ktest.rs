@@ -149,6 +149,7 @@ impl Suite {
                 harness_selftest: self.harness_selftest,
                 heartbeat: 0,
                 hugepages: 0,
+                pks: true,
             };
             let boot = self.boot_once(kernel, &options, &mut report, &mut on_event)?;
             match boot {

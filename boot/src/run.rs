@@ -32,6 +32,9 @@ pub struct Init {
     /// parameter, which both kernels take (pikku as the boot option of the same name), so a
     /// program can use `MAP_HUGETLB` without writing `/proc/sys/vm/nr_hugepages` first. 0: none.
     pub hugepages: u64,
+    /// Boot pikku with `pks=off` (its page tables not guarded by a supervisor key, where the
+    /// CPU has PKS): `make bench`'s PKS-off rows. Linux ignores it (it has no PKS).
+    pub pks_off: bool,
 }
 
 /// How the first user program ended, as the kernel reported it.
@@ -155,7 +158,8 @@ pub fn boot_watched(kernel: &Path, qemu: &Qemu, log: LogLevel, init: Option<&Ini
     crate::qemu::check_installed(qemu.firmware)?;
     let heartbeat = watch.heartbeat.map_or(0, |_| 1);
     let hugepages = init.map_or(0, |i| i.hugepages);
-    let options = BootOptions { log, mode: Mode::Run, heartbeat, hugepages, ..BootOptions::default() };
+    let pks = !init.is_some_and(|i| i.pks_off);
+    let options = BootOptions { log, mode: Mode::Run, heartbeat, hugepages, pks, ..BootOptions::default() };
     let files = match init {
         Some(init) => init_files(init)?,
         None => rootfs_files(),

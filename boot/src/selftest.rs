@@ -237,6 +237,7 @@ impl Config {
             files: vec![(binary, dest)],
             // The root run fills the pool itself, through /proc/sys/vm/nr_hugepages.
             hugepages: 0,
+            pks_off: false,
         })
     }
 }

@@ -13,6 +13,7 @@
 //! | `ktest.selftest=1`         | test mode: also run the harness's own deliberately failing tests (panic, hang, triple fault), which the host uses to check the harness |
 //! | `ktest.carry=P,F,S`        | test mode: passed/failed/skipped counts of earlier boots of the same run, so the closing count covers them all |
 //! | `hugepages=N`              | put N 2-MiB pages in the huge-page pool at boot, as Linux's kernel parameter of the same name (fewer if memory is short) |
+//! | `pks=on\|off`              | supervisor protection keys guard the page tables where the CPU has PKS (`on`, the default), or are left off (`off`: to measure what they cost) |
 //! | `heartbeat=SECS`           | print a `[… beat] alive` line every SECS seconds of guest time (0, the default: never); the fuzz runner (`make fuzz`) calls a boot hung when these stop |
 
 /// Where the options live inside the ramdisk archive.
@@ -52,6 +53,8 @@ pub struct BootOptions<'a> {
     pub heartbeat: u32,
     /// 2-MiB pages for the huge-page pool at boot (Linux's `hugepages=`); 0 = none.
     pub hugepages: u64,
+    /// Guard the page tables with a supervisor protection key where the CPU has PKS.
+    pub pks: bool,
 }
 
 /// Test counts: passed, failed, skipped.
@@ -64,7 +67,7 @@ pub struct Counts {
 
 impl Default for BootOptions<'_> {
     fn default() -> Self {
-        BootOptions { log: LogLevel::Info, mode: Mode::Run, start_after: None, carry: Counts::default(), harness_selftest: false, heartbeat: 0, hugepages: 0 }
+        BootOptions { log: LogLevel::Info, mode: Mode::Run, start_after: None, carry: Counts::default(), harness_selftest: false, heartbeat: 0, hugepages: 0, pks: true }
     }
 }
 
@@ -118,6 +121,11 @@ impl<'a> BootOptions<'a> {
                     Ok(pages) => opts.hugepages = pages,
                     Err(_) => unknown(Unknown(word)),
                 },
+                "pks" => match value {
+                    "on" => opts.pks = true,
+                    "off" => opts.pks = false,
+                    _ => unknown(Unknown(word)),
+                },
                 "ktest.carry" => match parse_counts(value) {
                     Some(c) => opts.carry = c,
                     None => unknown(Unknown(word)),
@@ -148,6 +156,9 @@ impl<'a> BootOptions<'a> {
         if self.hugepages != 0 {
             s.push_str(&format!(" hugepages={}", self.hugepages));
         }
+        if !self.pks {
+            s.push_str(" pks=off");
+        }
         if self.carry != Counts::default() {
             let c = self.carry;
             s.push_str(&format!(" ktest.carry={},{},{}", c.passed, c.failed, c.skipped));
@@ -170,7 +181,7 @@ mod tests {
     fn parses_known_words_and_reports_the_rest() {
         let mut unknown = Vec::new();
         let o = BootOptions::parse("log=debug  mode=test ktest.start_after=a::b bogus log=loud", |u| unknown.push(u.0));
-        assert_eq!(o, BootOptions { log: LogLevel::Debug, mode: Mode::Test, start_after: Some("a::b"), carry: Counts::default(), harness_selftest: false, heartbeat: 0, hugepages: 0 });
+        assert_eq!(o, BootOptions { log: LogLevel::Debug, mode: Mode::Test, start_after: Some("a::b"), carry: Counts::default(), harness_selftest: false, heartbeat: 0, hugepages: 0, pks: true });
         assert_eq!(unknown, ["bogus", "log=loud"]);
     }
 
@@ -184,12 +195,15 @@ mod tests {
             harness_selftest: true,
             heartbeat: 5,
             hugepages: 10,
+            pks: false,
         };
         let line = o.to_cmdline();
         assert_eq!(BootOptions::parse(&line, |u| panic!("unknown {u:?}")), o);
         assert_eq!(BootOptions::parse("", |_| {}), BootOptions::default());
         let mut bad = Vec::new();
-        BootOptions::parse("ktest.carry=1,2 ktest.carry=1,2,3,4 ktest.carry=a,b,c heartbeat=-1 hugepages=-1", |u| bad.push(u.0));
-        assert_eq!(bad.len(), 5);
+        BootOptions::parse("ktest.carry=1,2 ktest.carry=1,2,3,4 ktest.carry=a,b,c heartbeat=-1 hugepages=-1 pks=maybe", |u| bad.push(u.0));
+        assert_eq!(bad.len(), 6);
+        assert!(!BootOptions::parse("pks=off", |_| {}).pks);
+        assert!(BootOptions::parse("pks=off pks=on", |_| {}).pks);
     }
 }

@@ -132,6 +132,16 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     let support = cpu::enable_protection_keys();
     let (smep, smap) = cpu::enable_smep_smap();
     log_debug!("protection keys: {:?}; SMEP {smep}, SMAP {smap}", support);
+    // 5b. Supervisor protection keys guard the page tables (CR4.PKS, IA32_PKRS) where the CPU
+    //     has them and `pks=off` does not say otherwise: every table is keyed first — the
+    //     physical map split to 4-KiB pages wherever a table may live — then PKS goes on.
+    let mut usable = boot_info
+        .memory_regions
+        .iter()
+        .filter(|r| r.kind == bootloader_api::info::MemoryRegionKind::Usable)
+        .map(|r| (r.start, r.end));
+    let pks = arch::x86_64::pks::enable(options.pks, &mut usable, &mut mm::frame::alloc);
+    log_debug!("supervisor protection keys: {pks:?}");
 
     // 6. What user programs need: SSE, the legacy PICs out of the way, the clock, the files,
     //    and the kernel's policy for system calls and user faults.
@@ -241,6 +251,9 @@ fn run_init() -> ! {
         arch::x86_64::shootdown::SENT.sum(),
         arch::x86_64::shootdown::SERVED.sum(),
     );
+    if arch::x86_64::pks::enabled() {
+        log_info!("page tables: {} WRMSRs to IA32_PKRS (two per write window)", arch::x86_64::pks::WRMSR_DONE.sum());
+    }
     crate::smp::report_ticks();
     match status {
         task::ExitStatus::Exited(code) => console::announce(format_args!("init exited with status {code}")),

@@ -3,7 +3,7 @@
 
 use bootloader_api::info::{MemoryRegionKind, MemoryRegions};
 
-use crate::arch::x86_64::{cpu, pkru};
+use crate::arch::x86_64::{cpu, pks, pkru};
 use crate::mm::{frame, heap};
 
 /// Prints the report.
@@ -44,12 +44,22 @@ pub fn print(regions: &MemoryRegions, kernel_addr: u64) {
     crate::log_info!("kernel image at {:#x} (upper half: the lower half is left to user space)", kernel_addr);
 
     let yes = |b: bool| if b { "yes" } else { "no" };
+    let pks = match pks::status() {
+        pks::Status::Absent => alloc::string::String::from("no (CPUID.7.0:ECX[31])"),
+        pks::Status::Off => alloc::string::String::from("yes (CPUID.7.0:ECX[31], not enabled: pks=off)"),
+        pks::Status::Failed(why) => alloc::format!("yes (CPUID.7.0:ECX[31], not enabled: {why})"),
+        pks::Status::Enabled { tables } => alloc::format!(
+            "yes (CPUID.7.0:ECX[31], CR4.PKS {}, enabled, page tables guarded by key {}: {tables} at boot, IA32_PKRS {:#x} outside write windows)",
+            if pks::cr4_pks() { "set" } else { "clear" },
+            pks::PAGE_TABLE_KEY.index(),
+            pks::PKRS_DEFAULT
+        ),
+    };
     crate::log_info!(
-        "protection keys: PKU {} (CPUID.7.0:ECX[3]), OSPKE {} (CR4.PKE {}), PKS {} (CPUID.7.0:ECX[31], not enabled)",
+        "protection keys: PKU {} (CPUID.7.0:ECX[3]), OSPKE {} (CR4.PKE {}), PKS {pks}",
         yes(f.pku),
         yes(cpu::cpuid_ospke()),
         if cpu::cr4_pke() { "set" } else { "clear" },
-        yes(f.pks)
     );
     if cpu::ospke() {
         let value = pkru::read();

@@ -13,6 +13,9 @@
 //! #[ktest(panics = "kernel stack overflow")]   // passes only if it ends the boot with a
 //! fn overflow_is_reported() { … }              // panic whose message contains the text
 //!
+//! #[ktest(needs = pks)]         // page tables guarded by PKS; skipped under qemu64 or pks=off
+//! #[ktest(needs = pks_smp)]     // PKS and more than one CPU
+//!
 //! #[ktest(needs = smp, panics = "…")]          // both: skipped on one CPU
 //! ```
 //!
@@ -70,15 +73,17 @@ fn needs_of(attr: TokenStream) -> Result<(&'static str, String), String> {
                     "harness_selftest" => "HarnessSelftest",
                     "smp" => "Smp",
                     "numa" => "Numa",
+                    "pks" => "Pks",
+                    "pks_smp" => "PksSmp",
                     other => {
                         return Err(format!(
-                            "#[ktest(needs = …)]: unknown requirement `{other}` (pku, no_pku, harness_selftest, smp, numa)"
+                            "#[ktest(needs = …)]: unknown requirement `{other}` (pku, no_pku, harness_selftest, smp, numa, pks, pks_smp)"
                         ))
                     }
                 };
             }
             [] if tokens.is_empty() => {}
-            _ => return Err("#[ktest] takes nothing, `needs = pku|no_pku|harness_selftest|smp|numa`, `panics = \"text\"`, or both".into()),
+            _ => return Err("#[ktest] takes nothing, `needs = pku|no_pku|harness_selftest|smp|numa|pks|pks_smp`, `panics = \"text\"`, or both".into()),
         }
     }
     Ok((needs, panics))

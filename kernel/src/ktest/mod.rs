@@ -53,6 +53,11 @@ pub enum Needs {
     Smp,
     /// More than one NUMA node with memory (QEMU `-numa`, 2 nodes or more): skipped on one.
     Numa,
+    /// Page tables guarded by a supervisor protection key (PKS enabled): skipped under
+    /// `-cpu qemu64` and with `pks=off`.
+    Pks,
+    /// PKS enabled and more than one CPU online.
+    PksSmp,
 }
 
 impl Needs {
@@ -65,6 +70,8 @@ impl Needs {
             Needs::HarnessSelftest => crate::boot_options().harness_selftest,
             Needs::Smp => crate::arch::x86_64::percpu::online_cpus().count() > 1,
             Needs::Numa => crate::mm::numa::online_nodes().count() > 1,
+            Needs::Pks => crate::arch::x86_64::pks::enabled(),
+            Needs::PksSmp => Needs::Pks.met() && Needs::Smp.met(),
         }
     }
 
@@ -76,6 +83,8 @@ impl Needs {
             Needs::HarnessSelftest => "ktest.selftest=1",
             Needs::Smp => "more than one CPU",
             Needs::Numa => "more than one NUMA node",
+            Needs::Pks => "PKS enabled",
+            Needs::PksSmp => "PKS enabled and more than one CPU",
         }
     }
 }

@@ -191,13 +191,12 @@ impl Drop for Mm {
             return;
         }
         self.release_hugetlb_reservations();
-        let Some(mut root) = self.root.take() else { return };
+        let Some(root) = self.root.take() else { return };
         if root.frame() == paging::active_root_frame() {
             // Never free the tree the CPU is walking.
             paging::activate_kernel_root();
         }
-        root.free_user_half(super::hugetlb::put_user_leaf, frame::free);
-        frame::free(root.into_frame());
+        root.free(super::hugetlb::put_user_leaf, frame::free);
     }
 }
 

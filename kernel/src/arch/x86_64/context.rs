@@ -307,8 +307,11 @@ unsafe extern "C" {
 /// # Safety
 /// `load_rsp` must be an RSP saved by an earlier `switch` (or made by
 /// [`KernelStack::prepare_first_entry`]) whose stack is still alive, and nothing may hold a
-/// lock that the resumed thread will take. Interrupts must be off.
+/// lock that the resumed thread will take. Interrupts must be off. No page-table write window
+/// may be open (asserted: a window belongs to the code that opened it, never to the next
+/// thread; see `pks`).
 pub unsafe fn switch(save_rsp: *mut u64, load_rsp: u64) {
+    super::pks::assert_no_window();
     // SAFETY: forwarded to the caller (see above).
     unsafe { pikku_context_switch(save_rsp, load_rsp) }
 }

@@ -8,9 +8,9 @@
 //! |---------------------------|------------------------|--------------------------------------------|
 //! | PKU                       | `CPUID.(7,0):ECX[3]`   | the CPU implements user protection keys    |
 //! | OSPKE                     | `CPUID.(7,0):ECX[4]`   | reads 1 once the OS has set CR4.PKE        |
-//! | PKS                       | `CPUID.(7,0):ECX[31]`  | supervisor protection keys (reported only) |
+//! | PKS                       | `CPUID.(7,0):ECX[31]`  | supervisor protection keys (`pks`)         |
 //! | CR4.PKE                   | CR4 bit 22             | enables PKRU checks and PTE key bits       |
-//! | CR4.PKS                   | CR4 bit 24             | supervisor keys (pikku leaves it off)      |
+//! | CR4.PKS                   | CR4 bit 24             | supervisor keys: set by `pks`              |
 //!
 //! [`pkey_support`] is the kernel's one answer to "does this system have protection keys?"
 //! (Linux: `cpu_feature_enabled(X86_FEATURE_OSPKE)`, and `arch_max_pkey()` follows from it).

@@ -16,6 +16,7 @@
 //! | [`trap`]     | IDT, exception entry stubs, the trap frame, reports  | Vol. 3A §6.14, §6.15         |
 //! | [`extable`]  | recoverable instructions (Linux's exception table)   | —                            |
 //! | [`pkru`]     | RDPKRU / WRPKRU                                      | Vol. 3A §2.7; Vol. 2B, 2C    |
+//! | [`pks`]      | CR4.PKS, IA32_PKRS, the page-table write window      | Vol. 3A §4.6.2 (a newer edition: see "Which SDM") |
 //! | [`paging`]   | page-table writes, CR3, TLB invalidation             | Vol. 3A §4.5, §4.10          |
 //! | [`uaccess`]  | kernel accesses to user memory (STAC/CLAC + extable) | Vol. 3A §4.6                 |
 //! | [`percpu`]   | per-CPU data reached through GS                      | Vol. 3A §3.4.4               |
@@ -40,6 +41,7 @@ pub mod ipi;
 pub mod paging;
 pub mod percpu;
 pub mod pic;
+pub mod pks;
 pub mod pkru;
 pub mod qemu;
 pub mod rtc;

@@ -25,8 +25,19 @@
 //! [`super::shootdown`], on every other CPU that may cache the tree; pages the change freed
 //! go back to the allocator only after that flush. A kernel stack's unmapped pages are shot
 //! down on every CPU. Freeing a whole user half happens only to a tree no CPU has loaded.
+//!
+//! Guarded page tables ([`super::pks`]): with PKS on, every page-table frame carries
+//! [`pks::PAGE_TABLE_KEY`] in its physical-map entry, which is
+//! read-only outside a write window. So every function here that writes a table opens one
+//! [`Window`] for the whole operation (nested calls nest into it), a new table is keyed
+//! ([`new_table`]) before it is zeroed and hooked in, and a table that is freed goes back to
+//! key 0 and is forgotten by every CPU's TLB before its frame is reused ([`Retired`]). The
+//! physical map's 2-MiB pages are split to 4 KiB at boot wherever a page table may live
+//! ([`guard_page_tables`]), so that one frame can carry a key of its own.
 
+use super::pks::{self, Window};
 use super::sync::Mutex;
+use core::sync::atomic::{AtomicU64, Ordering};
 use spin::Once;
 use x86_64::registers::control::{Cr3, Cr3Flags};
 use x86_64::structures::paging::mapper::{MapToError, MappedFrame, Mapper, TranslateResult, Translate};
@@ -38,6 +49,10 @@ use x86_64::{PhysAddr, VirtAddr};
 
 static PHYS_OFFSET: Once<u64> = Once::new();
 static KERNEL_ROOT: Once<Mutex<PageTableRoot>> = Once::new();
+/// The kernel root's frame, for the lock-free walks of the kernel half ([`kernel_leaf`]): the
+/// frame never changes, and the physical map's tables above its leaves never change after
+/// [`guard_page_tables`].
+static KERNEL_ROOT_FRAME: Once<PhysFrame> = Once::new();
 
 /// First address above user space: the lower canonical half ends here.
 pub const USER_END: u64 = 0x0000_8000_0000_0000;
@@ -101,9 +116,7 @@ struct FrameSource<'a>(&'a mut dyn FnMut() -> Option<PhysFrame>);
 // handed out once and is not in use elsewhere.
 unsafe impl FrameAllocator<Size4KiB> for FrameSource<'_> {
     fn allocate_frame(&mut self) -> Option<PhysFrame<Size4KiB>> {
-        let frame = (self.0)()?;
-        zero_frame(frame);
-        Some(frame)
+        new_table(&mut self.0)
     }
 }
 
@@ -112,7 +125,217 @@ unsafe impl FrameAllocator<Size4KiB> for FrameSource<'_> {
 pub fn init(physical_memory_offset: u64) {
     PHYS_OFFSET.call_once(|| physical_memory_offset);
     let (frame, _) = Cr3::read();
+    KERNEL_ROOT_FRAME.call_once(|| frame);
     KERNEL_ROOT.call_once(|| Mutex::new(PageTableRoot { frame }));
+}
+
+/// A fresh page table from `alloc`: keyed as a page table (when PKS guards them) and zeroed,
+/// inside a window. Every table frame pikku makes comes from here.
+fn new_table(alloc: &mut dyn FnMut() -> Option<PhysFrame>) -> Option<PhysFrame> {
+    let frame = alloc()?;
+    adopt_table(frame);
+    Some(frame)
+}
+
+/// Makes the fresh frame `frame` a page table: keyed, then zeroed (inside a window).
+fn adopt_table(frame: PhysFrame) {
+    let _window = Window::open();
+    if pks::enabled() {
+        set_frame_key(frame, pks::PAGE_TABLE_KEY);
+    }
+    zero_frame(frame);
+}
+
+/// The leaf entry that maps the kernel address `virt` in the kernel's tree, with its level (1:
+/// a 4-KiB PTE, 2: a 2-MiB PDE, 3: a 1-GiB PDPTE; SDM Vol. 3A §4.5), as an atomic (the CPU
+/// sets Accessed and Dirty in it concurrently, atomically: §4.8 "Accessed and Dirty Flags").
+/// A lock-free walk: only for the physical map (whose tables are fixed after boot) and for
+/// reports.
+fn kernel_leaf(virt: VirtAddr) -> Option<(&'static AtomicU64, u8)> {
+    let root = *KERNEL_ROOT_FRAME.get()?;
+    let indexes = [virt.p4_index(), virt.p3_index(), virt.p2_index(), Page::<Size4KiB>::containing_address(virt).p1_index()];
+    let mut table = root;
+    for (depth, index) in indexes.into_iter().enumerate() {
+        let level = 4 - depth as u8;
+        let ptr = (phys_to_virt(table.start_address()).as_u64() + usize::from(index) as u64 * 8) as *const AtomicU64;
+        // SAFETY: `table` is a page table of the kernel's tree (the root, or a child found
+        // through a present, non-huge entry), mapped through the physical window; an entry is an
+        // aligned u64, which an AtomicU64 may alias — every write to it is atomic (the CPU's
+        // A/D updates, and `set_frame_key`) or made under the tree's lock by its one writer.
+        let entry = unsafe { &*ptr };
+        let raw = entry.load(Ordering::Relaxed);
+        if raw & PageTableFlags::PRESENT.bits() == 0 {
+            return None;
+        }
+        if level == 1 || (level <= 3 && raw & PageTableFlags::HUGE_PAGE.bits() != 0) {
+            return Some((entry, level));
+        }
+        table = PhysFrame::containing_address(PhysAddr::new(raw & FRAME_MASK));
+    }
+    None
+}
+
+/// The protection key of the kernel page at `addr` (what a PKS fault's report names: the
+/// error code carries no key). `None` if `addr` is not mapped in the kernel half.
+pub fn kernel_key_of(addr: u64) -> Option<pkeys::Pkey> {
+    let virt = VirtAddr::try_new(addr).ok()?;
+    let (entry, _) = kernel_leaf(virt)?;
+    Some(pkeys::pte::pkey_of(entry.load(Ordering::Relaxed)))
+}
+
+/// Gives the physical-map page of `frame` the key `key` and drops this CPU's translation of it
+/// (INVLPG, SDM Vol. 2A). Other CPUs may keep the old key cached: harmless when it rises to
+/// the page-table key (they could write the frame a little longer, as before), not when it
+/// falls to 0 — [`Retired`] shoots those down before the frame is reused. Each frame's entry
+/// is written only by the owner of the frame, atomically: no lock.
+fn set_frame_key(frame: PhysFrame, key: pkeys::Pkey) {
+    let virt = phys_to_virt(frame.start_address());
+    let Some((entry, 1)) = kernel_leaf(virt) else {
+        debug_assert!(false, "{frame:?} has no 4-KiB entry in the physical map");
+        return;
+    };
+    let _window = Window::open();
+    set_entry_key(entry, key);
+    x86_64::instructions::tlb::flush(virt);
+}
+
+/// Puts `key` into bits 62:59 of the leaf entry `entry`, atomically.
+fn set_entry_key(entry: &AtomicU64, key: pkeys::Pkey) {
+    let _ = entry.try_update(Ordering::Relaxed, Ordering::Relaxed, |old| Some(pkeys::pte::with_pkey(old, key)));
+}
+
+/// Frames that stopped being page tables, gathered so that one shootdown covers them all: each
+/// goes back to key 0 at once (on this CPU), is linked into a list through its own first word
+/// (so gathering allocates nothing), and returns to the allocator only after every CPU has
+/// forgotten its page-table key ([`Retired::release`]) — a CPU with the old key cached would
+/// fault on an ordinary write to the frame's next owner.
+struct Retired {
+    /// Physical address of the first frame, or [`Retired::END`].
+    head: u64,
+    /// The physical-map addresses the list covers: `[low, high)`.
+    low: u64,
+    high: u64,
+}
+
+impl Retired {
+    const END: u64 = u64::MAX;
+
+    fn new() -> Retired {
+        Retired { head: Self::END, low: u64::MAX, high: 0 }
+    }
+
+    /// Adds a table frame that no tree points at any more.
+    fn push(&mut self, frame: PhysFrame) {
+        let _window = Window::open();
+        write_frame(frame, 0, &self.head.to_le_bytes());
+        self.head = frame.start_address().as_u64();
+        if pks::enabled() {
+            set_frame_key(frame, pkeys::Pkey::DEFAULT);
+            let virt = phys_to_virt(frame.start_address()).as_u64();
+            self.low = self.low.min(virt);
+            self.high = self.high.max(virt + 4096);
+        }
+    }
+
+    /// Shoots the old keys down on every CPU (once), then hands every frame to `free`.
+    fn release(self, free: &mut dyn FnMut(PhysFrame)) {
+        if self.low < self.high {
+            shoot_kernel_range(self.low, self.high);
+        }
+        let mut next = self.head;
+        while next != Self::END {
+            let frame = PhysFrame::containing_address(PhysAddr::new(next));
+            let mut link = [0u8; 8];
+            read_frame(frame, 0, &mut link);
+            next = u64::from_le_bytes(link);
+            free(frame);
+        }
+    }
+}
+
+/// Makes every page table a guarded one, once, on the boot CPU before CR4.PKS is set: splits
+/// the physical map's 2-MiB pages over `usable` (the physical ranges page tables may later be
+/// allocated from) and over every table the kernel's tree already has (the bootloader's
+/// included: they lie outside `usable`), taking the new tables from `alloc`; then walks the
+/// kernel's tree and gives every table frame — the new ones too — [`pks::PAGE_TABLE_KEY`].
+/// Returns how many tables it keyed, or why it could not (then nothing is keyed, though some
+/// 2-MiB pages may be split, which changes no translation).
+pub fn guard_page_tables(usable: &mut dyn Iterator<Item = (u64, u64)>, alloc: &mut dyn FnMut() -> Option<PhysFrame>) -> Result<usize, &'static str> {
+    let root = kernel_root().lock();
+    let _window = Window::open();
+    for (start, end) in usable {
+        let mut chunk = start & !(HUGE_PAGE_SIZE - 1);
+        while chunk < end {
+            split_physical_map(chunk, alloc)?;
+            chunk = chunk.saturating_add(HUGE_PAGE_SIZE);
+        }
+    }
+    let mut failed = None;
+    walk_tables(root.frame, 4, &mut |table| {
+        if let Err(e) = split_physical_map(table.start_address().as_u64(), alloc) {
+            failed = Some(e);
+        }
+    });
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let mut keyed = 0;
+    walk_tables(root.frame, 4, &mut |table| {
+        let (entry, _) = kernel_leaf(phys_to_virt(table.start_address())).expect("split above");
+        set_entry_key(entry, pks::PAGE_TABLE_KEY);
+        keyed += 1;
+    });
+    // The old 2-MiB translations and key-0 entries go (nothing in the physical map is global).
+    flush_all();
+    Ok(keyed)
+}
+
+/// Calls `f` for the table `frame` (at `level`: 4 = PML4 … 1 = PT) and every table below it.
+fn walk_tables(frame: PhysFrame, level: u8, f: &mut dyn FnMut(PhysFrame)) {
+    f(frame);
+    if level == 1 {
+        return;
+    }
+    for i in 0..512u64 {
+        let ptr = (phys_to_virt(frame.start_address()).as_u64() + i * 8) as *const u64;
+        // SAFETY: a table of the kernel's tree, reachable through the physical window, its lock
+        // held by the caller; the read is of one aligned entry.
+        let raw = unsafe { ptr.read_volatile() };
+        if raw & PageTableFlags::PRESENT.bits() != 0 && raw & PageTableFlags::HUGE_PAGE.bits() == 0 {
+            walk_tables(PhysFrame::containing_address(PhysAddr::new(raw & FRAME_MASK)), level - 1, f);
+        }
+    }
+}
+
+/// Splits the physical map's 2-MiB page over physical address `phys` into 512 4-KiB pages with
+/// the same flags (a new page table from `alloc`), unless it is split already or not mapped.
+/// The translation of every address stays the same. A 1-GiB page there is refused
+/// (bootloader 0.11.17 maps with 2-MiB pages).
+fn split_physical_map(phys: u64, alloc: &mut dyn FnMut() -> Option<PhysFrame>) -> Result<(), &'static str> {
+    let virt = phys_to_virt(PhysAddr::new(phys));
+    let Some((entry, level)) = kernel_leaf(virt) else { return Ok(()) };
+    match level {
+        1 => Ok(()),
+        3 => Err("a 1-GiB page in the physical map"),
+        _ => {
+            let pde = entry.load(Ordering::Relaxed);
+            // PAT of a 2-MiB page is bit 12 (SDM Vol. 3A Table 4-17); the bootloader sets none.
+            if pde & (1 << 12) != 0 {
+                return Err("a 2-MiB page with PAT in the physical map");
+            }
+            let table = alloc().ok_or("no frame to split the physical map")?;
+            let base = pde & FRAME_MASK & !(HUGE_PAGE_SIZE - 1);
+            let flags = pde & !FRAME_MASK & !PageTableFlags::HUGE_PAGE.bits() & !PageTableFlags::GLOBAL.bits();
+            let dst = phys_to_virt(table.start_address()).as_mut_ptr::<u64>();
+            for i in 0..512u64 {
+                // SAFETY: `table` is a fresh frame, mapped in the physical window, 512 entries long.
+                unsafe { dst.add(i as usize).write((base + i * 4096) | flags) };
+            }
+            entry.store(table.start_address().as_u64() | (PageTableFlags::PRESENT | PageTableFlags::WRITABLE).bits(), Ordering::Release);
+            x86_64::instructions::tlb::flush(virt);
+            Ok(())
+        }
+    }
 }
 
 /// The virtual address at which physical address `phys` can be accessed.
@@ -169,9 +392,9 @@ impl PageTableRoot {
 
     /// A new tree: an empty user half and the kernel's upper half.
     pub fn new_user(mut alloc: impl FnMut() -> Option<PhysFrame>) -> Option<PageTableRoot> {
-        let frame = alloc()?;
-        zero_frame(frame);
+        let frame = new_table(&mut alloc)?;
         let kernel = kernel_root().lock();
+        let _window = Window::open();
         // SAFETY: both frames are PML4s reachable through the physical window; `frame` is
         // fresh and the kernel root is locked, so neither is being modified elsewhere.
         unsafe {
@@ -204,6 +427,7 @@ impl PageTableRoot {
             parent |= PageTableFlags::USER_ACCESSIBLE;
         }
         let mut source = FrameSource(&mut alloc);
+        let _window = Window::open();
         // SAFETY: the caller owns `frame` and hands it to this mapping; mapping a fresh page
         // cannot break existing references (`AlreadyMapped` is refused).
         let result = unsafe { self.mapper().map_to_with_table_flags(page, frame, flags, parent, &mut source) };
@@ -239,12 +463,22 @@ impl PageTableRoot {
         unsafe { Cr3::write(self.frame, Cr3Flags::empty()) };
     }
 
-    /// Releases every user-half page through `put_page` (pages may be shared; a 2-MiB page is
-    /// handed over once, as its first frame with [`LeafSize::Huge`], and is not a table to
-    /// descend into) and frees every user-half table through `free_table`, leaving an empty
-    /// user half. Linux: `exit_mmap()` → `unmap_vmas()`, then `free_pgtables()`.
-    pub fn free_user_half(&mut self, mut put_page: impl FnMut(PhysFrame, LeafSize), mut free_table: impl FnMut(PhysFrame)) {
-        fn walk(frame: PhysFrame, level: u8, put_page: &mut dyn FnMut(PhysFrame, LeafSize), free_table: &mut dyn FnMut(PhysFrame)) {
+    /// Frees the tree: releases every user-half page through `put_page` (pages may be shared;
+    /// a 2-MiB page is handed over once, as its first frame with [`LeafSize::Huge`], and is not
+    /// a table to descend into), then frees every user-half table and the PML4 through
+    /// `free_table` — all tables in one [`Retired`] batch (one shootdown). The caller has made
+    /// sure no CPU has it loaded. Linux: `exit_mmap()` → `unmap_vmas()`, then `free_pgtables()`.
+    pub fn free(mut self, mut put_page: impl FnMut(PhysFrame, LeafSize), mut free_table: impl FnMut(PhysFrame)) {
+        let mut retired = Retired::new();
+        self.retire_user_half(&mut put_page, &mut retired);
+        retired.push(self.frame);
+        retired.release(&mut free_table);
+    }
+
+    /// The walk of [`Self::free`]: pages to `put_page`, tables to `retired`.
+    fn retire_user_half(&mut self, put_page: &mut dyn FnMut(PhysFrame, LeafSize), retired: &mut Retired) {
+        let _window = Window::open();
+        fn walk(frame: PhysFrame, level: u8, put_page: &mut dyn FnMut(PhysFrame, LeafSize), free_table: &mut Retired) {
             // SAFETY: `frame` is a page table of this tree, reachable through the physical
             // window; the caller holds `&mut PageTableRoot`, so nothing walks it concurrently.
             let table = unsafe { &mut *table(&frame) };
@@ -257,7 +491,7 @@ impl PageTableRoot {
                     put_page(child, LeafSize::Huge);
                 } else if level > 1 {
                     walk(child, level - 1, put_page, free_table);
-                    free_table(child);
+                    free_table.push(child);
                 } else {
                     put_page(child, LeafSize::Page);
                 }
@@ -271,8 +505,8 @@ impl PageTableRoot {
                 continue;
             }
             let child = PhysFrame::containing_address(entry.addr());
-            walk(child, 3, &mut put_page, &mut free_table);
-            free_table(child);
+            walk(child, 3, put_page, retired);
+            retired.push(child);
             entry.set_unused();
         }
         if active_root_frame() == self.frame {
@@ -317,6 +551,7 @@ impl PageTableRoot {
     /// `false` if there is no entry.
     pub fn update_leaf(&mut self, page: Page, tlb: &mut TlbBatch, f: impl FnOnce(u64) -> u64) -> bool {
         let Some(entry) = self.leaf_entry(page) else { return false };
+        let _window = Window::open();
         rewrite(entry, f);
         tlb.add(page.start_address().as_u64());
         true
@@ -375,6 +610,7 @@ impl PageTableRoot {
     /// them apart in `old`). Linux: `change_protection()` → `change_pte_range()` and, for
     /// huge pages, `hugetlb_change_protection()`.
     pub fn update_leaves(&mut self, start: u64, end: u64, tlb: &mut TlbBatch, mut f: impl FnMut(u64, u64) -> u64) {
+        let _window = Window::open();
         self.walk_user_leaves(start, end, &mut |addr, size, entry| {
             let keep = if size == LeafSize::Huge { PageTableFlags::HUGE_PAGE.bits() } else { 0 };
             rewrite(entry, |old| f(addr, old) | keep);
@@ -392,6 +628,7 @@ impl PageTableRoot {
     /// `__unmap_hugepage_range()` for a huge page, and `tlb_flush_mmu()` before the pages go.
     pub fn unmap_leaves(&mut self, start: u64, end: u64, tlb: &mut TlbBatch, mut put: impl FnMut(PhysFrame, LeafSize)) {
         let mut waiting: alloc::vec::Vec<(PhysFrame, LeafSize)> = alloc::vec::Vec::new();
+        let _window = Window::open();
         self.walk_user_leaves(start, end, &mut |addr, size, entry| {
             let frame = PhysFrame::containing_address(entry.addr());
             entry.set_unused();
@@ -423,6 +660,7 @@ impl PageTableRoot {
     pub(super) fn unmap_leaf(&mut self, page: Page) -> Option<PhysFrame> {
         let entry = self.leaf_entry(page)?;
         let frame = PhysFrame::containing_address(entry.addr());
+        let _window = Window::open();
         entry.set_unused();
         Some(frame)
     }
@@ -454,6 +692,7 @@ impl PageTableRoot {
     /// `tlb`. Returns `false` if there is none.
     pub fn update_huge_leaf(&mut self, addr: u64, tlb: &mut TlbBatch, f: impl FnOnce(u64) -> u64) -> bool {
         let Some(entry) = self.huge_leaf_entry(addr) else { return false };
+        let _window = Window::open();
         rewrite(entry, |old| f(old) | PageTableFlags::HUGE_PAGE.bits());
         // One INVLPG of any address in a 2-MiB page drops the whole page's translation.
         tlb.add(addr);
@@ -480,6 +719,7 @@ impl PageTableRoot {
         assert!(frame.start_address().as_u64().is_multiple_of(HUGE_PAGE_SIZE), "huge frame {:?}", frame.start_address());
         let page = Page::<Size4KiB>::containing_address(VirtAddr::new(addr));
         let parent = PageTableFlags::PRESENT | PageTableFlags::WRITABLE | PageTableFlags::USER_ACCESSIBLE;
+        let _window = Window::open();
         let mut table = table(&self.frame);
         for index in [page.p4_index(), page.p3_index()] {
             // SAFETY: `table` is a table of this tree (the root, or a child made or found
@@ -487,8 +727,7 @@ impl PageTableRoot {
             // `&mut self` excludes concurrent access.
             let entry = unsafe { &mut (&mut *table)[index] };
             if entry.is_unused() {
-                let child = alloc().ok_or(MapError::OutOfFrames)?;
-                zero_frame(child);
+                let child = new_table(&mut alloc).ok_or(MapError::OutOfFrames)?;
                 entry.set_frame(child, parent);
             } else if entry.flags().contains(PageTableFlags::HUGE_PAGE) {
                 return Err(MapError::HugePage);
@@ -515,13 +754,15 @@ impl PageTableRoot {
             let mut tlb = TlbBatch::new(self, super::percpu::online_mask());
             tlb.add(addr);
             tlb.flush();
-            free_table(pt);
+            let mut retired = Retired::new();
+            retired.push(pt);
+            retired.release(&mut free_table);
         }
         Ok(())
     }
 
-    /// Consumes the root, returning its PML4 frame (to be freed once its user half is empty
-    /// and no CPU has it loaded).
+    /// Consumes the root, returning its PML4 frame — for a tree kept for good (it stays a
+    /// guarded page table); a tree that goes away is freed with [`Self::free`].
     pub fn into_frame(self) -> PhysFrame {
         self.frame
     }
@@ -545,7 +786,8 @@ pub fn create_kernel_region_slot(start: VirtAddr, pdpt: PhysFrame) {
     assert!(start.as_u64() >= 0xffff_8000_0000_0000, "{start:?} is not in the kernel half");
     let root = kernel_root().lock();
     let index = usize::from(start.p4_index());
-    zero_frame(pdpt);
+    adopt_table(pdpt);
+    let _window = Window::open();
     // SAFETY: the kernel's PML4 is reachable through the physical window and its lock is held;
     // the entry is checked to be unused, so no existing mapping changes.
     let pml4 = unsafe { &mut *table(&root.frame) };
@@ -682,9 +924,8 @@ pub fn start_up_tree(
 
 /// Frees a tree made by [`start_up_tree`]: its tables go to `free` (the trampoline page itself
 /// stays: it is reserved for good).
-pub fn free_start_up_tree(mut root: PageTableRoot, free: &mut impl FnMut(PhysFrame)) {
-    root.free_user_half(|_trampoline, _| {}, &mut *free);
-    free(root.into_frame());
+pub fn free_start_up_tree(root: PageTableRoot, free: &mut impl FnMut(PhysFrame)) {
+    root.free(|_trampoline, _| {}, &mut *free);
 }
 
 /// The PML4 frame CR3 holds now.

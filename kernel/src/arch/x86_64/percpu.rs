@@ -43,6 +43,12 @@ pub struct PerCpu {
     pub reschedule_ipis: AtomicU64,
     /// TLB-shootdown IPIs this CPU took.
     pub shootdown_ipis: AtomicU64,
+    /// The value this CPU last wrote to IA32_PKRS (`pks`): read instead of RDMSR. Only this
+    /// CPU writes it.
+    pub pkrs: AtomicU32,
+    /// How many page-table write windows (`pks::Window`) are open on this CPU, nested: the
+    /// outermost opens IA32_PKRS, the outermost close closes it. Only this CPU writes it.
+    pub pks_windows: AtomicU32,
 }
 
 impl PerCpu {
@@ -58,6 +64,8 @@ impl PerCpu {
             ticks: AtomicU64::new(0),
             reschedule_ipis: AtomicU64::new(0),
             shootdown_ipis: AtomicU64::new(0),
+            pkrs: AtomicU32::new(0),
+            pks_windows: AtomicU32::new(0),
         }
     }
 }

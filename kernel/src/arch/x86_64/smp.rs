@@ -388,6 +388,7 @@ extern "C" fn ap_entry(cpu: u64) -> ! {
     fpu::init();
     cpu::enable_protection_keys();
     cpu::enable_smep_smap();
+    super::pks::enable_this_cpu(false);
     syscall::init_this_cpu();
     apic::enable_this_cpu();
     record_bring_up(cpu, apic_id);

@@ -441,8 +441,13 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
     // First, before anything reads per-CPU data: an NMI may have interrupted the SYSCALL entry
     // before its SWAPGS, when GS still holds the user's base (see `smp::nmi`).
     if v == vector::NMI {
-        return super::smp::nmi(frame);
+        let interrupted = super::pks::nmi_enter();
+        super::smp::nmi(frame);
+        return super::pks::nmi_exit(interrupted);
     }
+    // An exception inside a page-table write window runs its handler with the window closed;
+    // the window opens again when this is dropped, on the way back (`pks`).
+    let pkrs = super::pks::ExceptionPkrs::enter();
     if let Some(ipi) = ipi_of(v) {
         super::apic::end_of_interrupt();
         let cpu = super::percpu::this_cpu();
@@ -471,6 +476,7 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         }
     }
     if v == vector::BREAKPOINT {
+        super::pks::note_breakpoint(super::pks::interrupted_pkrs(&pkrs));
         crate::log_info!("breakpoint at {:#x}", frame.rip);
         return;
     }
@@ -503,6 +509,20 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         }
     }
     if v == vector::PAGE_FAULT {
+        let error = PageFaultError::from_bits_retain(frame.error_code);
+        if error.contains(PageFaultError::PROTECTION_KEY) && !error.contains(PageFaultError::USER) {
+            // The error code names no key: the kernel's own entry for CR2 does.
+            let key = super::paging::kernel_key_of(cr2);
+            panic!(
+                "PKS violation: a kernel {} of {cr2:#x}, a page with supervisor key {}{} (IA32_PKRS {:#x}), at rip {:#x}\n{}",
+                if error.contains(PageFaultError::WRITE) { "write" } else { "read" },
+                key.map_or(-1, |k| i32::from(k.index())),
+                if key == Some(super::pks::PAGE_TABLE_KEY) { " (page tables: written outside a write window)" } else { "" },
+                super::percpu::this_cpu().pkrs.load(Ordering::Relaxed),
+                frame.rip,
+                PageFaultReport { frame, addr: cr2 }
+            );
+        }
         panic!("unhandled page fault in the kernel\n{}", PageFaultReport { frame, addr: cr2 });
     }
     panic!("unhandled exception {} (vector {v})\n{}", vector_name(v), FrameReport(frame));
