@@ -81,11 +81,12 @@ impl Mm {
 
     /// The 4-KiB pages in `[start, end)` whose node `wanted` rejects, in address order (huge
     /// pages are never moved: Linux's `mbind` does not split them either and counts them as
-    /// placed). Linux: `queue_pages_range()`.
+    /// placed) — nor is the shared zero frame, which is every node's and no process's (Linux's
+    /// page walk skips it too). Linux: `queue_pages_range()`.
     pub fn misplaced(&mut self, start: u64, end: u64, wanted: impl Fn(Node) -> bool) -> Vec<Misplaced> {
         let mut out = Vec::new();
         self.root().for_each_leaf_in(start, end, |addr, frame, _, size| {
-            if size == LeafSize::Page && !wanted(numa::frame_node(frame)) {
+            if size == LeafSize::Page && !frame::is_zero_frame(frame) && !wanted(numa::frame_node(frame)) {
                 out.push(Misplaced { addr, shared: frame::references(frame) > 1 });
             }
         });

@@ -295,6 +295,11 @@ fn page_status(mm: &mut crate::mm::address_space::Mm, addr: u64, target: Option<
         return -(Errno::EFAULT as i32);
     }
     let Some(frame) = mm.present_frame(addr) else { return -(Errno::ENOENT as i32) };
+    if crate::mm::frame::is_zero_frame(frame) {
+        // A page only read maps the shared zero frame, which Linux's lookup here refuses
+        // (`follow_page()` with `FOLL_DUMP`): -EFAULT, whether asked where or told to move.
+        return -(Errno::EFAULT as i32);
+    }
     let node = numa::frame_node(frame);
     match target {
         None => node.index() as i32,
