@@ -89,6 +89,16 @@ fn spread(a: &Run, b: &Run) -> f64 {
         .fold(0.0, f64::max)
 }
 
+/// `pikku bench-pikku`: one run of pikku alone, its figures as the program printed them (for
+/// a quick look while working on a hot path; writes nothing).
+pub fn run_pikku_only() -> Result<String, Error> {
+    let user = build::user_programs()?;
+    let kernel = build::kernel(Kernel::Release)?;
+    let init = Init { program: user.join("bench"), ..Default::default() };
+    let run = pikku_run(&kernel, &init)?;
+    Ok(run.order.iter().map(|name| format!("{name:<40} {:>12.1} {:>12.1}\n", run.figures[name].min, run.figures[name].mean)).collect())
+}
+
 /// Runs everything and writes the report; returns the Markdown.
 pub fn run() -> Result<String, Error> {
     let user = build::user_programs()?;

@@ -6,7 +6,9 @@
 //! number N does, read one line. An unknown number returns `-ENOSYS` and logs one line.
 //!
 //! The SYSCALL entry stub ([`arch::x86_64::syscall`](crate::arch::x86_64::syscall)) calls [`entry`]
-//! with the user's register frame; [`entry`] calls [`dispatch`]. The in-kernel tests call
+//! (the fast path) with a frame of the argument registers; [`entry`] calls [`dispatch`], whose
+//! `match` the compiler turns into one bounds-checked jump table: one step from number to
+//! handler. [`entry_slow`] takes the calls and exits that need the whole register frame. The in-kernel tests call
 //! [`dispatch`] directly on a kernel-made thread — the same handlers, without the ring change.
 
 pub mod fs;
@@ -18,6 +20,7 @@ pub mod sched;
 
 use pkeys::Errno;
 
+use crate::arch::x86_64::syscall::{fast_sysret_is_safe, Exit, SyscallFrame};
 use crate::arch::x86_64::trap::TrapFrame;
 
 /// Linux x86-64 system-call numbers (`arch/x86/entry/syscalls/syscall_64.tbl`).
@@ -189,15 +192,39 @@ pub fn dispatch(number: u64, args: [u64; 6]) -> u64 {
     }
 }
 
-/// The SYSCALL hook: number in `rax`, arguments in `rdi, rsi, rdx, r10, r8, r9` (the x86-64
-/// syscall convention — `r10` instead of `rcx`, which SYSCALL overwrites), result in `rax`.
-/// The calls that need the caller's whole register frame (`fork`, `clone`, `rt_sigreturn`,
-/// `sigaltstack`) are dispatched here. On the way out, pending signals are acted on.
-pub fn entry(frame: &mut TrapFrame) {
-    frame.rax = match frame.rax {
-        nr::FORK | nr::RT_SIGRETURN | nr::SIGALTSTACK | nr::CLONE => with_frame(frame),
-        number => dispatch(number, [frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9]),
-    };
+/// The SYSCALL fast path (called by the entry stub, [`arch::x86_64::syscall`](crate::arch::x86_64::syscall)):
+/// number in `orig_rax`, arguments from `rdi, rsi, rdx, r10, r8, r9`, result into `rax`. The
+/// calls that need the caller's whole register frame are sent to the slow path before they
+/// run; every other call runs here, and leaves by SYSRET unless its exit has work to do
+/// ([`sched::exit_work_pending`](crate::task::sched::exit_work_pending)). Linux:
+/// `do_syscall_64()` → `syscall_exit_to_user_mode()`, without their layers.
+pub extern "C" fn entry(frame: &mut SyscallFrame) -> Exit {
+    let number = frame.number();
+    if needs_whole_frame(number) {
+        return Exit::WholeFrame;
+    }
+    frame.rax = dispatch(number, frame.args());
+    if crate::task::sched::exit_work_pending(frame.rax) || !fast_sysret_is_safe(frame) {
+        return Exit::Work;
+    }
+    Exit::Sysret
+}
+
+/// The calls that read or rewrite the caller's whole register frame.
+#[inline]
+fn needs_whole_frame(number: u64) -> bool {
+    matches!(number, nr::FORK | nr::RT_SIGRETURN | nr::SIGALTSTACK | nr::CLONE)
+}
+
+/// The SYSCALL slow path, on the full frame the stub completed: runs a call that
+/// [needs it](needs_whole_frame) (`why` = [`Exit::WholeFrame`]), then the full kernel exit —
+/// signals and stops, the end of a thread that must leave, the restart of an interrupted call.
+pub fn entry_slow(frame: &mut TrapFrame, why: Exit) {
+    if why == Exit::WholeFrame {
+        // The fast path left `rax` unwritten; the call sees it as it came: the number.
+        frame.rax = frame.orig_rax();
+        frame.rax = with_frame(frame);
+    }
     crate::task::sched::kernel_exit(frame);
 }
 
