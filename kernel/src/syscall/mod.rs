@@ -1,14 +1,15 @@
 //! The system-call table: Linux x86-64 numbers → handlers.
 //!
 //! Handlers take the raw 64-bit register values (`rdi, rsi, rdx, r10, r8, r9` on x86-64) and
-//! return `Result<u64, Errno>`; [`dispatch`] turns an error into `-errno`, the value Linux
+//! return `Result<u64, Errno>`; the table turns an error into `-errno`, the value Linux
 //! returns in `rax`. Like xv6's `syscalls[]`, the table is one plain `match`: to find what
 //! number N does, read one line. An unknown number returns `-ENOSYS` and logs one line.
 //!
 //! The SYSCALL entry stub ([`arch::x86_64::syscall`](crate::arch::x86_64::syscall)) calls [`entry`]
-//! (the fast path) with a frame of the argument registers; [`entry`] calls [`dispatch`], whose
-//! `match` the compiler turns into one bounds-checked jump table: one step from number to
-//! handler. [`entry_slow`] takes the calls and exits that need the whole register frame. The in-kernel tests call
+//! (the fast path) with a frame of the argument registers; [`entry`] looks the number up in
+//! `table`, whose `match` the compiler turns into one bounds-checked jump table: one step from
+//! number to handler. [`entry_slow`] takes the calls and exits that need the whole register
+//! frame. The in-kernel tests call
 //! [`dispatch`] directly on a kernel-made thread — the same handlers, without the ring change.
 
 pub mod fs;
@@ -105,10 +106,21 @@ pub mod nr {
 }
 
 /// Runs system call `number` with raw arguments `args` for the current thread; returns the
-/// value for `rax` (a result, or `-errno`).
+/// value for `rax` (a result, or `-errno`). (Not for the calls that need the whole register
+/// frame: those run from [`entry_slow`].) The in-kernel tests' way in: the same table as a
+/// user program's `syscall`, without the ring change.
+#[cfg(test)] // the system-call entry uses `table` itself
 pub fn dispatch(number: u64, args: [u64; 6]) -> u64 {
+    table(number, args).expect("a call that needs the whole register frame dispatched without one")
+}
+
+/// The table: the value for `rax`, or `None` for a call that needs the caller's whole register
+/// frame (it runs from [`entry_slow`]; listing it here keeps the fast path to one step).
+#[inline(always)]
+fn table(number: u64, args: [u64; 6]) -> Option<u64> {
     let [a0, a1, a2, a3, a4, a5] = args;
     let result: Result<u64, Errno> = match number {
+        nr::FORK | nr::RT_SIGRETURN | nr::SIGALTSTACK | nr::CLONE => return None,
         nr::READ => fs::sys_read(a0, a1, a2),
         nr::WRITE => fs::sys_write(a0, a1, a2),
         nr::OPEN => fs::sys_open(a0, a1, a2),
@@ -186,10 +198,10 @@ pub fn dispatch(number: u64, args: [u64; 6]) -> u64 {
             Err(Errno::ENOSYS)
         }
     };
-    match result {
+    Some(match result {
         Ok(value) => value,
         Err(e) => e.to_syscall_return(),
-    }
+    })
 }
 
 /// The SYSCALL fast path (called by the entry stub, [`arch::x86_64::syscall`](crate::arch::x86_64::syscall)):
@@ -199,25 +211,18 @@ pub fn dispatch(number: u64, args: [u64; 6]) -> u64 {
 /// ([`sched::exit_work_pending`](crate::task::sched::exit_work_pending)). Linux:
 /// `do_syscall_64()` → `syscall_exit_to_user_mode()`, without their layers.
 pub extern "C" fn entry(frame: &mut SyscallFrame) -> Exit {
-    let number = frame.number();
-    if needs_whole_frame(number) {
+    let Some(rax) = table(frame.number(), frame.args()) else {
         return Exit::WholeFrame;
-    }
-    frame.rax = dispatch(number, frame.args());
+    };
+    frame.rax = rax;
     if crate::task::sched::exit_work_pending(frame.rax) || !fast_sysret_is_safe(frame) {
         return Exit::Work;
     }
     Exit::Sysret
 }
 
-/// The calls that read or rewrite the caller's whole register frame.
-#[inline]
-fn needs_whole_frame(number: u64) -> bool {
-    matches!(number, nr::FORK | nr::RT_SIGRETURN | nr::SIGALTSTACK | nr::CLONE)
-}
-
 /// The SYSCALL slow path, on the full frame the stub completed: runs a call that
-/// [needs it](needs_whole_frame) (`why` = [`Exit::WholeFrame`]), then the full kernel exit —
+/// needs it (`why` = [`Exit::WholeFrame`]), then the full kernel exit —
 /// signals and stops, the end of a thread that must leave, the restart of an interrupted call.
 pub fn entry_slow(frame: &mut TrapFrame, why: Exit) {
     if why == Exit::WholeFrame {
