@@ -193,15 +193,21 @@ fn table(number: u64, args: [u64; 6]) -> Option<u64> {
         nr::PKEY_MPROTECT => mm::sys_pkey_mprotect(a0, a1, a2, a3),
         nr::PKEY_ALLOC => pkey::sys_pkey_alloc(a0, a1),
         nr::PKEY_FREE => pkey::sys_pkey_free(a0),
-        _ => {
-            crate::log_warn_ratelimited!("unknown system call {number}: -ENOSYS");
-            Err(Errno::ENOSYS)
-        }
+        _ => unknown(number),
     };
     Some(match result {
         Ok(value) => value,
         Err(e) => e.to_syscall_return(),
     })
+}
+
+/// A number the table does not know: `-ENOSYS`, and one line in the log. Out of line and
+/// cold, so that the table's common path keeps no state for it.
+#[cold]
+#[inline(never)]
+fn unknown(number: u64) -> Result<u64, Errno> {
+    crate::log_warn_ratelimited!("unknown system call {number}: -ENOSYS");
+    Err(Errno::ENOSYS)
 }
 
 /// The SYSCALL fast path (called by the entry stub, [`arch::x86_64::syscall`](crate::arch::x86_64::syscall)):

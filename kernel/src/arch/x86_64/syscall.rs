@@ -18,14 +18,14 @@
 //!    and R11 are the ones a `syscall` may change (result, return RIP, RFLAGS). That half-written
 //!    frame is a [`SyscallFrame`], a distinct type: its unsaved slots cannot be read, and no
 //!    function that needs a full frame can be handed one;
-//! 4. calls [`crate::syscall::entry`] (the **fast path**), which runs the call and says how to
-//!    leave ([`Exit`]):
+//! 4. calls the kernel's **fast path** (`syscall::entry`, registered by [`init`]), which runs the
+//!    call and says how to leave ([`Exit`]):
 //!    * [`Exit::Sysret`]: reload the argument registers, RCX/R11 from the frame's RIP/RFLAGS,
 //!      the user RSP, SWAPGS, SYSRET. That is all a `getpid` does.
 //!    * anything else goes to the **slow path**: the stub stores the callee-saved registers (still
 //!      the user's values) and RCX/R11 (= RIP/RFLAGS, as the `syscall` left them) into their
-//!      slots, which makes the frame a complete [`TrapFrame`], and calls
-//!      [`crate::syscall::entry_slow`] with it: the calls that read or rewrite the whole frame
+//!      slots, which makes the frame a complete [`TrapFrame`], and calls the kernel's slow path
+//!      (`syscall::entry_slow`) with it: the calls that read or rewrite the whole frame
 //!      (`fork`, `clone`, `rt_sigreturn`, `sigaltstack`), and every exit with work to do (a
 //!      signal or stop, a thread that must end, a call to restart). It leaves like an exception
 //!      does, through all the registers — with SYSRET if [`sysret_is_safe`], else IRETQ.
@@ -42,13 +42,15 @@
 //! Interrupts stay off from SYSCALL (FMASK clears IF) to SYSRET (which loads the user RFLAGS,
 //! IF set): the last look for exit work happens with them off, and an IPI another CPU sent
 //! meanwhile (a reschedule, a TLB shootdown) is taken the instant SYSRET re-enables them, in
-//! user mode, through the interrupt path and its full [`kernel_exit`](crate::task::sched::kernel_exit).
+//! user mode, through the interrupt path and its full kernel exit.
 //!
 //! FMASK clears IF (no interrupts until the kernel is on its own stack), DF (the ABI, so no CLD is
 //! needed), TF (no single-stepping into the kernel), NT, and **AC** — otherwise user code could
 //! enter with EFLAGS.AC set and switch SMAP off for the whole syscall.
 
 use core::mem::MaybeUninit;
+use core::sync::atomic::{AtomicUsize, Ordering};
+use spin::Once;
 use x86_64::registers::model_specific::{Efer, EferFlags, LStar, SFMask, Star};
 use x86_64::registers::rflags::RFlags;
 use x86_64::VirtAddr;
@@ -168,7 +170,7 @@ pikku_syscall_entry:
     mov [rsp + {r8}], r8
     mov [rsp + {r9}], r9
     mov rdi, rsp
-    call {fast}
+    call qword ptr [rip + {fast}]   // the kernel's fast path, registered by init()
     test rax, rax
     jnz 1f
     // Exit::Sysret: the result, the argument registers as they came, RCX/R11 for SYSRET.
@@ -233,7 +235,7 @@ pikku_syscall_entry:
     rip = const offset_of!(TrapFrame, rip),
     rflags = const offset_of!(TrapFrame, rflags),
     rsp = const offset_of!(TrapFrame, rsp),
-    fast = sym crate::syscall::entry,
+    fast = sym FAST_PATH,
     slow = sym slow_path,
     scratch = const offset_of!(PerCpu, user_rsp_scratch),
     stack_top = const offset_of!(PerCpu, kernel_stack_top),
@@ -245,10 +247,19 @@ unsafe extern "C" {
     fn pikku_syscall_entry();
 }
 
+/// The kernel's fast path (`syscall::entry`), registered by [`init`]. The stub calls through it
+/// with `call [rip + FAST_PATH]` — one instruction, as a direct call would be — so that `arch`
+/// names no module above it. (Read only by the stub; written once, before any user program.)
+static FAST_PATH: AtomicUsize = AtomicUsize::new(0);
+
+/// The kernel's slow path (`syscall::entry_slow`), registered by [`init`].
+static SLOW_PATH: Once<fn(&mut TrapFrame, Exit)> = Once::new();
+
 /// The slow path's Rust half: the kernel's work on the full frame, then whether SYSRET may
 /// take it back (nonzero) or IRETQ must.
 extern "C" fn slow_path(frame: &mut TrapFrame, why: Exit) -> u64 {
-    crate::syscall::entry_slow(frame, why);
+    let slow = SLOW_PATH.get().expect("a system call before syscall::init");
+    slow(frame, why);
     sysret_is_safe(frame) as u64
 }
 
@@ -271,9 +282,12 @@ pub fn sysret_is_safe(frame: &TrapFrame) -> bool {
         && !rflags.intersects(RFlags::TRAP_FLAG | RFlags::RESUME_FLAG)
 }
 
-/// Programs the boot CPU's SYSCALL MSRs ([`init_this_cpu`]); the stub calls
-/// [`crate::syscall::entry`] directly — one step from the instruction to the kernel's table.
-pub fn init() {
+/// Registers the kernel's two halves of a system call — `fast` (on a [`SyscallFrame`]; says
+/// how to leave) and `slow` (on the completed [`TrapFrame`]) — once, at boot, and programs
+/// this CPU's SYSCALL MSRs ([`init_this_cpu`]).
+pub fn init(fast: extern "C" fn(&mut SyscallFrame) -> Exit, slow: fn(&mut TrapFrame, Exit)) {
+    FAST_PATH.store(fast as usize, Ordering::Release);
+    SLOW_PATH.call_once(|| slow);
     init_this_cpu();
 }
 
