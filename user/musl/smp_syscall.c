@@ -4,9 +4,10 @@
  *   1. a signal sent from another CPU (tgkill) is delivered: its handler runs on that thread;
  *   2. a reschedule asked for by another CPU (sched_setaffinity moving the thread to another
  *      CPU) is honoured: the thread's getcpu soon reports the new CPU;
- *   3. a ptrace stop of such a thread shows the tracer every register as the thread set it —
- *      the callee-saved ones too, which the fast path never writes to memory.
- * Each part pins the busy thread to CPU 1 and acts from CPU 0. Only verdicts are printed. */
+ *   3. a ptrace stop at a system call's exit shows the tracer every register as the thread set
+ *      it — the callee-saved ones too, which the fast path never writes to memory.
+ * Each part runs the thread on CPU 1 and acts (or watches) from CPU 0. Only verdicts are
+ * printed. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
@@ -86,39 +87,33 @@ static void reschedule_part(void) {
            r, mover_arrived ? "yes" : "no");
 }
 
-/* 3. A ptrace stop at a system call's exit. The tracee sets every register it can to a
- * known value and then only calls getpid; the tracer compares what PTRACE_GETREGS shows. */
+/* 3. A ptrace stop at a system call's exit. The tracee (PTRACE_TRACEME) sets every register
+ * it can to a known value and sends itself SIGSTOP with a raw kill(): the signal is pending
+ * when that very call leaves the kernel, so the stop happens at its exit, and PTRACE_GETREGS
+ * must show the registers as they were. (A stop at a call's exit is the only place where a
+ * wrong register would show: a stop in user mode, after an interrupt, saves all of them.) */
 #define V(n) (0x1010101010101010ull * (n))
 
-static void __attribute__((noreturn)) register_loop(void) {
+static void __attribute__((noreturn)) stop_self_with_registers_set(long pid) {
     __asm__ volatile(
-        "mov %0, %%rbx\n mov %1, %%rbp\n mov %2, %%r12\n mov %3, %%r13\n mov %4, %%r14\n"
-        "mov %5, %%r15\n mov %6, %%rdi\n mov %7, %%rsi\n mov %8, %%rdx\n mov %9, %%r8\n"
-        "mov %10, %%r9\n mov %11, %%r10\n"
-        "1: mov $39, %%eax\n syscall\n jmp 1b\n"
+        "mov %1, %%rbx\n mov %2, %%rbp\n mov %3, %%r12\n mov %4, %%r13\n mov %5, %%r14\n"
+        "mov %6, %%r15\n mov %7, %%rdx\n mov %8, %%r8\n mov %9, %%r9\n mov %10, %%r10\n"
+        "mov %0, %%rdi\n mov $19, %%esi\n mov $62, %%eax\n syscall\n" /* kill(pid, SIGSTOP) */
+        "1: pause\n jmp 1b\n"
         :
-        : "m"((uint64_t){V(1)}), "m"((uint64_t){V(2)}), "m"((uint64_t){V(3)}), "m"((uint64_t){V(4)}),
-          "m"((uint64_t){V(5)}), "m"((uint64_t){V(6)}), "m"((uint64_t){V(7)}), "m"((uint64_t){V(8)}),
-          "m"((uint64_t){V(9)}), "m"((uint64_t){V(10)}), "m"((uint64_t){V(11)}), "m"((uint64_t){V(12)}));
+        : "m"(pid), "m"((uint64_t){V(1)}), "m"((uint64_t){V(2)}), "m"((uint64_t){V(3)}), "m"((uint64_t){V(4)}),
+          "m"((uint64_t){V(5)}), "m"((uint64_t){V(6)}), "m"((uint64_t){V(9)}), "m"((uint64_t){V(10)}),
+          "m"((uint64_t){V(11)}), "m"((uint64_t){V(12)}));
     __builtin_unreachable();
 }
 
 static void ptrace_part(void) {
-    int ready[2];
-    if (pipe(ready) != 0) {
-        printf("pipe failed: %d\n", errno);
-        return;
-    }
     pid_t child = fork();
     if (child == 0) {
         pin_to(1);
-        char c = 1;
-        write(ready[1], &c, 1);
-        register_loop();
+        ptrace(PTRACE_TRACEME, 0, 0, 0);
+        stop_self_with_registers_set(getpid());
     }
-    char c;
-    read(ready[0], &c, 1);
-    long attached = ptrace(PTRACE_ATTACH, child, 0, 0);
     int status = 0;
     pid_t waited = waitpid(child, &status, 0);
     struct user_regs_struct r;
@@ -126,24 +121,22 @@ static void ptrace_part(void) {
     long got = ptrace(PTRACE_GETREGS, child, 0, &r);
     struct { const char *name; unsigned long long seen, want; } regs[] = {
         {"rbx", r.rbx, V(1)}, {"rbp", r.rbp, V(2)}, {"r12", r.r12, V(3)}, {"r13", r.r13, V(4)},
-        {"r14", r.r14, V(5)}, {"r15", r.r15, V(6)}, {"rdi", r.rdi, V(7)}, {"rsi", r.rsi, V(8)},
+        {"r14", r.r14, V(5)}, {"r15", r.r15, V(6)}, {"rdi", r.rdi, (unsigned long long)child}, {"rsi", r.rsi, 19},
         {"rdx", r.rdx, V(9)}, {"r8", r.r8, V(10)}, {"r9", r.r9, V(11)}, {"r10", r.r10, V(12)},
+        {"rax (kill's result)", r.rax, 0}, {"orig_rax", r.orig_rax, 62},
     };
-    int wrong = 0;
-    for (unsigned i = 0; i < sizeof regs / sizeof regs[0]; i++) {
+    int n = sizeof regs / sizeof regs[0], wrong = 0;
+    for (int i = 0; i < n; i++) {
         if (regs[i].seen != regs[i].want) {
             printf("  %s: %#llx, set to %#llx\n", regs[i].name, regs[i].seen, regs[i].want);
             wrong++;
         }
     }
-    /* RCX and R11 hold what SYSCALL put there (the return RIP and RFLAGS), unless the stop came
-     * between two user instructions before the first call; either way RCX is an address in
-     * the loop, not a kernel one. */
-    int rcx_in_user = r.rcx < 0x800000000000ull;
-    printf("ptrace attach from CPU 0 to a process in a system-call loop on CPU 1: attach %ld, stopped %s (SIGSTOP %s), "
-           "GETREGS %ld, %d of 12 registers as set, rcx a user address %s\n",
-           attached, waited == child && WIFSTOPPED(status) ? "yes" : "no", WSTOPSIG(status) == SIGSTOP ? "yes" : "no",
-           got, 12 - wrong, rcx_in_user ? "yes" : "no");
+    /* RCX and R11: what SYSCALL put there, the return RIP (= RIP) and RFLAGS (= EFLAGS). */
+    printf("tracee on CPU 1 stopped by its own kill(SIGSTOP): stopped %s (SIGSTOP %s), GETREGS %ld, %d of %d registers as set, "
+           "rcx = rip %s, r11 = eflags %s\n",
+           waited == child && WIFSTOPPED(status) ? "yes" : "no", WSTOPSIG(status) == SIGSTOP ? "yes" : "no", got, n - wrong, n,
+           r.rcx == r.rip ? "yes" : "no", r.r11 == r.eflags ? "yes" : "no");
     kill(child, SIGKILL);
     waitpid(child, &status, 0);
     printf("tracee ended by SIGKILL: %s\n", WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL ? "yes" : "no");
