@@ -9,8 +9,8 @@
 //! (the fast path) with a frame of the argument registers; [`entry`] looks the number up in
 //! `table`, whose `match` the compiler turns into one bounds-checked jump table: one step from
 //! number to handler. [`entry_slow`] takes the calls and exits that need the whole register
-//! frame. The in-kernel tests call
-//! [`dispatch`] directly on a kernel-made thread — the same handlers, without the ring change.
+//! frame. The in-kernel tests call `dispatch` (the table, for calls that need no frame)
+//! directly on a kernel-made thread — the same handlers, without the ring change.
 
 pub mod fs;
 pub mod mm;
