@@ -92,6 +92,8 @@ pub const CASES: &[Case] = &[
     Case { program: "smp_migrate", args: &[], cpu: "max", smp: SMP, numa: 0 },
     Case { program: "smp_forks", args: &[], cpu: "max", smp: 1, numa: 0 },
     Case { program: "smp_forks", args: &[], cpu: "max", smp: SMP, numa: 0 },
+    // The system-call exit seen from another CPU (issue #19): a signal, a move, a ptrace stop.
+    Case { program: "smp_syscall", args: &[], cpu: "max", smp: SMP, numa: 0 },
     // The older thread, process and signal cases again on four CPUs: their output does not
     // depend on scheduling, so it must not change when threads really run at once.
     // (`pkeys_mem` is left out: Linux's panic at init's exit can overtake its last line on the

@@ -7,6 +7,7 @@
 //! pikku conformance [NAME-PREFIX]   (only the cases whose name starts with it)
 //! pikku fuzz [--seed N] [--calls N] [--cpu MODEL] [--verbose]   (one fuzz campaign, one summary line)
 //! pikku bench                        (writes BENCHMARKS.md and docs/bench.svg)
+//! pikku bench-pikku                  (pikku's figures alone, one run; writes nothing)
 //! pikku trace                        (writes docs/trace.md: where the instructions go)
 //! ```
 //!
@@ -269,6 +270,10 @@ fn main() -> ProcessExit {
         "selftest" => selftest(),
         "bench" => boot::bench::run().map(|md| {
             println!("{md}");
+            0
+        }),
+        "bench-pikku" => boot::bench::run_pikku_only().map(|figures| {
+            print!("{figures}");
             0
         }),
         "trace" => boot::trace::run().map(|md| {

@@ -188,12 +188,7 @@ fn record(port: u16, mark: u64, boot: impl FnOnce() -> Result<String, Error> + S
 fn summarise(steps: &[(u32, u64)], user: &Symbols, kernel_nm: &str, entry: Option<&str>) -> Result<Trace, Error> {
     let offset = match entry {
         None => 0,
-        Some(entry) => {
-            let linked = Symbols::parse(kernel_nm, 0);
-            let entry_at = linked.address_of(entry).ok_or_else(|| format!("no symbol {entry} in the kernel"))?;
-            let first = steps.iter().map(|&(_, pc)| pc).find(|&pc| pc >= KERNEL_HALF).ok_or("the trace never entered the kernel")?;
-            first.wrapping_sub(entry_at)
-        }
+        Some(entry) => load_offset(steps, kernel_nm, entry)?,
     };
     let kernel = Symbols::parse(kernel_nm, offset);
     let mut trace = Trace::default();
@@ -208,16 +203,73 @@ fn summarise(steps: &[(u32, u64)], user: &Symbols, kernel_nm: &str, entry: Optio
     Ok(trace)
 }
 
-fn trace_pikku(program: &Path, user: &Symbols, mark: u64) -> Result<Trace, Error> {
+/// How far the bootloader moved the kernel: the first kernel instruction after the user's
+/// `syscall` is the SYSCALL entry point, `entry`, whose link address `kernel_nm` gives.
+fn load_offset(steps: &[(u32, u64)], kernel_nm: &str, entry: &str) -> Result<u64, Error> {
+    let linked = Symbols::parse(kernel_nm, 0);
+    let entry_at = linked.address_of(entry).ok_or_else(|| format!("no symbol {entry} in the kernel"))?;
+    let first = steps.iter().map(|&(_, pc)| pc).find(|&pc| pc >= KERNEL_HALF).ok_or("the trace never entered the kernel")?;
+    Ok(first.wrapping_sub(entry_at))
+}
+
+/// `objdump -d` of an ELF file (Intel syntax, no raw bytes): instruction text by address.
+fn disassembly(path: &Path) -> Result<BTreeMap<u64, String>, Error> {
+    let out = Command::new("objdump")
+        .args(["-d", "-M", "intel", "--no-show-raw-insn"])
+        .arg(path)
+        .output()
+        .map_err(|e| format!("cannot run objdump: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("objdump {} failed", path.display()));
+    }
+    Ok(parse_disassembly(&String::from_utf8_lossy(&out.stdout)))
+}
+
+/// The instruction lines of `objdump -d --no-show-raw-insn` ("  17760:\tpush   r14"), by
+/// address; symbols' comments (`# 74930 <…>`) are cut off.
+fn parse_disassembly(text: &str) -> BTreeMap<u64, String> {
+    text.lines()
+        .filter_map(|line| {
+            let (addr, insn) = line.trim_start().split_once(":\t")?;
+            let addr = u64::from_str_radix(addr, 16).ok()?;
+            let insn = insn.split(" #").next().unwrap_or(insn).split_whitespace().collect::<Vec<_>>().join(" ");
+            Some((addr, insn))
+        })
+        .collect()
+}
+
+/// Operation `op` instruction by instruction: the function and the instruction of every step
+/// (kernel addresses moved back by `offset` to find them in the kernel's disassembly).
+fn listing(steps: &[(u32, u64)], op: u32, offset: u64, (kernel, kernel_dis): (&Symbols, &BTreeMap<u64, String>), (user, user_dis): (&Symbols, &BTreeMap<u64, String>)) -> String {
+    let mut text = String::new();
+    for &(_, pc) in steps.iter().filter(|&&(o, _)| o == op) {
+        let (name, insn) = if pc >= KERNEL_HALF {
+            let linked = pc.wrapping_sub(offset);
+            (kernel.name(linked).to_string(), kernel_dis.get(&linked))
+        } else {
+            (format!("(user) {}", user.name(pc)), user_dis.get(&pc))
+        };
+        let short: String = name.chars().take(60).collect();
+        writeln!(text, "{short:<60} {}", insn.map_or("?", |s| s.as_str())).unwrap();
+    }
+    text
+}
+
+/// pikku's trace, and its first operation (getpid) instruction by instruction.
+fn trace_pikku(program: &Path, user: &Symbols, mark: u64) -> Result<(Trace, String), Error> {
     let kernel = build::kernel(Kernel::Release)?;
     let symbols = nm(&kernel)?;
+    let kernel_dis = disassembly(&kernel)?;
+    let user_dis = disassembly(program)?;
     let port = free_port()?;
     let init = Init { program: program.to_path_buf(), ..Default::default() };
     let qemu = Qemu { extra_args: vec!["-S".into(), "-gdb".into(), format!("tcp:127.0.0.1:{port}")], ..Qemu::default() };
     let (steps, _) = record(port, mark, move || {
         crate::run::boot(&kernel, &qemu, bootproto::options::LogLevel::Quiet, Some(&init), true).map(|r| r.output)
     })?;
-    summarise(&steps, user, &symbols, Some("pikku_syscall_entry"))
+    let offset = load_offset(&steps, &symbols, "pikku_syscall_entry")?;
+    let getpid = listing(&steps, OPERATIONS[0].0, offset, (&Symbols::parse(&symbols, 0), &kernel_dis), (user, &user_dis));
+    Ok((summarise(&steps, user, &symbols, Some("pikku_syscall_entry"))?, getpid))
 }
 
 fn trace_linux(program: &Path, user: &Symbols, mark: u64) -> Result<Trace, Error> {
@@ -246,7 +298,7 @@ pub fn run() -> Result<String, Error> {
     let user = Symbols::parse(&nm(&program)?, 0);
     let mark = user.address_of("trace_mark").ok_or("no trace_mark in the trace program")?;
     eprintln!("trace: pikku");
-    let pikku = trace_pikku(&program, &user, mark)?;
+    let (pikku, getpid_listing) = trace_pikku(&program, &user, mark)?;
     eprintln!("trace: Linux");
     let linux = trace_linux(&program, &user, mark)?;
     let mut md = String::new();
@@ -260,6 +312,9 @@ pub fn run() -> Result<String, Error> {
         writeln!(md, "\nLinux:\n").unwrap();
         table(&mut md, linux.operations.get(&op).map_or(&[][..], |v| v));
         writeln!(md).unwrap();
+        if op == OPERATIONS[0].0 {
+            writeln!(md, "pikku's {name}, instruction by instruction (function, then the instruction from `objdump -d`):\n\n```\n{getpid_listing}```\n").unwrap();
+        }
     }
     let path = crate::repo_root().join("docs").join("trace.md");
     std::fs::write(&path, &md).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -269,6 +324,15 @@ pub fn run() -> Result<String, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_objdumps_instruction_lines() {
+        let text = "0000000000017760 <entry>:\n   17760:\tpush   r14\n   17dcf:\tlea    rcx,[rip+0x5cb5a]        # 74930 <CURRENT>\n\n";
+        let d = parse_disassembly(text);
+        assert_eq!(d.get(&0x17760).map(String::as_str), Some("push r14"));
+        assert_eq!(d.get(&0x17dcf).map(String::as_str), Some("lea rcx,[rip+0x5cb5a]"));
+        assert_eq!(d.len(), 2, "the symbol line is not an instruction");
+    }
 
     #[test]
     fn names_addresses_by_the_nearest_symbol_below() {

@@ -157,7 +157,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         irq: task::interrupt,
         ipi: smp::ipi,
     });
-    syscall_entry::init(syscall::entry);
+    syscall_entry::init(syscall::entry, syscall::entry_slow);
     arch::x86_64::context::set_first_entry_hook(task::sched::first_entry);
 
     // 7. A first thread in a fresh address space, with a new program's PKRU (0x55555554).

@@ -153,20 +153,37 @@ static void body(void) {
             munmap(p, sizes[s] * 4096);
         }
         /* One page's pkey_mprotect in an address space with many areas (neighbours alternate
-         * between read-only and read-write, so none merge). */
-        long counts[] = {1, 1000, 50000};
+         * between read-only and read-write, so none merge). Each call visits another area, in a
+         * fixed pseudo-random order (a 64-bit LCG, the same on both kernels), so that the
+         * figure measures the lookup, not a "last area" cache. Each area keeps its own
+         * protection, so neighbours never become alike and merge; only the key changes, to the
+         * other one of two at every visit.
+         * The order is drawn before the measurement: inside the loop, one array load. */
+        enum { AREAS = 50000, OPS = 100 * 100 };
+        long counts[] = {1, 1000, AREAS};
+        static char *area[AREAS];
+        static char *visit[OPS];
+        static long visit_prot[OPS], visit_key[OPS];
+        static char key_bit[AREAS];
         long made = 0;
-        char *middle = 0;
+        uint64_t lcg = 0x9e3779b97f4a7c15ull;
         for (int c = 0; c < 3; c++) {
             while (made < counts[c]) {
-                char *q = mmap(0, 4096, (made & 1) ? PROT_READ : PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-                if (made == 0) middle = q;
+                area[made] = mmap(0, 4096, (made & 1) ? PROT_READ : PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
                 made++;
+            }
+            for (int k = 0; k < OPS; k++) {
+                lcg = lcg * 6364136223846793005ull + 1442695040888963407ull;
+                long i = (long)((lcg >> 33) % (uint64_t)made);
+                visit[k] = area[i];
+                visit_prot[k] = (i & 1) ? PROT_READ : PROT_READ | PROT_WRITE;
+                key_bit[i] ^= 1; /* each visit moves its area to the other key: always a change */
+                visit_key[k] = key_bit[i] ? k1 : k2;
             }
             char name[64];
             snprintf(name, sizeof name, "pkey_mprotect in %ld areas", counts[c]);
-            long flip = 0;
-            MEASURE(name, 100, 100, sys4(329, (long)middle, 4096, PROT_READ | PROT_WRITE, (flip++ & 1) ? k1 : k2));
+            int k = 0;
+            MEASURE(name, 100, 100, (sys4(329, (long)visit[k], 4096, visit_prot[k], visit_key[k]), k++));
         }
     }
     if (pk) {

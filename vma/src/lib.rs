@@ -261,8 +261,10 @@ impl<F: Clone + PartialEq> VmaMap<F> {
     /// changed and [`Protected::hole`] says where it is (Linux: ENOMEM; a hole at `start`
     /// changes nothing).
     ///
-    /// Each tree lookup costs a walk from the root, so the loop does one per area (plus one to
-    /// write back), and the merge afterwards walks the neighbourhood once.
+    /// Each tree lookup costs a walk from the root, so the loop does one per area: an area
+    /// that changes as a whole is changed in place, through that walk (its key, its start,
+    /// stays); only an area cut at an end of the range is taken out, split and put back. The
+    /// merge afterwards walks the neighbourhood once.
     pub fn protect(&mut self, start: u64, end: u64, new: impl FnMut(&Vma<F>) -> (Prot, Pkey)) -> Protected<F> {
         self.change(start, end, new, |v| (v.prot, v.pkey), |v, (prot, pkey)| {
             v.prot = prot;
@@ -288,7 +290,9 @@ impl<F: Clone + PartialEq> VmaMap<F> {
         // Area by area, splitting only the areas that change and only when they are reached
         // (as `mprotect_fixup` does), so that areas beyond a hole are not touched at all.
         while cursor < end {
-            let Some(vma) = self.find(cursor) else {
+            // One walk down the tree per area, for the look and (when the whole area changes)
+            // the change itself.
+            let Some((_, vma)) = self.areas.range_mut(..=cursor).next_back().filter(|(_, v)| v.contains(cursor)) else {
                 hole = Some(Hole { at: cursor });
                 break;
             };
@@ -297,25 +301,27 @@ impl<F: Clone + PartialEq> VmaMap<F> {
                 cursor = vma.end;
                 continue;
             }
+            if vma.start == cursor && vma.end <= end {
+                // The whole area changes: in place, its key in the tree stays.
+                set(vma, wanted);
+                cursor = vma.end;
+                changed.push(vma.clone());
+                continue;
+            }
             let (vma_start, vma_end) = (vma.start, vma.end);
-            let mut middle = if vma_start < cursor || vma_end > end {
-                // Cut the part in the range out of the area: [vma_start, cursor) and
-                // [end, vma_end) keep the old protection.
-                let mut rest = self.areas.remove(&vma_start).expect("found above");
-                if vma_start < cursor {
-                    let (left, right) = rest.split(cursor);
-                    self.areas.insert(left.start, left);
-                    rest = right;
-                }
-                if vma_end > end {
-                    let (inside, right) = rest.split(end);
-                    self.areas.insert(right.start, right);
-                    rest = inside;
-                }
-                rest
-            } else {
-                self.areas.remove(&cursor).expect("found above")
-            };
+            // Cut the part in the range out of the area: [vma_start, cursor) and [end, vma_end)
+            // keep the old attribute.
+            let mut middle = self.areas.remove(&vma_start).expect("found above");
+            if vma_start < cursor {
+                let (left, right) = middle.split(cursor);
+                self.areas.insert(left.start, left);
+                middle = right;
+            }
+            if vma_end > end {
+                let (inside, right) = middle.split(end);
+                self.areas.insert(right.start, right);
+                middle = inside;
+            }
             set(&mut middle, wanted);
             cursor = middle.end;
             changed.push(middle.clone());

@@ -113,8 +113,9 @@ pub fn setup(thread: &Arc<Thread>, frame: &mut TrapFrame, info: &SigInfo, action
     // Linux `get_sigframe()`: the alternate stack is entered only by a handler with
     // SA_ONSTACK, from outside it (judged below the red zone); a frame that ends up off the
     // alternate stack it was meant for ("overflowed sigaltstack") is refused — SIGSEGV.
+    // One look at the alternate stack (one lock): where it is, and whether we are on it.
     let alt: Option<AltStack> = *thread.signals.altstack.lock();
-    let on_alt = thread.signals.on_altstack(frame.rsp);
+    let on_alt = alt.is_some_and(|s| s.contains(frame.rsp));
     let mut sp = frame.rsp.wrapping_sub(128); // skip the red zone
     let mut entering_alt = false;
     if let Some(stack) = alt.filter(|s| action.flags & SA_ONSTACK != 0 && !s.contains(sp)) {
@@ -209,9 +210,12 @@ pub fn sigreturn(thread: &Arc<Thread>, frame: &mut TrapFrame) -> Result<u64, Err
     restore_fpu(thread, fpstate)?;
     // The alternate stack, unless we are running on it (Linux ignores all but EFAULT there).
     let (ss_sp, ss_flags, ss_size) = (word(16), i32::from_le_bytes(uc[24..28].try_into().unwrap()), word(32));
-    if !thread.signals.on_altstack(frame.rsp) {
-        *thread.signals.altstack.lock() = if ss_flags & 2 != 0 || ss_size < 2048 { None } else { Some(AltStack { sp: ss_sp, size: ss_size }) };
+    // (One lock for the look and the change.)
+    let mut altstack = thread.signals.altstack.lock();
+    if !altstack.is_some_and(|s| s.contains(frame.rsp)) {
+        *altstack = if ss_flags & 2 != 0 || ss_size < 2048 { None } else { Some(AltStack { sp: ss_sp, size: ss_size }) };
     }
+    drop(altstack);
     let mask = word(296) & !((1 << 8) | (1 << 18));
     thread.blocked.store(mask, Ordering::Relaxed);
     let [r8, r9, r10, r11, r12, r13, r14, r15, rdi, rsi, rbp, rbx, rdx, rax, rcx, rsp, _, eflags] = core::array::from_fn(sc);

@@ -354,13 +354,21 @@ const SYSCALL_INSN_LEN: u64 = 2;
 fn restart_code(frame: &TrapFrame) -> Option<Errno> {
     // Every return to user mode passes here: one range check keeps the common case (no
     // `ERESTART*` code, -512 to -516) to a few instructions.
-    if !(512..=516).contains(&(frame.rax as i64).wrapping_neg()) || frame.orig_rax() == u64::MAX {
+    if !may_be_restart_code(frame.rax) || frame.orig_rax() == u64::MAX {
         return None;
     }
     match Errno::from_syscall_return(frame.rax) {
         Err(e @ (Errno::ERESTARTSYS | Errno::ERESTARTNOHAND | Errno::ERESTART_RESTARTBLOCK)) => Some(e),
         _ => None,
     }
+}
+
+/// Might `rax` be one of the kernel-internal `ERESTART*` codes (-512 to -516), which must never
+/// reach user mode as they are? One range check: what the system-call fast path looks at
+/// before it takes SYSRET.
+#[inline]
+pub fn may_be_restart_code(rax: u64) -> bool {
+    (512..=516).contains(&(rax as i64).wrapping_neg())
 }
 
 /// A handler is about to run on a frame whose system call was interrupted: `EINTR`, or — for

@@ -1,13 +1,16 @@
 //! The system-call table: Linux x86-64 numbers → handlers.
 //!
 //! Handlers take the raw 64-bit register values (`rdi, rsi, rdx, r10, r8, r9` on x86-64) and
-//! return `Result<u64, Errno>`; [`dispatch`] turns an error into `-errno`, the value Linux
+//! return `Result<u64, Errno>`; the table turns an error into `-errno`, the value Linux
 //! returns in `rax`. Like xv6's `syscalls[]`, the table is one plain `match`: to find what
 //! number N does, read one line. An unknown number returns `-ENOSYS` and logs one line.
 //!
 //! The SYSCALL entry stub ([`arch::x86_64::syscall`](crate::arch::x86_64::syscall)) calls [`entry`]
-//! with the user's register frame; [`entry`] calls [`dispatch`]. The in-kernel tests call
-//! [`dispatch`] directly on a kernel-made thread — the same handlers, without the ring change.
+//! (the fast path) with a frame of the argument registers; [`entry`] looks the number up in
+//! `table`, whose `match` the compiler turns into one bounds-checked jump table: one step from
+//! number to handler. [`entry_slow`] takes the calls and exits that need the whole register
+//! frame. The in-kernel tests call `dispatch` (the table, for calls that need no frame)
+//! directly on a kernel-made thread — the same handlers, without the ring change.
 
 pub mod fs;
 pub mod mempolicy;
@@ -19,6 +22,7 @@ pub mod sched;
 
 use pkeys::Errno;
 
+use crate::arch::x86_64::syscall::{fast_sysret_is_safe, Exit, SyscallFrame};
 use crate::arch::x86_64::trap::TrapFrame;
 
 /// Linux x86-64 system-call numbers (`arch/x86/entry/syscalls/syscall_64.tbl`).
@@ -110,10 +114,21 @@ pub mod nr {
 }
 
 /// Runs system call `number` with raw arguments `args` for the current thread; returns the
-/// value for `rax` (a result, or `-errno`).
+/// value for `rax` (a result, or `-errno`). (Not for the calls that need the whole register
+/// frame: those run from [`entry_slow`].) The in-kernel tests' way in: the same table as a
+/// user program's `syscall`, without the ring change.
+#[cfg(test)] // the system-call entry uses `table` itself
 pub fn dispatch(number: u64, args: [u64; 6]) -> u64 {
+    table(number, args).expect("a call that needs the whole register frame dispatched without one")
+}
+
+/// The table: the value for `rax`, or `None` for a call that needs the caller's whole register
+/// frame (it runs from [`entry_slow`]; listing it here keeps the fast path to one step).
+#[inline(always)]
+fn table(number: u64, args: [u64; 6]) -> Option<u64> {
     let [a0, a1, a2, a3, a4, a5] = args;
     let result: Result<u64, Errno> = match number {
+        nr::FORK | nr::RT_SIGRETURN | nr::SIGALTSTACK | nr::CLONE => return None,
         nr::READ => fs::sys_read(a0, a1, a2),
         nr::WRITE => fs::sys_write(a0, a1, a2),
         nr::OPEN => fs::sys_open(a0, a1, a2),
@@ -193,26 +208,49 @@ pub fn dispatch(number: u64, args: [u64; 6]) -> u64 {
         nr::MIGRATE_PAGES => mempolicy::sys_migrate_pages(a0, a1, a2, a3),
         nr::MOVE_PAGES => mempolicy::sys_move_pages(a0, a1, a2, a3, a4, a5),
         nr::SET_MEMPOLICY_HOME_NODE => mempolicy::sys_set_mempolicy_home_node(a0, a1, a2, a3),
-        _ => {
-            crate::log_warn_ratelimited!("unknown system call {number}: -ENOSYS");
-            Err(Errno::ENOSYS)
-        }
+        _ => unknown(number),
     };
-    match result {
+    Some(match result {
         Ok(value) => value,
         Err(e) => e.to_syscall_return(),
-    }
+    })
 }
 
-/// The SYSCALL hook: number in `rax`, arguments in `rdi, rsi, rdx, r10, r8, r9` (the x86-64
-/// syscall convention — `r10` instead of `rcx`, which SYSCALL overwrites), result in `rax`.
-/// The calls that need the caller's whole register frame (`fork`, `clone`, `rt_sigreturn`,
-/// `sigaltstack`) are dispatched here. On the way out, pending signals are acted on.
-pub fn entry(frame: &mut TrapFrame) {
-    frame.rax = match frame.rax {
-        nr::FORK | nr::RT_SIGRETURN | nr::SIGALTSTACK | nr::CLONE => with_frame(frame),
-        number => dispatch(number, [frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9]),
+/// A number the table does not know: `-ENOSYS`, and one line in the log. Out of line and
+/// cold, so that the table's common path keeps no state for it.
+#[cold]
+#[inline(never)]
+fn unknown(number: u64) -> Result<u64, Errno> {
+    crate::log_warn_ratelimited!("unknown system call {number}: -ENOSYS");
+    Err(Errno::ENOSYS)
+}
+
+/// The SYSCALL fast path (called by the entry stub, [`arch::x86_64::syscall`](crate::arch::x86_64::syscall)):
+/// number in `orig_rax`, arguments from `rdi, rsi, rdx, r10, r8, r9`, result into `rax`. The
+/// calls that need the caller's whole register frame are sent to the slow path before they
+/// run; every other call runs here, and leaves by SYSRET unless its exit has work to do
+/// ([`sched::exit_work_pending`](crate::task::sched::exit_work_pending)). Linux:
+/// `do_syscall_64()` → `syscall_exit_to_user_mode()`, without their layers.
+pub extern "C" fn entry(frame: &mut SyscallFrame) -> Exit {
+    let Some(rax) = table(frame.number(), frame.args()) else {
+        return Exit::WholeFrame;
     };
+    frame.rax = rax;
+    if crate::task::sched::exit_work_pending(frame.rax) || !fast_sysret_is_safe(frame) {
+        return Exit::Work;
+    }
+    Exit::Sysret
+}
+
+/// The SYSCALL slow path, on the full frame the stub completed: runs a call that
+/// needs it (`why` = [`Exit::WholeFrame`]), then the full kernel exit —
+/// signals and stops, the end of a thread that must leave, the restart of an interrupted call.
+pub fn entry_slow(frame: &mut TrapFrame, why: Exit) {
+    if why == Exit::WholeFrame {
+        // The fast path left `rax` unwritten; the call sees it as it came: the number.
+        frame.rax = frame.orig_rax();
+        frame.rax = with_frame(frame);
+    }
     crate::task::sched::kernel_exit(frame);
 }
 

@@ -290,7 +290,7 @@ pub fn current() -> Arc<Thread> {
 /// Runs `f` with the thread running on this CPU, borrowed (no reference count taken: the
 /// cheap way for a system call that only reads a field or takes a lock). `f` must not block,
 /// yield or exit — anything that switches threads; take [`current`] for that.
-#[inline]
+#[inline(always)]
 pub fn with_current<R>(f: impl FnOnce(&Thread) -> R) -> R {
     CURRENT.with(|t| f(t.expect("no current thread on this CPU")))
 }

@@ -154,6 +154,19 @@ fn must_leave(me: &Thread) -> bool {
     me.process.ended.load(Ordering::Acquire) || me.leaving.load(Ordering::Relaxed)
 }
 
+/// Has the current thread's return to user mode, with `rax` as the call's result, anything to
+/// do besides SYSRET — a signal or stop to act on, an end to meet (its process ended, `execve`
+/// replaced it), an interrupted call to restart? The system-call fast path's one question,
+/// asked with interrupts off right before SYSRET; "yes" sends it to [`kernel_exit`]. What
+/// other CPUs change here (a signal queued, `exit_group`, a stop, `execve`) they change before
+/// they wake or interrupt this thread. Linux: the `_TIF_WORK_SYSCALL_EXIT` test of
+/// `syscall_exit_to_user_mode_prepare()`.
+#[inline]
+pub fn exit_work_pending(rax: u64) -> bool {
+    super::with_current(|me| !crate::signal::nothing_pending(me) || must_leave(me))
+        || crate::signal::jobctl::may_be_restart_code(rax)
+}
+
 /// Everything a return to user mode must do — after a syscall, an interrupt or a fault from
 /// user mode, and before a new thread's first entry — with one look at the current thread: act
 /// on a pending signal (or stop), then end the thread if its process has ended (another thread

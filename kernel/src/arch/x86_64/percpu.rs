@@ -135,6 +135,28 @@ pub fn this_cpu() -> &'static PerCpu {
     unsafe { &*ptr }
 }
 
+/// This CPU's dense index, masked into the per-CPU tables' range: one GS-relative load, no
+/// pointer chase (Linux: `raw_smp_processor_id()`, also one `gs:` load). What the per-CPU slots
+/// below are indexed by, on every system call's way through `task::with_current`.
+#[inline]
+pub fn this_cpu_index() -> usize {
+    debug_assert!(this_cpu().cpu_id < MAX_CPUS as u32);
+    let id: u32;
+    // SAFETY: GS base points at this CPU's `PerCpu` from `init_cpu` on, which runs before any
+    // per-CPU slot is used (the debug assertion above checks it through `self_ptr`); `cpu_id`
+    // sits at its `offset_of!` offset (the struct is `repr(C)`) and is never written after
+    // boot. The read has no side effects.
+    unsafe {
+        core::arch::asm!(
+            "mov {id:e}, gs:[{cpu_id}]",
+            id = out(reg) id,
+            cpu_id = const core::mem::offset_of!(PerCpu, cpu_id),
+            options(nostack, readonly, preserves_flags),
+        )
+    };
+    id as usize & (MAX_CPUS - 1)
+}
+
 impl PerCpu {
     /// Records which thread runs here (for reports).
     pub fn set_current_tid(&self, tid: u32) {
@@ -163,7 +185,7 @@ impl<T> CpuLocalArc<T> {
     #[inline]
     fn slot(&self) -> &AtomicPtr<T> {
         debug_assert!(!x86_64::instructions::interrupts::are_enabled(), "per-CPU slot used with interrupts on");
-        &self.slots[this_cpu().cpu_id as usize & (MAX_CPUS - 1)]
+        &self.slots[this_cpu_index()]
     }
 
     /// A new reference to this CPU's value, if it has one.
@@ -185,8 +207,9 @@ impl<T> CpuLocalArc<T> {
 
     /// Runs `f` with a borrow of this CPU's value, taking no reference count — for a short look
     /// (a field, a lock) on a hot path. `f` must not switch threads: only a switch on this CPU
-    /// replaces the slot, and that is what would end the borrow.
-    #[inline]
+    /// replaces the slot, and that is what would end the borrow. (Always inlined: it is a few
+    /// instructions, on every system call's path.)
+    #[inline(always)]
     pub fn with<R>(&self, f: impl FnOnce(Option<&T>) -> R) -> R {
         let ptr = self.slot().load(Ordering::Relaxed);
         // SAFETY: a non-null `ptr` came from `Arc::into_raw` in `replace`, and the slot keeps that
@@ -230,9 +253,9 @@ impl Counter {
     #[inline]
     pub fn add(&self, n: u64) {
         // Only this CPU writes its slot, always with interrupts off (the kernel runs so): a load
-        // and a store, no locked read-modify-write. (The
-        // mask keeps the index in range without a bounds check: MAX_CPUS is a power of two.)
-        let slot = &self.slots[this_cpu().cpu_id as usize & (MAX_CPUS - 1)];
+        // and a store, no locked read-modify-write. (`this_cpu_index` masks the index into
+        // range, so there is no bounds check: MAX_CPUS is a power of two.)
+        let slot = &self.slots[this_cpu_index()];
         slot.store(slot.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
     }
 
