@@ -392,9 +392,10 @@ impl PageTableRoot {
 
     /// A new tree: an empty user half and the kernel's upper half.
     pub fn new_user(mut alloc: impl FnMut() -> Option<PhysFrame>) -> Option<PageTableRoot> {
+        // One window for the whole operation: the new table's key, its zeroing, the copy.
+        let _window = Window::open();
         let frame = new_table(&mut alloc)?;
         let kernel = kernel_root().lock();
-        let _window = Window::open();
         // SAFETY: both frames are PML4s reachable through the physical window; `frame` is
         // fresh and the kernel root is locked, so neither is being modified elsewhere.
         unsafe {
@@ -469,6 +470,7 @@ impl PageTableRoot {
     /// `free_table` — all tables in one [`Retired`] batch (one shootdown). The caller has made
     /// sure no CPU has it loaded. Linux: `exit_mmap()` → `unmap_vmas()`, then `free_pgtables()`.
     pub fn free(mut self, mut put_page: impl FnMut(PhysFrame, LeafSize), mut free_table: impl FnMut(PhysFrame)) {
+        let _window = Window::open();
         let mut retired = Retired::new();
         self.retire_user_half(&mut put_page, &mut retired);
         retired.push(self.frame);

@@ -81,7 +81,7 @@ pub fn enabled() -> bool {
 }
 
 /// Writes IA32_PKRS and its shadow. WRMSR to IA32_PKRS takes effect for the next access (SDM
-/// Vol. 3A §4.6.2; measured under QEMU: `docs/ARCHITECTURE.md`, "PKU and PKS").
+/// Vol. 3A §4.6.2; measured under QEMU: `../shared/reference/qemu-notes.md`, and the tests below).
 fn write_pkrs(cpu: &PerCpu, value: u32) {
     cpu.pkrs.store(value, Ordering::Relaxed);
     WRMSR_DONE.add(1);
