@@ -473,8 +473,10 @@ mod tests {
         assert_eq!(online().map(node_free_count).sum::<usize>(), free_count(), "the nodes' counts add up");
         assert_eq!(online().map(node_usable).sum::<usize>(), total_usable());
         for node in online() {
+            // The vector first: a heap that grows takes frames (from any node).
+            let mut frames = Vec::with_capacity(100);
             let before = node_free_count(node);
-            let frames: Vec<PhysFrame> = (0..100).map(|_| alloc_user_on(node).expect("a frame")).collect();
+            frames.extend((0..100).map(|_| alloc_user_on(node).expect("a frame")));
             assert!(frames.iter().all(|&f| numa::frame_node(f) == node), "all on node {}", node.index());
             assert_eq!(node_free_count(node), before - 100);
             frames.into_iter().for_each(put);
@@ -506,8 +508,9 @@ mod tests {
     fn an_exhausted_node_falls_back_to_the_nearest_other_node() {
         // The highest node (node 0 holds the kernel's memory): take every frame it has.
         let last = online().last().unwrap();
-        let before = node_free_count(last);
+        // The vector first: a heap that grows takes frames (from any node).
         let mut taken = Vec::with_capacity(node_free_count(last));
+        let before = node_free_count(last);
         while let Some(frame) = alloc_user_in(last, NodeMask::single(last)) {
             assert_eq!(numa::frame_node(frame), last);
             taken.push(frame);
