@@ -968,6 +968,11 @@ pub fn invalidate_range(start: u64, end: u64) {
 /// handed to someone else while a thread on another CPU still writes to it through its stale
 /// entry. Dropping a batch without [`TlbBatch::flush`] would leave stale translations: every
 /// caller flushes before it returns (`#[must_use]` only catches a batch made and never used).
+///
+/// A batch is also one **page-table write window** (PKS, [`super::pks::Window`]): it is open
+/// from [`TlbBatch::new`] until the batch is flushed, so every table write of the operation —
+/// however many areas a `pkey_mprotect` or `munmap` changes — nests inside it, and the
+/// operation costs two WRMSRs to IA32_PKRS in all.
 #[derive(Debug)]
 #[must_use = "changed entries stay in the TLB until the batch is flushed"]
 pub struct TlbBatch {
@@ -977,6 +982,8 @@ pub struct TlbBatch {
     root: u64,
     /// Other CPUs that may cache entries of the tree (the address space's `cpus` mask).
     others: u64,
+    /// The operation's write window, closed when the batch is flushed (and dropped).
+    _window: super::pks::Window,
 }
 
 /// At most this many freed frames wait for a flush in [`PageTableRoot::unmap_leaves`]; then it
@@ -989,7 +996,7 @@ impl TlbBatch {
     /// CPU's own bit is ignored).
     pub fn new(tree: &PageTableRoot, others: u64) -> TlbBatch {
         let me = 1u64 << super::percpu::this_cpu().cpu_id;
-        TlbBatch { start: 0, end: 0, root: tree.frame.start_address().as_u64(), others: others & !me }
+        TlbBatch { start: 0, end: 0, root: tree.frame.start_address().as_u64(), others: others & !me, _window: super::pks::Window::open() }
     }
 
     /// Adds the page at `addr` (a user address: below [`USER_END`]).

@@ -123,6 +123,7 @@ pub fn cr4_pks() -> bool {
 /// An open page-table write window on this CPU: while it lives, the page-table key is writable
 /// here (and only here). Not `Send`: it must be closed on the CPU that opened it.
 #[must_use = "the window closes when this is dropped"]
+#[derive(Debug)]
 pub struct Window {
     _this_cpu: core::marker::PhantomData<*const ()>,
 }
@@ -442,6 +443,16 @@ mod tests {
         root.update_leaves(base, base + 512 * 4096, &mut tlb, |_, old| pkeys::pte::with_pkey(old, Pkey::new(3).unwrap()));
         tlb.flush();
         assert_eq!(WRMSR_DONE.here() - writes, 2, "512 leaves, one window");
+        // A call that rewrites several areas (pkey_mprotect over four areas: four walks) does
+        // so under its one TLB batch, which is its one window.
+        let writes = WRMSR_DONE.here();
+        let mut tlb = paging::TlbBatch::new(&root, 0);
+        for area in 0..4u64 {
+            let start = base + area * 128 * 4096;
+            root.update_leaves(start, start + 128 * 4096, &mut tlb, |_, old| pkeys::pte::with_pkey(old, Pkey::new(4).unwrap()));
+        }
+        tlb.flush();
+        assert_eq!(WRMSR_DONE.here() - writes, 2, "four areas, one batch, one window");
         let mut returned = 0;
         root.free(|_, _| returned += 1, crate::mm::frame::free);
         assert_eq!(returned, 512);
