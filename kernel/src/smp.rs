@@ -168,18 +168,7 @@ mod tests {
     use ktest_macros::ktest;
     use x86_64::registers::control::{Cr0, Cr4};
     use x86_64::registers::model_specific::{Efer, GsBase};
-
-    /// Spins (interrupts as they are) until `done()` or `ms` milliseconds have passed.
-    fn wait_until(ms: u64, done: impl Fn() -> bool) -> bool {
-        let deadline = time::rdtsc() + time::tsc_per_ms() * ms;
-        while !done() {
-            if time::rdtsc() > deadline {
-                return false;
-            }
-            core::hint::spin_loop();
-        }
-        true
-    }
+    use crate::arch::x86_64::time::wait_until;
 
     fn others() -> Vec<&'static percpu::PerCpu> {
         let me = percpu::this_cpu().cpu_id;

@@ -326,7 +326,8 @@ fn probe_write(addr: *mut u64, value: u64) -> Result<(), super::extable::Fault> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::arch::x86_64::{apic, paging, smp, time, trap};
+    use crate::arch::x86_64::time::wait_until;
+    use crate::arch::x86_64::{apic, paging, smp, trap};
     use ktest_macros::ktest;
     use x86_64::structures::paging::{Page, PageTableFlags, PhysFrame};
     use x86_64::VirtAddr;
@@ -343,17 +344,6 @@ mod tests {
         root.free(|_, _| {}, crate::mm::frame::free);
     }
 
-    /// Spins until `done()` or `ms` milliseconds have passed.
-    fn wait_until(ms: u64, done: impl Fn() -> bool) -> bool {
-        let deadline = time::rdtsc() + time::tsc_per_ms() * ms;
-        while !done() {
-            if time::rdtsc() > deadline {
-                return false;
-            }
-            core::hint::spin_loop();
-        }
-        true
-    }
 
     #[ktest]
     fn a_window_writes_the_msr_only_where_pks_is_on() {

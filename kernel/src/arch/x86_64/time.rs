@@ -68,3 +68,18 @@ pub fn micros_since_boot() -> u64 {
     let ticks = rdtsc().saturating_sub(BOOT_TSC.load(Ordering::Relaxed));
     (ticks as u128 * 1000 / per_ms as u128) as u64
 }
+
+/// Spins (interrupts as they are) until `done()` or `ms` milliseconds have passed; `false` on
+/// the timeout. For the in-kernel tests that wait for another CPU (an IPI answered, an NMI
+/// counted).
+#[cfg(test)]
+pub fn wait_until(ms: u64, done: impl Fn() -> bool) -> bool {
+    let deadline = rdtsc() + tsc_per_ms() * ms;
+    while !done() {
+        if rdtsc() > deadline {
+            return false;
+        }
+        core::hint::spin_loop();
+    }
+    true
+}
