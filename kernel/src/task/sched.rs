@@ -580,9 +580,26 @@ fn switch_to(prev: Arc<Thread>, next: Arc<Thread>) {
     if Arc::ptr_eq(&prev, &next) {
         return;
     }
-    // `next` may have been queued by a waker before its old CPU finished switching it out:
-    // wait until that CPU is off its stack (Linux: the `on_cpu` wait in `try_to_wake_up()`).
-    // Serve shootdowns meanwhile: that CPU may be waiting for this one.
+    // `next` may have been queued (by a waker, or by itself on its way off a CPU: a yield, a
+    // move) before its old CPU finished switching it out. Waiting for that CPU here, with
+    // `prev` still on this one, could wait forever: two threads crossing between two CPUs
+    // (this CPU leaves A for B while B's CPU leaves B for A) would each wait for the other.
+    // So a thread waits only from the idle thread, which no other CPU ever waits for: `next`
+    // goes back to the queue, and this CPU's idle thread takes it (or another) from there.
+    let next = if next.on_cpu.load(Ordering::Acquire) && !is_idle(&prev) {
+        match IDLE.get() {
+            Some(idle) => {
+                enqueue(next);
+                idle
+            }
+            None => next,
+        }
+    } else {
+        next
+    };
+    // From the idle thread: wait until `next`'s old CPU is off its stack (Linux: the `on_cpu`
+    // wait in `try_to_wake_up()`). Serve shootdowns meanwhile: that CPU may be waiting for
+    // this one.
     while next.on_cpu.load(Ordering::Acquire) {
         shootdown::serve();
         core::hint::spin_loop();
