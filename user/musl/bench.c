@@ -85,6 +85,22 @@ static char *touched(long pages) {
     return p;
 }
 
+/* The "pkey_mprotect N pages" rows for the first `count` of 1, 512 and 32,768 pages: each call
+ * moves the whole (touched) range to the other of keys k1 and k2. The main rows take all three;
+ * `bench page-tables` the first two. */
+static void mprotect_rows(long k1, long k2, int count) {
+    static const long sizes[] = {1, 512, 32768};
+    static const int batches[] = {100, 20, 4}, per[] = {100, 10, 2};
+    for (int s = 0; s < count; s++) {
+        char *p = touched(sizes[s]);
+        char name[64];
+        snprintf(name, sizeof name, "pkey_mprotect %ld pages", sizes[s]);
+        long flip = 0;
+        MEASURE(name, batches[s], per[s], sys4(329, (long)p, sizes[s] * 4096, PROT_READ | PROT_WRITE, (flip++ & 1) ? k1 : k2));
+        munmap(p, sizes[s] * 4096);
+    }
+}
+
 static void calibrate(void);
 static void body(void);
 static int shootdown_row(void);
@@ -142,16 +158,7 @@ static void body(void) {
 
     if (pk) {
         long k1 = sys2(330, 0, 0), k2 = sys2(330, 0, 0);
-        long sizes[] = {1, 512, 32768};
-        int batches[] = {100, 20, 4}, per[] = {100, 10, 2};
-        for (int s = 0; s < 3; s++) {
-            char *p = touched(sizes[s]);
-            char name[64];
-            snprintf(name, sizeof name, "pkey_mprotect %ld pages", sizes[s]);
-            long flip = 0;
-            MEASURE(name, batches[s], per[s], sys4(329, (long)p, sizes[s] * 4096, PROT_READ | PROT_WRITE, (flip++ & 1) ? k1 : k2));
-            munmap(p, sizes[s] * 4096);
-        }
+        mprotect_rows(k1, k2, 3);
         /* One page's pkey_mprotect in an address space with many areas (neighbours alternate
          * between read-only and read-write, so none merge). Each call visits another area, in a
          * fixed pseudo-random order (a 64-bit LCG, the same on both kernels), so that the
@@ -249,16 +256,7 @@ static int page_table_rows(void) {
     calibrate();
     if (ospke()) {
         long k1 = sys2(330, 0, 0), k2 = sys2(330, 0, 0);
-        long sizes[] = {1, 512};
-        int batches[] = {100, 20}, per[] = {100, 10};
-        for (int s = 0; s < 2; s++) {
-            char *p = touched(sizes[s]);
-            char name[64];
-            snprintf(name, sizeof name, "pkey_mprotect %ld pages", sizes[s]);
-            long flip = 0;
-            MEASURE(name, batches[s], per[s], sys4(329, (long)p, sizes[s] * 4096, PROT_READ | PROT_WRITE, (flip++ & 1) ? k1 : k2));
-            munmap(p, sizes[s] * 4096);
-        }
+        mprotect_rows(k1, k2, 2);
     }
     MEASURE("mmap+first touch+munmap", 100, 100, {
         volatile char *q = mmap(0, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
