@@ -31,7 +31,7 @@ use crate::arch::x86_64::paging::{self, LeafSize};
 /// (Linux: `vma->vm_pgoff` + the page's index in the area, which for anonymous memory is the
 /// address's page number). `None`: no frame on any allowed node.
 pub fn alloc_for_fault(area: &Area, addr: u64, page_offset: Option<u64>) -> Option<PhysFrame> {
-    let policy = area.policy.or_else(|| *crate::task::current().mempolicy.lock());
+    let policy = area.policy.or_else(|| crate::task::with_current(|me| *me.mempolicy.lock()));
     alloc_by(policy.as_ref(), page_offset.unwrap_or(addr / PAGE_SIZE))
 }
 
@@ -129,7 +129,7 @@ impl Mm {
     /// The policy that places a page of the area at `addr` (the area's, else the current
     /// thread's): what a moved page is placed by when the caller names no node.
     pub fn policy_at(&self, addr: u64) -> Option<Policy> {
-        self.vmas.find(addr).and_then(|a| a.policy).or_else(|| *crate::task::current().mempolicy.lock())
+        self.vmas.find(addr).and_then(|a| a.policy).or_else(|| crate::task::with_current(|me| *me.mempolicy.lock()))
     }
 
     /// Is the area at `addr` one whose pages may move (anonymous or a private file copy; a
