@@ -25,7 +25,7 @@
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicBool, Ordering};
 use pkeys::Errno;
-use spin::Mutex;
+use crate::sync::Mutex;
 
 use super::{sig, SigInfo, SIG_DFL, SIG_IGN};
 use crate::arch::x86_64::trap::TrapFrame;
