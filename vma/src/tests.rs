@@ -10,6 +10,14 @@ fn key(n: u32) -> Pkey {
     Pkey::new(n).unwrap()
 }
 
+/// [`VmaMap::protect`], the changed pieces collected (the kernel rewrites their page-table
+/// entries instead), and the hole.
+fn protect(m: &mut VmaMap<u32>, start: u64, end: u64, new: impl FnMut(&Vma<u32>) -> (Prot, Pkey)) -> (Vec<Vma<u32>>, Option<Hole>) {
+    let mut changed = Vec::new();
+    let hole = m.protect(start, end, new, |v| changed.push(v.clone())).err();
+    (changed, hole)
+}
+
 fn anon(start: u64, pages: u64, prot: Prot, pkey: u32) -> Vma<u32> {
     Vma { start, end: start + pages * PAGE_SIZE, prot, pkey: key(pkey), backing: Backing::Anonymous, policy: None }
 }
@@ -44,9 +52,9 @@ fn a_range_split_in_three_by_key_merges_back_to_one() {
     let mut m = VmaMap::new();
     m.insert(anon(BASE, 3, Prot::READ | Prot::WRITE, 0));
     let mid = BASE + PAGE_SIZE;
-    let _ = m.protect(mid, mid + PAGE_SIZE, |v| (v.prot, key(5)));
+    let _ = protect(&mut m, mid, mid + PAGE_SIZE, |v| (v.prot, key(5)));
     assert_eq!(m.len(), 3, "differing only in key is enough to split");
-    let _ = m.protect(mid, mid + PAGE_SIZE, |v| (v.prot, key(0)));
+    let _ = protect(&mut m, mid, mid + PAGE_SIZE, |v| (v.prot, key(0)));
     assert_eq!(m.len(), 1);
 }
 
@@ -54,10 +62,10 @@ fn a_range_split_in_three_by_key_merges_back_to_one() {
 fn protecting_with_what_an_area_already_has_changes_nothing() {
     let mut m = VmaMap::new();
     m.insert(anon(BASE, 3, Prot::READ | Prot::WRITE, 2));
-    let changed = m.protect(BASE + PAGE_SIZE, BASE + 2 * PAGE_SIZE, |v| (v.prot, v.pkey)).changed;
+    let (changed, _) = protect(&mut m, BASE + PAGE_SIZE, BASE + 2 * PAGE_SIZE, |v| (v.prot, v.pkey));
     assert!(changed.is_empty(), "nothing to rewrite in the page tables");
     assert_eq!(m.len(), 1, "not split (Linux mprotect_fixup: newflags == oldflags)");
-    let changed = m.protect(BASE, BASE + 3 * PAGE_SIZE, |v| (v.prot, key(3))).changed;
+    let (changed, _) = protect(&mut m, BASE, BASE + 3 * PAGE_SIZE, |v| (v.prot, key(3)));
     assert_eq!(changed.len(), 1);
     assert_eq!((changed[0].start, changed[0].end, changed[0].pkey), (BASE, BASE + 3 * PAGE_SIZE, key(3)), "the area as it is now");
 }
@@ -67,13 +75,14 @@ fn protect_stops_at_a_hole_after_changing_what_came_before() {
     let mut m = VmaMap::new();
     m.insert(anon(BASE, 2, Prot::READ, 0));
     m.insert(anon(BASE + 3 * PAGE_SIZE, 2, Prot::READ, 0));
-    let r = m.protect(BASE, BASE + 5 * PAGE_SIZE, |_| (Prot::READ | Prot::WRITE, key(0)));
-    assert_eq!(r.hole, Some(Hole { at: BASE + 2 * PAGE_SIZE }));
+    let (_, hole) = protect(&mut m, BASE, BASE + 5 * PAGE_SIZE, |_| (Prot::READ | Prot::WRITE, key(0)));
+    assert_eq!(hole, Some(Hole { at: BASE + 2 * PAGE_SIZE }));
     assert_eq!(m.find(BASE).unwrap().prot, Prot::READ | Prot::WRITE);
     assert_eq!(m.find(BASE + 3 * PAGE_SIZE).unwrap().prot, Prot::READ, "after the hole: untouched");
     // A hole at the very start changes nothing.
-    let r = m.protect(BASE - PAGE_SIZE, BASE + PAGE_SIZE, |_| (Prot::empty(), key(0)));
-    assert_eq!(r.hole, Some(Hole { at: BASE - PAGE_SIZE }));
+    let (changed, hole) = protect(&mut m, BASE - PAGE_SIZE, BASE + PAGE_SIZE, |_| (Prot::empty(), key(0)));
+    assert!(changed.is_empty());
+    assert_eq!(hole, Some(Hole { at: BASE - PAGE_SIZE }));
     assert_eq!(m.find(BASE).unwrap().prot, Prot::READ | Prot::WRITE);
 }
 
@@ -81,7 +90,7 @@ fn protect_stops_at_a_hole_after_changing_what_came_before() {
 fn file_backing_follows_splits_and_merges_back() {
     let mut m = VmaMap::new();
     m.insert(Vma { start: BASE, end: BASE + 4 * PAGE_SIZE, prot: Prot::READ, pkey: key(0), backing: Backing::File { file: 7u32, offset: 0x2000, file_len: 0x2800 }, policy: None });
-    let _ = m.protect(BASE + PAGE_SIZE, BASE + 2 * PAGE_SIZE, |_| (Prot::READ | Prot::WRITE, key(0)));
+    let _ = protect(&mut m, BASE + PAGE_SIZE, BASE + 2 * PAGE_SIZE, |_| (Prot::READ | Prot::WRITE, key(0)));
     let parts: Vec<_> = m.iter().map(|v| v.backing.clone()).collect();
     assert_eq!(
         parts,
@@ -91,7 +100,7 @@ fn file_backing_follows_splits_and_merges_back() {
             Backing::File { file: 7, offset: 0x4000, file_len: 0x800 },
         ]
     );
-    let _ = m.protect(BASE + PAGE_SIZE, BASE + 2 * PAGE_SIZE, |_| (Prot::READ, key(0)));
+    let _ = protect(&mut m, BASE + PAGE_SIZE, BASE + 2 * PAGE_SIZE, |_| (Prot::READ, key(0)));
     assert_eq!(m.len(), 1);
     assert_eq!(m.iter().next().unwrap().backing, Backing::File { file: 7, offset: 0x2000, file_len: 0x2800 });
 }
@@ -156,14 +165,14 @@ proptest! {
                 }
                 Op::Protect { page, pages, prot, pkey } => {
                     let end = (page + pages).min(PAGES);
-                    let r = m.protect(addr(page), addr(end), |_| (Prot::from_bits_truncate(prot), key(pkey)));
+                    let (changed, got_hole) = protect(&mut m, addr(page), addr(end), |_| (Prot::from_bits_truncate(prot), key(pkey)));
                     // The model: change pages up to the first hole; report exactly the pages
                     // whose protection or key was different.
                     let hole = (page..end).find(|&p| model[p as usize].is_none());
                     let differing = (page..hole.unwrap_or(end)).filter(|&p| model[p as usize] != Some((prot, pkey))).count() as u64;
                     for p in page..hole.unwrap_or(end) { model[p as usize] = Some((prot, pkey)); }
-                    prop_assert_eq!(r.hole.map(|h| h.at), hole.map(addr));
-                    prop_assert_eq!(r.changed.iter().map(|v| v.len() / PAGE_SIZE).sum::<u64>(), differing);
+                    prop_assert_eq!(got_hole.map(|h| h.at), hole.map(addr));
+                    prop_assert_eq!(changed.iter().map(|v| v.len() / PAGE_SIZE).sum::<u64>(), differing);
                 }
             }
             // Same pages, same attributes.
@@ -197,10 +206,10 @@ fn huge_page_areas_never_merge_and_a_fork_copy_forgets_their_reservations() {
     assert!(m.insert(anon(BASE + 4 * PAGE_SIZE, 2, Prot::READ, 0)));
     assert_eq!(m.len(), 3, "equal huge-page neighbours stay apart (VM_DONTEXPAND), and apart from anonymous memory");
     // Changed and changed back: still apart; both halves of a split keep the reservation.
-    let done = m.protect(BASE + PAGE_SIZE, BASE + 2 * PAGE_SIZE, |_| (Prot::READ | Prot::WRITE, key(0)));
-    assert_eq!(done.changed.len(), 1);
-    let done = m.protect(BASE, BASE + 2 * PAGE_SIZE, |_| (Prot::READ, key(0)));
-    assert_eq!(done.changed.len(), 1);
+    let (changed, _) = protect(&mut m, BASE + PAGE_SIZE, BASE + 2 * PAGE_SIZE, |_| (Prot::READ | Prot::WRITE, key(0)));
+    assert_eq!(changed.len(), 1);
+    let (changed, _) = protect(&mut m, BASE, BASE + 2 * PAGE_SIZE, |_| (Prot::READ, key(0)));
+    assert_eq!(changed.len(), 1);
     assert_eq!(m.len(), 4);
     assert!(m.iter().take(3).all(|v| v.backing == Backing::Hugetlb { reserved: true }));
     let mut child = m.clone();
@@ -217,16 +226,17 @@ fn set_policy_splits_and_merges_like_protect() {
     let mut m = VmaMap::new();
     assert!(m.insert(anon(BASE, 4, Prot::READ | Prot::WRITE, 0)));
     let done = m.set_policy(BASE + PAGE_SIZE, BASE + 3 * PAGE_SIZE, bind0);
-    assert_eq!((done.changed.len(), done.hole, m.len()), (1, None, 3), "the middle two pages split off");
+    assert_eq!((done, m.len()), (Ok(()), 3), "the middle two pages split off");
+    assert_eq!(m.find(BASE + 2 * PAGE_SIZE).map(|v| (v.start, v.end)), Some((BASE + PAGE_SIZE, BASE + 3 * PAGE_SIZE)));
     assert_eq!(m.find(BASE + PAGE_SIZE).unwrap().policy, bind0);
     assert_eq!(m.find(BASE).unwrap().policy, None);
     let again = m.set_policy(BASE + PAGE_SIZE, BASE + 2 * PAGE_SIZE, bind0);
-    assert!(again.changed.is_empty(), "an area that already has the policy is not split");
+    assert_eq!(again, Ok(()));
     assert_eq!(m.len(), 3);
     let (left, right) = m.find(BASE + PAGE_SIZE).unwrap().clone().split(BASE + 2 * PAGE_SIZE);
     assert_eq!((left.policy, right.policy), (bind0, bind0), "split keeps the policy");
     let back = m.set_policy(BASE, BASE + 4 * PAGE_SIZE, None);
-    assert_eq!((back.changed.len(), m.len()), (1, 1), "back to the default: one area again");
+    assert_eq!((back, m.len()), (Ok(()), 1), "back to the default: one area again");
     let hole = m.set_policy(BASE + 3 * PAGE_SIZE, BASE + 5 * PAGE_SIZE, bind0);
-    assert_eq!(hole.hole, Some(Hole { at: BASE + 4 * PAGE_SIZE }));
+    assert_eq!(hole, Err(Hole { at: BASE + 4 * PAGE_SIZE }));
 }
