@@ -240,3 +240,189 @@ fn set_policy_splits_and_merges_like_protect() {
     let hole = m.set_policy(BASE + 3 * PAGE_SIZE, BASE + 5 * PAGE_SIZE, bind0);
     assert_eq!(hole, Err(Hole { at: BASE + 4 * PAGE_SIZE }));
 }
+
+/// A second model, at the level of areas: a sorted `Vec` changed the plain way — cut every
+/// area at the range's ends, change what lies inside, then merge every equal pair of
+/// neighbours in the whole list. No tree, no cursor, nothing local: it must end where the
+/// map's one-walk operations end, with file backings, policies and huge-page areas too.
+mod against_a_sorted_vec {
+    use super::*;
+
+    #[derive(Default)]
+    struct Model(Vec<Vma<u32>>);
+
+    impl Model {
+        /// Merges every mergeable pair, left to right, in the whole list.
+        fn normalise(&mut self) {
+            let mut out: Vec<Vma<u32>> = Vec::new();
+            for v in self.0.drain(..) {
+                match out.last_mut() {
+                    Some(last) if last.can_merge(&v) => last.absorb(v),
+                    _ => out.push(v),
+                }
+            }
+            self.0 = out;
+        }
+
+        /// Cuts the areas so that boundaries fall on `start` and `end`.
+        fn cut(&mut self, start: u64, end: u64) {
+            let mut out = Vec::new();
+            for mut v in self.0.drain(..) {
+                for at in [start, end] {
+                    if v.start < at && at < v.end {
+                        let (left, right) = v.split(at);
+                        out.push(left);
+                        v = right;
+                    }
+                }
+                out.push(v);
+            }
+            self.0 = out;
+        }
+
+        fn insert(&mut self, vma: Vma<u32>) -> bool {
+            if self.0.iter().any(|v| v.start < vma.end && vma.start < v.end) {
+                return false;
+            }
+            self.0.push(vma);
+            self.0.sort_by_key(|v| v.start);
+            self.normalise();
+            true
+        }
+
+        fn remove_range(&mut self, start: u64, end: u64) -> Vec<Vma<u32>> {
+            self.cut(start, end);
+            let (removed, kept) = self.0.drain(..).partition(|v| start <= v.start && v.end <= end);
+            self.0 = kept;
+            removed
+        }
+
+        /// The first unmapped address in `[start, end)`, if any.
+        fn hole(&self, start: u64, end: u64) -> Option<u64> {
+            let mut at = start;
+            for v in self.0.iter().filter(|v| v.end > start) {
+                if at >= end || v.start > at {
+                    break;
+                }
+                at = v.end;
+            }
+            (at < end).then_some(at)
+        }
+
+        fn protect(&mut self, start: u64, end: u64, new: impl Fn(&Vma<u32>) -> (Prot, Pkey)) -> (Vec<Vma<u32>>, Option<Hole>) {
+            let hole = self.hole(start, end);
+            let until = hole.unwrap_or(end);
+            // An area that keeps its attributes is not cut.
+            let cuts: Vec<u64> = self.0.iter().filter(|v| v.start < until && start < v.end && new(v) != (v.prot, v.pkey)).flat_map(|v| [v.start.max(start), v.end.min(until)]).collect();
+            for at in cuts {
+                self.cut(at, at);
+            }
+            let mut changed = Vec::new();
+            for v in self.0.iter_mut().filter(|v| start <= v.start && v.end <= until) {
+                let (prot, pkey) = new(v);
+                if (prot, pkey) != (v.prot, v.pkey) {
+                    (v.prot, v.pkey) = (prot, pkey);
+                    changed.push(v.clone());
+                }
+            }
+            self.normalise();
+            (changed, hole.map(|at| Hole { at }))
+        }
+
+        fn set_policy(&mut self, start: u64, end: u64, policy: Option<Policy>) -> Option<Hole> {
+            let hole = self.hole(start, end);
+            let until = hole.unwrap_or(end);
+            let cuts: Vec<u64> = self.0.iter().filter(|v| v.start < until && start < v.end && v.policy != policy).flat_map(|v| [v.start.max(start), v.end.min(until)]).collect();
+            for at in cuts {
+                self.cut(at, at);
+            }
+            for v in self.0.iter_mut().filter(|v| start <= v.start && v.end <= until) {
+                v.policy = policy;
+            }
+            self.normalise();
+            hole.map(|at| Hole { at })
+        }
+    }
+
+    const PAGES: u64 = 64;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// `file`: 0 anonymous, 1–2 that file (its offset follows the address, so neighbours
+        /// can continue each other; `short` leaves a zero tail), 3 huge-page memory.
+        Map { page: u64, pages: u64, prot: u32, pkey: u32, file: u32, short: bool },
+        Unmap { page: u64, pages: u64 },
+        /// `pkey` 3: keep each area's own key (as `mprotect`, which passes no key, does).
+        Protect { page: u64, pages: u64, prot: u32, pkey: u32 },
+        Policy { page: u64, pages: u64, policy: u8 },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let range = (0..PAGES, 1..16u64);
+        prop_oneof![
+            3 => (range.clone(), 0..3u32, 0..3u32, 0..4u32, any::<bool>()).prop_map(|((page, pages), prot, pkey, file, short)| Op::Map { page, pages, prot, pkey, file, short }),
+            1 => range.clone().prop_map(|(page, pages)| Op::Unmap { page, pages }),
+            3 => (range.clone(), 0..3u32, 0..4u32).prop_map(|((page, pages), prot, pkey)| Op::Protect { page, pages, prot, pkey }),
+            1 => (range, 0..3u8).prop_map(|((page, pages), policy)| Op::Policy { page, pages, policy }),
+        ]
+    }
+
+    fn policy(n: u8) -> Option<Policy> {
+        let all = mempolicy::NodeMask::from_bits(0b11);
+        let mode = if n == 1 { mempolicy::Mode::Bind } else { mempolicy::Mode::Interleave };
+        (n != 0).then(|| mempolicy::mpol_new(mode, mempolicy::ModeFlags::NONE, mempolicy::NodeMask::from_bits(0b11), all).unwrap().unwrap())
+    }
+
+    fn area(page: u64, pages: u64, prot: u32, pkey: u32, file: u32, short: bool) -> Vma<u32> {
+        let (start, end) = (addr(page), addr((page + pages).min(PAGES)));
+        let backing = match file {
+            0 => Backing::Anonymous,
+            3 => Backing::Hugetlb { reserved: true },
+            f => Backing::File { file: f, offset: start - BASE, file_len: if short { end - start - PAGE_SIZE / 2 } else { end - start } },
+        };
+        Vma { start, end, prot: Prot::from_bits_truncate(prot), pkey: key(pkey), backing, policy: None }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+        #[test]
+        fn the_map_ends_where_the_plain_model_ends(ops in proptest::collection::vec(op(), 1..60)) {
+            let mut m: VmaMap<u32> = VmaMap::new();
+            let mut model = Model::default();
+            for op in &ops {
+                match *op {
+                    Op::Map { page, pages, prot, pkey, file, short } => {
+                        let v = area(page, pages, prot, pkey, file, short);
+                        prop_assert_eq!(m.insert(v.clone()), model.insert(v));
+                    }
+                    Op::Unmap { page, pages } => {
+                        let (start, end) = (addr(page), addr(page + pages));
+                        prop_assert_eq!(m.remove_range(start, end), model.remove_range(start, end));
+                    }
+                    Op::Protect { page, pages, prot, pkey } => {
+                        let (start, end) = (addr(page), addr(page + pages));
+                        let new = |v: &Vma<u32>| (Prot::from_bits_truncate(prot), if pkey == 3 { v.pkey } else { key(pkey) });
+                        prop_assert_eq!(protect(&mut m, start, end, new), model.protect(start, end, new));
+                    }
+                    Op::Policy { page, pages, policy: p } => {
+                        let (start, end) = (addr(page), addr(page + pages));
+                        prop_assert_eq!(m.set_policy(start, end, policy(p)).err(), model.set_policy(start, end, policy(p)));
+                    }
+                }
+                prop_assert_eq!(m.len(), model.0.len());
+                prop_assert_eq!(m.iter().cloned().collect::<Vec<_>>(), model.0.clone(), "after {:?}", op);
+                // Every query, at every page edge and in the middle of every page.
+                for p in 0..=PAGES + 1 {
+                    for at in [addr(p), addr(p) + PAGE_SIZE / 2] {
+                        let holding = model.0.iter().find(|v| v.contains(at));
+                        let from = model.0.iter().find(|v| v.end > at);
+                        prop_assert_eq!(m.find(at), holding);
+                        prop_assert_eq!(m.find_from(at), from);
+                        prop_assert_eq!(m.overlaps(at, at + 3 * PAGE_SIZE), model.0.iter().any(|v| v.start < at + 3 * PAGE_SIZE && at < v.end));
+                        prop_assert_eq!(m.covers(at, at + 3 * PAGE_SIZE), model.hole(at, at + 3 * PAGE_SIZE).is_none());
+                    }
+                }
+            }
+        }
+    }
+}
