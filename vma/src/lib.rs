@@ -298,21 +298,7 @@ impl<F: Clone + PartialEq> VmaMap<F> {
         let mut removed = Vec::new();
         let mut cursor = self.cursor_mut_at(start);
         while cursor.peek_next().is_some_and(|(_, v)| v.start < end) {
-            let (_, mut vma) = cursor.remove_next().expect("peeked above");
-            if vma.start < start {
-                // The first area crosses `start`: its head stays.
-                let (head, tail) = vma.split(start);
-                cursor.insert_before(head.start, head).expect("the head keeps its place");
-                vma = tail;
-            }
-            if vma.end > end {
-                // The last area crosses `end`: its tail stays.
-                let (inside, tail) = vma.split(end);
-                cursor.insert_after(tail.start, tail).expect("the tail takes the gap");
-                removed.push(inside);
-                break;
-            }
-            removed.push(vma);
+            removed.push(cut_out(&mut cursor, start, end));
         }
         removed
     }
@@ -381,19 +367,9 @@ impl<F: Clone + PartialEq> VmaMap<F> {
                 changed(vma);
                 touched = true;
             } else {
-                // Cut the part in the range out of the area: [vma.start, at) and [end, vma.end)
-                // keep the old attribute and go back before and after the cursor.
-                let (_, mut middle) = cursor.remove_next().expect("peeked above");
-                if middle.start < at {
-                    let (left, right) = middle.split(at);
-                    cursor.insert_before(left.start, left).expect("the head keeps its place");
-                    middle = right;
-                }
-                if middle.end > end {
-                    let (inside, right) = middle.split(end);
-                    cursor.insert_after(right.start, right).expect("the tail takes the gap");
-                    middle = inside;
-                }
+                // Cut the part in the range out of the area; its parts outside keep the old
+                // attribute.
+                let mut middle = cut_out(&mut cursor, at, end);
                 set(&mut middle, wanted);
                 at = middle.end;
                 changed(&middle);
@@ -444,6 +420,24 @@ impl<F: Clone + PartialEq> VmaMap<F> {
         }
         (top >= floor + len).then(|| top - len)
     }
+}
+
+/// Takes the area after `cursor` out of the map and returns its part inside `[from, to)`; its
+/// parts before `from` and after `to`, if any, stay in the map, before and after the cursor
+/// (Linux: `split_vma()` at each end).
+fn cut_out<F: Clone + PartialEq>(cursor: &mut CursorMut<'_, u64, Vma<F>>, from: u64, to: u64) -> Vma<F> {
+    let (_, mut inside) = cursor.remove_next().expect("an area after the cursor");
+    if inside.start < from {
+        let (head, rest) = inside.split(from);
+        cursor.insert_before(head.start, head).expect("the head keeps its place");
+        inside = rest;
+    }
+    if inside.end > to {
+        let (rest, tail) = inside.split(to);
+        cursor.insert_after(tail.start, tail).expect("the tail takes the gap");
+        inside = rest;
+    }
+    inside
 }
 
 /// Merges the area after `cursor` into the area before it, if they can merge (Linux:
