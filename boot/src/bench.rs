@@ -180,6 +180,7 @@ pub fn run() -> Result<String, Error> {
         writeln!(md, "The PKRU share of a context switch (a round trip has two switches; different PKRU minus same PKRU): pikku {:.1} instructions, Linux {:.1}.", pd, ld).unwrap();
     }
     writeln!(md, "\n![pikku and Linux, instructions per operation](docs/bench.svg)\n").unwrap();
+    write_area_growth(&mut md, &p1, &l1);
     write_page_table_rows(&mut md, &pks_on, &pks_off, &pks_linux);
     writeln!(md, "Notes:\n").unwrap();
     writeln!(md, "- The largest `pkey_mprotect` range is 32,768 pages (128 MiB), not 262,144 (1 GiB): the machine has 512 MiB, and every page is touched first so the call has PTEs to rewrite.").unwrap();
@@ -190,6 +191,30 @@ pub fn run() -> Result<String, Error> {
     std::fs::write(crate::repo_root().join("BENCHMARKS.md"), &md).map_err(|e| e.to_string())?;
     std::fs::write(crate::repo_root().join("docs").join("bench.svg"), chart(&p1, &l1)).map_err(|e| e.to_string())?;
     Ok(md)
+}
+
+/// The rows `pkey_mprotect in N areas`, as `(N, row name)`, in the program's order.
+fn area_rows(run: &Run) -> Vec<(u64, &String)> {
+    run.order.iter().filter_map(|name| Some((name.strip_prefix("pkey_mprotect in ")?.strip_suffix(" areas")?.parse().ok()?, name))).collect()
+}
+
+/// The growth series of the many-area rows (issue #19, item 4): what one `pkey_mprotect`
+/// costs as the address space grows, and how much of it the size adds (the figure minus the
+/// figure for one area) — the lookup's share, which grows with the height of the tree of areas.
+fn write_area_growth(md: &mut String, pikku: &Run, linux: &Run) {
+    let rows = area_rows(pikku);
+    let base = |run: &Run| rows.first().and_then(|(_, name)| run.figures.get(*name)).map(|f| f.min);
+    let (Some(p0), Some(l0)) = (base(pikku), base(linux)) else { return };
+    writeln!(md, "## Many areas: the growth series\n").unwrap();
+    writeln!(md, "One page's `pkey_mprotect` in an address space of N one-page areas, visited in a fixed pseudo-random order. pikku keeps its areas in a B-tree (`vma::VmaMap`: `BTreeMap` with cursors, one walk from the root per lookup or change), Linux in its maple tree (a B-tree with 16-way nodes). pikku's growth follows the height of its tree, log(N); Linux's figure hardly moves with N: a 16-way tree is about 4 levels high at 50,000 areas, and the call's fixed cost is larger than the walk.\n").unwrap();
+    writeln!(md, "| areas | pikku min | Linux min | pikku / Linux | pikku − pikku at {} | Linux − Linux at {} |", rows[0].0, rows[0].0).unwrap();
+    writeln!(md, "|---:|---:|---:|---:|---:|---:|").unwrap();
+    for (count, name) in &rows {
+        let p = pikku.figures[*name].min;
+        let Some(l) = linux.figures.get(*name).map(|f| f.min) else { continue };
+        writeln!(md, "| {count} | {p:.1} | {l:.1} | {:.2} | {:+.1} | {:+.1} |", p / l.max(0.1), p - p0, l - l0).unwrap();
+    }
+    writeln!(md).unwrap();
 }
 
 /// The cost of guarding page tables with a supervisor key (issue #18): the calls that write
@@ -261,6 +286,16 @@ mod tests {
         assert_eq!(target("pkey_alloc+pkey_free", 668.0).map(|t| t.bound), Some(167.0));
         assert_eq!(target("pkey_mprotect in 50000 areas", 2485.0).map(|t| t.bound), Some(2485.0));
         assert_eq!(target("rdpkru", 1.0), None, "rows without a target only must not get worse");
+    }
+
+    #[test]
+    fn the_growth_series_is_every_many_area_row_with_its_count() {
+        let r = parse("bench getpid 99.0 99.1 10000\nbench pkey_mprotect in 1 areas 1200.0 1201.0 10000\nbench pkey_mprotect 1 pages 1300.0 1301.0 10000\nbench pkey_mprotect in 50000 areas 1500.0 1510.0 10000\n");
+        let rows: Vec<(u64, &str)> = area_rows(&r).into_iter().map(|(n, name)| (n, name.as_str())).collect();
+        assert_eq!(rows, [(1, "pkey_mprotect in 1 areas"), (50000, "pkey_mprotect in 50000 areas")]);
+        let mut md = String::new();
+        write_area_growth(&mut md, &r, &r);
+        assert!(md.contains("| 50000 | 1500.0 | 1500.0 | 1.00 | +300.0 | +300.0 |"), "{md}");
     }
 
     #[test]

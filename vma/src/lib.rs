@@ -6,8 +6,32 @@
 //! cache of what the VMAs say: a page fault inside a VMA maps a page with the VMA's protection
 //! and key; a fault outside any VMA, or against its protection, is the program's fault.
 //!
-//! [`VmaMap`] keeps the areas in a `BTreeMap` keyed by start address, so finding the area of an
-//! address is O(log n). Its operations follow Linux's rules:
+//! ## The structure: a B-tree, walked once per operation
+//!
+//! [`VmaMap`] keeps the areas in a `BTreeMap` keyed by start address: a B-tree whose nodes
+//! hold 5 to 11 areas (their start addresses sorted side by side, searched in order), and
+//! whose height grows with log(n): 5 to 7 levels at 50,000 areas, as full as the nodes are. Every question a system call
+//! asks ("which area holds this address?", "which areas lie in this range?") is one walk from
+//! the root to a leaf, and every change (split, merge, insert, remove) happens next to where
+//! that walk ended. So each operation makes exactly *one* walk, with a **cursor**: the walk
+//! stops in the gap between two areas (`BTreeMap::upper_bound`), and from there the cursor
+//! reads and changes the area before and the area after the gap, steps to the next area, takes
+//! an area out or puts one in — each step O(1) (amortised), none of them a new walk from the
+//! root. `pkey_mprotect` of one whole area is thus two walks — the kernel's [`VmaMap::find_from`]
+//! for its argument checks, then [`VmaMap::protect`]'s — a change in place, and one look at each
+//! neighbour for a merge: at 50,000 areas about 300 instructions more than at one (`make
+//! bench`, "Many areas").
+//!
+//! **Linux** keeps a process's VMAs in the **maple tree** (`mm->mm_mt`, since 6.1): a B-tree of
+//! ranges with 16-way nodes, whose lookups run under RCU — without the mmap lock — so that
+//! page faults can find their VMA while another thread changes the tree (per-VMA locks); it
+//! pays for that with nodes that are copied, not changed in place, and freed after an RCU grace
+//! period. Its `struct ma_state` is the same idea as the cursor here: one walk, then work at
+//! the spot where it ended. pikku needs no RCU: every reader of the areas holds the address
+//! space's lock (`Mm` behind its `RwLock`; the page-fault path takes it too), so a plain B-tree
+//! that is changed in place is enough.
+//!
+//! Its operations follow Linux's rules:
 //!
 //! * **split** — changing or unmapping part of an area splits it at the range's ends
 //!   (Linux: `split_vma`);
@@ -24,10 +48,16 @@
 // Pure logic, compiled for the host and the kernel alike: the compiler guarantees there is no
 // `unsafe` here (the house rule: `unsafe` lives only in the kernel's `arch` layer).
 #![forbid(unsafe_code)]
+// `BTreeMap`'s cursors (unstable, `btree_cursors`; the workspace is pinned to a nightly, see
+// `rust-toolchain.toml`): a cursor stands in a gap between two areas after one walk from the
+// root, and then reads, changes, splits and merges the areas on both sides of it without
+// walking down again — what Linux's maple state (`struct ma_state`) does for the maple tree.
+#![feature(btree_cursors)]
 
 extern crate alloc;
 
-use alloc::collections::BTreeMap;
+use alloc::collections::btree_map::{BTreeMap, Cursor, CursorMut};
+use core::ops::Bound;
 use alloc::vec::Vec;
 use mempolicy::Policy;
 use pkeys::Pkey;
@@ -147,17 +177,6 @@ pub struct Hole {
     pub at: u64,
 }
 
-/// What [`VmaMap::protect`] did.
-#[derive(Debug)]
-#[must_use = "the changed areas need their page-table entries rewritten, and a hole is an error"]
-pub struct Protected<F> {
-    /// The parts of the range that changed, with their new protection and key (their pages
-    /// need new PTEs), before any merge with their neighbours.
-    pub changed: Vec<Vma<F>>,
-    /// The first unmapped address that stopped the change, if any (Linux: ENOMEM).
-    pub hole: Option<Hole>,
-}
-
 /// The areas of one address space, sorted by start address.
 #[derive(Debug, Clone)]
 pub struct VmaMap<F> {
@@ -191,17 +210,41 @@ impl<F: Clone + PartialEq> VmaMap<F> {
         self.areas.values()
     }
 
-    /// The area containing `addr`, in O(log n). Linux: `vma_lookup()`.
-    pub fn find(&self, addr: u64) -> Option<&Vma<F>> {
-        self.areas.range(..=addr).next_back().map(|(_, v)| v).filter(|v| v.contains(addr))
+    /// A cursor just before the area holding `addr` — or, if no area holds it, in the gap
+    /// where `addr` lies: either way the area after the cursor is the first one that ends
+    /// above `addr`. One walk from the root (Linux: `vma_iter_init()`, then `vma_find()`).
+    fn cursor_at(&self, addr: u64) -> Cursor<'_, u64, Vma<F>> {
+        let mut cursor = self.areas.upper_bound(Bound::Included(&addr));
+        if cursor.peek_prev().is_some_and(|(_, v)| v.contains(addr)) {
+            cursor.prev();
+        }
+        cursor
     }
 
-    /// The first area that ends above `addr` (it may start above it). Linux: `find_vma()`.
-    pub fn find_from(&self, addr: u64) -> Option<&Vma<F>> {
-        if let Some(v) = self.find(addr) {
-            return Some(v);
+    /// [`Self::cursor_at`], for a change: the areas on both sides of the cursor can be
+    /// changed, taken out, and put back.
+    fn cursor_mut_at(&mut self, addr: u64) -> CursorMut<'_, u64, Vma<F>> {
+        let mut cursor = self.areas.upper_bound_mut(Bound::Included(&addr));
+        if cursor.peek_prev().is_some_and(|(_, v)| v.contains(addr)) {
+            cursor.prev();
         }
-        self.areas.range(addr..).next().map(|(_, v)| v)
+        cursor
+    }
+
+    /// The area containing `addr`, in O(log n): the last area that starts at or below `addr`,
+    /// if it reaches `addr`. One walk from the root. Linux: `vma_lookup()`.
+    pub fn find(&self, addr: u64) -> Option<&Vma<F>> {
+        self.areas.upper_bound(Bound::Included(&addr)).peek_prev().map(|(_, v)| v).filter(|v| v.contains(addr))
+    }
+
+    /// The first area that ends above `addr` (it may start above it): the one [`Self::find`]
+    /// finds, else the next one. One walk from the root. Linux: `find_vma()`.
+    pub fn find_from(&self, addr: u64) -> Option<&Vma<F>> {
+        let cursor = self.areas.upper_bound(Bound::Included(&addr));
+        match cursor.peek_prev() {
+            Some((_, v)) if v.contains(addr) => Some(v),
+            _ => cursor.peek_next().map(|(_, v)| v),
+        }
     }
 
     /// Does any area overlap `[start, end)`?
@@ -209,154 +252,140 @@ impl<F: Clone + PartialEq> VmaMap<F> {
         self.find_from(start).is_some_and(|v| v.start < end)
     }
 
-    /// Do areas cover all of `[start, end)`, without a hole? One lookup per area in the
-    /// range, however long the range is (Linux's VMA walk in `madvise_walk_vmas()` reports a
+    /// Do areas cover all of `[start, end)`, without a hole? One walk from the root, then
+    /// one step per area in the range (Linux's VMA walk in `madvise_walk_vmas()` reports a
     /// hole as `ENOMEM`).
     pub fn covers(&self, start: u64, end: u64) -> bool {
-        let mut cursor = start;
-        while cursor < end {
-            match self.find(cursor) {
-                Some(v) => cursor = v.end,
-                None => return false,
+        let mut cursor = self.cursor_at(start);
+        let mut at = start;
+        while at < end {
+            match cursor.next() {
+                Some((_, v)) if v.start <= at => at = v.end,
+                _ => return false,
             }
         }
         true
     }
 
-    /// Adds an area where nothing is mapped, then merges it with equal neighbours.
-    /// Returns `false` (and changes nothing) if it would overlap an existing area.
+    /// Adds an area where nothing is mapped, merged with its neighbours when they are equal
+    /// (Linux: `vma_merge_new_range()`). Returns `false` (and changes nothing) if it would
+    /// overlap an existing area. One walk from the root finds the gap; the neighbours are the
+    /// areas on either side of it.
     pub fn insert(&mut self, vma: Vma<F>) -> bool {
-        if vma.is_empty() || self.overlaps(vma.start, vma.end) {
+        if vma.is_empty() {
             return false;
         }
-        let (start, end) = (vma.start, vma.end);
-        self.areas.insert(start, vma);
-        self.merge_around(start, end);
+        // The area before the cursor ends at or below `vma.start`; the one after must start at
+        // or above `vma.end`.
+        let mut cursor = self.cursor_mut_at(vma.start);
+        if cursor.peek_next().is_some_and(|(_, after)| after.start < vma.end) {
+            return false;
+        }
+        match cursor.peek_prev() {
+            Some((_, before)) if before.can_merge(&vma) => before.absorb(vma),
+            _ => cursor.insert_before(vma.start, vma).expect("the gap holds the new area's start"),
+        }
+        // The area now before the cursor (the new one, or its neighbour that took it in) may
+        // take in the area after it.
+        merge_across(&mut cursor);
         true
     }
 
-    /// Splits the area containing `at` so that an area boundary falls on `at`.
-    fn split_at(&mut self, at: u64) {
-        let Some(start) = self.find(at).filter(|v| v.start != at).map(|v| v.start) else { return };
-        let vma = self.areas.remove(&start).expect("found above");
-        let (left, right) = vma.split(at);
-        self.areas.insert(left.start, left);
-        self.areas.insert(right.start, right);
-    }
-
     /// Removes everything in `[start, end)`, splitting the areas at the ends; returns the
-    /// removed pieces (whose pages the caller unmaps). Linux: `do_vmi_munmap()`.
+    /// removed pieces (whose pages the caller unmaps). One walk from the root, then one step
+    /// per area removed. Linux: `do_vmi_munmap()`.
     pub fn remove_range(&mut self, start: u64, end: u64) -> Vec<Vma<F>> {
-        self.split_at(start);
-        self.split_at(end);
-        let keys: Vec<u64> = self.areas.range(start..end).map(|(k, _)| *k).collect();
-        keys.into_iter().filter_map(|k| self.areas.remove(&k)).collect()
+        let mut removed = Vec::new();
+        let mut cursor = self.cursor_mut_at(start);
+        while cursor.peek_next().is_some_and(|(_, v)| v.start < end) {
+            removed.push(cut_out(&mut cursor, start, end));
+        }
+        removed
     }
 
     /// Changes the protection and key of `[start, end)`, area by area, as `mprotect` does:
     /// `new(vma)` gives each area's new `(prot, pkey)`; an area that already has them is left
     /// alone — not split, not reported (Linux `mprotect_fixup()`: `newflags == oldflags`);
-    /// the others are split at the ends of the range, changed, and equal neighbours merged
-    /// afterwards. If part of the range is unmapped, everything before the first hole has been
-    /// changed and [`Protected::hole`] says where it is (Linux: ENOMEM; a hole at `start`
-    /// changes nothing).
-    ///
-    /// Each tree lookup costs a walk from the root, so the loop does one per area: an area
-    /// that changes as a whole is changed in place, through that walk (its key, its start,
-    /// stays); only an area cut at an end of the range is taken out, split and put back. The
-    /// merge afterwards walks the neighbourhood once.
-    pub fn protect(&mut self, start: u64, end: u64, new: impl FnMut(&Vma<F>) -> (Prot, Pkey)) -> Protected<F> {
+    /// the others are split at the ends of the range, changed, handed to `changed` (whose
+    /// pages need new page-table entries; Linux calls `change_protection()` there, area by
+    /// area), and then merged with equal neighbours. If part of the range is unmapped,
+    /// everything before the first hole has been changed and the [`Hole`] says where it is
+    /// (Linux: ENOMEM; a hole at `start` changes nothing).
+    pub fn protect(&mut self, start: u64, end: u64, new: impl FnMut(&Vma<F>) -> (Prot, Pkey), changed: impl FnMut(&Vma<F>)) -> Result<(), Hole> {
         self.change(start, end, new, |v| (v.prot, v.pkey), |v, (prot, pkey)| {
             v.prot = prot;
             v.pkey = pkey;
-        })
+        }, changed)
     }
 
     /// Gives `[start, end)` the memory policy `policy`, area by area, exactly as
     /// [`Self::protect`] changes protections: areas that already have it are left alone, the
     /// others are split at the ends of the range, and equal neighbours merged. A hole stops it
-    /// ([`Protected::hole`]; `mbind` checks for holes before it changes anything). Linux:
-    /// `mbind_range()` → `vma_modify_policy()`.
-    pub fn set_policy(&mut self, start: u64, end: u64, policy: Option<Policy>) -> Protected<F> {
-        self.change(start, end, |_| policy, |v| v.policy, |v, p| v.policy = p)
+    /// (`mbind` checks for holes before it changes anything). Linux: `mbind_range()` →
+    /// `vma_modify_policy()`.
+    pub fn set_policy(&mut self, start: u64, end: u64, policy: Option<Policy>) -> Result<(), Hole> {
+        self.change(start, end, |_| policy, |v| v.policy, |v, p| v.policy = p, |_| {})
     }
 
     /// The walk of [`Self::protect`] and [`Self::set_policy`]: `new(vma)` is the attribute an
-    /// area should have, `get` reads it, `set` writes it.
-    fn change<A: PartialEq>(&mut self, start: u64, end: u64, mut new: impl FnMut(&Vma<F>) -> A, get: impl Fn(&Vma<F>) -> A, set: impl Fn(&mut Vma<F>, A)) -> Protected<F> {
-        let mut changed = Vec::new();
-        let mut cursor = start;
+    /// area should have, `get` reads it, `set` writes it, `changed` hears of every changed
+    /// piece before it merges with anything.
+    ///
+    /// One walk from the root puts a cursor before the area holding `start`; from there the
+    /// walk steps from area to area. An area that changes as a whole is changed where it
+    /// lies (its key in the tree, its start, stays); only an area cut at an end of the range is
+    /// taken out, split, and its pieces put back at the cursor. Each visited area, once the
+    /// first change is made, is merged into the area before it when they are now equal; the
+    /// last one also with the area after it.
+    fn change<A: PartialEq>(
+        &mut self,
+        start: u64,
+        end: u64,
+        mut new: impl FnMut(&Vma<F>) -> A,
+        get: impl Fn(&Vma<F>) -> A,
+        set: impl Fn(&mut Vma<F>, A),
+        mut changed: impl FnMut(&Vma<F>),
+    ) -> Result<(), Hole> {
+        // From here on the area being visited is the one after the cursor.
+        let mut cursor = self.cursor_mut_at(start);
+        let mut at = start;
         let mut hole = None;
-        // Area by area, splitting only the areas that change and only when they are reached
-        // (as `mprotect_fixup` does), so that areas beyond a hole are not touched at all.
-        while cursor < end {
-            // One walk down the tree per area, for the look and (when the whole area changes)
-            // the change itself.
-            let Some((_, vma)) = self.areas.range_mut(..=cursor).next_back().filter(|(_, v)| v.contains(cursor)) else {
-                hole = Some(Hole { at: cursor });
+        let mut touched = false;
+        while at < end {
+            let Some((_, vma)) = cursor.peek_next().filter(|(_, v)| v.start <= at) else {
+                hole = Some(Hole { at });
                 break;
             };
             let wanted = new(vma);
             if wanted == get(vma) {
-                cursor = vma.end;
-                continue;
-            }
-            if vma.start == cursor && vma.end <= end {
-                // The whole area changes: in place, its key in the tree stays.
+                // Already right: not split, not reported (Linux `mprotect_fixup()`).
+                at = vma.end;
+            } else if vma.start == at && vma.end <= end {
+                // The whole area changes: where it lies.
                 set(vma, wanted);
-                cursor = vma.end;
-                changed.push(vma.clone());
-                continue;
-            }
-            let (vma_start, vma_end) = (vma.start, vma.end);
-            // Cut the part in the range out of the area: [vma_start, cursor) and [end, vma_end)
-            // keep the old attribute.
-            let mut middle = self.areas.remove(&vma_start).expect("found above");
-            if vma_start < cursor {
-                let (left, right) = middle.split(cursor);
-                self.areas.insert(left.start, left);
-                middle = right;
-            }
-            if vma_end > end {
-                let (inside, right) = middle.split(end);
-                self.areas.insert(right.start, right);
-                middle = inside;
-            }
-            set(&mut middle, wanted);
-            cursor = middle.end;
-            changed.push(middle.clone());
-            self.areas.insert(middle.start, middle);
-        }
-        if !changed.is_empty() {
-            self.merge_around(start, cursor.min(end));
-        }
-        Protected { changed, hole }
-    }
-
-    /// Merges every mergeable pair among the areas touching `[start, end]`: one walk from the
-    /// area before `start` to the first area at or after `end` finds the pairs; only the
-    /// merges themselves touch the tree again.
-    fn merge_around(&mut self, start: u64, end: u64) {
-        let from = self.areas.range(..start).next_back().map_or(start, |(k, _)| *k);
-        // (the area that absorbs, the area absorbed), in address order.
-        let mut merges = Vec::new();
-        let mut walk = self.areas.range(from..);
-        let Some((mut head, mut previous)) = walk.next().map(|(k, v)| (*k, v)) else { return };
-        for (key, vma) in walk {
-            if previous.start > end {
-                break;
-            }
-            if previous.can_merge(vma) {
-                merges.push((head, *key));
+                at = vma.end;
+                changed(vma);
+                touched = true;
             } else {
-                head = *key;
+                // Cut the part in the range out of the area; its parts outside keep the old
+                // attribute.
+                let mut middle = cut_out(&mut cursor, at, end);
+                set(&mut middle, wanted);
+                at = middle.end;
+                changed(&middle);
+                cursor.insert_after(middle.start, middle).expect("the changed part takes the gap");
+                touched = true;
             }
-            previous = vma;
+            // Step over the visited area — or let the area before it take it in.
+            if !(touched && merge_across(&mut cursor)) {
+                cursor.next();
+            }
         }
-        for (head, key) in merges {
-            let next = self.areas.remove(&key).expect("walked above");
-            self.areas.get_mut(&head).expect("walked above").absorb(next);
+        if touched {
+            // The last visited area and the one after it (Linux's merge with `next`).
+            merge_across(&mut cursor);
         }
+        hole.map_or(Ok(()), Err)
     }
 
     /// Marks every huge-page area as holding no reservations (a child's copy of the map at
@@ -391,6 +420,37 @@ impl<F: Clone + PartialEq> VmaMap<F> {
         }
         (top >= floor + len).then(|| top - len)
     }
+}
+
+/// Takes the area after `cursor` out of the map and returns its part inside `[from, to)`; its
+/// parts before `from` and after `to`, if any, stay in the map, before and after the cursor
+/// (Linux: `split_vma()` at each end).
+fn cut_out<F: Clone + PartialEq>(cursor: &mut CursorMut<'_, u64, Vma<F>>, from: u64, to: u64) -> Vma<F> {
+    let (_, mut inside) = cursor.remove_next().expect("an area after the cursor");
+    if inside.start < from {
+        let (head, rest) = inside.split(from);
+        cursor.insert_before(head.start, head).expect("the head keeps its place");
+        inside = rest;
+    }
+    if inside.end > to {
+        let (rest, tail) = inside.split(to);
+        cursor.insert_after(tail.start, tail).expect("the tail takes the gap");
+        inside = rest;
+    }
+    inside
+}
+
+/// Merges the area after `cursor` into the area before it, if they can merge (Linux:
+/// `vma_merge()`'s "extend prev" case); the cursor stays after the (grown) area. Returns whether
+/// it merged. Both neighbours of a gap are read without a walk from the root.
+fn merge_across<F: Clone + PartialEq>(cursor: &mut CursorMut<'_, u64, Vma<F>>) -> bool {
+    let view = cursor.as_cursor();
+    let mergeable = matches!((view.peek_prev(), view.peek_next()), (Some((_, before)), Some((_, after))) if before.can_merge(after));
+    if mergeable {
+        let (_, after) = cursor.remove_next().expect("peeked above");
+        cursor.peek_prev().expect("peeked above").1.absorb(after);
+    }
+    mergeable
 }
 
 #[cfg(test)]

@@ -153,6 +153,13 @@ impl Mm {
         self.root.as_mut().expect("an Mm always has a root until dropped")
     }
 
+    /// The areas, the key state and the page tables, borrowed apart: `mprotect` walks the
+    /// areas once, deciding each one's key and rewriting its page-table entries as it goes.
+    pub(super) fn areas_keys_and_tables(&mut self) -> (&mut vma::VmaMap<super::area::MappedFile>, &mut PkeyState, &mut paging::PageTableRoot) {
+        let root = self.root.as_mut().expect("an Mm always has a root until dropped");
+        (&mut self.vmas, &mut self.pkeys, root)
+    }
+
     /// Calls `f(address, frame, dirty)` for every page of the address space that is in memory,
     /// `dirty` from the PTE's D bit (SDM Vol. 3A §4.8, "Accessed and Dirty Flags"). For
     /// `/proc/self/smaps`; `&mut` only because the walk goes through the page-table root.

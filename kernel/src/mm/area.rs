@@ -191,33 +191,38 @@ impl Mm {
         if first.start > range.start {
             return Err(Errno::ENOMEM);
         }
-        // A huge-page area is cut only at 2-MiB boundaries (`hugetlb_vm_op_split()`).
-        super::hugetlb::check_cuts(self, range.start, range.end)?;
+        // A huge-page area is cut only at 2-MiB boundaries (`hugetlb_vm_op_split()`). `first`
+        // holds `start`, and `end` too unless the range reaches past it: only then is the
+        // area at `end` looked up.
+        let last = if range.end <= first.end { Some(first) } else { self.vmas.find(range.end) };
+        if super::hugetlb::cuts_huge_page(first, range.start) || last.is_some_and(|v| super::hugetlb::cuts_huge_page(v, range.end)) {
+            return Err(Errno::EINVAL);
+        }
         let prot = Prot::from_bits_truncate(range.prot as u32);
         let support = self.pkeys.support();
-        let pkeys = &mut self.pkeys;
-        let done = self.vmas.protect(range.start, range.end, |area| {
-            (prot, override_mprotect_pkey(support, pkeys, pkru, area, prot, explicit))
-        });
-        // Only the areas that changed get new PTEs (an unchanged one costs nothing, as in
-        // Linux's `mprotect_fixup()`); the TLB is invalidated once for them all.
+        // Each area that changes gets new PTEs as the walk changes it (an unchanged one costs
+        // nothing, as in Linux's `mprotect_fixup()` → `change_protection()`); the TLB is
+        // invalidated once for them all.
         let mut tlb = self.tlb_batch();
-        for area in &done.changed {
-            self.rewrite_ptes(area.start, area.end, pte_bits(area.prot, area.pkey), &mut tlb);
-        }
+        let (vmas, pkeys, root) = self.areas_keys_and_tables();
+        let done = vmas.protect(
+            range.start,
+            range.end,
+            |area| (prot, override_mprotect_pkey(support, pkeys, pkru, area, prot, explicit)),
+            |area| Self::rewrite_ptes(root, area.start, area.end, pte_bits(area.prot, area.pkey), &mut tlb),
+        );
         tlb.flush();
-        match done.hole {
-            None => Ok(()),
-            Some(_) => Err(Errno::ENOMEM),
-        }
+        // A hole after the start: the areas before it keep their change (Linux's `mprotect`
+        // is not atomic either).
+        done.map_err(|_| Errno::ENOMEM)
     }
 
     /// Rewrites every present (or `PROT_NONE`-kept) PTE in `[start, end)` — one area's pages —
     /// with the protection and key `bits`, keeping the frame; the pages go into `tlb`, which
     /// the caller flushes. Linux: `change_protection()` → `pte_modify()`, then
     /// `flush_tlb_range()`.
-    fn rewrite_ptes(&mut self, start: u64, end: u64, bits: u64, tlb: &mut TlbBatch) {
-        self.root().update_leaves(start, end, tlb, |_, old| {
+    fn rewrite_ptes(root: &mut paging::PageTableRoot, start: u64, end: u64, bits: u64, tlb: &mut TlbBatch) {
+        root.update_leaves(start, end, tlb, |_, old| {
             let new = (old & paging::FRAME_MASK) | bits;
             // A page shared copy-on-write stays read-only whatever the area allows.
             if old & paging::COW_BIT != 0 {

@@ -233,7 +233,13 @@ pub fn align_len(len: u64) -> Result<u64, Errno> {
 /// boundary? Then `munmap`, `mprotect` and `pkey_mprotect` fail with `EINVAL` (Linux:
 /// `__split_vma()` → `hugetlb_vm_op_split()`).
 fn cuts_a_huge_page(mm: &Mm, at: u64) -> bool {
-    mm.vmas.find(at).is_some_and(|v| matches!(v.backing, Backing::Hugetlb { .. }) && v.start != at && !at.is_multiple_of(HPAGE_SIZE))
+    mm.vmas.find(at).is_some_and(|v| cuts_huge_page(v, at))
+}
+
+/// Would cutting `area` at `at` cut it inside a huge page? (False when `at` is not strictly
+/// inside the area: nothing is cut there.)
+pub fn cuts_huge_page(area: &Area, at: u64) -> bool {
+    matches!(area.backing, Backing::Hugetlb { .. }) && area.start < at && at < area.end && !at.is_multiple_of(HPAGE_SIZE)
 }
 
 /// `EINVAL` if a change of `[start, end)` would cut a huge-page area inside a huge page.
