@@ -10,7 +10,7 @@
 //! | `Panic` right after a `FAILED` result line    | boots again after that test                      |
 //! | `Panic` after `[ktest] resume after X` (a test that expected to end the boot) | boots again after X |
 //! | QEMU status 0 (triple fault, `-no-reboot`)    | records the running test as FAILED, boots again after it |
-//! | no output for [`Suite::timeout`]              | kills QEMU, records the running test as hung (FAILED), boots again after it |
+//! | no output for [`Suite::timeout`] (60 s before the kernel's first line) | kills QEMU, records the running test as hung (FAILED), boots again after it |
 //! | a panic or hang outside any test              | stops with an error naming the last kernel lines |
 //!
 //! Counts from earlier boots travel to the next in `ktest.carry=…`, so the kernel's closing
@@ -110,6 +110,10 @@ impl Event<'_> {
     }
 }
 
+/// How long a boot may stay silent before the kernel's first line (QEMU and firmware starting),
+/// whatever [`Suite::timeout`] says: a generous fixed allowance, since no test runs yet.
+const STARTUP_ALLOWANCE: Duration = Duration::from_secs(60);
+
 /// A test-suite run configuration.
 #[derive(Debug, Clone)]
 pub struct Suite {
@@ -194,9 +198,15 @@ impl Suite {
 
         let mut parser = Parser::default();
         let mut timed_out = false;
+        // The silence limit is for the kernel: until its first line, QEMU and the firmware are
+        // still starting, which on a loaded machine has taken over 20 s — a short limit meant
+        // to catch a hung test must not fire then.
+        let mut started = false;
         loop {
-            match rx.recv_timeout(self.timeout) {
+            let limit = if started { self.timeout } else { self.timeout.max(STARTUP_ALLOWANCE) };
+            match rx.recv_timeout(limit) {
                 Ok(line) => {
+                    started = true;
                     for result in parser.feed(&line) {
                         report.results.push(result);
                         on_event(Event::Result(report.results.last().unwrap()));
