@@ -16,6 +16,9 @@
 //! caller; this layer only refuses ranges that leave user space (`vma::UserRange`: below
 //! `TASK_SIZE`, checked before any sum, as Linux's `access_ok()`).
 
+use core::mem::{size_of, MaybeUninit};
+use uapi::sigframe::{FpxSwBytes, RtSigframe, UContext, XsavePrologue, FP_XSTATE_MAGIC2};
+
 use super::extable::Fault;
 
 /// Why a user copy failed.
@@ -183,6 +186,105 @@ pub fn fpu_restore_from_user(src: u64, image: FpImage, size: usize) -> Result<()
         FpImage::Xsave(mask) => fp_image_insn!("xrstor64", src, mask),
         FpImage::Fxsave => fp_image_insn!("fxrstor64", src, 0),
     })
+}
+
+/// The user-memory side of Linux's `copy_fpstate_to_sigframe()` for an XSAVE image, in one
+/// user-access window: the software bytes and a zeroed XSAVE header first (`prologue`, at
+/// 464..575 — XSAVE writes neither), the XSAVE of the components in `mask`, `FP_XSTATE_MAGIC2`
+/// right after the `size`-byte image (`save_xstate_epilog()`), and — `pkru = Some((offset,
+/// value))` — the interrupted code's PKRU in its slot with XSTATE_BV bit 9 set
+/// (`update_pkru_in_sigframe()`; the live PKRU is the "all open" one the frame is written
+/// with, so `mask` leaves PKRU out). `buf` must be 64-byte aligned. Each store and the XSAVE
+/// are recoverable, like a copy.
+pub fn xsave_to_sigframe(buf: u64, size: usize, mask: u64, prologue: &XsavePrologue, pkru: Option<(usize, u32)>) -> Result<(), UaccessError> {
+    check_range(buf, size + 4)?;
+    let (pkru_at, pkru_value) = match pkru {
+        Some((offset, value)) if offset + 4 <= size => (buf + offset as u64, value),
+        _ => (0, 0),
+    };
+    with_user_access(|| {
+        let (status, cr2): (u64, u64);
+        // SAFETY: `buf .. buf + size + 4` lies in the lower half (checked above), and so does
+        // the PKRU slot inside it; the prologue is a kernel value of `PROLOGUE_WORDS` words.
+        // Every instruction that touches user memory has an extable entry resuming at 8, with
+        // the fault in rax/rdx; the XSAVE mask travels in EDX:EAX, which the fault overwrites.
+        unsafe {
+            core::arch::asm!(
+                "2: rep movsq",
+                "3: xsave64 [{buf}]",
+                "4: mov dword ptr [{buf} + {size}], {magic2}",
+                "test {pkru_at}, {pkru_at}",
+                "jz 6f",
+                "5: mov dword ptr [{pkru_at}], {pkru:e}",
+                // XSTATE_BV is the header's first word (byte 512); PKRU is its bit 9, bit 1 of byte 513.
+                "7: or byte ptr [{buf} + 513], 2",
+                "6: xor eax, eax",
+                "8:",
+                crate::extable_entry!("2b", "8b"),
+                crate::extable_entry!("3b", "8b"),
+                crate::extable_entry!("4b", "8b"),
+                crate::extable_entry!("5b", "8b"),
+                crate::extable_entry!("7b", "8b"),
+                buf = in(reg) buf,
+                size = in(reg) size,
+                magic2 = const FP_XSTATE_MAGIC2,
+                pkru_at = in(reg) pkru_at,
+                pkru = in(reg) pkru_value,
+                inout("rcx") PROLOGUE_WORDS => _,
+                inout("rdi") buf + XsavePrologue::OFFSET => _,
+                inout("rsi") prologue as *const XsavePrologue as u64 => _,
+                inout("rax") mask as u32 as u64 => status,
+                inout("rdx") mask >> 32 => cr2,
+                options(nostack),
+            );
+        }
+        (status, cr2)
+    })
+}
+
+/// The prologue's size in eight-byte words.
+const PROLOGUE_WORDS: usize = size_of::<XsavePrologue>() / 8;
+
+/// A type whose bytes are exactly its user-visible bytes: no padding, and every bit pattern a
+/// valid value — so it can be written to user memory as it lies in the kernel, and read back
+/// from whatever a program left there. (`#[repr(C)]` structures of integers, with the ABI's
+/// padding written out as fields.)
+///
+/// # Safety
+/// Implement it only for types with no padding bytes, no pointers or references, and no
+/// invalid bit patterns.
+pub unsafe trait Plain: Copy {}
+
+// SAFETY: integers: every bit pattern valid, no padding.
+unsafe impl Plain for u64 {}
+// SAFETY: `#[repr(C)]` structures of integers (and integer arrays) whose fields are all
+// naturally aligned with the ABI's padding spelled out as fields — their sizes, pinned by the
+// tests of `uapi::sigframe`, are the sums of their fields', so there are no padding bytes.
+unsafe impl Plain for RtSigframe {}
+// SAFETY: as above.
+unsafe impl Plain for UContext {}
+// SAFETY: as above.
+unsafe impl Plain for FpxSwBytes {}
+
+/// Writes `value` to user memory at `dst`, as its bytes lie (one copy). Linux: `copy_to_user()`
+/// of a structure.
+#[inline]
+pub fn write_to_user<T: Plain>(dst: u64, value: &T) -> Result<(), UaccessError> {
+    // SAFETY: `T: Plain` has no padding, so all `size_of::<T>()` bytes of `value` are initialised.
+    let bytes = unsafe { core::slice::from_raw_parts((value as *const T).cast::<u8>(), size_of::<T>()) };
+    copy_to_user(dst, bytes)
+}
+
+/// Reads a `T` from user memory at `src` (one copy, straight into the value: nothing is zeroed
+/// first). Linux: `copy_from_user()` into a structure.
+#[inline]
+pub fn read_from_user<T: Plain>(src: u64) -> Result<T, UaccessError> {
+    check_range(src, size_of::<T>())?;
+    let mut value = MaybeUninit::<T>::uninit();
+    copy_words(value.as_mut_ptr() as u64, src, size_of::<T>()).map_err(|(e, _)| e)?;
+    // SAFETY: the copy succeeded, so all `size_of::<T>()` bytes are written, and `T: Plain`
+    // accepts any bytes.
+    Ok(unsafe { value.assume_init() })
 }
 
 /// Copies `src` into user memory at `dst`. Linux: `copy_to_user()`.
