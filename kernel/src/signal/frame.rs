@@ -2,14 +2,18 @@
 //! `copy_fpstate_to_sigframe()`) and taking it down (`rt_sigreturn`, `restore_sigcontext()`,
 //! `fpu__restore_sig()`).
 //!
-//! The FPU image goes straight between the CPU and the user stack, as in Linux: XSAVE into the
-//! frame, XRSTOR out of it, both recoverable ([`uaccess::fpu_save_to_user`]). The thread's FPU
-//! state lives in the CPU while it runs (the context switch saves it), so nothing passes
-//! through the thread's kernel save area. Around the XSAVE the kernel adds what the CPU does
-//! not write: a zeroed XSAVE header first (XSAVE writes only XSTATE_BV, and XRSTOR refuses
-//! non-zero reserved bytes), the `_fpx_sw_bytes` in the legacy region's software bytes 464..511,
-//! FP_XSTATE_MAGIC2 after the area, and the PKRU the interrupted code had (Linux
-//! `update_pkru_in_sigframe()`): the live PKRU is 0 while the frame is written.
+//! The frame's layout is `uapi::sigframe` (`struct rt_sigframe` and what it holds, field by
+//! field). Delivery fills one [`RtSigframe`] on the kernel stack and writes it to the user stack
+//! in one copy; `rt_sigreturn` reads the [`UContext`] back in one copy. The FPU image goes
+//! straight between the CPU and the user stack, as in Linux: XSAVE into the frame, XRSTOR out of
+//! it, both recoverable ([`uaccess::xsave_to_sigframe`], [`uaccess::fpu_restore_from_user`]).
+//! The thread's FPU state lives in the CPU while it runs (the context switch saves it), so
+//! nothing passes through the thread's kernel save area. Around the XSAVE the kernel adds, in
+//! the same user-access window, what the CPU does not write: the `_fpx_sw_bytes` in the legacy
+//! region's software bytes 464..511 and a zeroed XSAVE header (XSAVE writes only XSTATE_BV, and
+//! XRSTOR refuses non-zero reserved bytes) before it, FP_XSTATE_MAGIC2 after the area, and the
+//! PKRU the interrupted code had (Linux `update_pkru_in_sigframe()`): the live PKRU is 0 while
+//! the frame is written.
 
 use alloc::sync::Arc;
 use core::sync::atomic::Ordering;
@@ -182,48 +186,50 @@ pub fn setup(thread: &Arc<Thread>, frame: &mut TrapFrame, info: &SigInfo, action
 /// selectors and a canonical RIP are accepted), the signal mask, the alternate stack, and the
 /// FPU state *including PKRU* from the frame's XSAVE area. A frame that fails any check kills
 /// the process with SIGSEGV (Linux: `badframe` → `signal_fault()`). Returns the restored `rax`.
-pub fn sigreturn(thread: &Arc<Thread>, frame: &mut TrapFrame) -> Result<u64, Errno> {
+pub fn sigreturn(thread: &Thread, frame: &mut TrapFrame) -> Result<u64, Errno> {
     // The frame sits at rsp - 8 (rsp in 0..7 wraps to the top of the address space): the
     // whole frame must be user memory before any offset is added (Linux: `access_ok()`).
     let rt = UserRange::new(frame.rsp.wrapping_sub(8), FRAME_SIZE).ok_or(Errno::EFAULT)?;
     let uc: UContext = uaccess::read_from_user(rt.start() + RtSigframe::UC_OFFSET)?;
-    let sc = &uc.mcontext;
-    let cs = sc.cs as u64 | 3;
-    let ss = sc.ss as u64 | 3;
-    if cs != USER_CS as u64 || ss != USER_SS as u64 || sc.rip >= USER_END {
+    // Every field named: a register left out would be a compile error, not a silent zero.
+    #[rustfmt::skip]
+    let SigContext {
+        r8, r9, r10, r11, r12, r13, r14, r15, rdi, rsi, rbp, rbx, rdx, rax, rcx, rsp, rip, eflags,
+        cs, gs: _, fs: _, ss, err: _, trapno: _, oldmask: _, cr2: _, fpstate, reserved1: _,
+    } = uc.mcontext;
+    let (cs, ss) = (u64::from(cs) | 3, u64::from(ss) | 3);
+    if cs != USER_CS as u64 || ss != USER_SS as u64 || rip >= USER_END {
         return Err(Errno::EFAULT);
     }
     // Linux's order (`rt_sigreturn()`): the mask, the registers, the FPU state, the alternate
     // stack. (A failure on the way kills the process, so what was restored before it is moot.)
     thread.blocked.store(uc.sigmask & !((1 << 8) | (1 << 18)), Ordering::Relaxed);
     let interrupted_rsp = frame.rsp;
-    *frame = TrapFrame {
-        rax: sc.rax,
-        rbx: sc.rbx,
-        rcx: sc.rcx,
-        rdx: sc.rdx,
-        rsi: sc.rsi,
-        rdi: sc.rdi,
-        rbp: sc.rbp,
-        r8: sc.r8,
-        r9: sc.r9,
-        r10: sc.r10,
-        r11: sc.r11,
-        r12: sc.r12,
-        r13: sc.r13,
-        r14: sc.r14,
-        r15: sc.r15,
-        vector: frame.vector,
-        // orig_rax = -1: the restored rax is a value, never a call to restart (Linux
-        // `restore_sigcontext()`: `regs->orig_ax = -1`).
-        error_code: u64::MAX,
-        rip: sc.rip,
-        cs,
-        rflags: (frame.rflags & !FIX_EFLAGS) | (sc.eflags & FIX_EFLAGS) | 0x200,
-        rsp: sc.rsp,
-        ss,
-    };
-    restore_fpu(thread, sc.fpstate)?;
+    frame.rax = rax;
+    frame.rbx = rbx;
+    frame.rcx = rcx;
+    frame.rdx = rdx;
+    frame.rsi = rsi;
+    frame.rdi = rdi;
+    frame.rbp = rbp;
+    frame.r8 = r8;
+    frame.r9 = r9;
+    frame.r10 = r10;
+    frame.r11 = r11;
+    frame.r12 = r12;
+    frame.r13 = r13;
+    frame.r14 = r14;
+    frame.r15 = r15;
+    // orig_rax = -1: the restored rax is a value, never a call to restart (Linux
+    // `restore_sigcontext()`: `regs->orig_ax = -1`). (`vector` stays: it says how the thread
+    // entered the kernel.)
+    frame.error_code = u64::MAX;
+    frame.rip = rip;
+    frame.cs = cs;
+    frame.rflags = (frame.rflags & !FIX_EFLAGS) | (eflags & FIX_EFLAGS) | 0x200;
+    frame.rsp = rsp;
+    frame.ss = ss;
+    restore_fpu(thread, fpstate)?;
     // The alternate stack, unless we are running on it (Linux `restore_altstack()` ignores all
     // but EFAULT there). One lock for the look and the change.
     let mut altstack = thread.signals.altstack.lock();
@@ -232,7 +238,7 @@ pub fn sigreturn(thread: &Arc<Thread>, frame: &mut TrapFrame) -> Result<u64, Err
         *altstack = if flags & SS_DISABLE != 0 || size < 2048 { None } else { Some(AltStack { sp, size }) };
     }
     drop(altstack);
-    Ok(sc.rax)
+    Ok(rax)
 }
 
 /// Loads the FPU state (and PKRU) from the frame's image (Linux `fpu__restore_sig()`): the
@@ -245,7 +251,7 @@ pub fn sigreturn(thread: &Arc<Thread>, frame: &mut TrapFrame) -> Result<u64, Err
 ///
 /// (Measured: QEMU 7.2's XRSTOR does not check MXCSR's reserved bits, so there a frame with
 /// one loads — on Linux and pikku alike; a real CPU raises #GP, and both kernels kill.)
-fn restore_fpu(thread: &Arc<Thread>, fpstate: u64) -> Result<(), Errno> {
+fn restore_fpu(thread: &Thread, fpstate: u64) -> Result<(), Errno> {
     if thread.fpu.is_none() {
         return Ok(());
     }

@@ -539,10 +539,11 @@ pub fn sys_sigaltstack(ss: u64, old: u64, user_rsp: u64) -> Result<u64, Errno> {
 /// `rt_sigreturn()`, with the caller's register frame. A frame that fails its checks ends the
 /// process with SIGSEGV.
 pub fn sys_rt_sigreturn(frame: &mut TrapFrame) -> u64 {
-    let thread = task::current();
-    match frame::sigreturn(&thread, frame) {
+    // The current thread, borrowed while the frame is read (nothing there switches threads).
+    match task::with_current(|me| frame::sigreturn(me, frame)) {
         Ok(rax) => rax,
         Err(_) => {
+            let thread = task::current();
             crate::log_warn_ratelimited!("pid {}: bad rt_sigreturn frame: SIGSEGV", thread.process.pid);
             sched::terminate(&thread.process, ExitStatus::Signaled(SIGSEGV));
             0

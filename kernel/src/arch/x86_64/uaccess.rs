@@ -340,5 +340,21 @@ mod tests {
         assert_eq!(copy_to_user(0x0000_9000_0000_0000, b"x"), Err(UaccessError::OutsideUserSpace), "non-canonical");
         // A zero-length copy anywhere in user space touches nothing.
         assert_eq!(copy_to_user(0x1000, b""), Ok(()));
+        // The structure copies and the signal frame's FPU image check the same way, whole.
+        let frame = RtSigframe::default();
+        assert_eq!(write_to_user(vma::TASK_SIZE - 8, &frame), Err(UaccessError::OutsideUserSpace), "a frame across the end");
+        assert_eq!(read_from_user::<UContext>(kernel_data), Err(UaccessError::OutsideUserSpace));
+        let prologue = XsavePrologue::default();
+        assert_eq!(xsave_to_sigframe(vma::TASK_SIZE - 512, 2696, 0, &prologue, None), Err(UaccessError::OutsideUserSpace), "an image across the end");
+    }
+
+    #[ktest]
+    fn a_structure_read_from_an_unmapped_address_faults_and_is_recovered() {
+        let err = read_from_user::<u64>(0x0000_7000_0000_0000).unwrap_err();
+        let UaccessError::Fault(f) = err else { panic!("{err:?}") };
+        assert_eq!((f.vector, f.address), (14, 0x0000_7000_0000_0000));
+        let err = write_to_user(0x0000_7000_0000_0008, &0u64).unwrap_err();
+        let UaccessError::Fault(f) = err else { panic!("{err:?}") };
+        assert_eq!((f.vector, f.address), (14, 0x0000_7000_0000_0008));
     }
 }
