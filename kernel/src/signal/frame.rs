@@ -25,9 +25,9 @@ use crate::arch::x86_64::gdt::{USER_CS, USER_SS};
 use crate::arch::x86_64::paging::USER_END;
 use crate::arch::x86_64::pkru;
 use crate::arch::x86_64::trap::TrapFrame;
-use crate::arch::x86_64::uaccess::{self, FpImage};
+use crate::arch::x86_64::uaccess::{self, FpImage, UserWindow};
 use crate::task::Thread;
-use uapi::sigframe::{FpxSwBytes, RtSigframe, SigContext, StackT, UContext, XsavePrologue, FP_XSTATE_MAGIC1};
+use uapi::sigframe::{FpxSwBytes, RtSigframe, XsavePrologue, FP_XSTATE_MAGIC1};
 use vma::UserRange;
 
 /// The frame's size (440 bytes).
@@ -71,40 +71,84 @@ fn save_fpstate(method: Method, fx: UserRange, interrupted_pkru: Pkru) -> Result
     Ok(())
 }
 
-/// The interrupted registers as `struct sigcontext` (Linux `setup_sigcontext()`): `err`,
-/// `trapno` and `cr2` describe the exception a fault signal comes from (a system-call frame
-/// keeps its number in the error-code slot: `err` 0 there).
-fn sigcontext_of(f: &TrapFrame, info: &SigInfo, blocked: u64, fpstate: u64) -> SigContext {
-    SigContext {
-        r8: f.r8,
-        r9: f.r9,
-        r10: f.r10,
-        r11: f.r11,
-        r12: f.r12,
-        r13: f.r13,
-        r14: f.r14,
-        r15: f.r15,
-        rdi: f.rdi,
-        rsi: f.rsi,
-        rbp: f.rbp,
-        rbx: f.rbx,
-        rdx: f.rdx,
-        rax: f.rax,
-        rcx: f.rcx,
-        rsp: f.rsp,
-        rip: f.rip,
-        eflags: f.rflags,
-        cs: f.cs as u16,
-        gs: 0,
-        fs: 0,
-        ss: f.ss as u16,
-        err: if f.orig_rax() == u64::MAX { f.error_code } else { 0 },
-        trapno: if f.vector < 32 { f.vector } else { 0 },
-        oldmask: blocked,
-        cr2: if f.vector == 14 { info.addr } else { 0 },
-        fpstate,
-        reserved1: [0; 8],
-    }
+/// Stores `$value` in the frame word of `$field` (a path in [`RtSigframe`], with an optional
+/// word index), through a [`UserWindow`]: `put!(w, uc.mcontext.rip = f.rip)`. One store, at an
+/// offset computed when compiled.
+macro_rules! put {
+    ($w:expr, $($field:ident).+ $([$i:literal])? = $value:expr) => {
+        $w.put::<{ core::mem::offset_of!(RtSigframe, $($field).+) $(+ 8 * $i)? }>($value)
+    };
+}
+
+/// Loads the frame word of `$field` (a path in [`RtSigframe`], or in the structure named
+/// first) through a [`UserWindow`].
+macro_rules! get {
+    ($w:expr, $($field:ident).+) => {
+        get!($w, RtSigframe, $($field).+)
+    };
+    ($w:expr, $structure:ty, $($field:ident).+) => {
+        $w.get::<{ core::mem::offset_of!($structure, $($field).+) }>()
+    };
+}
+
+/// The four selectors of `struct sigcontext` (cs, gs, fs, ss: 16 bits each) as the one word
+/// they share; gs and fs are 0 on x86-64.
+fn selectors(cs: u64, ss: u64) -> u64 {
+    (cs & 0xffff) | (ss & 0xffff) << 48
+}
+
+/// Stores the interrupted registers as `struct sigcontext` through `w` (Linux
+/// `unsafe_put_sigcontext()`): `err`, `trapno` and `cr2` describe the exception a fault signal
+/// comes from (a system-call frame keeps its number in the error-code slot: `err` 0 there);
+/// `reserved1` is left as it is found, as Linux leaves it.
+#[inline(always)] // inside the window: its status stays in registers
+fn put_sigcontext(w: &mut UserWindow<RtSigframe>, f: &TrapFrame, info: &SigInfo, blocked: u64, fpstate: u64) {
+    put!(w, uc.mcontext.r8 = f.r8);
+    put!(w, uc.mcontext.r9 = f.r9);
+    put!(w, uc.mcontext.r10 = f.r10);
+    put!(w, uc.mcontext.r11 = f.r11);
+    put!(w, uc.mcontext.r12 = f.r12);
+    put!(w, uc.mcontext.r13 = f.r13);
+    put!(w, uc.mcontext.r14 = f.r14);
+    put!(w, uc.mcontext.r15 = f.r15);
+    put!(w, uc.mcontext.rdi = f.rdi);
+    put!(w, uc.mcontext.rsi = f.rsi);
+    put!(w, uc.mcontext.rbp = f.rbp);
+    put!(w, uc.mcontext.rbx = f.rbx);
+    put!(w, uc.mcontext.rdx = f.rdx);
+    put!(w, uc.mcontext.rax = f.rax);
+    put!(w, uc.mcontext.rcx = f.rcx);
+    put!(w, uc.mcontext.rsp = f.rsp);
+    put!(w, uc.mcontext.rip = f.rip);
+    put!(w, uc.mcontext.eflags = f.rflags);
+    put!(w, uc.mcontext.cs = selectors(f.cs, f.ss));
+    put!(w, uc.mcontext.err = if f.orig_rax() == u64::MAX { f.error_code } else { 0 });
+    put!(w, uc.mcontext.trapno = if f.vector < 32 { f.vector } else { 0 });
+    put!(w, uc.mcontext.oldmask = blocked);
+    put!(w, uc.mcontext.cr2 = if f.vector == 14 { info.addr } else { 0 });
+    put!(w, uc.mcontext.fpstate = fpstate);
+}
+
+/// Stores the 128 bytes of `siginfo_t` through `w` (Linux `copy_siginfo_to_user()`).
+#[inline(always)] // inside the window: its status stays in registers
+fn put_siginfo(w: &mut UserWindow<RtSigframe>, info: &SigInfo) {
+    let words = info.to_words();
+    put!(w, info[0] = words[0]);
+    put!(w, info[1] = words[1]);
+    put!(w, info[2] = words[2]);
+    put!(w, info[3] = words[3]);
+    put!(w, info[4] = words[4]);
+    put!(w, info[5] = words[5]);
+    put!(w, info[6] = words[6]);
+    put!(w, info[7] = words[7]);
+    put!(w, info[8] = words[8]);
+    put!(w, info[9] = words[9]);
+    put!(w, info[10] = words[10]);
+    put!(w, info[11] = words[11]);
+    put!(w, info[12] = words[12]);
+    put!(w, info[13] = words[13]);
+    put!(w, info[14] = words[14]);
+    put!(w, info[15] = words[15]);
 }
 
 /// Builds the frame for `info` on the user stack (or the alternate stack) and points the
@@ -141,26 +185,29 @@ pub fn setup(thread: &Arc<Thread>, frame: &mut TrapFrame, info: &SigInfo, action
 
     let orig_pkru = pkru::read();
     let xsave = matches!(method, Method::Xsave { .. });
-    let stack = match alt {
-        Some(AltStack { sp, size }) => StackT { sp, flags: if on_alt { SS_ONSTACK } else { 0 }, pad: 0, size },
-        None => StackT { sp: 0, flags: SS_DISABLE, pad: 0, size: 0 },
+    let (ss_sp, ss_flags, ss_size) = match alt {
+        Some(AltStack { sp, size }) => (sp, if on_alt { SS_ONSTACK } else { 0 }, size),
+        None => (0, SS_DISABLE, 0),
     };
-    let rt = RtSigframe {
-        pretcode: action.restorer,
-        uc: UContext {
-            flags: UC_SIGCONTEXT_SS | UC_STRICT_RESTORE_SS | if xsave { UC_FP_XSTATE } else { 0 },
-            link: 0,
-            stack,
-            mcontext: sigcontext_of(frame, info, blocked, buf_fx),
-            sigmask: blocked,
-        },
-        info: info.to_words(),
-    };
+    let uc_flags = UC_SIGCONTEXT_SS | UC_STRICT_RESTORE_SS | if xsave { UC_FP_XSTATE } else { 0 };
 
     // Write it all with every key open (Linux `sig_prepare_pkru()`): a stack guarded by a key
-    // can still take the frame. Two user writes: the FPU image, then the frame in one copy.
+    // can still take the frame. Two user-access windows: the FPU image, then the frame, stored
+    // field by field straight onto the user stack (Linux `x64_setup_rt_frame()`).
     pkru::write(Pkru::ALL_OPEN);
-    let written = save_fpstate(method, fx, orig_pkru).and_then(|()| Ok(uaccess::write_to_user(frame_addr, &rt)?));
+    let written = save_fpstate(method, fx, orig_pkru).and_then(|()| {
+        let mut w = UserWindow::<RtSigframe>::open(frame_addr)?;
+        put!(w, pretcode = action.restorer);
+        put!(w, uc.flags = uc_flags);
+        put!(w, uc.link = 0);
+        put!(w, uc.stack.sp = ss_sp);
+        put!(w, uc.stack.flags = u64::from(ss_flags as u32)); // and the padding after it
+        put!(w, uc.stack.size = ss_size);
+        put_sigcontext(&mut w, frame, info, blocked, buf_fx);
+        put!(w, uc.sigmask = blocked);
+        put_siginfo(&mut w, info);
+        Ok(w.close()?)
+    });
     if let Err(e) = written {
         pkru::write(orig_pkru);
         return Err(e);
@@ -190,55 +237,57 @@ pub fn sigreturn(thread: &Thread, frame: &mut TrapFrame) -> Result<u64, Errno> {
     // The frame sits at rsp - 8 (rsp in 0..7 wraps to the top of the address space): the
     // whole frame must be user memory before any offset is added (Linux: `access_ok()`).
     let rt = UserRange::new(frame.rsp.wrapping_sub(8), FRAME_SIZE).ok_or(Errno::EFAULT)?;
-    let uc: UContext = uaccess::read_from_user(rt.start() + RtSigframe::UC_OFFSET)?;
-    // Every field named: a register left out would be a compile error, not a silent zero.
-    #[rustfmt::skip]
-    let SigContext {
-        r8, r9, r10, r11, r12, r13, r14, r15, rdi, rsi, rbp, rbx, rdx, rax, rcx, rsp, rip, eflags,
-        cs, gs: _, fs: _, ss, err: _, trapno: _, oldmask: _, cr2: _, fpstate, reserved1: _,
-    } = uc.mcontext;
-    let (cs, ss) = (u64::from(cs) | 3, u64::from(ss) | 3);
-    if cs != USER_CS as u64 || ss != USER_SS as u64 || rip >= USER_END {
+    let interrupted_rsp = frame.rsp;
+    // Linux's order (`rt_sigreturn()`, `restore_sigcontext()`): the mask, the registers, the
+    // FPU state, the alternate stack. The registers go straight from the user stack into the
+    // trap frame and are checked there: a frame that fails kills the process, so what was
+    // restored before the failure is moot.
+    let mut w = UserWindow::<RtSigframe>::open(rt.start())?;
+    let sigmask = get!(w, uc.sigmask);
+    frame.r8 = get!(w, uc.mcontext.r8);
+    frame.r9 = get!(w, uc.mcontext.r9);
+    frame.r10 = get!(w, uc.mcontext.r10);
+    frame.r11 = get!(w, uc.mcontext.r11);
+    frame.r12 = get!(w, uc.mcontext.r12);
+    frame.r13 = get!(w, uc.mcontext.r13);
+    frame.r14 = get!(w, uc.mcontext.r14);
+    frame.r15 = get!(w, uc.mcontext.r15);
+    frame.rdi = get!(w, uc.mcontext.rdi);
+    frame.rsi = get!(w, uc.mcontext.rsi);
+    frame.rbp = get!(w, uc.mcontext.rbp);
+    frame.rbx = get!(w, uc.mcontext.rbx);
+    frame.rdx = get!(w, uc.mcontext.rdx);
+    frame.rax = get!(w, uc.mcontext.rax);
+    frame.rcx = get!(w, uc.mcontext.rcx);
+    frame.rsp = get!(w, uc.mcontext.rsp);
+    frame.rip = get!(w, uc.mcontext.rip);
+    let eflags = get!(w, uc.mcontext.eflags);
+    let selector_word = get!(w, uc.mcontext.cs);
+    let fpstate = get!(w, uc.mcontext.fpstate);
+    let (ss_sp, ss_flags, ss_size) = (get!(w, uc.stack.sp), get!(w, uc.stack.flags) as u32 as i32, get!(w, uc.stack.size));
+    w.close()?;
+    // Only user selectors and a user RIP.
+    let (cs, ss) = ((selector_word & 0xffff) | 3, (selector_word >> 48) | 3);
+    if cs != USER_CS as u64 || ss != USER_SS as u64 || frame.rip >= USER_END {
         return Err(Errno::EFAULT);
     }
-    // Linux's order (`rt_sigreturn()`): the mask, the registers, the FPU state, the alternate
-    // stack. (A failure on the way kills the process, so what was restored before it is moot.)
-    thread.blocked.store(uc.sigmask & !((1 << 8) | (1 << 18)), Ordering::Relaxed);
-    let interrupted_rsp = frame.rsp;
-    frame.rax = rax;
-    frame.rbx = rbx;
-    frame.rcx = rcx;
-    frame.rdx = rdx;
-    frame.rsi = rsi;
-    frame.rdi = rdi;
-    frame.rbp = rbp;
-    frame.r8 = r8;
-    frame.r9 = r9;
-    frame.r10 = r10;
-    frame.r11 = r11;
-    frame.r12 = r12;
-    frame.r13 = r13;
-    frame.r14 = r14;
-    frame.r15 = r15;
+    frame.cs = cs;
+    frame.ss = ss;
+    frame.rflags = (frame.rflags & !FIX_EFLAGS) | (eflags & FIX_EFLAGS) | 0x200;
     // orig_rax = -1: the restored rax is a value, never a call to restart (Linux
     // `restore_sigcontext()`: `regs->orig_ax = -1`). (`vector` stays: it says how the thread
     // entered the kernel.)
     frame.error_code = u64::MAX;
-    frame.rip = rip;
-    frame.cs = cs;
-    frame.rflags = (frame.rflags & !FIX_EFLAGS) | (eflags & FIX_EFLAGS) | 0x200;
-    frame.rsp = rsp;
-    frame.ss = ss;
+    thread.blocked.store(sigmask & !((1 << 8) | (1 << 18)), Ordering::Relaxed);
     restore_fpu(thread, fpstate)?;
     // The alternate stack, unless we are running on it (Linux `restore_altstack()` ignores all
     // but EFAULT there). One lock for the look and the change.
     let mut altstack = thread.signals.altstack.lock();
     if !altstack.is_some_and(|s| s.contains(interrupted_rsp)) {
-        let StackT { sp, flags, size, .. } = uc.stack;
-        *altstack = if flags & SS_DISABLE != 0 || size < 2048 { None } else { Some(AltStack { sp, size }) };
+        *altstack = if ss_flags & SS_DISABLE != 0 || ss_size < 2048 { None } else { Some(AltStack { sp: ss_sp, size: ss_size }) };
     }
     drop(altstack);
-    Ok(rax)
+    Ok(frame.rax)
 }
 
 /// Loads the FPU state (and PKRU) from the frame's image (Linux `fpu__restore_sig()`): the
@@ -268,8 +317,13 @@ fn restore_fpu(thread: &Thread, fpstate: u64) -> Result<(), Errno> {
     match method {
         Method::Fxsave => uaccess::fpu_restore_from_user(fx.start(), FpImage::Fxsave, xsize)?,
         Method::Xsave { xcr0, .. } => {
-            let sw: FpxSwBytes = uaccess::read_from_user(fx.start() + FpxSwBytes::OFFSET)?;
-            let xfeatures = if sw.magic1 == FP_XSTATE_MAGIC1 { sw.xfeatures } else { 0b11 };
+            // Of the software bytes, FP_XSTATE_MAGIC1 (the low half of the first word) and
+            // `xfeatures` (Linux `check_xstate_in_sigframe()`).
+            let mut w = UserWindow::<FpxSwBytes>::open(fx.start() + FpxSwBytes::OFFSET)?;
+            let magic1 = get!(w, FpxSwBytes, magic1) as u32;
+            let xfeatures = get!(w, FpxSwBytes, xfeatures);
+            w.close()?;
+            let xfeatures = if magic1 == FP_XSTATE_MAGIC1 { xfeatures } else { 0b11 };
             let mask = (xfeatures & xcr0) | fpu::user_restore_mask();
             uaccess::fpu_restore_from_user(fx.start(), FpImage::Xsave(mask), xsize)?;
         }

@@ -16,8 +16,9 @@
 //! caller; this layer only refuses ranges that leave user space (`vma::UserRange`: below
 //! `TASK_SIZE`, checked before any sum, as Linux's `access_ok()`).
 
-use core::mem::{size_of, MaybeUninit};
-use uapi::sigframe::{FpxSwBytes, RtSigframe, UContext, XsavePrologue, FP_XSTATE_MAGIC2};
+use core::marker::PhantomData;
+use core::mem::size_of;
+use uapi::sigframe::{XsavePrologue, FP_XSTATE_MAGIC2};
 
 use super::extable::Fault;
 
@@ -42,21 +43,34 @@ fn check_range(addr: u64, len: usize) -> Result<(), UaccessError> {
     vma::UserRange::new(addr, len as u64).map(|_| ()).ok_or(UaccessError::OutsideUserSpace)
 }
 
-/// Runs `body` — one asm block whose faulting instructions are all in the exception table — with
-/// SMAP's door open (STAC before, CLAC after — SDM Vol. 2B "STAC", Vol. 2A "CLAC"; only with SMAP,
-/// where they exist), and turns its `rax`/`rdx` status into a result.
+/// Opens SMAP's door (STAC — SDM Vol. 2B "STAC"; only with SMAP, where it exists) for user
+/// accesses that follow, and says whether it did. Linux: `stac()` in `user_access_begin()`.
 #[inline(always)]
-fn with_user_access(body: impl FnOnce() -> (u64, u64)) -> Result<(), UaccessError> {
+fn user_access_begin() -> bool {
     let smap = super::cpu::smap_enabled();
     if smap {
-        // SAFETY: sets EFLAGS.AC for the user access that follows; cleared right after it.
+        // SAFETY: sets EFLAGS.AC for the user accesses that follow; `user_access_end` clears it.
         unsafe { core::arch::asm!("stac", options(nomem, nostack)) };
     }
-    let (status, cr2) = body();
+    smap
+}
+
+/// Closes the door [`user_access_begin`] opened (CLAC — SDM Vol. 2A "CLAC").
+#[inline(always)]
+fn user_access_end(smap: bool) {
     if smap {
-        // SAFETY: closes the door STAC opened.
+        // SAFETY: clears EFLAGS.AC, which `user_access_begin` set.
         unsafe { core::arch::asm!("clac", options(nomem, nostack)) };
     }
+}
+
+/// Runs `body` — one asm block whose faulting instructions are all in the exception table — with
+/// SMAP's door open, and turns its `rax`/`rdx` status into a result.
+#[inline(always)]
+fn with_user_access(body: impl FnOnce() -> (u64, u64)) -> Result<(), UaccessError> {
+    let smap = user_access_begin();
+    let (status, cr2) = body();
+    user_access_end(smap);
     match Fault::from_rax(status, cr2) {
         Some(fault) => Err(UaccessError::Fault(fault)),
         None => Ok(()),
@@ -245,46 +259,100 @@ pub fn xsave_to_sigframe(buf: u64, size: usize, mask: u64, prologue: &XsaveProlo
 /// The prologue's size in eight-byte words.
 const PROLOGUE_WORDS: usize = size_of::<XsavePrologue>() / 8;
 
-/// A type whose bytes are exactly its user-visible bytes: no padding, and every bit pattern a
-/// valid value — so it can be written to user memory as it lies in the kernel, and read back
-/// from whatever a program left there. (`#[repr(C)]` structures of integers, with the ABI's
-/// padding written out as fields.)
-///
-/// # Safety
-/// Implement it only for types with no padding bytes, no pointers or references, and no
-/// invalid bit patterns.
-pub unsafe trait Plain: Copy {}
-
-// SAFETY: integers: every bit pattern valid, no padding.
-unsafe impl Plain for u64 {}
-// SAFETY: `#[repr(C)]` structures of integers (and integer arrays) whose fields are all
-// naturally aligned with the ABI's padding spelled out as fields — their sizes, pinned by the
-// tests of `uapi::sigframe`, are the sums of their fields', so there are no padding bytes.
-unsafe impl Plain for RtSigframe {}
-// SAFETY: as above.
-unsafe impl Plain for UContext {}
-// SAFETY: as above.
-unsafe impl Plain for FpxSwBytes {}
-
-/// Writes `value` to user memory at `dst`, as its bytes lie (one copy). Linux: `copy_to_user()`
-/// of a structure.
-#[inline]
-pub fn write_to_user<T: Plain>(dst: u64, value: &T) -> Result<(), UaccessError> {
-    // SAFETY: `T: Plain` has no padding, so all `size_of::<T>()` bytes of `value` are initialised.
-    let bytes = unsafe { core::slice::from_raw_parts((value as *const T).cast::<u8>(), size_of::<T>()) };
-    copy_to_user(dst, bytes)
+/// A user-access window onto the `T` at a user address (Linux `user_access_begin()` …
+/// `user_access_end()`): [`UserWindow::open`] checks that all of it lies in user space and
+/// opens SMAP's door once; inside, single eight-byte stores and loads at offsets in `T` fixed
+/// when compiled (Linux `unsafe_put_user()`, `unsafe_get_user()`) — one instruction each, each
+/// recoverable; [`UserWindow::close`] closes the door and says whether any access faulted (the
+/// door also closes if the window is dropped unclosed). For a structure written or read field
+/// by field, like the signal frame, with no copy through a kernel buffer. A fault does not stop
+/// what follows: the faulting access is skipped (a load's value is then meaningless) and the
+/// window remembers the fault. Between `open` and `close` the kernel must reach user memory only
+/// through the window. `T` is only a layout (a `uapi` structure): its size bounds the window,
+/// its fields name the offsets (`offset_of!`); no `T` is ever made from user bytes.
+pub struct UserWindow<T> {
+    base: u64,
+    smap: bool,
+    /// The exception-table status of the last faulting access (0: none yet) and its CR2.
+    status: u64,
+    cr2: u64,
+    of: PhantomData<T>,
 }
 
-/// Reads a `T` from user memory at `src` (one copy, straight into the value: nothing is zeroed
-/// first). Linux: `copy_from_user()` into a structure.
-#[inline]
-pub fn read_from_user<T: Plain>(src: u64) -> Result<T, UaccessError> {
-    check_range(src, size_of::<T>())?;
-    let mut value = MaybeUninit::<T>::uninit();
-    copy_words(value.as_mut_ptr() as u64, src, size_of::<T>()).map_err(|(e, _)| e)?;
-    // SAFETY: the copy succeeded, so all `size_of::<T>()` bytes are written, and `T: Plain`
-    // accepts any bytes.
-    Ok(unsafe { value.assume_init() })
+impl<T> UserWindow<T> {
+    /// Opens a window onto the `T` at user address `addr` (Linux `user_access_begin()`, with its
+    /// `access_ok()`): an error, and nothing opened, if it does not lie wholly in user space.
+    #[inline(always)]
+    pub fn open(addr: u64) -> Result<UserWindow<T>, UaccessError> {
+        check_range(addr, size_of::<T>())?;
+        Ok(UserWindow { base: addr, smap: user_access_begin(), status: 0, cr2: 0, of: PhantomData })
+    }
+
+    /// Stores `value` at byte `OFFSET` of the `T` (a multiple of 8 inside it, checked when
+    /// compiled). Linux: `unsafe_put_user()`.
+    #[inline(always)]
+    pub fn put<const OFFSET: usize>(&mut self, value: u64) {
+        const { assert!(OFFSET.is_multiple_of(8) && OFFSET + 8 <= size_of::<T>(), "a word inside the structure") };
+        // SAFETY: `base .. base + size_of::<T>()` lies in the lower half (`open` checked it) and
+        // the word at OFFSET lies inside it (checked above). A fault on the store is caught by
+        // its extable entry: it resumes after the store with the fault in rax/rdx, which are
+        // this window's status and CR2.
+        unsafe {
+            core::arch::asm!(
+                "2: mov qword ptr [{base} + {offset}], {value}",
+                "3:",
+                crate::extable_entry!("2b", "3b"),
+                base = in(reg) self.base,
+                offset = const OFFSET,
+                value = in(reg) value,
+                inout("rax") self.status,
+                inout("rdx") self.cr2,
+                options(nostack, preserves_flags),
+            );
+        }
+    }
+
+    /// Loads the word at byte `OFFSET` of the `T` (a multiple of 8 inside it, checked when
+    /// compiled). Linux: `unsafe_get_user()`.
+    #[inline(always)]
+    pub fn get<const OFFSET: usize>(&mut self) -> u64 {
+        const { assert!(OFFSET.is_multiple_of(8) && OFFSET + 8 <= size_of::<T>(), "a word inside the structure") };
+        let value: u64;
+        // SAFETY: as for `put`; a faulting load leaves `value` unwritten (any bits: the caller
+        // learns of the fault from `close` and must not use what it read).
+        unsafe {
+            core::arch::asm!(
+                "2: mov {value}, qword ptr [{base} + {offset}]",
+                "3:",
+                crate::extable_entry!("2b", "3b"),
+                base = in(reg) self.base,
+                offset = const OFFSET,
+                value = out(reg) value,
+                inout("rax") self.status,
+                inout("rdx") self.cr2,
+                options(nostack, preserves_flags, readonly),
+            );
+        }
+        value
+    }
+
+    /// Closes the window (Linux `user_access_end()`): an error if any access in it faulted.
+    #[inline(always)]
+    pub fn close(self) -> Result<(), UaccessError> {
+        let fault = Fault::from_rax(self.status, self.cr2);
+        drop(self);
+        match fault {
+            Some(fault) => Err(UaccessError::Fault(fault)),
+            None => Ok(()),
+        }
+    }
+}
+
+impl<T> Drop for UserWindow<T> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        user_access_end(self.smap);
+    }
 }
 
 /// Copies `src` into user memory at `dst`. Linux: `copy_to_user()`.
@@ -313,6 +381,7 @@ pub fn copy_to_user_partial(dst: u64, src: &[u8]) -> usize {
 mod tests {
     use super::*;
     use crate::arch::x86_64::trap::PageFaultError as E;
+    use uapi::sigframe::{FpxSwBytes, RtSigframe};
     use ktest_macros::ktest;
 
     #[ktest]
@@ -340,21 +409,26 @@ mod tests {
         assert_eq!(copy_to_user(0x0000_9000_0000_0000, b"x"), Err(UaccessError::OutsideUserSpace), "non-canonical");
         // A zero-length copy anywhere in user space touches nothing.
         assert_eq!(copy_to_user(0x1000, b""), Ok(()));
-        // The structure copies and the signal frame's FPU image check the same way, whole.
-        let frame = RtSigframe::default();
-        assert_eq!(write_to_user(vma::TASK_SIZE - 8, &frame), Err(UaccessError::OutsideUserSpace), "a frame across the end");
-        assert_eq!(read_from_user::<UContext>(kernel_data), Err(UaccessError::OutsideUserSpace));
+        // A structure's window and copy, and the signal frame's FPU image, check the same way,
+        // whole, before anything is touched.
+        assert_eq!(UserWindow::<RtSigframe>::open(vma::TASK_SIZE - 8).err(), Some(UaccessError::OutsideUserSpace), "a frame across the end");
+        assert_eq!(UserWindow::<FpxSwBytes>::open(kernel_data).err(), Some(UaccessError::OutsideUserSpace));
         let prologue = XsavePrologue::default();
         assert_eq!(xsave_to_sigframe(vma::TASK_SIZE - 512, 2696, 0, &prologue, None), Err(UaccessError::OutsideUserSpace), "an image across the end");
     }
 
     #[ktest]
-    fn a_structure_read_from_an_unmapped_address_faults_and_is_recovered() {
-        let err = read_from_user::<u64>(0x0000_7000_0000_0000).unwrap_err();
+    fn a_window_onto_an_unmapped_address_faults_and_is_recovered() {
+        let before = crate::arch::x86_64::trap::recovered_count(14);
+        // In a window, the faulting store is skipped and the accesses after it still run; the
+        // window reports a fault when it closes.
+        let mut w = UserWindow::<RtSigframe>::open(0x0000_7000_0000_0000).unwrap();
+        w.put::<8>(1);
+        let read = w.get::<16>();
+        let err = w.close().unwrap_err();
         let UaccessError::Fault(f) = err else { panic!("{err:?}") };
-        assert_eq!((f.vector, f.address), (14, 0x0000_7000_0000_0000));
-        let err = write_to_user(0x0000_7000_0000_0008, &0u64).unwrap_err();
-        let UaccessError::Fault(f) = err else { panic!("{err:?}") };
-        assert_eq!((f.vector, f.address), (14, 0x0000_7000_0000_0008));
+        assert_eq!((f.vector, f.address), (14, 0x0000_7000_0000_0010), "the last fault: the load after the store");
+        assert_eq!(crate::arch::x86_64::trap::recovered_count(14), before + 2, "both accesses faulted and were recovered");
+        let _ = read;
     }
 }
