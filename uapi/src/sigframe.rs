@@ -2,10 +2,11 @@
 //! `arch/x86/include/uapi/asm/sigcontext.h`, `asm/ucontext.h`, `arch/x86/include/asm/sigframe.h`,
 //! `include/uapi/asm-generic/siginfo.h`).
 //!
-//! The kernel fills one [`RtSigframe`] and writes it to the user stack in one copy; `rt_sigreturn`
-//! reads the [`UContext`] back in one copy. `#[repr(C)]` with every field naturally aligned and
-//! the ABI's padding spelled out as fields, so the structures have no hidden padding: their
-//! bytes are exactly the user-visible bytes (the tests below pin every offset a program reads).
+//! The kernel never builds one of these: it stores the frame's words straight onto the user
+//! stack at the offsets these structures give (`offset_of!`), and `rt_sigreturn` loads them back
+//! from there, as Linux's `unsafe_put_user()`s do. `#[repr(C)]` with every field naturally
+//! aligned and the ABI's padding spelled out as fields, so the offsets are the ABI's (the tests
+//! below pin every offset a program reads).
 
 /// `struct sigcontext` (64-bit): the interrupted registers, 256 bytes.
 #[repr(C)]

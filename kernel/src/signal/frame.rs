@@ -3,8 +3,10 @@
 //! `fpu__restore_sig()`).
 //!
 //! The frame's layout is `uapi::sigframe` (`struct rt_sigframe` and what it holds, field by
-//! field). Delivery fills one [`RtSigframe`] on the kernel stack and writes it to the user stack
-//! in one copy; `rt_sigreturn` reads the [`UContext`] back in one copy. The FPU image goes
+//! field). Delivery stores each field straight onto the user stack, in one user-access window
+//! ([`UserWindow`], Linux's `user_access_begin()` and `unsafe_put_user()`s): no copy of the
+//! frame is built in the kernel; `rt_sigreturn` loads the fields back the same way, the
+//! registers straight into the trap frame. The FPU image goes
 //! straight between the CPU and the user stack, as in Linux: XSAVE into the frame, XRSTOR out of
 //! it, both recoverable ([`uaccess::xsave_to_sigframe`], [`uaccess::fpu_restore_from_user`]).
 //! The thread's FPU state lives in the CPU while it runs (the context switch saves it), so
