@@ -8,6 +8,8 @@
 //! * [`stack`] — the initial stack: `argc`, `argv`, `envp`, the auxiliary vector and the
 //!   strings they point to (Linux: `create_elf_tables()`);
 //! * [`signal`] — the alternate signal stack, overflow-free;
+//! * [`sigframe`] — the rt signal frame (`struct rt_sigframe`, `ucontext`, `sigcontext`) and
+//!   the software bytes of its XSAVE image, laid out as on Linux x86-64;
 //! * [`layout`] — `struct stat`, `struct utsname`, `struct timespec`, terminal structs, as the
 //!   x86-64 ABI lays them out.
 #![cfg_attr(not(test), no_std)]
@@ -19,5 +21,6 @@ extern crate alloc;
 
 pub mod elf;
 pub mod layout;
+pub mod sigframe;
 pub mod signal;
 pub mod stack;

@@ -119,15 +119,17 @@ impl SigInfo {
         SigInfo { signo, code, addr, pkey: 0, status: 0 }
     }
 
-    /// The 128 user-visible bytes.
-    pub fn to_bytes(self) -> [u8; 128] {
-        let mut b = [0u8; 128];
-        b[0..4].copy_from_slice(&(self.signo as i32).to_le_bytes());
-        b[8..12].copy_from_slice(&self.code.to_le_bytes());
-        b[16..24].copy_from_slice(&self.addr.to_le_bytes());
-        b[24..28].copy_from_slice(&self.status.to_le_bytes());
-        b[32..36].copy_from_slice(&self.pkey.to_le_bytes());
-        b
+    /// The 128 user-visible bytes (`siginfo_t`), as words: `si_signo` (an `int`; `si_errno`
+    /// 0 above it), `si_code`, then the union — `si_addr` (or `si_pid` | `si_uid`) at byte 16,
+    /// `si_status` at 24, `si_pkey` at 32 — and zeros.
+    pub fn to_words(self) -> uapi::sigframe::SigInfoWords {
+        let mut w = [0u64; 16];
+        w[0] = u64::from(self.signo);
+        w[1] = u64::from(self.code as u32);
+        w[2] = self.addr;
+        w[3] = u64::from(self.status as u32);
+        w[4] = u64::from(self.pkey);
+        w
     }
 }
 
@@ -168,6 +170,16 @@ impl ThreadSignals {
     /// The index of the lowest pending signal that `blocked` does not block.
     pub fn first_deliverable(pending: &[SigInfo], blocked: u64) -> Option<usize> {
         pending.iter().enumerate().filter(|(_, s)| bit(s.signo) & blocked == 0).min_by_key(|(_, s)| s.signo).map(|(i, _)| i)
+    }
+
+    /// Takes the lowest pending signal that `blocked` does not block out of the queue (of
+    /// several real-time ones with that number, the first queued). Linux: `dequeue_signal()`.
+    pub fn dequeue(&self, blocked: u64) -> Option<SigInfo> {
+        let mut pending = self.pending.lock();
+        let i = Self::first_deliverable(&pending, blocked)?;
+        self.count.fetch_sub(1, Ordering::Relaxed);
+        // The last one (the usual case: the only one) leaves without shifting the others down.
+        if i + 1 == pending.len() { pending.pop() } else { Some(pending.remove(i)) }
     }
 
     /// Is a signal pending that `blocked` does not block? (One atomic load when none is.)
@@ -293,15 +305,14 @@ fn is_init(process: &task::Process) -> bool {
     process.pid == 1
 }
 
-/// A synchronous fault signal for the current thread (Linux: `force_sig_fault()`): if the
-/// signal is blocked or ignored, or has no handler, the process dies by it (a blocked fault
-/// cannot wait) and this returns `false`; otherwise the handler runs when the fault hook
+/// A synchronous fault signal for `thread`, the current thread (Linux: `force_sig_fault()`):
+/// if the signal is blocked or ignored, or has no handler, the process dies by it (a blocked
+/// fault cannot wait) and this returns `false`; otherwise the handler runs when the fault hook
 /// returns, and this returns `true`.
-pub fn force_fault(info: SigInfo) -> bool {
-    let thread = task::current();
-    let action = thread.process.handlers.0.lock()[info.signo as usize - 1];
+pub fn force_fault(thread: &task::Thread, info: SigInfo) -> bool {
+    let handler = thread.process.handlers.0.lock()[info.signo as usize - 1].handler;
     let blocked = thread.blocked.load(Ordering::Relaxed) & bit(info.signo) != 0;
-    if action.handler == SIG_DFL || action.handler == SIG_IGN || blocked {
+    if handler == SIG_DFL || handler == SIG_IGN || blocked {
         sched::terminate(&thread.process, ExitStatus::Signaled(info.signo));
         return false;
     }
@@ -366,13 +377,8 @@ fn deliver_slow(thread: &Arc<task::Thread>, frame: &mut TrapFrame) {
 
 fn deliver_one(thread: &Arc<task::Thread>, frame: &mut TrapFrame) -> Taken {
     let blocked = thread.blocked.load(Ordering::Relaxed);
-    let mut info = {
-        let mut pending = thread.signals.pending.lock();
-        let Some(i) = ThreadSignals::first_deliverable(&pending, blocked) else {
-            return Taken::Nothing;
-        };
-        thread.signals.count.fetch_sub(1, Ordering::Relaxed);
-        pending.remove(i)
+    let Some(mut info) = thread.signals.dequeue(blocked) else {
+        return Taken::Nothing;
     };
     if let Some(tracer) = thread.process.jobctl.tracer().filter(|_| info.signo != SIGKILL) {
         // A signal-delivery stop: the tracer sees the signal first and says which to deliver.
@@ -533,10 +539,11 @@ pub fn sys_sigaltstack(ss: u64, old: u64, user_rsp: u64) -> Result<u64, Errno> {
 /// `rt_sigreturn()`, with the caller's register frame. A frame that fails its checks ends the
 /// process with SIGSEGV.
 pub fn sys_rt_sigreturn(frame: &mut TrapFrame) -> u64 {
-    let thread = task::current();
-    match frame::sigreturn(&thread, frame) {
+    // The current thread, borrowed while the frame is read (nothing there switches threads).
+    match task::with_current(|me| frame::sigreturn(me, frame)) {
         Ok(rax) => rax,
         Err(_) => {
+            let thread = task::current();
             crate::log_warn_ratelimited!("pid {}: bad rt_sigreturn frame: SIGSEGV", thread.process.pid);
             sched::terminate(&thread.process, ExitStatus::Signaled(SIGSEGV));
             0

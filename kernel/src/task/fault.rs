@@ -25,17 +25,18 @@ use crate::arch::x86_64::trap::{vector, PageFaultError, TrapFrame};
 use crate::arch::x86_64::pkru;
 use crate::mm::area::{Access, SegvCode};
 use crate::signal::sig;
-use crate::task::{current, sched, try_current};
+use crate::task::{sched, try_current, with_current, Thread};
 
 /// The trap hook for exceptions from user mode.
 pub fn user_exception(frame: &mut TrapFrame, cr2: u64) {
-    handle(frame, cr2);
+    // The current thread, borrowed for the whole decision (nothing here switches threads).
+    with_current(|me| handle(me, frame, cr2));
     // A handled signal runs now; a fatal one (or another thread's exit_group) ends the thread
     // here, on a clean stack.
     sched::kernel_exit(frame);
 }
 
-fn handle(frame: &mut TrapFrame, cr2: u64) {
+fn handle(me: &Thread, frame: &mut TrapFrame, cr2: u64) {
     match frame.vector {
         vector::PAGE_FAULT => {
             let error = PageFaultError::from_bits_retain(frame.error_code);
@@ -46,18 +47,16 @@ fn handle(frame: &mut TrapFrame, cr2: u64) {
             } else {
                 Access::Read
             };
-            let thread = current();
-            let result = thread.mm.write().handle_fault(
+            let result = me.mm.write().handle_fault(
                 cr2,
                 access,
                 error.contains(PageFaultError::PRESENT),
                 error.contains(PageFaultError::PROTECTION_KEY),
                 pkru::read(),
             );
-            drop(thread);
             match result {
                 Ok(()) => {}
-                Err(SegvCode::OutOfMemory) => die(frame, sig::SIGBUS, 2, "out of memory", Some(cr2), None),
+                Err(SegvCode::OutOfMemory) => die(me, frame, sig::SIGBUS, 2, "out of memory", Some(cr2), None),
                 Err(code) => {
                     let (si_code, what, key) = match code {
                         SegvCode::MapErr => (1, "SEGV_MAPERR", None),
@@ -65,29 +64,36 @@ fn handle(frame: &mut TrapFrame, cr2: u64) {
                         SegvCode::PkuErr(key) => (4, "SEGV_PKUERR", Some(key.index() as u32)),
                         SegvCode::OutOfMemory => unreachable!(),
                     };
-                    die(frame, sig::SIGSEGV, si_code, what, Some(cr2), key)
+                    die(me, frame, sig::SIGSEGV, si_code, what, Some(cr2), key)
                 }
             }
         }
-        13 => die(frame, sig::SIGSEGV, 0x80, "general protection fault (SI_KERNEL)", None, None),
-        6 => die(frame, sig::SIGILL, 2, "ILL_ILLOPN invalid opcode", None, None),
-        0 => die(frame, sig::SIGFPE, 1, "FPE_INTDIV divide error", None, None),
-        16 | 19 => die(frame, sig::SIGFPE, 0, "floating-point exception", None, None),
-        1 | 3 => die(frame, sig::SIGTRAP, 1, "trace/breakpoint trap", None, None),
-        11 | 12 | 17 => die(frame, sig::SIGBUS, 2, crate::arch::x86_64::trap::vector_name(frame.vector), None, None),
-        v => die(frame, sig::SIGSEGV, 0x80, crate::arch::x86_64::trap::vector_name(v), None, None),
+        13 => die(me, frame, sig::SIGSEGV, 0x80, "general protection fault (SI_KERNEL)", None, None),
+        6 => die(me, frame, sig::SIGILL, 2, "ILL_ILLOPN invalid opcode", None, None),
+        0 => die(me, frame, sig::SIGFPE, 1, "FPE_INTDIV divide error", None, None),
+        16 | 19 => die(me, frame, sig::SIGFPE, 0, "floating-point exception", None, None),
+        1 | 3 => die(me, frame, sig::SIGTRAP, 1, "trace/breakpoint trap", None, None),
+        11 | 12 | 17 => die(me, frame, sig::SIGBUS, 2, crate::arch::x86_64::trap::vector_name(frame.vector), None, None),
+        v => die(me, frame, sig::SIGSEGV, 0x80, crate::arch::x86_64::trap::vector_name(v), None, None),
     }
 }
 
 /// A fault signal: its handler runs (when the fault hook returns), or — no handler, or the
 /// signal blocked — the process dies by it, and the console gets the report line (Linux prints
 /// its `segfault at …` line only for unhandled signals, too).
-fn die(frame: &TrapFrame, signal: u8, si_code: i32, what: &str, addr: Option<u64>, pkey: Option<u32>) {
+fn die(me: &Thread, frame: &TrapFrame, signal: u8, si_code: i32, what: &str, addr: Option<u64>, pkey: Option<u32>) {
     let info = crate::signal::SigInfo { signo: signal, code: si_code, addr: addr.unwrap_or(0), pkey: pkey.unwrap_or(0), status: 0 };
-    if crate::signal::force_fault(info) {
-        return;
+    if !crate::signal::force_fault(me, info) {
+        report(me, frame, signal, what, addr, pkey);
     }
-    let process = current().process.clone();
+}
+
+/// The console line for a fault that ends the process. Out of line (and marked cold): a fault a
+/// handler catches does not pay for the formatting machinery's stack frame.
+#[cold]
+#[inline(never)]
+fn report(me: &Thread, frame: &TrapFrame, signal: u8, what: &str, addr: Option<u64>, pkey: Option<u32>) {
+    let process = &me.process;
     crate::log_warn_ratelimited!(
         "pid {} ({}): {} {}{} at rip={:#x}{}",
         process.pid,

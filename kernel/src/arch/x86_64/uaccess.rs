@@ -16,6 +16,10 @@
 //! caller; this layer only refuses ranges that leave user space (`vma::UserRange`: below
 //! `TASK_SIZE`, checked before any sum, as Linux's `access_ok()`).
 
+use core::marker::PhantomData;
+use core::mem::size_of;
+use uapi::sigframe::{XsavePrologue, FP_XSTATE_MAGIC2};
+
 use super::extable::Fault;
 
 /// Why a user copy failed.
@@ -39,21 +43,34 @@ fn check_range(addr: u64, len: usize) -> Result<(), UaccessError> {
     vma::UserRange::new(addr, len as u64).map(|_| ()).ok_or(UaccessError::OutsideUserSpace)
 }
 
-/// Runs `body` — one asm block whose faulting instructions are all in the exception table — with
-/// SMAP's door open (STAC before, CLAC after — SDM Vol. 2B "STAC", Vol. 2A "CLAC"; only with SMAP,
-/// where they exist), and turns its `rax`/`rdx` status into a result.
+/// Opens SMAP's door (STAC — SDM Vol. 2B "STAC"; only with SMAP, where it exists) for user
+/// accesses that follow, and says whether it did. Linux: `stac()` in `user_access_begin()`.
 #[inline(always)]
-fn with_user_access(body: impl FnOnce() -> (u64, u64)) -> Result<(), UaccessError> {
+fn user_access_begin() -> bool {
     let smap = super::cpu::smap_enabled();
     if smap {
-        // SAFETY: sets EFLAGS.AC for the user access that follows; cleared right after it.
+        // SAFETY: sets EFLAGS.AC for the user accesses that follow; `user_access_end` clears it.
         unsafe { core::arch::asm!("stac", options(nomem, nostack)) };
     }
-    let (status, cr2) = body();
+    smap
+}
+
+/// Closes the door [`user_access_begin`] opened (CLAC — SDM Vol. 2A "CLAC").
+#[inline(always)]
+fn user_access_end(smap: bool) {
     if smap {
-        // SAFETY: closes the door STAC opened.
+        // SAFETY: clears EFLAGS.AC, which `user_access_begin` set.
         unsafe { core::arch::asm!("clac", options(nomem, nostack)) };
     }
+}
+
+/// Runs `body` — one asm block whose faulting instructions are all in the exception table — with
+/// SMAP's door open, and turns its `rax`/`rdx` status into a result.
+#[inline(always)]
+fn with_user_access(body: impl FnOnce() -> (u64, u64)) -> Result<(), UaccessError> {
+    let smap = user_access_begin();
+    let (status, cr2) = body();
+    user_access_end(smap);
     match Fault::from_rax(status, cr2) {
         Some(fault) => Err(UaccessError::Fault(fault)),
         None => Ok(()),
@@ -185,6 +202,159 @@ pub fn fpu_restore_from_user(src: u64, image: FpImage, size: usize) -> Result<()
     })
 }
 
+/// The user-memory side of Linux's `copy_fpstate_to_sigframe()` for an XSAVE image, in one
+/// user-access window: the software bytes and a zeroed XSAVE header first (`prologue`, at
+/// 464..575 — XSAVE writes neither), the XSAVE of the components in `mask`, `FP_XSTATE_MAGIC2`
+/// right after the `size`-byte image (`save_xstate_epilog()`), and — `pkru = Some((offset,
+/// value))` — the interrupted code's PKRU in its slot with XSTATE_BV bit 9 set
+/// (`update_pkru_in_sigframe()`; the live PKRU is the "all open" one the frame is written
+/// with, so `mask` leaves PKRU out). `buf` must be 64-byte aligned. Each store and the XSAVE
+/// are recoverable, like a copy.
+pub fn xsave_to_sigframe(buf: u64, size: usize, mask: u64, prologue: &XsavePrologue, pkru: Option<(usize, u32)>) -> Result<(), UaccessError> {
+    check_range(buf, size + 4)?;
+    let (pkru_at, pkru_value) = match pkru {
+        Some((offset, value)) if offset + 4 <= size => (buf + offset as u64, value),
+        _ => (0, 0),
+    };
+    with_user_access(|| {
+        let (status, cr2): (u64, u64);
+        // SAFETY: `buf .. buf + size + 4` lies in the lower half (checked above), and so does
+        // the PKRU slot inside it; the prologue is a kernel value of `PROLOGUE_WORDS` words.
+        // Every instruction that touches user memory has an extable entry resuming at 8, with
+        // the fault in rax/rdx; the XSAVE mask travels in EDX:EAX, which the fault overwrites.
+        unsafe {
+            core::arch::asm!(
+                "2: rep movsq",
+                "3: xsave64 [{buf}]",
+                "4: mov dword ptr [{buf} + {size}], {magic2}",
+                "test {pkru_at}, {pkru_at}",
+                "jz 6f",
+                "5: mov dword ptr [{pkru_at}], {pkru:e}",
+                // XSTATE_BV is the header's first word (byte 512); PKRU is its bit 9, bit 1 of byte 513.
+                "7: or byte ptr [{buf} + 513], 2",
+                "6: xor eax, eax",
+                "8:",
+                crate::extable_entry!("2b", "8b"),
+                crate::extable_entry!("3b", "8b"),
+                crate::extable_entry!("4b", "8b"),
+                crate::extable_entry!("5b", "8b"),
+                crate::extable_entry!("7b", "8b"),
+                buf = in(reg) buf,
+                size = in(reg) size,
+                magic2 = const FP_XSTATE_MAGIC2,
+                pkru_at = in(reg) pkru_at,
+                pkru = in(reg) pkru_value,
+                inout("rcx") PROLOGUE_WORDS => _,
+                inout("rdi") buf + XsavePrologue::OFFSET => _,
+                inout("rsi") prologue as *const XsavePrologue as u64 => _,
+                inout("rax") mask as u32 as u64 => status,
+                inout("rdx") mask >> 32 => cr2,
+                options(nostack),
+            );
+        }
+        (status, cr2)
+    })
+}
+
+/// The prologue's size in eight-byte words.
+const PROLOGUE_WORDS: usize = size_of::<XsavePrologue>() / 8;
+
+/// A user-access window onto the `T` at a user address (Linux `user_access_begin()` …
+/// `user_access_end()`): [`UserWindow::open`] checks that all of it lies in user space and
+/// opens SMAP's door once; inside, single eight-byte stores and loads at offsets in `T` fixed
+/// when compiled (Linux `unsafe_put_user()`, `unsafe_get_user()`) — one instruction each, each
+/// recoverable; [`UserWindow::close`] closes the door and says whether any access faulted (the
+/// door also closes if the window is dropped unclosed). For a structure written or read field
+/// by field, like the signal frame, with no copy through a kernel buffer. A fault does not stop
+/// what follows: the faulting access is skipped (a load's value is then meaningless) and the
+/// window remembers the fault. Between `open` and `close` the kernel must reach user memory only
+/// through the window. `T` is only a layout (a `uapi` structure): its size bounds the window,
+/// its fields name the offsets (`offset_of!`); no `T` is ever made from user bytes.
+pub struct UserWindow<T> {
+    base: u64,
+    smap: bool,
+    /// The exception-table status of the last faulting access (0: none yet) and its CR2.
+    status: u64,
+    cr2: u64,
+    of: PhantomData<T>,
+}
+
+impl<T> UserWindow<T> {
+    /// Opens a window onto the `T` at user address `addr` (Linux `user_access_begin()`, with its
+    /// `access_ok()`): an error, and nothing opened, if it does not lie wholly in user space.
+    #[inline(always)]
+    pub fn open(addr: u64) -> Result<UserWindow<T>, UaccessError> {
+        check_range(addr, size_of::<T>())?;
+        Ok(UserWindow { base: addr, smap: user_access_begin(), status: 0, cr2: 0, of: PhantomData })
+    }
+
+    /// Stores `value` at byte `OFFSET` of the `T` (a multiple of 8 inside it, checked when
+    /// compiled). Linux: `unsafe_put_user()`.
+    #[inline(always)]
+    pub fn put<const OFFSET: usize>(&mut self, value: u64) {
+        const { assert!(OFFSET.is_multiple_of(8) && OFFSET + 8 <= size_of::<T>(), "a word inside the structure") };
+        // SAFETY: `base .. base + size_of::<T>()` lies in the lower half (`open` checked it) and
+        // the word at OFFSET lies inside it (checked above). A fault on the store is caught by
+        // its extable entry: it resumes after the store with the fault in rax/rdx, which are
+        // this window's status and CR2.
+        unsafe {
+            core::arch::asm!(
+                "2: mov qword ptr [{base} + {offset}], {value}",
+                "3:",
+                crate::extable_entry!("2b", "3b"),
+                base = in(reg) self.base,
+                offset = const OFFSET,
+                value = in(reg) value,
+                inout("rax") self.status,
+                inout("rdx") self.cr2,
+                options(nostack, preserves_flags),
+            );
+        }
+    }
+
+    /// Loads the word at byte `OFFSET` of the `T` (a multiple of 8 inside it, checked when
+    /// compiled). Linux: `unsafe_get_user()`.
+    #[inline(always)]
+    pub fn get<const OFFSET: usize>(&mut self) -> u64 {
+        const { assert!(OFFSET.is_multiple_of(8) && OFFSET + 8 <= size_of::<T>(), "a word inside the structure") };
+        let value: u64;
+        // SAFETY: as for `put`; a faulting load leaves `value` unwritten (any bits: the caller
+        // learns of the fault from `close` and must not use what it read).
+        unsafe {
+            core::arch::asm!(
+                "2: mov {value}, qword ptr [{base} + {offset}]",
+                "3:",
+                crate::extable_entry!("2b", "3b"),
+                base = in(reg) self.base,
+                offset = const OFFSET,
+                value = out(reg) value,
+                inout("rax") self.status,
+                inout("rdx") self.cr2,
+                options(nostack, preserves_flags, readonly),
+            );
+        }
+        value
+    }
+
+    /// Closes the window (Linux `user_access_end()`): an error if any access in it faulted.
+    #[inline(always)]
+    pub fn close(self) -> Result<(), UaccessError> {
+        let fault = Fault::from_rax(self.status, self.cr2);
+        drop(self);
+        match fault {
+            Some(fault) => Err(UaccessError::Fault(fault)),
+            None => Ok(()),
+        }
+    }
+}
+
+impl<T> Drop for UserWindow<T> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        user_access_end(self.smap);
+    }
+}
+
 /// Copies `src` into user memory at `dst`. Linux: `copy_to_user()`.
 pub fn copy_to_user(dst: u64, src: &[u8]) -> Result<(), UaccessError> {
     check_range(dst, src.len())?;
@@ -211,6 +381,7 @@ pub fn copy_to_user_partial(dst: u64, src: &[u8]) -> usize {
 mod tests {
     use super::*;
     use crate::arch::x86_64::trap::PageFaultError as E;
+    use uapi::sigframe::{FpxSwBytes, RtSigframe};
     use ktest_macros::ktest;
 
     #[ktest]
@@ -238,5 +409,26 @@ mod tests {
         assert_eq!(copy_to_user(0x0000_9000_0000_0000, b"x"), Err(UaccessError::OutsideUserSpace), "non-canonical");
         // A zero-length copy anywhere in user space touches nothing.
         assert_eq!(copy_to_user(0x1000, b""), Ok(()));
+        // A structure's window and copy, and the signal frame's FPU image, check the same way,
+        // whole, before anything is touched.
+        assert_eq!(UserWindow::<RtSigframe>::open(vma::TASK_SIZE - 8).err(), Some(UaccessError::OutsideUserSpace), "a frame across the end");
+        assert_eq!(UserWindow::<FpxSwBytes>::open(kernel_data).err(), Some(UaccessError::OutsideUserSpace));
+        let prologue = XsavePrologue::default();
+        assert_eq!(xsave_to_sigframe(vma::TASK_SIZE - 512, 2696, 0, &prologue, None), Err(UaccessError::OutsideUserSpace), "an image across the end");
+    }
+
+    #[ktest]
+    fn a_window_onto_an_unmapped_address_faults_and_is_recovered() {
+        let before = crate::arch::x86_64::trap::recovered_count(14);
+        // In a window, the faulting store is skipped and the accesses after it still run; the
+        // window reports a fault when it closes.
+        let mut w = UserWindow::<RtSigframe>::open(0x0000_7000_0000_0000).unwrap();
+        w.put::<8>(1);
+        let read = w.get::<16>();
+        let err = w.close().unwrap_err();
+        let UaccessError::Fault(f) = err else { panic!("{err:?}") };
+        assert_eq!((f.vector, f.address), (14, 0x0000_7000_0000_0010), "the last fault: the load after the store");
+        assert_eq!(crate::arch::x86_64::trap::recovered_count(14), before + 2, "both accesses faulted and were recovered");
+        let _ = read;
     }
 }
