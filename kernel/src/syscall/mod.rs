@@ -236,7 +236,7 @@ pub extern "C" fn entry(frame: &mut SyscallFrame) -> Exit {
         return Exit::WholeFrame;
     };
     frame.rax = rax;
-    if crate::task::sched::exit_work_pending(frame.rax) || !fast_sysret_is_safe(frame) {
+    if crate::task::sched::exit_work_pending() || !fast_sysret_is_safe(frame) {
         return Exit::Work;
     }
     Exit::Sysret

@@ -111,9 +111,35 @@ pub struct Thread {
     /// Pending signals and the alternate signal stack (see [`crate::signal::ThreadSignals`] for
     /// their locks).
     pub signals: crate::signal::ThreadSignals,
+    /// The "work pending" word: the bits of [`work`], each saying that the thread's next return
+    /// to user mode has something to do besides SYSRET/IRETQ. The one word every kernel exit
+    /// tests (the SYSCALL stub through this CPU's [`percpu::PerCpu::current_work`] pointer,
+    /// [`sched::kernel_exit`] for interrupts and faults); Linux: `thread_info.flags`' `_TIF_*`
+    /// work bits. Atomic: any CPU sets bits ([`Thread::add_work`]) *after* it changed the state
+    /// they announce and *before* it wakes or interrupts the thread; only the thread itself
+    /// clears them, in [`sched::kernel_exit`], before it looks at that state.
+    work: AtomicU32,
     /// The task this thread counts as, if it is not its process's first thread (whose task
     /// the process holds): see [`limits`].
     task: Option<limits::TaskSlot>,
+}
+
+/// The bits of [`Thread::work`]: what a return to user mode must do besides SYSRET/IRETQ.
+/// Which bit is set matters only for reading a stuck thread's state; every exit treats any bit
+/// the same way — it takes the slow way out, [`sched::kernel_exit`], which looks at the real state.
+pub mod work {
+    /// A signal was queued for the thread, or one may be pending (a blocked one waits; an
+    /// unblocking call must find it). Set by [`crate::signal`]'s senders and by
+    /// [`super::sched::signal_pending`]'s caller, a call that gives up for a signal.
+    pub const SIGNAL: u32 = 1 << 0;
+    /// The process was stopped or continued (job control): stop here, or stop no more. Set by
+    /// [`super::sched::wake_process`].
+    pub const STOP: u32 = 1 << 1;
+    /// The thread must end: its process ended (`exit_group`, a fatal signal) or `execve`
+    /// replaced it. Set by [`super::sched::purge_threads`] and [`super::Thread::mark_leaving`].
+    pub const LEAVE: u32 = 1 << 2;
+    /// Every bit: a new thread's first exit looks at everything.
+    pub const ALL: u32 = SIGNAL | STOP | LEAVE;
 }
 
 static NEXT_TID: AtomicU32 = AtomicU32::new(1);
@@ -192,6 +218,9 @@ impl Thread {
             cpu: AtomicU32::new(0),
             kernel_only: false,
             signals: crate::signal::ThreadSignals::default(),
+            // A new thread looks at everything at its first kernel exit: a process may end, stop
+            // or be exec'd over while the thread is being made, before anyone can find it.
+            work: AtomicU32::new(work::ALL),
             leaving: core::sync::atomic::AtomicBool::new(false),
             tid,
             process,
@@ -274,6 +303,33 @@ impl Thread {
         *self.saved_pkru.lock()
     }
 
+    /// Announces work for the thread's next return to user mode (the [`work`] bits in `bits`).
+    /// Call it after changing the state the bits stand for and before waking or interrupting
+    /// the thread: its exit clears the word and *then* looks at that state, so either it sees
+    /// the change or the bit survives to its next exit. (Release: a thread that sees the bit
+    /// sees the change.) Linux: `set_tsk_thread_flag()`.
+    pub fn add_work(&self, bits: u32) {
+        self.work.fetch_or(bits, Ordering::Release);
+    }
+
+    /// Is any work announced? (What the system-call and interrupt exits test.)
+    pub fn work_pending(&self) -> bool {
+        self.work.load(Ordering::Relaxed) != 0
+    }
+
+    /// Clears the work word, by the thread itself at its kernel exit, *before* it looks at the
+    /// state the bits announce (Acquire: it then sees every change whose bit it cleared). Work
+    /// announced from here on sets the word again, so none is lost.
+    pub fn take_work(&self) -> u32 {
+        self.work.swap(0, Ordering::Acquire)
+    }
+
+    /// Marks the thread to end at its next kernel exit (`execve` replaced it).
+    pub fn mark_leaving(&self) {
+        self.leaving.store(true, Ordering::Relaxed);
+        self.add_work(work::LEAVE);
+    }
+
     /// Sets the PKRU this thread gets when it next runs: a tracer's `SETREGSET`, while the
     /// thread is stopped (switched out). Linux: `target->thread.pkru = …`.
     pub fn set_saved_pkru(&self, pkru: Pkru) {
@@ -302,7 +358,7 @@ pub fn try_current() -> Option<Arc<Thread>> {
 }
 
 fn set_current(thread: Arc<Thread>) -> Option<Arc<Thread>> {
-    percpu::this_cpu().set_current_tid(thread.tid);
+    percpu::this_cpu().set_current(thread.tid, &thread.work);
     CURRENT.replace(thread)
 }
 
@@ -338,7 +394,7 @@ pub fn run_as<R>(thread: &Arc<Thread>, f: impl FnOnce() -> R) -> R {
     let prev = CURRENT.replace(thread.clone());
     switch_pkru(prev.as_deref(), thread);
     crate::mm::tlb::switch_mm(&thread.mm);
-    cpu.set_current_tid(thread.tid);
+    cpu.set_current(thread.tid, &thread.work);
 
     let result = f();
 
@@ -347,7 +403,7 @@ pub fn run_as<R>(thread: &Arc<Thread>, f: impl FnOnce() -> R) -> R {
         Some(prev) => {
             switch_pkru(ours.as_deref(), &prev);
             crate::mm::tlb::switch_mm(&prev.mm);
-            cpu.set_current_tid(prev.tid);
+            cpu.set_current(prev.tid, &prev.work);
             CURRENT.replace(prev);
         }
         None => {
@@ -355,7 +411,7 @@ pub fn run_as<R>(thread: &Arc<Thread>, f: impl FnOnce() -> R) -> R {
                 *ours.saved_pkru.lock() = pkru::read();
             }
             crate::mm::tlb::leave_mm();
-            cpu.set_current_tid(0);
+            cpu.set_current(0, &percpu::NO_WORK);
         }
     }
     result
@@ -369,7 +425,7 @@ pub fn install_idle_thread(thread: Arc<Thread>) {
     crate::mm::tlb::switch_mm(&thread.mm);
     thread.on_cpu.store(true, Ordering::Relaxed);
     thread.cpu.store(cpu.cpu_id, Ordering::Relaxed);
-    cpu.set_current_tid(thread.tid);
+    cpu.set_current(thread.tid, &thread.work);
     sched::set_idle(thread.clone());
     CURRENT.replace(thread);
 }

@@ -37,6 +37,11 @@ pub struct PerCpu {
     /// The thread id this CPU runs (0 = none yet), for reports. The thread itself is found
     /// through `task::current()`, a `CpuLocalArc`.
     pub current_tid: AtomicU32,
+    /// The running thread's "work pending" word (`task::Thread`'s `work`), which the SYSCALL
+    /// stub tests through GS right before SYSRET — one load for the pointer, one for the word.
+    /// Written by this CPU only, whenever it changes its current thread (the context switch,
+    /// `task::run_as`), before the new thread runs; [`NO_WORK`] while no thread is current.
+    pub current_work: AtomicPtr<AtomicU32>,
     /// Timer ticks this CPU took.
     pub ticks: AtomicU64,
     /// Reschedule IPIs this CPU took.
@@ -61,6 +66,7 @@ impl PerCpu {
             apic_id: AtomicU32::new(0),
             online: AtomicBool::new(false),
             current_tid: AtomicU32::new(0),
+            current_work: AtomicPtr::new(core::ptr::null_mut()),
             ticks: AtomicU64::new(0),
             reschedule_ipis: AtomicU64::new(0),
             shootdown_ipis: AtomicU64::new(0),
@@ -91,6 +97,7 @@ pub fn init_cpu(cpu: usize, apic_id: u32) {
     let area = &CPUS[cpu];
     area.self_ptr.store(area as *const PerCpu as u64, Ordering::Release);
     area.apic_id.store(apic_id, Ordering::Relaxed);
+    area.set_current(0, &NO_WORK);
     GsBase::write(VirtAddr::from_ptr(area));
     KernelGsBase::write(VirtAddr::new(0));
 }
@@ -157,10 +164,17 @@ pub fn this_cpu_index() -> usize {
     id as usize & (MAX_CPUS - 1)
 }
 
+/// The work word of "no thread": always 0 (what `current_work` points at before the first
+/// thread and between `task::run_as`'s threads). Nobody sets bits in it.
+pub static NO_WORK: AtomicU32 = AtomicU32::new(0);
+
 impl PerCpu {
-    /// Records which thread runs here (for reports).
-    pub fn set_current_tid(&self, tid: u32) {
+    /// Records which thread runs here: its id (for reports) and its work word (for the SYSCALL
+    /// exit). `work` must stay valid while the thread is this CPU's current thread (the caller
+    /// holds the thread's `Arc` in `task`'s `CURRENT` for that long).
+    pub fn set_current(&self, tid: u32, work: *const AtomicU32) {
         self.current_tid.store(tid, Ordering::Relaxed);
+        self.current_work.store(work.cast_mut(), Ordering::Relaxed);
     }
 }
 
