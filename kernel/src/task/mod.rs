@@ -348,7 +348,7 @@ pub fn current() -> Arc<Thread> {
 /// yield or exit — anything that switches threads; take [`current`] for that.
 #[inline(always)]
 pub fn with_current<R>(f: impl FnOnce(&Thread) -> R) -> R {
-    CURRENT.with(|t| f(t.expect("no current thread on this CPU")))
+    percpu::with_current_thread(|t| f(t.expect("no current thread on this CPU")))
 }
 
 /// The thread running on this CPU, if any.
@@ -358,7 +358,7 @@ pub fn try_current() -> Option<Arc<Thread>> {
 }
 
 fn set_current(thread: Arc<Thread>) -> Option<Arc<Thread>> {
-    percpu::this_cpu().set_current(thread.tid, &thread.work);
+    percpu::this_cpu().set_current(Arc::as_ptr(&thread), thread.tid, &thread.work);
     CURRENT.replace(thread)
 }
 
@@ -394,7 +394,7 @@ pub fn run_as<R>(thread: &Arc<Thread>, f: impl FnOnce() -> R) -> R {
     let prev = CURRENT.replace(thread.clone());
     switch_pkru(prev.as_deref(), thread);
     crate::mm::tlb::switch_mm(&thread.mm);
-    cpu.set_current(thread.tid, &thread.work);
+    cpu.set_current(Arc::as_ptr(thread), thread.tid, &thread.work);
 
     let result = f();
 
@@ -403,7 +403,7 @@ pub fn run_as<R>(thread: &Arc<Thread>, f: impl FnOnce() -> R) -> R {
         Some(prev) => {
             switch_pkru(ours.as_deref(), &prev);
             crate::mm::tlb::switch_mm(&prev.mm);
-            cpu.set_current(prev.tid, &prev.work);
+            cpu.set_current(Arc::as_ptr(&prev), prev.tid, &prev.work);
             CURRENT.replace(prev);
         }
         None => {
@@ -411,7 +411,7 @@ pub fn run_as<R>(thread: &Arc<Thread>, f: impl FnOnce() -> R) -> R {
                 *ours.saved_pkru.lock() = pkru::read();
             }
             crate::mm::tlb::leave_mm();
-            cpu.set_current(0, &percpu::NO_WORK);
+            cpu.set_current(core::ptr::null(), 0, &percpu::NO_WORK);
         }
     }
     result
@@ -425,7 +425,7 @@ pub fn install_idle_thread(thread: Arc<Thread>) {
     crate::mm::tlb::switch_mm(&thread.mm);
     thread.on_cpu.store(true, Ordering::Relaxed);
     thread.cpu.store(cpu.cpu_id, Ordering::Relaxed);
-    cpu.set_current(thread.tid, &thread.work);
+    cpu.set_current(Arc::as_ptr(&thread), thread.tid, &thread.work);
     sched::set_idle(thread.clone());
     CURRENT.replace(thread);
 }

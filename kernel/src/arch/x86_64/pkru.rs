@@ -13,13 +13,16 @@
 
 #[cfg(test)]
 use super::extable::Fault;
+use super::percpu::{area_slot, AreaCounter};
 use pkeys::{Pkru, PkruRegister};
 
 /// Counts for tests and the demo: WRPKRUs executed, WRPKRUs avoided because the value was
 /// already there, RDPKRUs executed.
-pub static WRPKRU_DONE: super::percpu::Counter = super::percpu::Counter::new();
-pub static WRPKRU_SKIPPED: super::percpu::Counter = super::percpu::Counter::new();
-pub static RDPKRU_DONE: super::percpu::Counter = super::percpu::Counter::new();
+/// (Per-CPU counters in each CPU's own area: one instruction each, on every `pkey_alloc` and
+/// every context switch.)
+pub static WRPKRU_DONE: AreaCounter<{ area_slot::WRPKRU_DONE }> = AreaCounter;
+pub static WRPKRU_SKIPPED: AreaCounter<{ area_slot::WRPKRU_SKIPPED }> = AreaCounter;
+pub static RDPKRU_DONE: AreaCounter<{ area_slot::RDPKRU_DONE }> = AreaCounter;
 
 #[inline]
 fn rdpkru() -> u32 {
@@ -71,6 +74,23 @@ pub fn write(value: Pkru) {
     wrpkru(value.bits());
 }
 
+/// Replaces PKRU with `f(PKRU)`: [`write`] for a caller that reads the register first — one
+/// OSPKE check and one RDPKRU where [`read`] then [`write`] would take two of each. Nothing
+/// without OSPKE (`f` is not even called).
+#[inline]
+pub fn update(f: impl FnOnce(Pkru) -> Pkru) {
+    if !super::cpu::ospke() {
+        return;
+    }
+    let old = rdpkru();
+    let new = f(Pkru::from_bits(old)).bits();
+    if new == old {
+        WRPKRU_SKIPPED.add(1);
+        return;
+    }
+    wrpkru(new);
+}
+
 /// The calling thread's PKRU register.
 pub struct CurrentPkru;
 
@@ -82,6 +102,10 @@ impl PkruRegister for CurrentPkru {
     #[inline]
     fn write(&mut self, value: Pkru) {
         write(value)
+    }
+    #[inline]
+    fn update(&mut self, f: impl FnOnce(Pkru) -> Pkru) {
+        update(f)
     }
 }
 
