@@ -74,8 +74,8 @@ pub fn write(value: Pkru) {
     wrpkru(value.bits());
 }
 
-/// Replaces PKRU with `f(PKRU)`: [`write`] for a caller that reads the register first — one
-/// OSPKE check and one RDPKRU where [`read`] then [`write`] would take two of each. Nothing
+/// Replaces PKRU with `f(PKRU)`: [`write()`] for a caller that reads the register first — one
+/// OSPKE check and one RDPKRU where [`read()`] then [`write()`] would take two of each. Nothing
 /// without OSPKE (`f` is not even called).
 #[inline]
 pub fn update(f: impl FnOnce(Pkru) -> Pkru) {
