@@ -156,12 +156,14 @@ fn must_leave(me: &Thread) -> bool {
 
 /// Has the current thread's return to user mode anything to do besides SYSRET — a signal or
 /// stop to act on, an end to meet (its process ended, `execve` replaced it), an interrupted call
-/// to restart? One load: the thread's work word ([`Thread::add_work`](super::Thread::add_work)).
-/// Asked with interrupts off right before leaving; "yes" sends the thread to [`kernel_exit`].
-/// Linux: the `_TIF_WORK_SYSCALL_EXIT` test of `syscall_exit_to_user_mode_prepare()`.
+/// to restart? One load: the thread's work word ([`Thread::add_work`](super::Thread::add_work))
+/// — the test the SYSCALL stub makes in assembly (through `PerCpu::current_work`) right before
+/// SYSRET, with interrupts off, and the first thing [`kernel_exit`] asks. Linux: the
+/// `_TIF_WORK_SYSCALL_EXIT` test of `syscall_exit_to_user_mode_prepare()`.
 ///
 /// An `ERESTART*` code in RAX needs no separate test: a call returns one only when it gave up
-/// because [`signal_pending`] said so, and that set the word.
+/// because [`signal_pending`] said so, and that set the word (a tracer that writes one into a
+/// stopped thread's registers does so at a stop, which is the slow exit already).
 #[inline]
 pub fn exit_work_pending() -> bool {
     super::with_current(|me| me.work_pending())
@@ -630,7 +632,8 @@ fn switch_to(prev: Arc<Thread>, next: Arc<Thread>) {
         MIGRATIONS.add(1);
     }
     set_current(next.clone());
-    switch_pkru(Some(&prev), &next);
+    super::SWITCHES.inc();
+    switch_pkru(&prev, &next);
     if let Some(fpu) = &prev.fpu {
         fpu.lock().save();
     }

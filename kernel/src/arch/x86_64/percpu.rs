@@ -316,39 +316,40 @@ impl Counter {
 }
 
 /// How many [`AreaCounter`] slots each [`PerCpu`] has (the slot numbers are in [`area_slot`]).
-const AREA_COUNTERS: usize = 3;
+const AREA_COUNTERS: usize = 4;
 
 /// The slot of each [`AreaCounter`]: one name per slot, so that no two counters share one.
 pub mod area_slot {
     pub const RDPKRU_DONE: usize = 0;
     pub const WRPKRU_DONE: usize = 1;
     pub const WRPKRU_SKIPPED: usize = 2;
+    pub const SWITCHES: usize = 3;
 }
 
-/// A [`Counter`] for the hottest paths, kept in slot `SLOT` of each CPU's own [`PerCpu`]: adding
-/// is one `add qword ptr gs:[…]` (a [`Counter`] takes four instructions: the CPU index, its
+/// A [`Counter`] for the hottest paths, kept in slot `SLOT` of each CPU's own [`PerCpu`]: counting
+/// is one `inc qword ptr gs:[…]` (a [`Counter`] takes four instructions: the CPU index, its
 /// mask, the array's address, the add). Same rules: only this CPU writes its slot, with
 /// interrupts off; a report sums every CPU's.
 pub struct AreaCounter<const SLOT: usize>;
 
 impl<const SLOT: usize> AreaCounter<SLOT> {
-    const OFFSET: usize = {
+    /// The slot's offset in [`PerCpu`] (for assembly that counts by itself).
+    pub const OFFSET: usize = {
         assert!(SLOT < AREA_COUNTERS, "no such per-CPU counter slot");
         core::mem::offset_of!(PerCpu, area_counters) + SLOT * size_of::<AtomicU64>()
     };
 
-    /// Adds `n` to this CPU's slot.
+    /// Adds 1 to this CPU's slot.
     #[inline(always)]
-    pub fn add(&self, n: u64) {
+    pub fn inc(&self) {
         // SAFETY: GS base points at this CPU's `PerCpu` from `init_cpu` on (before any counted
         // event); the slot is an `AtomicU64` at a fixed offset of the `repr(C)` struct, written
         // only by its own CPU, with interrupts off (so this non-atomic add races with nobody
         // that writes it; readers on other CPUs see the old or the new value).
         unsafe {
             core::arch::asm!(
-                "add qword ptr gs:[{offset}], {n}",
+                "inc qword ptr gs:[{offset}]",
                 offset = const Self::OFFSET,
-                n = in(reg) n,
                 options(nostack),
             )
         };
