@@ -3,7 +3,9 @@
 //!
 //! `make bench` says *how many* instructions an operation costs; this says *where* they are.
 //! The program `user/musl/trace.c` surrounds each operation (getpid, pkey_alloc, pkey_free,
-//! pkey_mprotect, a pkey fault caught by a handler) with calls of `trace_mark(n)`. QEMU starts halted with its
+//! pkey_mprotect, a pkey fault caught by a handler, a yield round trip between two threads —
+//! whose PKRU part, `arch::x86_64::pkru::switch`, is listed instruction by instruction) with calls of
+//! `trace_mark(n)`. QEMU starts halted with its
 //! gdb server on; gdb (driven by a small Python script) puts a hardware breakpoint on
 //! `trace_mark`, and from each mark to the next single-steps the whole machine — user code,
 //! the SYSCALL entry, the kernel, SYSRET — recording every instruction pointer. QEMU's single
@@ -33,13 +35,23 @@ use crate::run::Init;
 use crate::Error;
 
 /// The operations of `user/musl/trace.c`, by mark number.
-pub const OPERATIONS: [(u32, &str); 5] = [
+pub const OPERATIONS: [(u32, &str); 6] = [
     (1, "getpid"),
     (2, "pkey_alloc(0, 0)"),
     (3, "pkey_free"),
     (4, "pkey_mprotect of one present page to another key (via musl's syscall())"),
     (5, "pkey fault → SIGSEGV handler → rt_sigreturn"),
+    (6, "sched_yield to another thread and back (two context switches, PKRU unchanged)"),
 ];
+
+/// The mark of the yield round trip, and the function whose instructions are the PKRU part of
+/// a context switch on pikku (`arch::x86_64::pkru::switch`, called by `task::switch_pkru`;
+/// never inlined for this reason).
+const YIELD_OPERATION: u32 = 6;
+const PKRU_SWITCH_FUNCTION: &str = "kernel::arch::x86_64::pkru::switch";
+
+/// The mark number `trace.c` passes for a stretch the debugger runs through untraced.
+const UNTRACED: u32 = 99;
 
 /// Where the user/kernel boundary lies: addresses at or above it are the kernel's.
 const KERNEL_HALF: u64 = 0xffff_8000_0000_0000;
@@ -59,6 +71,9 @@ try:
         op = int(gdb.parse_and_eval("$rdi")) & 0xffffffff
         if op == 0:
             break
+        if op == @UNTRACED@:
+            gdb.execute("continue")
+            continue
         prev = None
         steps = 0
         while True:
@@ -153,7 +168,11 @@ fn free_port() -> Result<u16, Error> {
 fn record(port: u16, mark: u64, boot: impl FnOnce() -> Result<String, Error> + Send + 'static) -> Result<(Vec<(u32, u64)>, String), Error> {
     let out = crate::image::unique_path("trace", "txt");
     let script = crate::image::unique_path("trace", "py");
-    let text = GDB_SCRIPT.replace("@PORT@", &port.to_string()).replace("@MARK@", &format!("{mark:#x}")).replace("@OUT@", &out.to_string_lossy());
+    let text = GDB_SCRIPT
+        .replace("@PORT@", &port.to_string())
+        .replace("@MARK@", &format!("{mark:#x}"))
+        .replace("@UNTRACED@", &UNTRACED.to_string())
+        .replace("@OUT@", &out.to_string_lossy());
     std::fs::write(&script, text).map_err(|e| e.to_string())?;
     let qemu = std::thread::spawn(boot);
     // Give QEMU a moment to open the port (gdb retries nothing by itself).
@@ -239,8 +258,16 @@ fn parse_disassembly(text: &str) -> BTreeMap<u64, String> {
 }
 
 /// Operation `op` instruction by instruction: the function and the instruction of every step
-/// (kernel addresses moved back by `offset` to find them in the kernel's disassembly).
-fn listing(steps: &[(u32, u64)], op: u32, offset: u64, (kernel, kernel_dis): (&Symbols, &BTreeMap<u64, String>), (user, user_dis): (&Symbols, &BTreeMap<u64, String>)) -> String {
+/// (kernel addresses moved back by `offset` to find them in the kernel's disassembly) — every
+/// step, or with `only`, the steps in that one function.
+fn listing(
+    steps: &[(u32, u64)],
+    op: u32,
+    only: Option<&str>,
+    offset: u64,
+    (kernel, kernel_dis): (&Symbols, &BTreeMap<u64, String>),
+    (user, user_dis): (&Symbols, &BTreeMap<u64, String>),
+) -> String {
     let mut text = String::new();
     for &(_, pc) in steps.iter().filter(|&&(o, _)| o == op) {
         let (name, insn) = if pc >= KERNEL_HALF {
@@ -249,14 +276,33 @@ fn listing(steps: &[(u32, u64)], op: u32, offset: u64, (kernel, kernel_dis): (&S
         } else {
             (format!("(user) {}", user.name(pc)), user_dis.get(&pc))
         };
+        if only.is_some_and(|f| f != name) {
+            continue;
+        }
         let short: String = name.chars().take(60).collect();
         writeln!(text, "{short:<60} {}", insn.map_or("?", |s| s.as_str())).unwrap();
     }
     text
 }
 
-/// pikku's trace, and its first operation (getpid) instruction by instruction.
-fn trace_pikku(program: &Path, user: &Symbols, mark: u64) -> Result<(Trace, String), Error> {
+/// How many times operation `op` entered `function` (a step in it after a step elsewhere).
+fn entries(trace: &[(u32, u64)], op: u32, function: &str, offset: u64, kernel: &Symbols) -> usize {
+    let names: Vec<&str> = trace.iter().filter(|&&(o, _)| o == op).map(|&(_, pc)| if pc >= KERNEL_HALF { kernel.name(pc.wrapping_sub(offset)) } else { "" }).collect();
+    names.iter().enumerate().filter(|&(i, n)| *n == function && (i == 0 || names[i - 1] != function)).count()
+}
+
+/// What `make trace` shows pikku instruction by instruction: getpid, and the PKRU part of a
+/// context switch (the steps in [`PKRU_SWITCH_FUNCTION`] during the yield round trip, and how
+/// many switches they were).
+struct Listings {
+    getpid: String,
+    pkru_switch: String,
+    switches: usize,
+}
+
+/// pikku's trace, and its listings (getpid, and the PKRU part of a switch) instruction by
+/// instruction.
+fn trace_pikku(program: &Path, user: &Symbols, mark: u64) -> Result<(Trace, Listings), Error> {
     let kernel = build::kernel(Kernel::Release)?;
     let symbols = nm(&kernel)?;
     let kernel_dis = disassembly(&kernel)?;
@@ -268,8 +314,13 @@ fn trace_pikku(program: &Path, user: &Symbols, mark: u64) -> Result<(Trace, Stri
         crate::run::boot(&kernel, &qemu, bootproto::options::LogLevel::Quiet, Some(&init), true).map(|r| r.output)
     })?;
     let offset = load_offset(&steps, &symbols, "pikku_syscall_entry")?;
-    let getpid = listing(&steps, OPERATIONS[0].0, offset, (&Symbols::parse(&symbols, 0), &kernel_dis), (user, &user_dis));
-    Ok((summarise(&steps, user, &symbols, Some("pikku_syscall_entry"))?, getpid))
+    let linked = Symbols::parse(&symbols, 0);
+    let listings = Listings {
+        getpid: listing(&steps, OPERATIONS[0].0, None, offset, (&linked, &kernel_dis), (user, &user_dis)),
+        pkru_switch: listing(&steps, YIELD_OPERATION, Some(PKRU_SWITCH_FUNCTION), offset, (&linked, &kernel_dis), (user, &user_dis)),
+        switches: entries(&steps, YIELD_OPERATION, PKRU_SWITCH_FUNCTION, offset, &linked),
+    };
+    Ok((summarise(&steps, user, &symbols, Some("pikku_syscall_entry"))?, listings))
 }
 
 fn trace_linux(program: &Path, user: &Symbols, mark: u64) -> Result<Trace, Error> {
@@ -298,7 +349,7 @@ pub fn run() -> Result<String, Error> {
     let user = Symbols::parse(&nm(&program)?, 0);
     let mark = user.address_of("trace_mark").ok_or("no trace_mark in the trace program")?;
     eprintln!("trace: pikku");
-    let (pikku, getpid_listing) = trace_pikku(&program, &user, mark)?;
+    let (pikku, listings) = trace_pikku(&program, &user, mark)?;
     eprintln!("trace: Linux");
     let linux = trace_linux(&program, &user, mark)?;
     let mut md = String::new();
@@ -313,7 +364,13 @@ pub fn run() -> Result<String, Error> {
         table(&mut md, linux.operations.get(&op).map_or(&[][..], |v| v));
         writeln!(md).unwrap();
         if op == OPERATIONS[0].0 {
-            writeln!(md, "pikku's {name}, instruction by instruction (function, then the instruction from `objdump -d`):\n\n```\n{getpid_listing}```\n").unwrap();
+            writeln!(md, "pikku's {name}, instruction by instruction (function, then the instruction from `objdump -d`):\n\n```\n{}```\n", listings.getpid).unwrap();
+        }
+        if op == YIELD_OPERATION {
+            let steps = listings.pkru_switch.lines().count();
+            let per_switch = if listings.switches == 0 { 0.0 } else { steps as f64 / listings.switches as f64 };
+            writeln!(md, "### The PKRU part of a context switch: pikku {per_switch:.1} instructions per switch, PKRU unchanged\n").unwrap();
+            writeln!(md, "`{PKRU_SWITCH_FUNCTION}` (Linux: `x86_pkru_load()`) in the round trip above: {steps} instructions in {} switches, its `ret` included (the `call` and its two arguments, the threads' saved-PKRU words, are `switch_to`'s). No lock: one OSPKE test, one RDPKRU, the store into the thread leaving, the compare that skips WRPKRU, and the per-CPU count of skipped WRPKRUs:\n\n```\n{}```\n", listings.switches, listings.pkru_switch).unwrap();
         }
     }
     let path = crate::repo_root().join("docs").join("trace.md");

@@ -50,7 +50,7 @@ use bootproto::exit::ExitCode;
 use bootproto::options::{BootOptions, Mode, CMDLINE_PATH};
 use spin::Once;
 
-use arch::x86_64::{apic, cpu, gdt, paging, percpu, pic, qemu, rtc, serial, syscall as syscall_entry, time, trap};
+use arch::x86_64::{apic, cpu, gdt, paging, percpu, pic, qemu, rtc, serial, time, trap};
 
 /// Where the bootloader puts things: everything it maps for the kernel goes to the upper half
 /// (from `0xffff_8000_0000_0000`), so the whole lower half stays free for user space.
@@ -157,7 +157,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         irq: task::interrupt,
         ipi: smp::ipi,
     });
-    syscall_entry::init(syscall::entry, syscall::entry_slow);
+    syscall::init();
     arch::x86_64::context::set_first_entry_hook(task::sched::first_entry);
 
     // 7. A first thread in a fresh address space, with a new program's PKRU (0x55555554).

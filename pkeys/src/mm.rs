@@ -81,11 +81,15 @@ impl PkeyState {
     /// `Some(key)` if `pkey` names a key this program may use. Linux: `mm_pkey_is_allocated()`:
     /// false for a negative key, for a key ≥ `arch_max_pkey()`, for the execute-only key (so it
     /// can be neither freed nor passed to `pkey_mprotect`), and for a clear bit.
+    ///
+    /// `arch_max_pkey()` needs no test of its own here: with pkeys it is 16, which
+    /// [`Pkey::from_int`] enforces; without, it is 1 — and then the map is empty for good
+    /// ([`Self::init_new_context`] leaves it 0, [`Self::alloc`] and the execute-only key never
+    /// set a bit), so key 0 fails at its clear bit, as every other key does. Same answers, one
+    /// test fewer on every `pkey_free` and `pkey_mprotect`.
+    #[inline]
     pub fn allocated(&self, pkey: i32) -> Option<Pkey> {
         let key = Pkey::from_int(pkey)?;
-        if key.index() as u32 >= self.support.max_pkey() {
-            return None;
-        }
         if self.execute_only == Some(key) {
             return None;
         }
@@ -101,6 +105,7 @@ impl PkeyState {
     ///
     /// `None` when pkeys are absent or all 16 bits are set. With key 0 allocated implicitly a
     /// program gets at most 15 keys, 14 once the execute-only key has been taken.
+    #[inline]
     pub fn alloc(&mut self) -> Option<Pkey> {
         if self.support == Support::Absent {
             return None;
@@ -118,6 +123,7 @@ impl PkeyState {
     ///
     /// Nothing checks whether memory still carries the key: pages keep it, and a later
     /// `pkey_alloc` that hands the key out again also hands out that memory's protection.
+    #[inline]
     pub fn free(&mut self, pkey: i32) -> Result<(), Errno> {
         let key = self.allocated(pkey).ok_or(Errno::EINVAL)?;
         self.allocation_map &= !(1 << key.index());

@@ -142,6 +142,15 @@ pub trait PkruRegister {
     fn read(&self) -> Pkru;
     /// Sets the register (no-op without OSPKE; skipped when the value is unchanged).
     fn write(&mut self, value: Pkru);
+    /// Replaces the value with `f(value)`: one read, and a write only if the value changes.
+    /// (A register can do this with one RDPKRU where `read` then `write` would take two.)
+    fn update(&mut self, f: impl FnOnce(Pkru) -> Pkru) {
+        let old = self.read();
+        let new = f(old);
+        if new != old {
+            self.write(new);
+        }
+    }
 }
 
 /// A PKRU held in memory: the register of a thread that is not running, and the stand-in

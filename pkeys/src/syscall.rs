@@ -10,7 +10,7 @@ use crate::errno::Errno;
 use crate::key::Pkey;
 use crate::mm::{PkeyState, Support};
 use crate::pkru::{AccessRights, PkruRegister};
-use spin::rwlock::RwLock;
+use spin::rwlock::{RwLock, RwLockWriteGuard};
 
 /// `PKEY_DISABLE_ACCESS | PKEY_DISABLE_WRITE`: the only bits `init_val` may have
 /// (Linux: `PKEY_ACCESS_MASK`).
@@ -42,9 +42,25 @@ pub fn set_user_pkey_access(
     if support == Support::Absent {
         return Err(Errno::EINVAL);
     }
-    let current = pkru.read();
-    pkru.write(current.with_rights(key, rights));
+    pkru.update(|current| current.with_rights(key, rights));
     Ok(())
+}
+
+/// Takes the address space's write lock (Linux: `mmap_write_lock()`): the uncontended case
+/// inline — one compare-and-swap — and the wait out of line, so that the calls' common path
+/// keeps no registers for it.
+#[inline(always)]
+fn write_lock<M, R: spin::RelaxStrategy>(mm: &RwLock<M, R>) -> RwLockWriteGuard<'_, M, R> {
+    match mm.try_write() {
+        Some(guard) => guard,
+        None => write_lock_contended(mm),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn write_lock_contended<M, R: spin::RelaxStrategy>(mm: &RwLock<M, R>) -> RwLockWriteGuard<'_, M, R> {
+    mm.write()
 }
 
 /// `pkey_alloc(flags, init_val)`: a new key for the address space, its rights set in the calling
@@ -52,6 +68,7 @@ pub fn set_user_pkey_access(
 ///
 /// Order, as Linux: argument checks → `mmap_write_lock` → `mm_pkey_alloc` (`ENOSPC` when full
 /// or without pkeys) → `arch_set_user_pkey_access` (on failure the key is given back).
+#[inline]
 pub fn pkey_alloc<M: AsMut<PkeyState>, R: spin::RelaxStrategy>(
     mm: &RwLock<M, R>,
     pkru: &mut impl PkruRegister,
@@ -59,7 +76,7 @@ pub fn pkey_alloc<M: AsMut<PkeyState>, R: spin::RelaxStrategy>(
     init_val: u64,
 ) -> Result<Pkey, Errno> {
     let rights = check_pkey_alloc_args(flags, init_val)?;
-    let mut guard = mm.write(); // Linux: mmap_write_lock(current->mm)
+    let mut guard = write_lock(mm); // Linux: mmap_write_lock(current->mm)
     let state = guard.as_mut();
     let key = state.alloc().ok_or(Errno::ENOSPC)?;
     if let Err(e) = set_user_pkey_access(state.support(), pkru, key, rights) {
@@ -73,9 +90,10 @@ pub fn pkey_alloc<M: AsMut<PkeyState>, R: spin::RelaxStrategy>(
 /// `pkey_free(pkey)`: gives the key back. `pkey` is the raw register; its C type is `int`, so
 /// only the low 32 bits count (as on Linux). `EINVAL` for a negative, out-of-range, unallocated
 /// or execute-only key. PKRU is not touched, and memory keeps its key.
+#[inline]
 pub fn pkey_free<M: AsMut<PkeyState>, R: spin::RelaxStrategy>(mm: &RwLock<M, R>, pkey: u64) -> Result<(), Errno> {
     let pkey = Pkey::syscall_int(pkey);
-    let mut guard = mm.write(); // Linux: mmap_write_lock(current->mm)
+    let mut guard = write_lock(mm); // Linux: mmap_write_lock(current->mm)
     guard.as_mut().free(pkey)
 }
 

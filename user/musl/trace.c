@@ -10,15 +10,26 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <pthread.h>
+#include <sched.h>
 #include "pikku_user.h"
 
-/* The debugger breaks here; `n` (in rdi) names the operation that follows. */
+/* The debugger breaks here; `n` (in rdi) names the operation that follows (UNTRACED: run on,
+ * untraced, to the next mark; 0: the end). */
+#define UNTRACED 99
 __attribute__((noinline)) void trace_mark(int n) { __asm__ volatile("" ::"r"(n)); }
 
 static inline long sys(long n, long a, long b) {
     long r;
     __asm__ volatile("syscall" : "=a"(r) : "a"(n), "D"(a), "S"(b) : "rcx", "r11", "memory");
     return r;
+}
+
+/* The other thread of the yield round trip: it only ever gives the CPU back. */
+static void *yielder(void *arg) {
+    (void)arg;
+    for (;;) sched_yield();
+    return 0;
 }
 
 /* The traced operations, each once cold (first use: lazily built state, a stack page, a
@@ -42,8 +53,18 @@ static void traced(void) {
         wrpkru(rdpkru() | (1u << (2 * k)));
         if (!warm) trace_mark(5);
         p[0] = 1; /* faults; the handler opens the key in the frame; the write completes */
-        if (!warm) trace_mark(0);
+        if (!warm) trace_mark(UNTRACED);
     }
+    /* A second thread, with this thread's PKRU (a new thread starts with its creator's), that
+     * yields in a loop: one sched_yield here switches to it and, at its own sched_yield, back —
+     * two context switches with PKRU unchanged (one CPU). */
+    pthread_t t;
+    pthread_create(&t, 0, yielder, 0);
+    sched_yield();
+    sched_yield();
+    trace_mark(6);
+    sched_yield();
+    trace_mark(0);
 }
 
 int main(void) {

@@ -206,7 +206,9 @@ impl ThreadSignals {
     /// but no further than `RLIMIT_SIGPENDING` (init's default: `threads-max` / 2) while it is
     /// pending already (Linux then keeps only the pending bit, `__send_signal_locked()`). So
     /// a program cannot grow this queue without bound by sending itself blocked signals.
-    pub fn push(&self, info: SigInfo) {
+    /// (Outside this module, signals are queued with [`queue`], which also sets the thread's
+    /// work word.)
+    fn push(&self, info: SigInfo) {
         const SIGRTMIN: u8 = 32;
         let mut pending = self.pending.lock();
         let already = pending.iter().any(|s| s.signo == info.signo);
@@ -216,6 +218,15 @@ impl ThreadSignals {
         pending.push(info);
         self.count.fetch_add(1, Ordering::Relaxed);
     }
+}
+
+/// Makes `info` pending on `thread`, then announces it in the thread's work word, so that its
+/// next return to user mode looks (Linux: `signal_wake_up()` → `set_tsk_thread_flag(t,
+/// TIF_SIGPENDING)`). The word is set after the signal is queued and before anyone wakes the
+/// thread (see [`task::Thread::add_work`]).
+pub fn queue(thread: &task::Thread, info: SigInfo) {
+    thread.signals.push(info);
+    thread.add_work(task::work::SIGNAL);
 }
 
 /// What a signal does by default: `None` = ignored, or (the stop signals) stops the process —
@@ -274,7 +285,7 @@ pub fn send_to_thread(thread: &Arc<task::Thread>, info: SigInfo) {
         sched::terminate(&thread.process, default_action(info.signo).unwrap_or(ExitStatus::Signaled(info.signo)));
         return;
     }
-    thread.signals.push(info);
+    queue(thread, info);
     // If it sleeps (or is about to), it wakes to act on the signal; if it runs, nothing happens.
     sched::wake(thread.clone(), sched::WakeReason::Woken);
 }
@@ -316,7 +327,7 @@ pub fn force_fault(thread: &task::Thread, info: SigInfo) -> bool {
         sched::terminate(&thread.process, ExitStatus::Signaled(info.signo));
         return false;
     }
-    thread.signals.push(info);
+    queue(&thread, info);
     true
 }
 

@@ -1,16 +1,18 @@
 //! The system-call table: Linux x86-64 numbers → handlers.
 //!
 //! Handlers take the raw 64-bit register values (`rdi, rsi, rdx, r10, r8, r9` on x86-64) and
-//! return `Result<u64, Errno>`; the table turns an error into `-errno`, the value Linux
-//! returns in `rax`. Like xv6's `syscalls[]`, the table is one plain `match`: to find what
-//! number N does, read one line. An unknown number returns `-ENOSYS` and logs one line.
+//! return `Result<u64, Errno>`; the table's entry for each (made by `sys!`, a few
+//! instructions around the inlined handler) turns an error into `-errno`, the value Linux
+//! returns in `rax`. Like xv6's `syscalls[]`, the table ([`TABLE`]) is an array with one line
+//! per call: to find what number N does, read one line. An unknown number returns `-ENOSYS`
+//! and logs one line.
 //!
-//! The SYSCALL entry stub ([`arch::x86_64::syscall`](crate::arch::x86_64::syscall)) calls [`entry`]
-//! (the fast path) with a frame of the argument registers; [`entry`] looks the number up in
-//! `table`, whose `match` the compiler turns into one bounds-checked jump table: one step from
-//! number to handler. [`entry_slow`] takes the calls and exits that need the whole register
-//! frame. The in-kernel tests call `dispatch` (the table, for calls that need no frame)
-//! directly on a kernel-made thread — the same handlers, without the ring change.
+//! The SYSCALL entry stub ([`arch::x86_64::syscall`](crate::arch::x86_64::syscall)) indexes
+//! [`TABLE`] with the number and calls the entry with the argument registers: one step from
+//! number to handler, no frame in memory for the handler to read. [`entry_slow`] takes the
+//! calls and exits that need the whole register frame. The in-kernel tests call `dispatch`
+//! (the table, for calls that need no frame) directly on a kernel-made thread — the same
+//! handlers, without the ring change.
 
 pub mod fs;
 pub mod mempolicy;
@@ -22,7 +24,7 @@ pub mod sched;
 
 use pkeys::Errno;
 
-use crate::arch::x86_64::syscall::{fast_sysret_is_safe, Exit, SyscallFrame};
+use crate::arch::x86_64::syscall::{Exit, Handler, UNKNOWN, WHOLE_FRAME};
 use crate::arch::x86_64::trap::TrapFrame;
 
 /// Linux x86-64 system-call numbers (`arch/x86/entry/syscalls/syscall_64.tbl`).
@@ -113,149 +115,201 @@ pub mod nr {
     pub const SET_MEMPOLICY_HOME_NODE: u64 = 450;
 }
 
+/// One more than the highest number in [`TABLE`].
+const TABLE_LEN: usize = nr::SET_MEMPOLICY_HOME_NODE as usize + 1;
+
+/// A handler's result as the value for `rax`: the value, or `-errno`. The one place where
+/// `Errno` becomes a number.
+#[inline(always)]
+fn to_rax(result: Result<u64, Errno>) -> u64 {
+    match result {
+        Ok(value) => value,
+        Err(e) => e.to_syscall_return(),
+    }
+}
+
+/// A Rust handler — `fn(u64, …) -> Result<u64, Errno>`, with 0 to 6 raw arguments — called
+/// with the six argument registers: it takes the first ones it needs. (One impl per arity;
+/// a handler's own signature picks its impl.)
+trait SysFn<Args> {
+    fn call(&self, args: [u64; 6]) -> Result<u64, Errno>;
+}
+
+macro_rules! sys_fn_arity {
+    ($($a:ident: $i:tt),*) => {
+        impl<F: Fn($(sys_fn_arity!(@u64 $a)),*) -> Result<u64, Errno>> SysFn<($(sys_fn_arity!(@u64 $a),)*)> for F {
+            #[inline(always)]
+            fn call(&self, _args: [u64; 6]) -> Result<u64, Errno> {
+                self($(_args[$i]),*)
+            }
+        }
+    };
+    (@u64 $a:ident) => { u64 };
+}
+sys_fn_arity!();
+sys_fn_arity!(a: 0);
+sys_fn_arity!(a: 0, b: 1);
+sys_fn_arity!(a: 0, b: 1, c: 2);
+sys_fn_arity!(a: 0, b: 1, c: 2, d: 3);
+sys_fn_arity!(a: 0, b: 1, c: 2, d: 3, e: 4);
+sys_fn_arity!(a: 0, b: 1, c: 2, d: 3, e: 4, f: 5);
+
+/// A table entry for the Rust handler `$f`: a small `extern "C"` function that the entry stub
+/// calls with the argument registers, which runs `$f` (inlined) and turns its `Result` into
+/// the value for `rax` ([`to_rax`]).
+macro_rules! sys {
+    ($f:expr) => {{
+        extern "C" fn entry(a0: u64, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64) -> u64 {
+            to_rax(SysFn::call(&$f, [a0, a1, a2, a3, a4, a5]))
+        }
+        entry as Handler
+    }};
+}
+
+/// The calls that need the caller's whole register frame: their table entry is
+/// [`WHOLE_FRAME`], and they run from [`entry_slow`] ([`with_frame`]).
+const WHOLE_FRAME_CALLS: [u64; 4] = [nr::FORK, nr::RT_SIGRETURN, nr::SIGALTSTACK, nr::CLONE];
+
+/// The table: system-call number → handler, what the SYSCALL entry stub indexes (registered
+/// by [`init`]). Like xv6's `syscalls[]`, one line per call: to find what number N does, read
+/// its line. Numbers without a line get [`UNKNOWN`] (`-ENOSYS`, and one line in the log).
+pub static TABLE: [Handler; TABLE_LEN] = {
+    let mut t = [UNKNOWN; TABLE_LEN];
+    let mut i = 0;
+    while i < WHOLE_FRAME_CALLS.len() {
+        t[WHOLE_FRAME_CALLS[i] as usize] = WHOLE_FRAME;
+        i += 1;
+    }
+    t[nr::READ as usize] = sys!(fs::sys_read);
+    t[nr::WRITE as usize] = sys!(fs::sys_write);
+    t[nr::OPEN as usize] = sys!(fs::sys_open);
+    t[nr::CLOSE as usize] = sys!(fs::sys_close);
+    t[nr::STAT as usize] = sys!(fs::sys_stat);
+    t[nr::FSTAT as usize] = sys!(fs::sys_fstat);
+    t[nr::LSEEK as usize] = sys!(fs::sys_lseek);
+    t[nr::MMAP as usize] = sys!(mm::sys_mmap);
+    t[nr::MPROTECT as usize] = sys!(mm::sys_mprotect);
+    t[nr::MUNMAP as usize] = sys!(mm::sys_munmap);
+    t[nr::BRK as usize] = sys!(mm::sys_brk);
+    t[nr::RT_SIGPROCMASK as usize] = sys!(process::sys_rt_sigprocmask);
+    t[nr::RT_SIGACTION as usize] = sys!(crate::signal::sys_rt_sigaction);
+    t[nr::IOCTL as usize] = sys!(fs::sys_ioctl);
+    t[nr::PREAD64 as usize] = sys!(fs::sys_pread64);
+    t[nr::READV as usize] = sys!(fs::sys_readv);
+    t[nr::WRITEV as usize] = sys!(fs::sys_writev);
+    t[nr::PIPE as usize] = sys!(fs::sys_pipe);
+    t[nr::PIPE2 as usize] = sys!(fs::sys_pipe2);
+    t[nr::DUP as usize] = sys!(fs::sys_dup);
+    t[nr::DUP2 as usize] = sys!(fs::sys_dup2);
+    t[nr::DUP3 as usize] = sys!(fs::sys_dup3);
+    t[nr::EXECVE as usize] = sys!(process::sys_execve);
+    t[nr::WAIT4 as usize] = sys!(process::sys_wait4);
+    t[nr::KILL as usize] = sys!(process::sys_kill);
+    t[nr::GETPPID as usize] = sys!(process::sys_getppid);
+    t[nr::TKILL as usize] = sys!(process::sys_tkill);
+    t[nr::TGKILL as usize] = sys!(process::sys_tgkill);
+    t[nr::SCHED_YIELD as usize] = sys!(process::sys_sched_yield);
+    t[nr::MINCORE as usize] = sys!(mm::sys_mincore);
+    t[nr::MADVISE as usize] = sys!(mm::sys_madvise);
+    t[nr::GETPID as usize] = sys!(process::sys_getpid);
+    t[nr::EXIT as usize] = sys!(|status: u64| -> Result<u64, Errno> { process::sys_exit(status) });
+    t[nr::UNAME as usize] = sys!(process::sys_uname);
+    t[nr::READLINK as usize] = sys!(fs::sys_readlink);
+    t[nr::GETUID as usize] = sys!(process::sys_getuid);
+    t[nr::GETEUID as usize] = sys!(process::sys_getuid);
+    t[nr::GETGID as usize] = sys!(process::sys_getgid);
+    t[nr::GETEGID as usize] = sys!(process::sys_getgid);
+    t[nr::SETUID as usize] = sys!(process::sys_setuid);
+    t[nr::SETGID as usize] = sys!(process::sys_setgid);
+    t[nr::ARCH_PRCTL as usize] = sys!(process::sys_arch_prctl);
+    t[nr::REBOOT as usize] = sys!(process::sys_reboot);
+    t[nr::GETTID as usize] = sys!(process::sys_gettid);
+    t[nr::GETGROUPS as usize] = sys!(process::sys_getgroups);
+    t[nr::SETGROUPS as usize] = sys!(process::sys_setgroups);
+    t[nr::GETRESUID as usize] = sys!(process::sys_getresuid);
+    t[nr::GETRESGID as usize] = sys!(process::sys_getresgid);
+    t[nr::GETRLIMIT as usize] = sys!(process::sys_getrlimit);
+    t[nr::SETRLIMIT as usize] = sys!(process::sys_setrlimit);
+    t[nr::PRLIMIT64 as usize] = sys!(process::sys_prlimit64);
+    t[nr::TIME as usize] = sys!(process::sys_time);
+    t[nr::SET_ROBUST_LIST as usize] = sys!(process::sys_set_robust_list);
+    // Deliberately absent, silently: glibc and musl go on without restartable sequences
+    // (rseq) and fall back to clone() when clone3() is ENOSYS (see the README).
+    t[nr::RSEQ as usize] = sys!(|| Err(Errno::ENOSYS));
+    t[nr::CLONE3 as usize] = sys!(|| Err(Errno::ENOSYS));
+    t[nr::FUTEX as usize] = sys!(process::sys_futex);
+    t[nr::SCHED_SETAFFINITY as usize] = sys!(sched::sys_sched_setaffinity);
+    t[nr::SCHED_GETAFFINITY as usize] = sys!(sched::sys_sched_getaffinity);
+    t[nr::GETCPU as usize] = sys!(sched::sys_getcpu);
+    t[nr::NANOSLEEP as usize] = sys!(process::sys_nanosleep);
+    t[nr::PAUSE as usize] = sys!(|| Err(crate::task::sched::pause()));
+    t[nr::CLOCK_NANOSLEEP as usize] = sys!(process::sys_clock_nanosleep);
+    t[nr::SET_TID_ADDRESS as usize] = sys!(process::sys_set_tid_address);
+    t[nr::RESTART_SYSCALL as usize] = sys!(process::sys_restart_syscall);
+    t[nr::PTRACE as usize] = sys!(ptrace::sys_ptrace);
+    t[nr::CLOCK_GETTIME as usize] = sys!(process::sys_clock_gettime);
+    t[nr::EXIT_GROUP as usize] = sys!(|status: u64| -> Result<u64, Errno> { process::sys_exit_group(status) });
+    t[nr::OPENAT as usize] = sys!(fs::sys_openat);
+    t[nr::NEWFSTATAT as usize] = sys!(fs::sys_newfstatat);
+    t[nr::VMSPLICE as usize] = sys!(fs::sys_vmsplice);
+    t[nr::GETRANDOM as usize] = sys!(process::sys_getrandom);
+    t[nr::PKEY_MPROTECT as usize] = sys!(mm::sys_pkey_mprotect);
+    t[nr::PKEY_ALLOC as usize] = sys!(pkey::sys_pkey_alloc);
+    t[nr::PKEY_FREE as usize] = sys!(pkey::sys_pkey_free);
+    t[nr::MBIND as usize] = sys!(mempolicy::sys_mbind);
+    t[nr::SET_MEMPOLICY as usize] = sys!(mempolicy::sys_set_mempolicy);
+    t[nr::GET_MEMPOLICY as usize] = sys!(mempolicy::sys_get_mempolicy);
+    t[nr::MIGRATE_PAGES as usize] = sys!(mempolicy::sys_migrate_pages);
+    t[nr::MOVE_PAGES as usize] = sys!(mempolicy::sys_move_pages);
+    t[nr::SET_MEMPOLICY_HOME_NODE as usize] = sys!(mempolicy::sys_set_mempolicy_home_node);
+    t
+};
+
+/// Registers [`TABLE`], [`unknown`] and [`entry_slow`] with the SYSCALL entry, and programs
+/// this CPU's SYSCALL MSRs.
+pub fn init() {
+    crate::arch::x86_64::syscall::init(&TABLE, unknown, entry_slow);
+}
+
 /// Runs system call `number` with raw arguments `args` for the current thread; returns the
 /// value for `rax` (a result, or `-errno`). (Not for the calls that need the whole register
 /// frame: those run from [`entry_slow`].) The in-kernel tests' way in: the same table as a
 /// user program's `syscall`, without the ring change.
-#[cfg(test)] // the system-call entry uses `table` itself
+#[cfg(test)] // the system-call entry uses `TABLE` itself
 pub fn dispatch(number: u64, args: [u64; 6]) -> u64 {
-    table(number, args).expect("a call that needs the whole register frame dispatched without one")
-}
-
-/// The table: the value for `rax`, or `None` for a call that needs the caller's whole register
-/// frame (it runs from [`entry_slow`]; listing it here keeps the fast path to one step).
-#[inline(always)]
-fn table(number: u64, args: [u64; 6]) -> Option<u64> {
+    assert!(!WHOLE_FRAME_CALLS.contains(&number), "a call that needs the whole register frame dispatched without one");
     let [a0, a1, a2, a3, a4, a5] = args;
-    let result: Result<u64, Errno> = match number {
-        nr::FORK | nr::RT_SIGRETURN | nr::SIGALTSTACK | nr::CLONE => return None,
-        nr::READ => fs::sys_read(a0, a1, a2),
-        nr::WRITE => fs::sys_write(a0, a1, a2),
-        nr::OPEN => fs::sys_open(a0, a1, a2),
-        nr::CLOSE => fs::sys_close(a0),
-        nr::STAT => fs::sys_stat(a0, a1),
-        nr::FSTAT => fs::sys_fstat(a0, a1),
-        nr::LSEEK => fs::sys_lseek(a0, a1, a2),
-        nr::MMAP => mm::sys_mmap(a0, a1, a2, a3, a4, a5),
-        nr::MPROTECT => mm::sys_mprotect(a0, a1, a2),
-        nr::MUNMAP => mm::sys_munmap(a0, a1),
-        nr::BRK => mm::sys_brk(a0),
-        nr::RT_SIGPROCMASK => process::sys_rt_sigprocmask(a0, a1, a2, a3),
-        nr::RT_SIGACTION => crate::signal::sys_rt_sigaction(a0, a1, a2, a3),
-        nr::IOCTL => fs::sys_ioctl(a0, a1, a2),
-        nr::PREAD64 => fs::sys_pread64(a0, a1, a2, a3),
-        nr::READV => fs::sys_readv(a0, a1, a2),
-        nr::WRITEV => fs::sys_writev(a0, a1, a2),
-        nr::PIPE => fs::sys_pipe(a0),
-        nr::PIPE2 => fs::sys_pipe2(a0, a1),
-        nr::DUP => fs::sys_dup(a0),
-        nr::DUP2 => fs::sys_dup2(a0, a1),
-        nr::DUP3 => fs::sys_dup3(a0, a1, a2),
-        nr::EXECVE => process::sys_execve(a0, a1, a2),
-        nr::WAIT4 => process::sys_wait4(a0, a1, a2, a3),
-        nr::KILL => process::sys_kill(a0, a1),
-        nr::GETPPID => process::sys_getppid(),
-        nr::TKILL => process::sys_tkill(a0, a1),
-        nr::TGKILL => process::sys_tgkill(a0, a1, a2),
-        nr::SCHED_YIELD => process::sys_sched_yield(),
-        nr::MINCORE => mm::sys_mincore(a0, a1, a2),
-        nr::MADVISE => mm::sys_madvise(a0, a1, a2),
-        nr::GETPID => process::sys_getpid(),
-        nr::EXIT => process::sys_exit(a0),
-        nr::UNAME => process::sys_uname(a0),
-        nr::READLINK => fs::sys_readlink(a0, a1, a2),
-        nr::GETUID | nr::GETEUID => process::sys_getuid(),
-        nr::GETGID | nr::GETEGID => process::sys_getgid(),
-        nr::SETUID => process::sys_setuid(a0),
-        nr::SETGID => process::sys_setgid(a0),
-        nr::ARCH_PRCTL => process::sys_arch_prctl(a0, a1),
-        nr::REBOOT => process::sys_reboot(a0, a1, a2, a3),
-        nr::GETTID => process::sys_gettid(),
-        nr::GETGROUPS => process::sys_getgroups(a0, a1),
-        nr::SETGROUPS => process::sys_setgroups(a0, a1),
-        nr::GETRESUID => process::sys_getresuid(a0, a1, a2),
-        nr::GETRESGID => process::sys_getresgid(a0, a1, a2),
-        nr::GETRLIMIT => process::sys_getrlimit(a0, a1),
-        nr::SETRLIMIT => process::sys_setrlimit(a0, a1),
-        nr::PRLIMIT64 => process::sys_prlimit64(a0, a1, a2, a3),
-        nr::TIME => process::sys_time(a0),
-        nr::SET_ROBUST_LIST => process::sys_set_robust_list(a0, a1),
-        // Deliberately absent, silently: glibc and musl go on without restartable sequences
-        // (rseq) and fall back to clone() when clone3() is ENOSYS (see the README).
-        nr::RSEQ | nr::CLONE3 => Err(Errno::ENOSYS),
-        nr::FUTEX => process::sys_futex(a0, a1, a2, a3, a4, a5),
-        nr::SCHED_SETAFFINITY => sched::sys_sched_setaffinity(a0, a1, a2),
-        nr::SCHED_GETAFFINITY => sched::sys_sched_getaffinity(a0, a1, a2),
-        nr::GETCPU => sched::sys_getcpu(a0, a1, a2),
-        nr::NANOSLEEP => process::sys_nanosleep(a0, a1),
-        nr::PAUSE => Err(crate::task::sched::pause()),
-        nr::CLOCK_NANOSLEEP => process::sys_clock_nanosleep(a0, a1, a2, a3),
-        nr::SET_TID_ADDRESS => process::sys_set_tid_address(a0),
-        nr::RESTART_SYSCALL => process::sys_restart_syscall(),
-        nr::PTRACE => ptrace::sys_ptrace(a0, a1, a2, a3),
-        nr::CLOCK_GETTIME => process::sys_clock_gettime(a0, a1),
-        nr::EXIT_GROUP => process::sys_exit_group(a0),
-        nr::OPENAT => fs::sys_openat(a0, a1, a2, a3),
-        nr::NEWFSTATAT => fs::sys_newfstatat(a0, a1, a2, a3),
-        nr::VMSPLICE => fs::sys_vmsplice(a0, a1, a2, a3),
-        nr::GETRANDOM => process::sys_getrandom(a0, a1, a2),
-        nr::PKEY_MPROTECT => mm::sys_pkey_mprotect(a0, a1, a2, a3),
-        nr::PKEY_ALLOC => pkey::sys_pkey_alloc(a0, a1),
-        nr::PKEY_FREE => pkey::sys_pkey_free(a0),
-        nr::MBIND => mempolicy::sys_mbind(a0, a1, a2, a3, a4, a5),
-        nr::SET_MEMPOLICY => mempolicy::sys_set_mempolicy(a0, a1, a2),
-        nr::GET_MEMPOLICY => mempolicy::sys_get_mempolicy(a0, a1, a2, a3, a4),
-        nr::MIGRATE_PAGES => mempolicy::sys_migrate_pages(a0, a1, a2, a3),
-        nr::MOVE_PAGES => mempolicy::sys_move_pages(a0, a1, a2, a3, a4, a5),
-        nr::SET_MEMPOLICY_HOME_NODE => mempolicy::sys_set_mempolicy_home_node(a0, a1, a2, a3),
+    match TABLE.get(number as usize) {
+        Some(&handler) if !core::ptr::fn_addr_eq(handler, UNKNOWN) => handler(a0, a1, a2, a3, a4, a5),
         _ => unknown(number),
-    };
-    Some(match result {
-        Ok(value) => value,
-        Err(e) => e.to_syscall_return(),
-    })
-}
-
-/// A number the table does not know: `-ENOSYS`, and one line in the log. Out of line and
-/// cold, so that the table's common path keeps no state for it.
-#[cold]
-#[inline(never)]
-fn unknown(number: u64) -> Result<u64, Errno> {
-    crate::log_warn_ratelimited!("unknown system call {number}: -ENOSYS");
-    Err(Errno::ENOSYS)
-}
-
-/// The SYSCALL fast path (called by the entry stub, [`arch::x86_64::syscall`](crate::arch::x86_64::syscall)):
-/// number in `orig_rax`, arguments from `rdi, rsi, rdx, r10, r8, r9`, result into `rax`. The
-/// calls that need the caller's whole register frame are sent to the slow path before they
-/// run; every other call runs here, and leaves by SYSRET unless its exit has work to do
-/// ([`sched::exit_work_pending`](crate::task::sched::exit_work_pending)). Linux:
-/// `do_syscall_64()` → `syscall_exit_to_user_mode()`, without their layers.
-pub extern "C" fn entry(frame: &mut SyscallFrame) -> Exit {
-    let Some(rax) = table(frame.number(), frame.args()) else {
-        return Exit::WholeFrame;
-    };
-    frame.rax = rax;
-    if crate::task::sched::exit_work_pending(frame.rax) || !fast_sysret_is_safe(frame) {
-        return Exit::Work;
     }
-    Exit::Sysret
+}
+
+/// A number the table does not know: `-ENOSYS`, and one line in the log. (Reached from the
+/// stub through [`UNKNOWN`], which passes the number on.)
+#[cold]
+extern "C" fn unknown(number: u64) -> u64 {
+    crate::log_warn_ratelimited!("unknown system call {number}: -ENOSYS");
+    Errno::ENOSYS.to_syscall_return()
 }
 
 /// The SYSCALL slow path, on the full frame the stub completed: runs a call that
 /// needs it (`why` = [`Exit::WholeFrame`]), then the full kernel exit —
 /// signals and stops, the end of a thread that must leave, the restart of an interrupted call.
+/// (The fast path — every other call, and an exit with nothing to do — is the entry stub
+/// and [`TABLE`] alone. Linux: `do_syscall_64()` → `syscall_exit_to_user_mode()`, without
+/// their layers.)
 pub fn entry_slow(frame: &mut TrapFrame, why: Exit) {
     if why == Exit::WholeFrame {
-        // The fast path left `rax` unwritten; the call sees it as it came: the number.
+        // The call sees `rax` as it came: the number.
         frame.rax = frame.orig_rax();
         frame.rax = with_frame(frame);
     }
     crate::task::sched::kernel_exit(frame);
 }
 
-/// The calls that read or rewrite the caller's whole register frame. Kept out of line so that
-/// the common path through [`entry`] stays short.
+/// The calls that read or rewrite the caller's whole register frame ([`WHOLE_FRAME_CALLS`]).
+/// Kept out of line so that the common path through [`entry_slow`] stays short.
 #[inline(never)]
 fn with_frame(frame: &mut TrapFrame) -> u64 {
     let result = match frame.rax {
@@ -265,7 +319,7 @@ fn with_frame(frame: &mut TrapFrame) -> u64 {
         nr::CLONE => crate::task::clone_thread(frame, frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8),
         _ => unreachable!("with_frame called for an ordinary system call"),
     };
-    result.unwrap_or_else(|e| e.to_syscall_return())
+    to_rax(result)
 }
 
 /// Turns a `dispatch` return value back into a `Result` (for the in-kernel tests).

@@ -11,12 +11,15 @@ use crate::arch::x86_64::pkru::CurrentPkru;
 use crate::task;
 
 /// `int pkey_alloc(unsigned long flags, unsigned long access_rights)`: the new key, whose
-/// rights are written into the calling thread's PKRU only.
+/// rights are written into the calling thread's PKRU only. (Inlined into its table entry, so
+/// that the `Result` stays in registers.)
+#[inline]
 pub fn sys_pkey_alloc(flags: u64, access_rights: u64) -> Result<u64, Errno> {
     task::with_current(|me| pkeys::syscall::pkey_alloc(&me.mm, &mut CurrentPkru, flags, access_rights)).map(u64::from)
 }
 
 /// `int pkey_free(int pkey)`: 0, or `EINVAL`.
+#[inline]
 pub fn sys_pkey_free(pkey: u64) -> Result<u64, Errno> {
     task::with_current(|me| pkeys::syscall::pkey_free(&me.mm, pkey)).map(|()| 0)
 }

@@ -677,7 +677,7 @@ pub fn sys_execve(path: u64, argv: u64, envp: u64) -> Result<u64, Errno> {
     // count starts over at 1, for the new program's one thread.
     *thread.process.thread_ids.lock() = alloc::vec![pid];
     for sibling in siblings {
-        sibling.leaving.store(true, Ordering::Relaxed);
+        sibling.mark_leaving();
     }
     sched::purge_threads(thread.process.pid, Some(thread.tid));
     thread.process.live_threads.store(1, Ordering::Relaxed);
@@ -692,10 +692,10 @@ pub fn sys_execve(path: u64, argv: u64, envp: u64) -> Result<u64, Errno> {
     // A traced process stops with SIGTRAP before the new program's first instruction (Linux
     // `ptrace_event(PTRACE_EVENT_EXEC)` without `PTRACE_O_TRACEEXEC`: `send_sig(SIGTRAP)`).
     if thread.process.jobctl.tracer().is_some() {
-        new.signals.push(crate::signal::SigInfo::from_process(crate::signal::sig::SIGTRAP, 0, &thread.process));
+        crate::signal::queue(&new, crate::signal::SigInfo::from_process(crate::signal::sig::SIGTRAP, 0, &thread.process));
     }
     // This thread ends at its kernel exit, once everything above has been dropped.
-    thread.leaving.store(true, Ordering::Relaxed);
+    thread.mark_leaving();
     sched::spawn(new);
     Ok(0)
 }

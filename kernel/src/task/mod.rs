@@ -50,10 +50,11 @@ pub struct Thread {
     /// Immutable (`execve` makes a new `Thread` rather than swapping it); the `Mm` behind it is
     /// protected by its `RwLock`.
     pub mm: MmRef,
-    /// Linux: `thread.pkru` — valid only while the thread is not running. Its own `Mutex`, a
-    /// leaf: written by `switch_pkru` on the CPU that switches the thread out, read when it is
-    /// switched in.
-    saved_pkru: Mutex<Pkru>,
+    /// Linux: `thread.pkru` — valid only while the thread is not running. Atomic (no lock on
+    /// the switch's PKRU path): written by `switch_pkru` on the CPU that switches the thread
+    /// out, and by a tracer while the thread is stopped; read when it is switched in (the
+    /// scheduler's `on_cpu` hand-over orders the two).
+    saved_pkru: AtomicU32,
     /// The thread's NUMA memory policy (`set_mempolicy`; Linux: `task_struct.mempolicy`);
     /// `None`: the default (local allocation). Its own `Mutex`, a leaf after `saved_pkru`:
     /// written by the thread itself (and by its creator before `spawn`), read by the fault path
@@ -111,9 +112,36 @@ pub struct Thread {
     /// Pending signals and the alternate signal stack (see [`crate::signal::ThreadSignals`] for
     /// their locks).
     pub signals: crate::signal::ThreadSignals,
+    /// The "work pending" word: the bits of [`work`], each saying that the thread's next return
+    /// to user mode has something to do besides SYSRET/IRETQ. The one word every kernel exit
+    /// tests (the SYSCALL stub through this CPU's [`percpu::PerCpu::current_work`] pointer,
+    /// [`sched::kernel_exit`] for interrupts and faults); Linux: `thread_info.flags`' `_TIF_*`
+    /// work bits. Atomic: any CPU sets bits ([`Thread::add_work`]) *after* it changed the state
+    /// they announce and *before* it wakes or interrupts the thread; only the thread itself
+    /// clears them, in [`sched::kernel_exit`], before it looks at that state.
+    work: AtomicU32,
     /// The task this thread counts as, if it is not its process's first thread (whose task
     /// the process holds): see [`limits`].
     task: Option<limits::TaskSlot>,
+}
+
+/// The bits of [`Thread::work`]: what a return to user mode must do besides SYSRET/IRETQ.
+/// Which bit is set matters only for reading a stuck thread's state; every exit treats any bit
+/// the same way — it takes the slow way out, [`sched::kernel_exit`], which looks at the real state.
+pub mod work {
+    /// A signal was queued for the thread, or one may be pending (a blocked one waits; an
+    /// unblocking call must find it). Set by [`crate::signal::queue`], by
+    /// [`super::sched::signal_pending`] when a call gives up for a signal or a stop, and by
+    /// [`super::sched::kernel_exit`] while a signal stays pending.
+    pub const SIGNAL: u32 = 1 << 0;
+    /// The process was stopped or continued (job control): stop here, or stop no more. Set by
+    /// [`super::sched::wake_process`].
+    pub const STOP: u32 = 1 << 1;
+    /// The thread must end: its process ended (`exit_group`, a fatal signal) or `execve`
+    /// replaced it. Set by [`super::sched::purge_threads`] and [`super::Thread::mark_leaving`].
+    pub const LEAVE: u32 = 1 << 2;
+    /// Every bit: a new thread's first exit looks at everything.
+    pub const ALL: u32 = SIGNAL | STOP | LEAVE;
 }
 
 static NEXT_TID: AtomicU32 = AtomicU32::new(1);
@@ -162,8 +190,8 @@ fn unregister(thread: &Arc<Thread>) {
 /// Each CPU's current thread (Linux: `current`).
 static CURRENT: percpu::CpuLocalArc<Thread> = percpu::CpuLocalArc::new();
 
-/// Context switches that went through [`switch_pkru`].
-pub static SWITCHES: crate::arch::x86_64::percpu::Counter = crate::arch::x86_64::percpu::Counter::new();
+/// Context switches (`sched::switch_to`, [`run_as`]), counted in the per-CPU area: one instruction.
+pub static SWITCHES: percpu::AreaCounter<{ percpu::area_slot::SWITCHES }> = percpu::AreaCounter;
 
 impl Thread {
     /// The first thread of a freshly exec'd program: PKRU = [`Pkru::INIT`] (Linux:
@@ -192,11 +220,14 @@ impl Thread {
             cpu: AtomicU32::new(0),
             kernel_only: false,
             signals: crate::signal::ThreadSignals::default(),
+            // A new thread looks at everything at its first kernel exit: a process may end, stop
+            // or be exec'd over while the thread is being made, before anyone can find it.
+            work: AtomicU32::new(work::ALL),
             leaving: core::sync::atomic::AtomicBool::new(false),
             tid,
             process,
             mm,
-            saved_pkru: Mutex::new(pkru),
+            saved_pkru: AtomicU32::new(pkru.bits()),
             mempolicy: Mutex::new(None),
             kstack,
             saved_rsp: AtomicU64::new(0),
@@ -271,13 +302,40 @@ impl Thread {
 
     /// The PKRU this thread will get when it next runs (meaningless while it runs).
     pub fn saved_pkru(&self) -> Pkru {
-        *self.saved_pkru.lock()
+        Pkru::from_bits(self.saved_pkru.load(Ordering::Relaxed))
+    }
+
+    /// Announces work for the thread's next return to user mode (the [`work`] bits in `bits`).
+    /// Call it after changing the state the bits stand for and before waking or interrupting
+    /// the thread: its exit clears the word and *then* looks at that state, so either it sees
+    /// the change or the bit survives to its next exit. (Release: a thread that sees the bit
+    /// sees the change.) Linux: `set_tsk_thread_flag()`.
+    pub fn add_work(&self, bits: u32) {
+        self.work.fetch_or(bits, Ordering::Release);
+    }
+
+    /// Is any work announced? (What the system-call and interrupt exits test.)
+    pub fn work_pending(&self) -> bool {
+        self.work.load(Ordering::Relaxed) != 0
+    }
+
+    /// Clears the work word, by the thread itself at its kernel exit, *before* it looks at the
+    /// state the bits announce (Acquire: it then sees every change whose bit it cleared). Work
+    /// announced from here on sets the word again, so none is lost.
+    pub fn take_work(&self) -> u32 {
+        self.work.swap(0, Ordering::Acquire)
+    }
+
+    /// Marks the thread to end at its next kernel exit (`execve` replaced it).
+    pub fn mark_leaving(&self) {
+        self.leaving.store(true, Ordering::Relaxed);
+        self.add_work(work::LEAVE);
     }
 
     /// Sets the PKRU this thread gets when it next runs: a tracer's `SETREGSET`, while the
     /// thread is stopped (switched out). Linux: `target->thread.pkru = …`.
     pub fn set_saved_pkru(&self, pkru: Pkru) {
-        *self.saved_pkru.lock() = pkru;
+        self.saved_pkru.store(pkru.bits(), Ordering::Relaxed);
     }
 }
 
@@ -292,7 +350,7 @@ pub fn current() -> Arc<Thread> {
 /// yield or exit — anything that switches threads; take [`current`] for that.
 #[inline(always)]
 pub fn with_current<R>(f: impl FnOnce(&Thread) -> R) -> R {
-    CURRENT.with(|t| f(t.expect("no current thread on this CPU")))
+    percpu::with_current_thread(|t| f(t.expect("no current thread on this CPU")))
 }
 
 /// The thread running on this CPU, if any.
@@ -302,7 +360,7 @@ pub fn try_current() -> Option<Arc<Thread>> {
 }
 
 fn set_current(thread: Arc<Thread>) -> Option<Arc<Thread>> {
-    percpu::this_cpu().set_current_tid(thread.tid);
+    percpu::this_cpu().set_current(Arc::as_ptr(&thread), thread.tid, &thread.work);
     CURRENT.replace(thread)
 }
 
@@ -313,22 +371,17 @@ fn set_current(thread: Arc<Thread>) -> Option<Arc<Thread>> {
 /// * Restore: WRPKRU `next`'s value — only if it differs from what the register holds, because
 ///   WRPKRU is comparatively slow. (Linux compares `prev->pkru != next->pkru`; pikku compares
 ///   with the register it just read, which is the same value.)
-/// * Kernel-only threads (the idle loop) are skipped on both sides: kernel code never depends
-///   on PKRU (it never restricts the kernel's own pages), so switching user A → idle → user A
-///   leaves A's value in the register and costs no WRPKRU at all. (Linux loads
-///   `init_pkru_value` for kernel threads instead; pikku's lazier rule is the cheaper one.)
-pub fn switch_pkru(prev: Option<&Thread>, next: &Thread) {
-    SWITCHES.add(1);
-    if !cpu::ospke() {
-        return;
-    }
-    let live = pkru::read();
-    if let Some(prev) = prev.filter(|p| !p.kernel_only) {
-        *prev.saved_pkru.lock() = live;
-    }
-    if !next.kernel_only {
-        pkru::write(next.saved_pkru());
-    }
+/// * Kernel-only threads (the idle loop) are no exception, as in Linux: kernel code never
+///   depends on PKRU (it never restricts the kernel's own pages), and an idle thread's saved
+///   value is simply what the register held when it last left — so user A → idle → user A
+///   costs no WRPKRU unless A's PKRU changed in between.
+///
+/// One OSPKE test, one RDPKRU, one store, one compare, no lock: [`pkru::switch`], which
+/// `make trace` lists instruction by instruction (`docs/trace.md`, "The PKRU part of a context
+/// switch").
+#[inline]
+pub fn switch_pkru(prev: &Thread, next: &Thread) {
+    pkru::switch(&prev.saved_pkru, &next.saved_pkru);
 }
 
 /// Makes `thread` current on this CPU (PKRU, address space), runs `f` as it, then switches
@@ -336,26 +389,34 @@ pub fn switch_pkru(prev: Option<&Thread>, next: &Thread) {
 pub fn run_as<R>(thread: &Arc<Thread>, f: impl FnOnce() -> R) -> R {
     let cpu = percpu::this_cpu();
     let prev = CURRENT.replace(thread.clone());
-    switch_pkru(prev.as_deref(), thread);
+    SWITCHES.inc();
+    match prev.as_deref() {
+        Some(prev) => switch_pkru(prev, thread),
+        None => pkru::write(thread.saved_pkru()),
+    }
     crate::mm::tlb::switch_mm(&thread.mm);
-    cpu.set_current_tid(thread.tid);
+    cpu.set_current(Arc::as_ptr(thread), thread.tid, &thread.work);
 
     let result = f();
 
     let ours = CURRENT.take();
     match prev {
         Some(prev) => {
-            switch_pkru(ours.as_deref(), &prev);
+            SWITCHES.inc();
+            match ours.as_deref() {
+                Some(ours) => switch_pkru(ours, &prev),
+                None => pkru::write(prev.saved_pkru()),
+            }
             crate::mm::tlb::switch_mm(&prev.mm);
-            cpu.set_current_tid(prev.tid);
+            cpu.set_current(Arc::as_ptr(&prev), prev.tid, &prev.work);
             CURRENT.replace(prev);
         }
         None => {
             if let Some(ours) = ours {
-                *ours.saved_pkru.lock() = pkru::read();
+                ours.set_saved_pkru(pkru::read());
             }
             crate::mm::tlb::leave_mm();
-            cpu.set_current_tid(0);
+            cpu.set_current(core::ptr::null(), 0, &percpu::NO_WORK);
         }
     }
     result
@@ -365,11 +426,12 @@ pub fn run_as<R>(thread: &Arc<Thread>, f: impl FnOnce() -> R) -> R {
 /// thread on CPU 0; an AP's own idle thread).
 pub fn install_idle_thread(thread: Arc<Thread>) {
     let cpu = percpu::this_cpu();
-    switch_pkru(None, &thread);
+    SWITCHES.inc();
+    pkru::write(thread.saved_pkru());
     crate::mm::tlb::switch_mm(&thread.mm);
     thread.on_cpu.store(true, Ordering::Relaxed);
     thread.cpu.store(cpu.cpu_id, Ordering::Relaxed);
-    cpu.set_current_tid(thread.tid);
+    cpu.set_current(Arc::as_ptr(&thread), thread.tid, &thread.work);
     sched::set_idle(thread.clone());
     CURRENT.replace(thread);
 }

@@ -154,34 +154,42 @@ fn must_leave(me: &Thread) -> bool {
     me.process.ended.load(Ordering::Acquire) || me.leaving.load(Ordering::Relaxed)
 }
 
-/// Has the current thread's return to user mode, with `rax` as the call's result, anything to
-/// do besides SYSRET — a signal or stop to act on, an end to meet (its process ended, `execve`
-/// replaced it), an interrupted call to restart? The system-call fast path's one question,
-/// asked with interrupts off right before SYSRET; "yes" sends it to [`kernel_exit`]. What
-/// other CPUs change here (a signal queued, `exit_group`, a stop, `execve`) they change before
-/// they wake or interrupt this thread. Linux: the `_TIF_WORK_SYSCALL_EXIT` test of
-/// `syscall_exit_to_user_mode_prepare()`.
+/// Has the current thread's return to user mode anything to do besides SYSRET — a signal or
+/// stop to act on, an end to meet (its process ended, `execve` replaced it), an interrupted call
+/// to restart? One load: the thread's work word ([`Thread::add_work`](super::Thread::add_work))
+/// — the test the SYSCALL stub makes in assembly (through `PerCpu::current_work`) right before
+/// SYSRET, with interrupts off, and the first thing [`kernel_exit`] asks. Linux: the
+/// `_TIF_WORK_SYSCALL_EXIT` test of `syscall_exit_to_user_mode_prepare()`.
+///
+/// An `ERESTART*` code in RAX needs no separate test: a call returns one only when it gave up
+/// because [`signal_pending`] said so, and that set the word (a tracer that writes one into a
+/// stopped thread's registers does so at a stop, which is the slow exit already).
 #[inline]
-pub fn exit_work_pending(rax: u64) -> bool {
-    super::with_current(|me| !crate::signal::nothing_pending(me) || must_leave(me))
-        || crate::signal::jobctl::may_be_restart_code(rax)
+pub fn exit_work_pending() -> bool {
+    super::with_current(|me| me.work_pending())
 }
 
 /// Everything a return to user mode must do — after a syscall, an interrupt or a fault from
-/// user mode, and before a new thread's first entry — with one look at the current thread: act
-/// on a pending signal (or stop), then end the thread if its process has ended (another thread
-/// called `exit_group`, a fatal signal arrived): it ends here, with nothing left on its kernel
-/// stack. (Linux checks pending fatal signals at the same place, in `exit_to_user_mode_loop()`.)
+/// user mode, and before a new thread's first entry. The common case is one load: the work
+/// word is clear, there is nothing to do. Otherwise the thread clears the word and only then
+/// looks at the state behind it (so work announced meanwhile sets the word again and is never
+/// lost): acts on a pending signal (or stop), then ends if its process has ended (another
+/// thread called `exit_group`, a fatal signal arrived) or `execve` replaced it — here, with
+/// nothing left on its kernel stack. (Linux: `exit_to_user_mode_loop()`, which also checks
+/// fatal signals there.)
 pub fn kernel_exit(frame: &mut crate::arch::x86_64::trap::TrapFrame) {
-    // The common case, looked at without taking a reference: nothing to deliver, no reason to
-    // end — only a system call that gave up for a signal since gone may need restarting.
-    if super::with_current(|me| crate::signal::nothing_pending(me) && !must_leave(me)) {
-        crate::signal::jobctl::restart_without_handler(frame);
+    if !exit_work_pending() {
         return;
     }
     let me = current();
+    me.take_work();
     crate::signal::deliver_pending(&me, frame);
     let leave = must_leave(&me);
+    if !leave && !crate::signal::nothing_pending(&me) {
+        // Still something to look at next time: a signal pending but blocked (a call that
+        // unblocks it must find it), or a stopped or traced process.
+        me.add_work(super::work::SIGNAL);
+    }
     drop(me);
     if leave {
         exit_current();
@@ -189,16 +197,28 @@ pub fn kernel_exit(frame: &mut crate::arch::x86_64::trap::TrapFrame) {
 }
 
 /// Must the current thread end (its process ended, or `execve` replaced it), so that a
-/// blocking call should give up with `EINTR`?
+/// blocking call should give up with `EINTR`? If so, its exit will see it too (the word is
+/// set here as well: the thread that ended the process may not have reached this one yet).
 pub fn killed() -> bool {
-    must_leave(&current())
+    let me = current();
+    let killed = must_leave(&me);
+    if killed {
+        me.add_work(super::work::LEAVE);
+    }
+    killed
 }
 
 /// Does the current thread have a signal to act on, or must it stop (so a blocking call gives
-/// up, with `EINTR` or one of the `ERESTART*` codes)? Linux: `signal_pending()`.
+/// up, with `EINTR` or one of the `ERESTART*` codes)? Linux: `signal_pending()`. If so, the
+/// thread's exit will look (the word is set here: the call's `ERESTART*` code must reach the
+/// slow exit even if the sender has not set the word yet).
 pub fn signal_pending() -> bool {
     let me = current();
-    me.signals.any_deliverable(me.blocked.load(Ordering::Relaxed)) || me.process.jobctl.group_stopped()
+    let pending = me.signals.any_deliverable(me.blocked.load(Ordering::Relaxed)) || me.process.jobctl.group_stopped();
+    if pending {
+        me.add_work(super::work::SIGNAL);
+    }
+    pending
 }
 
 /// Records this CPU's idle thread (the boot thread on CPU 0, an AP's own at its start).
@@ -436,11 +456,12 @@ pub fn terminate(process: &Arc<Process>, status: ExitStatus) {
 
 /// Wakes every thread of process `pid` (but `except`), so that each runs to its next kernel
 /// exit and ends there ([`kernel_exit`]). Threads that are ready or running already
-/// will do the same when they next reach a kernel exit.
+/// will do the same when they next reach a kernel exit (their work word says so).
 pub fn purge_threads(pid: u32, except: Option<u32>) {
     super::futex::forget_process(pid, except);
     for t in super::threads_of(pid) {
         if Some(t.tid) != except {
+            t.add_work(super::work::LEAVE);
             wake(t, WakeReason::Woken);
         }
     }
@@ -450,6 +471,7 @@ pub fn purge_threads(pid: u32, except: Option<u32>) {
 /// sleeps; a stopped one stays stopped unless its stop ended).
 pub fn wake_process(pid: u32) {
     for t in super::threads_of(pid) {
+        t.add_work(super::work::STOP);
         wake(t, WakeReason::Woken);
     }
 }
@@ -610,7 +632,8 @@ fn switch_to(prev: Arc<Thread>, next: Arc<Thread>) {
         MIGRATIONS.add(1);
     }
     set_current(next.clone());
-    switch_pkru(Some(&prev), &next);
+    super::SWITCHES.inc();
+    switch_pkru(&prev, &next);
     if let Some(fpu) = &prev.fpu {
         fpu.lock().save();
     }

@@ -43,7 +43,7 @@ pub struct Features {
 static FEATURES: Once<Features> = Once::new();
 static PKEY_SUPPORT: Once<Support> = Once::new();
 /// Fast copy of "OSPKE is on", read on the RDPKRU/WRPKRU paths.
-static OSPKE: AtomicBool = AtomicBool::new(false);
+pub(super) static OSPKE: AtomicBool = AtomicBool::new(false);
 
 /// CPUID with a sub-leaf.
 pub fn cpuid(leaf: u32, subleaf: u32) -> core::arch::x86_64::CpuidResult {

@@ -15,6 +15,7 @@
 
 use alloc::sync::Arc;
 use core::marker::PhantomData;
+use core::mem::size_of;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 use x86_64::registers::model_specific::{GsBase, KernelGsBase};
 use x86_64::VirtAddr;
@@ -37,6 +38,19 @@ pub struct PerCpu {
     /// The thread id this CPU runs (0 = none yet), for reports. The thread itself is found
     /// through `task::current()`, a `CpuLocalArc`.
     pub current_tid: AtomicU32,
+    /// The thread this CPU runs, borrowed: a raw copy of the pointer in `task`'s `CURRENT`
+    /// (which owns the reference), so that a system call reaches its thread with one GS load
+    /// ([`with_current_thread`]). Null while no thread is current. Written by this CPU only,
+    /// with `current_work`, in [`PerCpu::set_current`].
+    current_thread: AtomicPtr<crate::task::Thread>,
+    /// The running thread's "work pending" word (`task::Thread`'s `work`), which the SYSCALL
+    /// stub tests through GS right before SYSRET — one load for the pointer, one for the word.
+    /// Written by this CPU only, whenever it changes its current thread (the context switch,
+    /// `task::run_as`), before the new thread runs; [`NO_WORK`] while no thread is current.
+    pub current_work: AtomicPtr<AtomicU32>,
+    /// The [`AreaCounter`]s' slots: event counts kept in the area itself, so that counting is
+    /// one `inc` through GS (the PKRU counts on every `pkey_alloc` and context switch).
+    area_counters: [AtomicU64; AREA_COUNTERS],
     /// Timer ticks this CPU took.
     pub ticks: AtomicU64,
     /// Reschedule IPIs this CPU took.
@@ -61,6 +75,9 @@ impl PerCpu {
             apic_id: AtomicU32::new(0),
             online: AtomicBool::new(false),
             current_tid: AtomicU32::new(0),
+            current_thread: AtomicPtr::new(core::ptr::null_mut()),
+            current_work: AtomicPtr::new(core::ptr::null_mut()),
+            area_counters: [const { AtomicU64::new(0) }; AREA_COUNTERS],
             ticks: AtomicU64::new(0),
             reschedule_ipis: AtomicU64::new(0),
             shootdown_ipis: AtomicU64::new(0),
@@ -91,6 +108,7 @@ pub fn init_cpu(cpu: usize, apic_id: u32) {
     let area = &CPUS[cpu];
     area.self_ptr.store(area as *const PerCpu as u64, Ordering::Release);
     area.apic_id.store(apic_id, Ordering::Relaxed);
+    area.set_current(core::ptr::null(), 0, &NO_WORK);
     GsBase::write(VirtAddr::from_ptr(area));
     KernelGsBase::write(VirtAddr::new(0));
 }
@@ -157,11 +175,44 @@ pub fn this_cpu_index() -> usize {
     id as usize & (MAX_CPUS - 1)
 }
 
+/// The work word of "no thread": always 0 (what `current_work` points at before the first
+/// thread and between `task::run_as`'s threads). Nobody sets bits in it.
+pub static NO_WORK: AtomicU32 = AtomicU32::new(0);
+
 impl PerCpu {
-    /// Records which thread runs here (for reports).
-    pub fn set_current_tid(&self, tid: u32) {
+    /// Records which thread runs here (null: none): the thread itself (for
+    /// [`with_current_thread`]), its id (for reports) and its work word (for the SYSCALL exit).
+    /// `thread` and `work` must stay valid until the next call on this CPU: the caller (`task`)
+    /// holds the thread's `Arc` in its `CURRENT` for that long.
+    pub fn set_current(&self, thread: *const crate::task::Thread, tid: u32, work: *const AtomicU32) {
+        self.current_thread.store(thread.cast_mut(), Ordering::Relaxed);
         self.current_tid.store(tid, Ordering::Relaxed);
+        self.current_work.store(work.cast_mut(), Ordering::Relaxed);
     }
+}
+
+/// Runs `f` with a borrow of the thread this CPU runs (`None` before the first), taking no
+/// reference count: one GS-relative load. `f` must not switch threads — only a switch on this
+/// CPU changes the pointer, and that is what would end the borrow. (Linux: `current`, one
+/// `mov` from `gs:`.)
+#[inline(always)]
+pub fn with_current_thread<R>(f: impl FnOnce(Option<&crate::task::Thread>) -> R) -> R {
+    let ptr: *const crate::task::Thread;
+    // SAFETY: GS base points at this CPU's `PerCpu` (from `init_cpu` on); `current_thread` sits
+    // at its `offset_of!` offset. The read has no side effects.
+    unsafe {
+        core::arch::asm!(
+            "mov {ptr}, gs:[{current}]",
+            ptr = out(reg) ptr,
+            current = const core::mem::offset_of!(PerCpu, current_thread),
+            options(nostack, readonly, preserves_flags),
+        )
+    };
+    // SAFETY: a non-null pointer was stored by `set_current` from a thread whose `Arc` the
+    // caller keeps in `task`'s `CURRENT` until the next `set_current` on this CPU — which
+    // cannot run while `f` does: interrupts are off, other CPUs never write this area, and `f`
+    // does not switch threads (the caller's promise, above).
+    f(unsafe { ptr.as_ref() })
 }
 
 /// One `Arc<T>` per CPU that only its own CPU reads or replaces, always with interrupts off —
@@ -203,20 +254,6 @@ impl<T> CpuLocalArc<T> {
             Arc::increment_strong_count(ptr);
             Some(Arc::from_raw(ptr))
         }
-    }
-
-    /// Runs `f` with a borrow of this CPU's value, taking no reference count — for a short look
-    /// (a field, a lock) on a hot path. `f` must not switch threads: only a switch on this CPU
-    /// replaces the slot, and that is what would end the borrow. (Always inlined: it is a few
-    /// instructions, on every system call's path.)
-    #[inline(always)]
-    pub fn with<R>(&self, f: impl FnOnce(Option<&T>) -> R) -> R {
-        let ptr = self.slot().load(Ordering::Relaxed);
-        // SAFETY: a non-null `ptr` came from `Arc::into_raw` in `replace`, and the slot keeps that
-        // reference until `replace`/`take` run on this CPU — which cannot happen while `f` runs:
-        // interrupts are off, other CPUs never touch this slot, and `f` does not switch threads
-        // (the caller's promise, above).
-        f(unsafe { ptr.as_ref() })
     }
 
     /// Makes `value` this CPU's value; returns the previous one.
@@ -275,6 +312,58 @@ impl Counter {
     #[cfg(test)] // the tests compare one CPU's counts
     pub fn of(&self, cpu: usize) -> u64 {
         self.slots.get(cpu).map_or(0, |s| s.load(Ordering::Relaxed))
+    }
+}
+
+/// How many [`AreaCounter`] slots each [`PerCpu`] has (the slot numbers are in [`area_slot`]).
+const AREA_COUNTERS: usize = 4;
+
+/// The slot of each [`AreaCounter`]: one name per slot, so that no two counters share one.
+pub mod area_slot {
+    pub const RDPKRU_DONE: usize = 0;
+    pub const WRPKRU_DONE: usize = 1;
+    pub const WRPKRU_SKIPPED: usize = 2;
+    pub const SWITCHES: usize = 3;
+}
+
+/// A [`Counter`] for the hottest paths, kept in slot `SLOT` of each CPU's own [`PerCpu`]: counting
+/// is one `inc qword ptr gs:[…]` (a [`Counter`] takes four instructions: the CPU index, its
+/// mask, the array's address, the add). Same rules: only this CPU writes its slot, with
+/// interrupts off; a report sums every CPU's.
+pub struct AreaCounter<const SLOT: usize>;
+
+impl<const SLOT: usize> AreaCounter<SLOT> {
+    /// The slot's offset in [`PerCpu`] (for assembly that counts by itself).
+    pub const OFFSET: usize = {
+        assert!(SLOT < AREA_COUNTERS, "no such per-CPU counter slot");
+        core::mem::offset_of!(PerCpu, area_counters) + SLOT * size_of::<AtomicU64>()
+    };
+
+    /// Adds 1 to this CPU's slot.
+    #[inline(always)]
+    pub fn inc(&self) {
+        // SAFETY: GS base points at this CPU's `PerCpu` from `init_cpu` on (before any counted
+        // event); the slot is an `AtomicU64` at a fixed offset of the `repr(C)` struct, written
+        // only by its own CPU, with interrupts off (so this non-atomic add races with nobody
+        // that writes it; readers on other CPUs see the old or the new value).
+        unsafe {
+            core::arch::asm!(
+                "inc qword ptr gs:[{offset}]",
+                offset = const Self::OFFSET,
+                options(nostack),
+            )
+        };
+    }
+
+    /// The sum over every CPU.
+    pub fn sum(&self) -> u64 {
+        CPUS.iter().map(|c| c.area_counters[SLOT].load(Ordering::Relaxed)).sum()
+    }
+
+    /// This CPU's own count.
+    #[cfg(test)] // the tests compare one CPU's counts
+    pub fn here(&self) -> u64 {
+        this_cpu().area_counters[SLOT].load(Ordering::Relaxed)
     }
 }
 

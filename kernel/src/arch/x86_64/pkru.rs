@@ -13,18 +13,23 @@
 
 #[cfg(test)]
 use super::extable::Fault;
+use core::sync::atomic::AtomicU32;
+
+use super::percpu::{area_slot, AreaCounter};
 use pkeys::{Pkru, PkruRegister};
 
 /// Counts for tests and the demo: WRPKRUs executed, WRPKRUs avoided because the value was
 /// already there, RDPKRUs executed.
-pub static WRPKRU_DONE: super::percpu::Counter = super::percpu::Counter::new();
-pub static WRPKRU_SKIPPED: super::percpu::Counter = super::percpu::Counter::new();
-pub static RDPKRU_DONE: super::percpu::Counter = super::percpu::Counter::new();
+/// (Per-CPU counters in each CPU's own area: one instruction each, on every `pkey_alloc` and
+/// every context switch.)
+pub static WRPKRU_DONE: AreaCounter<{ area_slot::WRPKRU_DONE }> = AreaCounter;
+pub static WRPKRU_SKIPPED: AreaCounter<{ area_slot::WRPKRU_SKIPPED }> = AreaCounter;
+pub static RDPKRU_DONE: AreaCounter<{ area_slot::RDPKRU_DONE }> = AreaCounter;
 
 #[inline]
 fn rdpkru() -> u32 {
     debug_assert!(super::cpu::ospke());
-    RDPKRU_DONE.add(1);
+    RDPKRU_DONE.inc();
     let value: u32;
     // SAFETY: only called with OSPKE on (CR4.PKE set), so RDPKRU is defined; ECX = 0 as
     // required; it reads a register and touches no memory.
@@ -37,7 +42,7 @@ fn rdpkru() -> u32 {
 #[inline]
 fn wrpkru(value: u32) {
     debug_assert!(super::cpu::ospke());
-    WRPKRU_DONE.add(1);
+    WRPKRU_DONE.inc();
     // SAFETY: only called with OSPKE on; ECX = EDX = 0 as required. PKRU governs user-mode
     // pages only (and supervisor accesses to them), so no kernel data becomes unreachable.
     // Not `nomem`: later memory accesses depend on the new value, so the compiler must not move
@@ -65,10 +70,73 @@ pub fn write(value: Pkru) {
         return;
     }
     if rdpkru() == value.bits() {
-        WRPKRU_SKIPPED.add(1);
+        WRPKRU_SKIPPED.inc();
         return;
     }
     wrpkru(value.bits());
+}
+
+/// Replaces PKRU with `f(PKRU)`: [`write()`] for a caller that reads the register first — one
+/// OSPKE check and one RDPKRU where [`read()`] then [`write()`] would take two of each. Nothing
+/// without OSPKE (`f` is not even called).
+#[inline]
+pub fn update(f: impl FnOnce(Pkru) -> Pkru) {
+    if !super::cpu::ospke() {
+        return;
+    }
+    let old = rdpkru();
+    let new = f(Pkru::from_bits(old)).bits();
+    if new == old {
+        WRPKRU_SKIPPED.inc();
+        return;
+    }
+    wrpkru(new);
+}
+
+/// The PKRU part of a context switch (`task::switch_pkru`; Linux: `x86_pkru_load()`): the live
+/// PKRU goes into `prev` (the thread leaving), and `next`'s value into the register — unless
+/// it is already there (the common case: WRPKRU is the slow one). Nothing without OSPKE.
+///
+/// Written out in assembly because it runs on every switch, and a function of its own (never
+/// inlined) because `make trace` lists exactly its instructions (`docs/trace.md`, "The PKRU
+/// part of a context switch"): one OSPKE test, one RDPKRU, one store, one compare — the
+/// [`WRPKRU_SKIPPED`] count, and the return. No lock. (Its RDPKRU is not counted in
+/// [`RDPKRU_DONE`]: every switch with OSPKE does exactly one, and `task::SWITCHES` counts the
+/// switches.)
+#[inline(never)]
+pub fn switch(prev: &AtomicU32, next: &AtomicU32) {
+    // SAFETY: RDPKRU/WRPKRU run only after the OSPKE byte (`cpu::OSPKE`, an `AtomicBool` set
+    // once at boot, read here as the byte it is) said CR4.PKE is set; ECX = 0 for both and
+    // EDX = 0 for WRPKRU (RDPKRU clears EDX and leaves ECX); `prev` and `next` are `AtomicU32`s
+    // read and written with plain 32-bit moves (atomic on x86); the counters are this CPU's
+    // own per-CPU slots. Not `nomem`: later accesses to user pages depend on the new PKRU.
+    unsafe {
+        core::arch::asm!(
+            "cmp byte ptr [rip + {ospke}], 0",
+            "je 3f",
+            "xor ecx, ecx",
+            "rdpkru",                       // EAX = the live PKRU, EDX = 0
+            "mov [{prev}], eax",
+            "cmp eax, [{next}]",
+            "je 2f",
+            "mov eax, [{next}]",
+            "wrpkru",
+            "inc qword ptr gs:[{done}]",
+            "jmp 3f",
+            "2:",
+            "inc qword ptr gs:[{skipped}]",
+            "3:",
+            ospke = sym super::cpu::OSPKE,
+            prev = in(reg) prev.as_ptr(),
+            next = in(reg) next.as_ptr(),
+            done = const AreaCounter::<{ area_slot::WRPKRU_DONE }>::OFFSET,
+            skipped = const AreaCounter::<{ area_slot::WRPKRU_SKIPPED }>::OFFSET,
+            out("eax") _,
+            out("ecx") _,
+            out("edx") _,
+            options(nostack),
+        );
+    }
 }
 
 /// The calling thread's PKRU register.
@@ -82,6 +150,10 @@ impl PkruRegister for CurrentPkru {
     #[inline]
     fn write(&mut self, value: Pkru) {
         write(value)
+    }
+    #[inline]
+    fn update(&mut self, f: impl FnOnce(Pkru) -> Pkru) {
+        update(f)
     }
 }
 
