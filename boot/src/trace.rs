@@ -370,7 +370,7 @@ pub fn run() -> Result<String, Error> {
             let steps = listings.pkru_switch.lines().count();
             let per_switch = if listings.switches == 0 { 0.0 } else { steps as f64 / listings.switches as f64 };
             writeln!(md, "### The PKRU part of a context switch: pikku {per_switch:.1} instructions per switch, PKRU unchanged\n").unwrap();
-            writeln!(md, "`{PKRU_SWITCH_FUNCTION}` (Linux: `x86_pkru_load()`) in the round trip above: {steps} instructions in {} switches, its `ret` included (the `call` and its two arguments, the threads' saved-PKRU words, are `switch_to`'s). No lock: one OSPKE test, one RDPKRU, the store into the thread leaving, the compare that skips WRPKRU, and the per-CPU count of skipped WRPKRUs:\n\n```\n{}```\n", listings.switches, listings.pkru_switch).unwrap();
+            writeln!(md, "`{PKRU_SWITCH_FUNCTION}` (Linux: `x86_pkru_load()`) in the round trip above: {steps} instructions in {} switches, its `ret` included (the `call` and its two arguments, the threads' saved-PKRU words, are `switch_to`'s). No lock: the OSPKE test, the ECX zeroing, one RDPKRU, the store into the thread leaving, the compare that skips WRPKRU, and the return (only a switch that writes PKRU counts, in two per-CPU counters):\n\n```\n{}```\n", listings.switches, listings.pkru_switch).unwrap();
         }
     }
     let path = crate::repo_root().join("docs").join("trace.md");

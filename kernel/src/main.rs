@@ -238,7 +238,7 @@ fn run_init() -> ! {
         task::limits::max_tasks()
     );
     log_info!(
-        "scheduler: {} switches, {} preemptive ({} ticks at {} Hz); WRPKRU {} done, {} skipped; {} migrations, {} idle CPUs woken; \
+        "scheduler: {} switches, {} preemptive ({} ticks at {} Hz); WRPKRU {} done, {} skipped by PKRU updates, {} by switches; {} migrations, {} idle CPUs woken; \
          TLB shootdowns: {} needed another CPU, {} requests served",
         task::SWITCHES.sum(),
         task::sched::PREEMPTIONS.sum(),
@@ -246,6 +246,8 @@ fn run_init() -> ! {
         arch::x86_64::timer::HZ,
         arch::x86_64::pkru::WRPKRU_DONE.sum(),
         arch::x86_64::pkru::WRPKRU_SKIPPED.sum(),
+        // Every switch with OSPKE compares; those that did not write found the value there.
+        if arch::x86_64::cpu::ospke() { task::SWITCHES.sum().saturating_sub(arch::x86_64::pkru::SWITCH_WRPKRU.sum()) } else { 0 },
         task::sched::MIGRATIONS.sum(),
         task::sched::KICKS.sum(),
         arch::x86_64::shootdown::SENT.sum(),

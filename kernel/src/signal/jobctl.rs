@@ -133,14 +133,28 @@ impl JobControl {
         self.active.load(Ordering::Relaxed)
     }
 
-    /// The tracer's pid, if traced.
+    /// The tracer's pid, if traced. Inline, the lock out of line: every signal delivery asks,
+    /// and for the untraced, unstopped process (nearly every one) the answer is one load.
+    #[inline]
     pub fn tracer(&self) -> Option<u32> {
-        if self.active() { self.state.lock().tracer } else { None }
+        if self.active() { self.tracer_locked() } else { None }
+    }
+
+    #[inline(never)]
+    fn tracer_locked(&self) -> Option<u32> {
+        self.state.lock().tracer
     }
 
     /// Is a group stop in effect? (A sleeping call gives up so that its thread can stop.)
+    /// Inline with the lock out of line, as [`JobControl::tracer`].
+    #[inline]
     pub fn group_stopped(&self) -> bool {
-        self.active() && self.state.lock().group_stop.is_some()
+        self.active() && self.group_stopped_locked()
+    }
+
+    #[inline(never)]
+    fn group_stopped_locked(&self) -> bool {
+        self.state.lock().group_stop.is_some()
     }
 }
 

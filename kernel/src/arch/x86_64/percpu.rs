@@ -316,7 +316,7 @@ impl Counter {
 }
 
 /// How many [`AreaCounter`] slots each [`PerCpu`] has (the slot numbers are in [`area_slot`]).
-const AREA_COUNTERS: usize = 4;
+const AREA_COUNTERS: usize = 5;
 
 /// The slot of each [`AreaCounter`]: one name per slot, so that no two counters share one.
 pub mod area_slot {
@@ -324,6 +324,7 @@ pub mod area_slot {
     pub const WRPKRU_DONE: usize = 1;
     pub const WRPKRU_SKIPPED: usize = 2;
     pub const SWITCHES: usize = 3;
+    pub const SWITCH_WRPKRU: usize = 4;
 }
 
 /// A [`Counter`] for the hottest paths, kept in slot `SLOT` of each CPU's own [`PerCpu`]: counting

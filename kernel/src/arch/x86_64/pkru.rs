@@ -18,12 +18,15 @@ use core::sync::atomic::AtomicU32;
 use super::percpu::{area_slot, AreaCounter};
 use pkeys::{Pkru, PkruRegister};
 
-/// Counts for tests and the demo: WRPKRUs executed, WRPKRUs avoided because the value was
-/// already there, RDPKRUs executed.
+/// Counts for tests and the demo: WRPKRUs executed, WRPKRUs a PKRU update avoided because the
+/// value was already there, RDPKRUs executed, and the context switches that had to write PKRU
+/// (a switch that finds the value already there counts nothing: the scheduler's count of
+/// switches, `task::SWITCHES`, less this one, is the WRPKRUs switches avoided).
 /// (Per-CPU counters in each CPU's own area: one instruction each, on every `pkey_alloc` and
-/// every context switch.)
+/// every context switch that writes PKRU.)
 pub static WRPKRU_DONE: AreaCounter<{ area_slot::WRPKRU_DONE }> = AreaCounter;
 pub static WRPKRU_SKIPPED: AreaCounter<{ area_slot::WRPKRU_SKIPPED }> = AreaCounter;
+pub static SWITCH_WRPKRU: AreaCounter<{ area_slot::SWITCH_WRPKRU }> = AreaCounter;
 pub static RDPKRU_DONE: AreaCounter<{ area_slot::RDPKRU_DONE }> = AreaCounter;
 
 #[inline]
@@ -99,10 +102,11 @@ pub fn update(f: impl FnOnce(Pkru) -> Pkru) {
 ///
 /// Written out in assembly because it runs on every switch, and a function of its own (never
 /// inlined) because `make trace` lists exactly its instructions (`docs/trace.md`, "The PKRU
-/// part of a context switch"): one OSPKE test, one RDPKRU, one store, one compare — the
-/// [`WRPKRU_SKIPPED`] count, and the return. No lock. (Its RDPKRU is not counted in
-/// [`RDPKRU_DONE`]: every switch with OSPKE does exactly one, and `task::SWITCHES` counts the
-/// switches.)
+/// part of a context switch"): when PKRU is unchanged, one OSPKE test and its branch, the ECX
+/// zeroing, one RDPKRU, one store, one compare and its branch, and the return — eight, no lock,
+/// nothing counted (the issue's target). Only a switch that writes counts, in [`WRPKRU_DONE`]
+/// and [`SWITCH_WRPKRU`]. (Its RDPKRU is not counted in [`RDPKRU_DONE`] either: every switch
+/// with OSPKE does exactly one, and `task::SWITCHES` counts the switches.)
 #[inline(never)]
 pub fn switch(prev: &AtomicU32, next: &AtomicU32) {
     // SAFETY: RDPKRU/WRPKRU run only after the OSPKE byte (`cpu::OSPKE`, an `AtomicBool` set
@@ -118,19 +122,17 @@ pub fn switch(prev: &AtomicU32, next: &AtomicU32) {
             "rdpkru",                       // EAX = the live PKRU, EDX = 0
             "mov [{prev}], eax",
             "cmp eax, [{next}]",
-            "je 2f",
+            "je 3f",
             "mov eax, [{next}]",
             "wrpkru",
             "inc qword ptr gs:[{done}]",
-            "jmp 3f",
-            "2:",
-            "inc qword ptr gs:[{skipped}]",
+            "inc qword ptr gs:[{switch_writes}]",
             "3:",
             ospke = sym super::cpu::OSPKE,
             prev = in(reg) prev.as_ptr(),
             next = in(reg) next.as_ptr(),
             done = const AreaCounter::<{ area_slot::WRPKRU_DONE }>::OFFSET,
-            skipped = const AreaCounter::<{ area_slot::WRPKRU_SKIPPED }>::OFFSET,
+            switch_writes = const AreaCounter::<{ area_slot::SWITCH_WRPKRU }>::OFFSET,
             out("eax") _,
             out("ecx") _,
             out("edx") _,
