@@ -327,7 +327,7 @@ pub fn force_fault(thread: &task::Thread, info: SigInfo) -> bool {
         sched::terminate(&thread.process, ExitStatus::Signaled(info.signo));
         return false;
     }
-    queue(&thread, info);
+    queue(thread, info);
     true
 }
 
