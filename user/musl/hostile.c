@@ -16,7 +16,11 @@
  *  7. Full pipes (64 KiB each) until pipe() fails with EMFILE.
  *  8. 100,000 unknown system calls while an output line is open (pikku logs each one).
  *  9. A 64 TiB PROT_NONE | MAP_NORESERVE reservation with three pages made writable and touched,
- *     then madvise(MADV_DONTNEED) and munmap over the whole of it. */
+ *     then madvise(MADV_DONTNEED) and munmap over the whole of it.
+ * 10. A signal handler whose address is not in user space — the first non-canonical address
+ *     (2^47), the first kernel-half address, the top user page (unmapped) — and a signal raised:
+ *     the child dies of SIGSEGV (the return to a non-canonical RIP must not be tried: IRETQ would
+ *     fault in ring 0). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
@@ -238,12 +242,37 @@ static void step9(void) {
     printf("step 9: munmap of all 64 TiB = %s\n", err(raw(SYS_munmap, (long)p, size, 0, 0, 0, 0)));
 }
 
+static void step10(void) {
+    static const uint64_t handlers[] = {0x800000000000ull, 0xffff800000000000ull, 0x7ffffffff000ull};
+    static const char *const names[] = {"2^47 (non-canonical)", "the kernel half", "the top user page"};
+    for (int i = 0; i < 3; i++) {
+        pid_t pid = fork();
+        if (pid == 0) {
+            struct sigaction sa;
+            memset(&sa, 0, sizeof sa);
+            sa.sa_handler = (void (*)(int))(uintptr_t)handlers[i];
+            int r = sigaction(SIGUSR1, &sa, 0);
+            printf("step 10: sigaction with a handler at %s = %s\n", names[i], r ? errname(errno) : "0");
+            fflush(stdout);
+            raise(SIGUSR1);
+            printf("step 10: the handler at %s returned\n", names[i]);
+            fflush(stdout);
+            _exit(0);
+        }
+        int st;
+        waitpid(pid, &st, 0);
+        char what[80];
+        snprintf(what, sizeof what, "step 10: child with a handler at %s", names[i]);
+        ended(what, st);
+    }
+}
+
 /* `hostile` runs every step; `hostile N` only step N (to look at one on its own). */
 int main(int argc, char **argv) {
-    static void (*const steps[])(void) = {step1, step2, step3, step4, step5, step6, step7, step8, step9};
+    static void (*const steps[])(void) = {step1, step2, step3, step4, step5, step6, step7, step8, step9, step10};
     setvbuf(stdout, 0, _IOLBF, 0);
     int only = argc > 1 ? atoi(argv[1]) : 0;
-    for (int i = 0; i < 9; i++)
+    for (int i = 0; i < 10; i++)
         if (!only || only == i + 1) steps[i]();
     printf("hostile: survived every step\n");
     return 0;

@@ -160,6 +160,16 @@ pub fn setup(thread: &Arc<Thread>, frame: &mut TrapFrame, info: &SigInfo, action
         // x86-64 has no kernel-provided return trampoline: Linux refuses (-EFAULT).
         return Err(Errno::EFAULT);
     }
+    // The handler's address becomes the user RIP, and `rt_sigaction` takes any value. One that
+    // is not a user address must never reach IRETQ: a non-canonical RIP makes IRETQ fault *in
+    // ring 0*, after SWAPGS, on real CPUs (SDM Vol. 2A "IRET/IRETD/IRETQ—Interrupt Return":
+    // #GP(0) if the return RIP is non-canonical; QEMU's TCG does not model it). Linux lets the
+    // IRET fault and turns it into SIGSEGV in its `bad_iret` fixup; pikku refuses the frame
+    // before writing it — the same SIGSEGV end for the program (the `hostile` case, step 10),
+    // the same check `sigreturn` makes below.
+    if action.handler >= USER_END {
+        return Err(Errno::EFAULT);
+    }
     // Linux `get_sigframe()`: the alternate stack is entered only by a handler with
     // SA_ONSTACK, from outside it (judged below the red zone); a frame that ends up off the
     // alternate stack it was meant for ("overflowed sigaltstack") is refused — SIGSEGV.
