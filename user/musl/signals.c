@@ -142,6 +142,10 @@ static void on_usr2(int sig) {
     on_alt = &local >= altstack && &local < altstack + sizeof altstack;
 }
 
+static void disable_altstack_on_return(int sig, siginfo_t *si, void *ctx) {
+    (void)sig, (void)si;
+    ((ucontext_t *)ctx)->uc_stack.ss_flags = SS_DISABLE;
+}
 
 /* The interrupted code's FPU state survives a handler, and the handler starts from a clean
  * one: xmm2 and MXCSR (rounding mode "down") are set, SIGUSR1 is raised by a `syscall` inside
@@ -337,6 +341,20 @@ int main(void) {
     sigaction(SIGUSR2, &sa, 0);
     raise(SIGUSR2);
     printf("SIGUSR2 handler ran on the alternate stack: %s\n", on_alt ? "yes" : "no");
+    /* 3b. rt_sigreturn sets the alternate stack from uc_stack as sigaltstack would — which
+     * refuses while running on it. A handler on the alternate stack (entered from the main
+     * stack) writes SS_DISABLE there: Linux 6.12 leaves the alternate stack on (flags 0), so
+     * the "running on it" test sees the handler's stack, not the restored one. */
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = disable_altstack_on_return;
+    sa.sa_flags = SA_ONSTACK | SA_SIGINFO;
+    sigaction(SIGUSR2, &sa, 0);
+    raise(SIGUSR2);
+    stack_t now;
+    memset(&now, 0, sizeof now);
+    sigaltstack(0, &now);
+    printf("handler on the alternate stack wrote SS_DISABLE into uc_stack: after sigreturn, flags %d\n", now.ss_flags);
+    printf("sigaltstack again = %d\n", sigaltstack(&ss, 0));
 
     /* 4. A signal from the parent interrupts pause() in the child, whose handler runs. */
     fflush(stdout);

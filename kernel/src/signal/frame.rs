@@ -21,7 +21,7 @@ use alloc::sync::Arc;
 use core::sync::atomic::Ordering;
 use pkeys::{Errno, Pkru};
 
-use super::{AltStack, SigAction, SigInfo, SA_ONSTACK, SA_RESTORER};
+use super::{AltStack, SigAction, SigInfo, SA_ONSTACK, SA_RESTORER, SS_DISABLE, SS_ONSTACK};
 use crate::arch::x86_64::fpu::{self, Method, XFEATURE_PKRU};
 use crate::arch::x86_64::gdt::{USER_CS, USER_SS};
 use crate::arch::x86_64::paging::USER_END;
@@ -38,9 +38,6 @@ const FRAME_SIZE: u64 = core::mem::size_of::<RtSigframe>() as u64;
 const UC_FP_XSTATE: u64 = 1;
 const UC_SIGCONTEXT_SS: u64 = 2;
 const UC_STRICT_RESTORE_SS: u64 = 4;
-/// `uc_stack.ss_flags`: on the alternate stack; no alternate stack.
-const SS_ONSTACK: i32 = 1;
-const SS_DISABLE: i32 = 2;
 /// RFLAGS bits a signal frame may change (Linux `FIX_EFLAGS`): AC, OF, DF, TF, SF, ZF, AF, PF,
 /// CF, RF.
 const FIX_EFLAGS: u64 = 0x40000 | 0x800 | 0x400 | 0x100 | 0x80 | 0x40 | 0x10 | 0x4 | 0x1 | 0x10000;
@@ -249,7 +246,7 @@ pub fn sigreturn(thread: &Thread, frame: &mut TrapFrame) -> Result<u64, Errno> {
     // The frame sits at rsp - 8 (rsp in 0..7 wraps to the top of the address space): the
     // whole frame must be user memory before any offset is added (Linux: `access_ok()`).
     let rt = UserRange::new(frame.rsp.wrapping_sub(8), FRAME_SIZE).ok_or(Errno::EFAULT)?;
-    let interrupted_rsp = frame.rsp;
+    let handler_rsp = frame.rsp;
     // Linux's order (`rt_sigreturn()`, `restore_sigcontext()`): the mask, the registers, the
     // FPU state, the alternate stack. The registers go straight from the user stack into the
     // trap frame and are checked there: a frame that fails kills the process, so what was
@@ -292,13 +289,13 @@ pub fn sigreturn(thread: &Thread, frame: &mut TrapFrame) -> Result<u64, Errno> {
     frame.error_code = u64::MAX;
     thread.blocked.store(sigmask & !((1 << 8) | (1 << 18)), Ordering::Relaxed);
     restore_fpu(thread, fpstate)?;
-    // The alternate stack, unless we are running on it (Linux `restore_altstack()` ignores all
-    // but EFAULT there). One lock for the look and the change.
-    let mut altstack = thread.signals.altstack.lock();
-    if !altstack.is_some_and(|s| s.contains(interrupted_rsp)) {
-        *altstack = if ss_flags & SS_DISABLE != 0 || ss_size < 2048 { None } else { Some(AltStack { sp: ss_sp, size: ss_size }) };
-    }
-    drop(altstack);
+    // The alternate stack, as `sigaltstack` would set it (Linux `restore_altstack()` →
+    // `do_sigaltstack()`, whose errors it ignores but EFAULT — handled above), judged by the
+    // stack pointer the handler left (`handler_rsp`), not the restored one: measured on Linux
+    // 6.12, a handler on the alternate stack that writes SS_DISABLE into `uc_stack` after being
+    // entered from the main stack leaves the alternate stack on (`signals` case, 3b), although
+    // a reading of `rt_sigreturn()` suggests the restored pointer.
+    let _ = super::set_altstack(thread, handler_rsp, ss_sp, ss_flags, ss_size);
     Ok(frame.rax)
 }
 

@@ -497,10 +497,36 @@ pub fn sys_rt_sigaction(sig: u64, act: u64, oact: u64, sigsetsize: u64) -> Resul
 
 /// `sigaltstack(ss, old_ss)`. Linux: `do_sigaltstack()`: unknown flags `EINVAL`, a size below
 /// `MINSIGSTKSZ` (2048) `ENOMEM`, changing it while running on it `EPERM`.
+/// `stack_t.ss_flags` (`sigaltstack`, `uc_stack`): on the alternate stack; no alternate stack;
+/// disarm it while a handler runs on it.
+const SS_ONSTACK: i32 = 1;
+const SS_DISABLE: i32 = 2;
+const SS_AUTODISARM: i32 = 1 << 31;
+
+/// Sets the calling thread's alternate signal stack from a user `stack_t` (`sp`, `flags`,
+/// `size`), with Linux's checks in Linux's order (`do_sigaltstack()`): not while running on the
+/// current one (judged at `user_rsp`) — EPERM; a mode other than 0, SS_ONSTACK, SS_DISABLE —
+/// EINVAL; SS_DISABLE turns it off; a size below MINSIGSTKSZ (2,048) — ENOMEM. On an error
+/// nothing changes. `sigaltstack` and `rt_sigreturn` (which ignores the error) share it.
+pub fn set_altstack(thread: &task::Thread, user_rsp: u64, sp: u64, flags: i32, size: u64) -> Result<(), Errno> {
+    if thread.signals.on_altstack(user_rsp) {
+        return Err(Errno::EPERM);
+    }
+    let mode = flags & !SS_AUTODISARM;
+    if mode != SS_DISABLE && mode != SS_ONSTACK && mode != 0 {
+        return Err(Errno::EINVAL);
+    }
+    *thread.signals.altstack.lock() = if mode == SS_DISABLE {
+        None
+    } else if size < 2048 {
+        return Err(Errno::ENOMEM);
+    } else {
+        Some(AltStack { sp, size })
+    };
+    Ok(())
+}
+
 pub fn sys_sigaltstack(ss: u64, old: u64, user_rsp: u64) -> Result<u64, Errno> {
-    const SS_ONSTACK: i32 = 1;
-    const SS_DISABLE: i32 = 2;
-    const SS_AUTODISARM: i32 = 1 << 31;
     // Linux's order: read the new stack (EFAULT before anything changes), act on it, and only
     // then write the old one out — so an unwritable `old` is EFAULT with the new stack set.
     let new = if ss != 0 {
@@ -517,21 +543,7 @@ pub fn sys_sigaltstack(ss: u64, old: u64, user_rsp: u64) -> Result<u64, Errno> {
     let current = *thread.signals.altstack.lock();
     let on_stack = thread.signals.on_altstack(user_rsp);
     if let Some((sp, flags, size)) = new {
-        if on_stack {
-            return Err(Errno::EPERM);
-        }
-        let mode = flags & !SS_AUTODISARM;
-        if mode != SS_DISABLE && mode != SS_ONSTACK && mode != 0 {
-            return Err(Errno::EINVAL);
-        }
-        if mode == SS_DISABLE {
-            *thread.signals.altstack.lock() = None;
-        } else {
-            if size < 2048 {
-                return Err(Errno::ENOMEM);
-            }
-            *thread.signals.altstack.lock() = Some(AltStack { sp, size });
-        }
+        set_altstack(&thread, user_rsp, sp, flags, size)?;
     }
     if old != 0 {
         let mut b = [0u8; 24];
