@@ -374,7 +374,9 @@ enum Taken {
 fn deliver_slow(thread: &Arc<task::Thread>, frame: &mut TrapFrame) {
     loop {
         jobctl::stop_if_group_stopped(thread, frame);
-        if sched::killed() {
+        // Ended meanwhile (another thread's exit_group, a fatal signal): `kernel_exit`, which
+        // called us, looks at the same state next and ends the thread.
+        if sched::must_leave(thread) {
             return;
         }
         match deliver_one(thread, frame) {
@@ -508,15 +510,18 @@ const SS_AUTODISARM: i32 = 1 << 31;
 /// current one (judged at `user_rsp`) — EPERM; a mode other than 0, SS_ONSTACK, SS_DISABLE —
 /// EINVAL; SS_DISABLE turns it off; a size below MINSIGSTKSZ (2,048) — ENOMEM. On an error
 /// nothing changes. `sigaltstack` and `rt_sigreturn` (which ignores the error) share it.
+#[inline(always)] // rt_sigreturn's hot path: inline, the checks fold into its own
 pub fn set_altstack(thread: &task::Thread, user_rsp: u64, sp: u64, flags: i32, size: u64) -> Result<(), Errno> {
-    if thread.signals.on_altstack(user_rsp) {
+    // One lock for the look and the change.
+    let mut altstack = thread.signals.altstack.lock();
+    if altstack.is_some_and(|s| s.contains(user_rsp)) {
         return Err(Errno::EPERM);
     }
     let mode = flags & !SS_AUTODISARM;
     if mode != SS_DISABLE && mode != SS_ONSTACK && mode != 0 {
         return Err(Errno::EINVAL);
     }
-    *thread.signals.altstack.lock() = if mode == SS_DISABLE {
+    *altstack = if mode == SS_DISABLE {
         None
     } else if size < 2048 {
         return Err(Errno::ENOMEM);

@@ -309,9 +309,13 @@ impl Thread {
     /// Call it after changing the state the bits stand for and before waking or interrupting
     /// the thread: its exit clears the word and *then* looks at that state, so either it sees
     /// the change or the bit survives to its next exit. (Release: a thread that sees the bit
-    /// sees the change.) Linux: `set_tsk_thread_flag()`.
+    /// sees the change.) Then, if the thread is running on another CPU, that CPU gets the
+    /// reschedule IPI, so the work is done at once — at the interrupted user code's kernel exit,
+    /// or at the SYSRET of the system call it is in — not at its next tick ([`sched::kick_running`];
+    /// Linux: `set_tsk_thread_flag()` and `kick_process()`).
     pub fn add_work(&self, bits: u32) {
-        self.work.fetch_or(bits, Ordering::Release);
+        self.work.fetch_or(bits, Ordering::SeqCst);
+        sched::kick_running(self);
     }
 
     /// Is any work announced? (What the system-call and interrupt exits test.)

@@ -120,6 +120,32 @@ fn kick(allowed: u64) {
     }
 }
 
+/// Interrupts `thread` with the reschedule IPI if it is running on another CPU now: work was
+/// just announced in its work word (set *before* this looks, both sequentially consistent), and
+/// the IPI makes that CPU take the interrupt path's kernel exit, which acts on the word — at
+/// once if it runs user code, at the SYSRET that re-enables interrupts if it is in a system
+/// call. A thread that is not on a CPU reads the word on its way out anyway; a thread that
+/// leaves its CPU meanwhile gets a harmless extra IPI. Linux: `kick_process()`.
+/// Inline, the IPI out of line: most work is announced by a thread for itself (a fault's
+/// signal, `signal_pending()`), which costs a few loads and a compare here.
+#[inline]
+pub fn kick_running(thread: &Thread) {
+    // The thread running here (one GS load): nothing to interrupt.
+    if percpu::with_current_thread(|me| me.is_some_and(|me| core::ptr::eq(me, thread))) {
+        return;
+    }
+    if thread.on_cpu.load(Ordering::SeqCst) {
+        kick_cpu(thread.cpu.load(Ordering::Relaxed));
+    }
+}
+
+#[inline(never)]
+fn kick_cpu(cpu: u32) {
+    if cpu != this_cpu().0 {
+        ipi::send(cpu as usize, ipi::Ipi::Reschedule);
+    }
+}
+
 /// Makes a new thread ready to run (and findable by its tid).
 pub fn spawn(thread: Arc<Thread>) {
     super::register(&thread);
@@ -150,7 +176,7 @@ pub fn first_entry(frame: &mut crate::arch::x86_64::trap::TrapFrame) {
 }
 
 /// Must `me` end at this kernel exit? (Its process ended, or `execve` replaced it.)
-fn must_leave(me: &Thread) -> bool {
+pub fn must_leave(me: &Thread) -> bool {
     me.process.ended.load(Ordering::Acquire) || me.leaving.load(Ordering::Relaxed)
 }
 
@@ -200,12 +226,13 @@ pub fn kernel_exit(frame: &mut crate::arch::x86_64::trap::TrapFrame) {
 /// blocking call should give up with `EINTR`? If so, its exit will see it too (the word is
 /// set here as well: the thread that ended the process may not have reached this one yet).
 pub fn killed() -> bool {
-    let me = current();
-    let killed = must_leave(&me);
-    if killed {
-        me.add_work(super::work::LEAVE);
-    }
-    killed
+    super::with_current(|me| {
+        let killed = must_leave(me);
+        if killed {
+            me.add_work(super::work::LEAVE);
+        }
+        killed
+    })
 }
 
 /// Does the current thread have a signal to act on, or must it stop (so a blocking call gives
@@ -213,12 +240,13 @@ pub fn killed() -> bool {
 /// thread's exit will look (the word is set here: the call's `ERESTART*` code must reach the
 /// slow exit even if the sender has not set the word yet).
 pub fn signal_pending() -> bool {
-    let me = current();
-    let pending = me.signals.any_deliverable(me.blocked.load(Ordering::Relaxed)) || me.process.jobctl.group_stopped();
-    if pending {
-        me.add_work(super::work::SIGNAL);
-    }
-    pending
+    super::with_current(|me| {
+        let pending = me.signals.any_deliverable(me.blocked.load(Ordering::Relaxed)) || me.process.jobctl.group_stopped();
+        if pending {
+            me.add_work(super::work::SIGNAL);
+        }
+        pending
+    })
 }
 
 /// Records this CPU's idle thread (the boot thread on CPU 0, an AP's own at its start).
