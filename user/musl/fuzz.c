@@ -44,7 +44,11 @@
  *     PTRACE_TRACEME (its parent would have to answer every signal it gets), the requests that
  *     write a tracee (POKE*, SETREGS, SETREGSET) only at pids that do not exist, and CONT/DETACH
  *     only with harmless signals or invalid numbers. A child it attached stays stopped until
- *     the worker ends (and lets it go) or kills it.
+ *     the worker kills it — at the latest with the SIGKILL every child still in its table
+ *     gets at the end. So a child leaves that table only once it is gone: wait4 also reports
+ *     a tracee's stop (a tracer hears of every trace stop, WUNTRACED or not, as on Linux), and
+ *     forgetting the child there left it stopped and unkilled, so the final, blocking wait4
+ *     waited for it forever (the worker stalls seen on -cpu qemu64).
  *   - execve: fuzzed only with paths that are not programs ("/nonexistent", "/etc/passwd", "",
  *     "/", bad pointers); a ramdisk program is executed only deliberately: /init (this fuzzer)
  *     in a forked child, as a new worker.
@@ -436,7 +440,10 @@ static void check_key_reuse(struct ctx *c) {
 
 static i64 children[16];
 static int nchildren;
-static void forget_child(i64 pid) {
+/* Takes `pid` out of the table once it is gone (reaped), and only then: wait4 also reports a
+ * child that stopped (see the ptrace policy above). */
+static void forget_child_if_gone(i64 pid) {
+    if (sc2(SYS_kill, pid, 0) != -ESRCH) return;
     for (int i = 0; i < nchildren; i++) if (children[i] == pid) { children[i] = children[--nchildren]; return; }
 }
 static void reap(int block_) {
@@ -444,7 +451,7 @@ static void reap(int block_) {
     for (;;) {
         i64 pid = sc4(SYS_wait4, -1, &st, block_ ? 0 : 1 /* WNOHANG */, 0);
         if (pid <= 0) return;
-        forget_child(pid);
+        forget_child_if_gone(pid);
         if ((st & 0x7f) == 0 && ((st >> 8) & 0xff) == 99) say("fuzz: child %d reported a failed check", pid);
     }
 }
@@ -871,8 +878,7 @@ static void one_call(struct ctx *c) {
     if (pipe_read && r == 0) new_pipe_a(c);                 /* drained */
     if (pipe_write) pipe_write_done(c, r);
     if (k->nr == 330 && r >= 0) key_allocated(c, r, alone && live_threads == 0);
-    /* A stop or continue report (WUNTRACED, WCONTINUED) leaves the child to be reaped later. */
-    if (k->nr == 61 && r > 0 && c->is_main && !(a[2] & 0xa)) forget_child(r);
+    if (k->nr == 61 && r > 0 && c->is_main) forget_child_if_gone(r);   /* not after a stop report */
     if (stop_sent && r == 0) {                                 /* never leave a child stopped */
         if (k->nr == 62) sc2(SYS_kill, a[0], SIGCONT);
         else if (k->nr == 200) sc2(SYS_tkill, a[0], SIGCONT);
