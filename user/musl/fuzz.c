@@ -50,8 +50,9 @@
  *     forgetting the child there left it stopped and unkilled, so the final, blocking wait4
  *     waited for it forever (the worker stalls seen on -cpu qemu64).
  *   - execve: fuzzed only with paths that are not programs ("/nonexistent", "/etc/passwd", "",
- *     "/", bad pointers); a ramdisk program is executed only deliberately: /init (this fuzzer)
- *     in a forked child, as a new worker.
+ *     "/", bad pointers — never into its stack, whose top holds argv[0], "/init"); a ramdisk
+ *     program is executed only deliberately: /init (this fuzzer) in a forked child, as a new
+ *     worker.
  *   - pause: never (its path is covered by the signals conformance case).
  *   - futex: waiting operations always with a timeout (≤ 1 ms, or an invalid one, never NULL).
  *   - nanosleep, clock_nanosleep: only prepared timespecs (≤ 1 ms, or invalid) or bad pointers.
@@ -238,6 +239,11 @@ static const u64 boundary[] = {
 #define NB (sizeof boundary / sizeof boundary[0])
 
 static u64 any_boundary(struct ctx *c) { u64 v = boundary[below(c, NB)]; return chance(c, 8) ? v + below(c, 16) - 8 : v; }
+/* `v`, or a non-canonical address instead of one in the stack. The top of user space is the
+ * stack (pikku's ends at TASK_SIZE), and boundary values reach into it: a write there would
+ * wreck the fuzzer, and its last bytes are argv[0], "/init" (at TOP - 6), which an execve would
+ * run. */
+static u64 off_stack(struct ctx *c, u64 v) { return v >= stack_low && v < TOP ? TOP + below(c, PAGE) : v; }
 
 /* A pointer the kernel may write through: scratch (aligned or not, up to straddling the guard
  * page), the arena, the keyed, PROT_NONE, unmapped and guard pages, text, boundary values. */
@@ -250,11 +256,7 @@ static u64 wptr(struct ctx *c) {
     case 7: return (u64)PG(KEYED) + below(c, 2 * PAGE);
     case 8: return (u64)PG(NONE + below(c, 2)) + below(c, PAGE);
     case 9: return text_lo + below(c, text_end - text_lo);
-    default: {
-        u64 v = any_boundary(c);
-        /* The top of user space is the stack (pikku's ends at TASK_SIZE): not there. */
-        return v >= stack_low && v < TOP ? TOP + below(c, PAGE) : v;
-    }
+    default: return off_stack(c, any_boundary(c));
     }
 }
 /* A pointer the kernel reads from: the same, plus its canary pages and its stack. */
@@ -614,9 +616,10 @@ static void join_threads(void) {
 static const char *paths[] = {"/etc/passwd", "/", "/etc", "/nonexistent", "", "/etc/passwd/x", "/pikku/argv", "//etc//passwd", "/proc/cpuinfo", "/init"};
 
 /* A path: one of the strings above, or any pointer — for execve only ones that cannot name a
- * program (a pointer into its own memory could find "/init" in .rodata and start a stray copy). */
+ * program (a pointer into its own memory could find "/init" in .rodata or at the top of the
+ * stack and start a stray copy: one became a second supervisor, whose worker then stalled). */
 static u64 a_path(struct ctx *c, int exec) {
-    if (chance(c, 3)) return !exec ? rptr(c) : chance(c, 2) ? (u64)PG(NONE + below(c, 2)) + below(c, PAGE) : any_boundary(c);
+    if (chance(c, 3)) return !exec ? rptr(c) : chance(c, 2) ? (u64)PG(NONE + below(c, 2)) + below(c, PAGE) : off_stack(c, any_boundary(c));
     return (u64)paths[below(c, sizeof paths / sizeof paths[0] - (exec ? 1 : 0))];
 }
 static u64 a_timespec(struct ctx *c) {
