@@ -187,6 +187,11 @@ fn user_programs(tally: &mut Tally, kernel: &std::path::Path, filter: Option<&st
 /// The fixed campaign `make test` runs on each CPU model (`make fuzz` for long ones).
 const FUZZ_SEED: u64 = 21;
 const FUZZ_CALLS: u64 = 20_000;
+/// One more campaign on qemu64, a regression check: its worker PTRACE_ATTACHes a child and
+/// hears of the child's stop from `wait4`. While the fuzzer took such a child off its list (and
+/// so never killed it), this campaign stalled every time (5 of 5 runs); see fuzz.c's ptrace
+/// policy.
+const FUZZ_TRACEE_SEED: u64 = 8;
 
 fn suite(kernel: &std::path::Path, label: &str, firmware: Firmware, cpu: &str, smp: u32, numa: u32) -> Result<Report, String> {
     let mut suite = Suite::new(firmware, cpu);
@@ -342,12 +347,12 @@ fn main() {
     // 3b. The system-call fuzzer (user/musl/fuzz.c): a short fixed-seed campaign on the debug
     // kernel under each CPU model — no panic, no hang (the kernel's heartbeat goes on), no failed
     // check, every frame and process back. `make fuzz` runs long ones.
-    for cpu in ["max", "qemu64"] {
+    for (cpu, seed) in [("max", FUZZ_SEED), ("qemu64", FUZZ_SEED), ("qemu64", FUZZ_TRACEE_SEED)] {
         tally.check(
-            &format!("fuzz_{cpu}_seed_{FUZZ_SEED}_{FUZZ_CALLS}_calls"),
+            &format!("fuzz_{cpu}_seed_{seed}_{FUZZ_CALLS}_calls"),
             (|| {
                 let program = build::user_programs()?.join("fuzz");
-                let c = boot::fuzz::campaign(&run_kernel, &program, cpu, FUZZ_SEED, FUZZ_CALLS, false, false)?;
+                let c = boot::fuzz::campaign(&run_kernel, &program, cpu, seed, FUZZ_CALLS, false, false)?;
                 println!("[fuzz {cpu}] {}", c.summary());
                 match c.failure {
                     None => Ok(()),

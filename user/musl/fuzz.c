@@ -44,10 +44,15 @@
  *     PTRACE_TRACEME (its parent would have to answer every signal it gets), the requests that
  *     write a tracee (POKE*, SETREGS, SETREGSET) only at pids that do not exist, and CONT/DETACH
  *     only with harmless signals or invalid numbers. A child it attached stays stopped until
- *     the worker ends (and lets it go) or kills it.
+ *     the worker kills it — at the latest with the SIGKILL every child still in its table
+ *     gets at the end. So a child leaves that table only once it is gone: wait4 also reports
+ *     a tracee's stop (a tracer hears of every trace stop, WUNTRACED or not, as on Linux), and
+ *     forgetting the child there left it stopped and unkilled, so the final, blocking wait4
+ *     waited for it forever (the worker stalls seen on -cpu qemu64).
  *   - execve: fuzzed only with paths that are not programs ("/nonexistent", "/etc/passwd", "",
- *     "/", bad pointers); a ramdisk program is executed only deliberately: /init (this fuzzer)
- *     in a forked child, as a new worker.
+ *     "/", bad pointers — never into its stack, whose top holds argv[0], "/init"); a ramdisk
+ *     program is executed only deliberately: /init (this fuzzer) in a forked child, as a new
+ *     worker.
  *   - pause: never (its path is covered by the signals conformance case).
  *   - futex: waiting operations always with a timeout (≤ 1 ms, or an invalid one, never NULL).
  *   - nanosleep, clock_nanosleep: only prepared timespecs (≤ 1 ms, or invalid) or bad pointers.
@@ -234,6 +239,11 @@ static const u64 boundary[] = {
 #define NB (sizeof boundary / sizeof boundary[0])
 
 static u64 any_boundary(struct ctx *c) { u64 v = boundary[below(c, NB)]; return chance(c, 8) ? v + below(c, 16) - 8 : v; }
+/* `v`, or a non-canonical address instead of one in the stack. The top of user space is the
+ * stack (pikku's ends at TASK_SIZE), and boundary values reach into it: a write there would
+ * wreck the fuzzer, and its last bytes are argv[0], "/init" (at TOP - 6), which an execve would
+ * run. */
+static u64 off_stack(struct ctx *c, u64 v) { return v >= stack_low && v < TOP ? TOP + below(c, PAGE) : v; }
 
 /* A pointer the kernel may write through: scratch (aligned or not, up to straddling the guard
  * page), the arena, the keyed, PROT_NONE, unmapped and guard pages, text, boundary values. */
@@ -246,11 +256,7 @@ static u64 wptr(struct ctx *c) {
     case 7: return (u64)PG(KEYED) + below(c, 2 * PAGE);
     case 8: return (u64)PG(NONE + below(c, 2)) + below(c, PAGE);
     case 9: return text_lo + below(c, text_end - text_lo);
-    default: {
-        u64 v = any_boundary(c);
-        /* The top of user space is the stack (pikku's ends at TASK_SIZE): not there. */
-        return v >= stack_low && v < TOP ? TOP + below(c, PAGE) : v;
-    }
+    default: return off_stack(c, any_boundary(c));
     }
 }
 /* A pointer the kernel reads from: the same, plus its canary pages and its stack. */
@@ -436,7 +442,10 @@ static void check_key_reuse(struct ctx *c) {
 
 static i64 children[16];
 static int nchildren;
-static void forget_child(i64 pid) {
+/* Takes `pid` out of the table once it is gone (reaped), and only then: wait4 also reports a
+ * child that stopped (see the ptrace policy above). */
+static void forget_child_if_gone(i64 pid) {
+    if (sc2(SYS_kill, pid, 0) != -ESRCH) return;
     for (int i = 0; i < nchildren; i++) if (children[i] == pid) { children[i] = children[--nchildren]; return; }
 }
 static void reap(int block_) {
@@ -444,7 +453,7 @@ static void reap(int block_) {
     for (;;) {
         i64 pid = sc4(SYS_wait4, -1, &st, block_ ? 0 : 1 /* WNOHANG */, 0);
         if (pid <= 0) return;
-        forget_child(pid);
+        forget_child_if_gone(pid);
         if ((st & 0x7f) == 0 && ((st >> 8) & 0xff) == 99) say("fuzz: child %d reported a failed check", pid);
     }
 }
@@ -607,9 +616,10 @@ static void join_threads(void) {
 static const char *paths[] = {"/etc/passwd", "/", "/etc", "/nonexistent", "", "/etc/passwd/x", "/pikku/argv", "//etc//passwd", "/proc/cpuinfo", "/init"};
 
 /* A path: one of the strings above, or any pointer — for execve only ones that cannot name a
- * program (a pointer into its own memory could find "/init" in .rodata and start a stray copy). */
+ * program (a pointer into its own memory could find "/init" in .rodata or at the top of the
+ * stack and start a stray copy: one became a second supervisor, whose worker then stalled). */
 static u64 a_path(struct ctx *c, int exec) {
-    if (chance(c, 3)) return !exec ? rptr(c) : chance(c, 2) ? (u64)PG(NONE + below(c, 2)) + below(c, PAGE) : any_boundary(c);
+    if (chance(c, 3)) return !exec ? rptr(c) : chance(c, 2) ? (u64)PG(NONE + below(c, 2)) + below(c, PAGE) : off_stack(c, any_boundary(c));
     return (u64)paths[below(c, sizeof paths / sizeof paths[0] - (exec ? 1 : 0))];
 }
 static u64 a_timespec(struct ctx *c) {
@@ -871,8 +881,7 @@ static void one_call(struct ctx *c) {
     if (pipe_read && r == 0) new_pipe_a(c);                 /* drained */
     if (pipe_write) pipe_write_done(c, r);
     if (k->nr == 330 && r >= 0) key_allocated(c, r, alone && live_threads == 0);
-    /* A stop or continue report (WUNTRACED, WCONTINUED) leaves the child to be reaped later. */
-    if (k->nr == 61 && r > 0 && c->is_main && !(a[2] & 0xa)) forget_child(r);
+    if (k->nr == 61 && r > 0 && c->is_main) forget_child_if_gone(r);   /* not after a stop report */
     if (stop_sent && r == 0) {                                 /* never leave a child stopped */
         if (k->nr == 62) sc2(SYS_kill, a[0], SIGCONT);
         else if (k->nr == 200) sc2(SYS_tkill, a[0], SIGCONT);
