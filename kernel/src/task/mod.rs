@@ -552,6 +552,11 @@ pub fn clone_thread(parent_frame: &TrapFrame, flags: u64, stack: u64, parent_tid
     child.affinity.store(parent.affinity.load(Ordering::Relaxed), Ordering::Relaxed);
     *child.mempolicy.lock() = *parent.mempolicy.lock();
     child.fs_base.store(if flags & CLONE_SETTLS != 0 { tls } else { cpu::fs_base() }, Ordering::Relaxed);
+    // The signal mask is inherited, as by `fork` (Linux: `dup_task_struct()` copies `blocked`).
+    // It matters: glibc and musl block every signal around `clone` and let the new thread
+    // unblock them once its thread pointer is set up — a signal delivered before that would
+    // run a handler on a thread without TLS.
+    child.blocked.store(parent.blocked.load(Ordering::Relaxed), Ordering::Relaxed);
     if flags & CLONE_PARENT_SETTID != 0 {
         crate::mm::user::copy_to_user(parent_tid, &tid.to_le_bytes())?;
     }
