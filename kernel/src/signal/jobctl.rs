@@ -378,10 +378,10 @@ fn restart_code(frame: &TrapFrame) -> Option<Errno> {
 }
 
 /// Might `rax` be one of the kernel-internal `ERESTART*` codes (-512 to -516), which must never
-/// reach user mode as they are? One range check: what the system-call fast path looks at
-/// before it takes SYSRET.
+/// reach user mode as they are? One range check, made on the slow exit only (the fast path
+/// needs none: a call returns such a code only after `signal_pending()` set the work word).
 #[inline]
-pub fn may_be_restart_code(rax: u64) -> bool {
+fn may_be_restart_code(rax: u64) -> bool {
     (512..=516).contains(&(rax as i64).wrapping_neg())
 }
 

@@ -102,8 +102,9 @@ pub struct Thread {
     /// The CPU it last ran on (for `getcpu` and the migration count). Atomic: written by the
     /// CPU that switches it in.
     pub cpu: AtomicU32,
-    /// A kernel-only thread (the idle/boot thread): it never runs user code, so the PKRU path
-    /// of a switch skips it entirely. Immutable.
+    /// A kernel-only thread (the idle/boot thread): it never runs user code, so a switch to it
+    /// keeps the loaded address space and does not count as a migration. (The PKRU part of a
+    /// switch treats it like any thread: see [`switch_pkru`].) Immutable.
     kernel_only: bool,
     /// Set by `execve` — on the exec'ing thread (its successor runs the new program) and on
     /// every other thread of the process (Linux's `de_thread()`): the thread ends at its next
