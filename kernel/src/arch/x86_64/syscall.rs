@@ -299,9 +299,9 @@ static SLOW_PATH: Once<fn(&mut TrapFrame, Exit)> = Once::new();
 /// of assembly that pass RAX on, as the first argument, to the registered reporter.
 #[unsafe(naked)]
 pub extern "C" fn unknown_entry(_: u64, _: u64, _: u64, _: u64, _: u64, _: u64) -> u64 {
-    // SAFETY: called only as a table entry by the stub (or the in-kernel tests' dispatch,
-    // which sets nothing in RAX: it then reports a meaningless number, still -ENOSYS); RAX
-    // holds the number. A tail call: the reporter returns to our caller.
+    // SAFETY: called only as a table entry by the stub (the in-kernel tests' `dispatch` calls
+    // the reporter directly, not this), so RAX holds the number. A tail call: the reporter
+    // returns to our caller.
     core::arch::naked_asm!("mov rdi, rax", "jmp {report}", report = sym report_unknown)
 }
 
